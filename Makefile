@@ -1,0 +1,108 @@
+# recsys: run `make help` for the targets. Everything runs on the embedded local stack unless a
+# Docker engine answers (`make up`) or AWS_ENDPOINT_URL / hosts point elsewhere.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+RECSYS := $(BIN)/recsys
+STAMP := $(VENV)/.installed
+TOOLS_STAMP := .venv-tools/.installed
+APT_PACKAGES := libmariadb-java chromium
+export OPENBLAS_NUM_THREADS ?= 1
+
+# seeding scale (the lab's by default)
+CUSTOMERS ?= 122
+PRODUCTS ?= 110
+RATINGS ?= 2500
+SEED ?= 42
+EVENTS ?= 200
+RATE ?= 200
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet --upgrade pip
+	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
+	touch $@
+
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver, Chromium)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
+
+.PHONY: install
+install: system-deps $(STAMP) $(TOOLS_STAMP) ## Create the venvs and install the project (idempotent)
+
+.PHONY: up
+up: install ## Start the local stack (docker compose when a Docker engine answers, else embedded)
+	@if docker info >/dev/null 2>&1; then docker compose up -d --wait; else $(RECSYS) stack up; fi
+
+.PHONY: down
+down: ## Stop the local stack
+	@if docker info >/dev/null 2>&1; then docker compose down; else $(RECSYS) stack down; fi
+
+.PHONY: status
+status: ## Show each local service as up/down
+	$(RECSYS) stack status
+
+.PHONY: seed
+seed: install ## Seed the MySQL source (CUSTOMERS, PRODUCTS, RATINGS, SEED)
+	$(RECSYS) seed --customers $(CUSTOMERS) --products $(PRODUCTS) --ratings $(RATINGS) --seed $(SEED)
+
+.PHONY: run-etl
+run-etl: install ## Run the Glue job locally: MySQL -> partitioned Parquet training set in S3
+	$(RECSYS) etl
+
+.PHONY: train
+train: install ## Train implicit ALS, evaluate, publish model artifacts to S3
+	$(RECSYS) train
+
+.PHONY: load-embeddings
+load-embeddings: install ## Load the serving model's embeddings into pgvector
+	$(RECSYS) load-embeddings
+
+.PHONY: lambda-zip
+lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambda.zip)
+	$(RECSYS) lambda-zip
+
+.PHONY: replay
+replay: install ## Send activity events to Kinesis (EVENTS, RATE)
+	$(RECSYS) replay --events $(EVENTS) --rate $(RATE)
+
+.PHONY: firehose
+firehose: install ## Run local Firehose delivery (Kinesis -> Lambda -> S3) until interrupted
+	$(RECSYS) firehose
+
+.PHONY: web
+web: install ## Serve the recommendations page on 127.0.0.1
+	$(RECSYS) web
+
+.PHONY: demo
+demo: install ## Run the whole pipeline end to end on the embedded stack and write the report
+	$(RECSYS) demo
+
+.PHONY: test
+test: install ## Run the test suite (starts and stops its own services)
+	$(BIN)/pytest
+
+.PHONY: bench
+bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+.PHONY: clean
+clean: ## Remove build output and local stack state (stop the stack first)
+	rm -rf build reports .recsys .pytest_cache spark-warehouse

@@ -1,0 +1,106 @@
+"""Seed the MySQL source: validate, then (re)build the tables in bulk, metadata last."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pymysql
+from tqdm import tqdm
+
+from recsys.config import Settings, load_settings
+from recsys.db import connect_mysql
+from recsys.errors import PipelineError
+from recsys_seed import load
+from recsys_seed.generate import GENERATOR_VERSION, SeedSpec, generate
+
+
+@dataclass
+class SeedSummary:
+    spec: SeedSpec
+    customers: int
+    products: int
+    ratings: int
+    seconds: float
+    skipped: bool  # the source already held exactly this seeding
+
+    def line(self) -> str:
+        if self.skipped:
+            return (f"source already seeded with customers={self.spec.customers} products={self.spec.products} "
+                    f"ratings={self.spec.ratings} seed={self.spec.seed}: nothing to do (use --reset to rebuild)")
+        rate = self.ratings / self.seconds if self.seconds else 0
+        return (f"seeded {self.customers:,} customers, {self.products:,} products, {self.ratings:,} ratings "
+                f"in {self.seconds:.1f} s ({rate:,.0f} ratings/s)")
+
+
+def source_spec(conn) -> SeedSpec | None:
+    """The arguments that seeded this database, or None when it was not seeded by us."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT customers, products, ratings, seed FROM seed_metadata WHERE id = 1")
+        except pymysql.err.ProgrammingError:  # table missing
+            return None
+        row = cur.fetchone()
+    return SeedSpec(*row) if row else None
+
+
+def _row_count(cur, table: str) -> int:
+    try:
+        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+    except pymysql.err.ProgrammingError:
+        return 0
+    return cur.fetchone()[0]
+
+
+def _ensure_database(settings: Settings) -> None:
+    conn = connect_mysql(settings, database="")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{settings.mysql_database}` CHARACTER SET utf8mb4")
+    conn.close()
+
+
+def seed_source(settings: Settings | None = None, spec: SeedSpec | None = None, *, reset: bool = False,
+                show_progress: bool = False) -> SeedSummary:
+    """Fill the source with ``spec``'s data. Idempotent: the same spec again is a no-op.
+
+    Raises ``ValueError`` for impossible arguments and ``PipelineError`` when the database holds
+    other data and ``reset`` is not set; in both cases nothing is changed.
+    """
+    settings = settings or load_settings()
+    spec = spec or SeedSpec()
+    spec.validate()
+    started = time.perf_counter()
+    _ensure_database(settings)
+    conn = connect_mysql(settings, local_infile=True)
+    try:
+        existing = source_spec(conn)
+        with conn.cursor() as cur:
+            if not reset:
+                if existing == spec:
+                    return SeedSummary(spec, spec.customers, spec.products, spec.ratings, 0.0, skipped=True)
+                occupied = [t for t in ("customers", "products", "ratings") if _row_count(cur, t)]
+                if existing or occupied:
+                    held = f"a different seeding ({existing})" if existing else f"rows in {', '.join(occupied)}"
+                    raise PipelineError(f"database {settings.mysql_database!r} already holds {held}; "
+                                        "pass --reset to rebuild it")
+            load.drop_tables(cur)
+            load.apply_schema(cur)
+            cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+        conn.commit()
+        with tqdm(total=spec.ratings * 2, unit="rating", desc="seed", disable=not show_progress) as bar:
+            data = generate(spec, progress=bar.update)
+            load.load_tsv(conn, "productlines", load.rows_to_tsv(data.productlines))
+            load.load_tsv(conn, "products", load.rows_to_tsv(data.products))
+            load.load_tsv(conn, "customers", load.rows_to_tsv(data.customers))
+            codes = data.truth.product_codes[data.ratings_product]
+            load.load_ratings(conn, data.ratings_customer, codes, data.ratings_value, progress=bar.update)
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO seed_metadata (id, customers, products, ratings, seed, generator) "
+                "VALUES (1, %s, %s, %s, %s, %s)",
+                (spec.customers, spec.products, spec.ratings, spec.seed, GENERATOR_VERSION),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    return SeedSummary(spec, spec.customers, spec.products, spec.ratings,
+                       time.perf_counter() - started, skipped=False)

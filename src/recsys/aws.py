@@ -1,0 +1,29 @@
+"""The one factory for AWS clients: it honours ``AWS_ENDPOINT_URL`` and the region from settings.
+
+On AWS the endpoint is empty and boto3 resolves the real service; locally the stack's emulator
+URL is used. No other module builds endpoints or branches on where it runs.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config
+
+from recsys.config import Settings, load_settings
+
+_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+
+
+@lru_cache(maxsize=64)
+def _client(service: str, endpoint_url: str | None, region: str, key_id: str, secret: str):
+    credentials = {"aws_access_key_id": key_id, "aws_secret_access_key": secret} if key_id else {}
+    return boto3.session.Session(region_name=region, **credentials).client(
+        service, endpoint_url=endpoint_url, config=_RETRIES
+    )
+
+
+def client(service: str, settings: Settings | None = None):
+    """A boto3 client for ``service`` configured from settings (cached per endpoint, region, key)."""
+    s = settings or load_settings()
+    return _client(service, s.endpoint_url, s.region, s.aws_access_key_id, s.aws_secret_access_key)

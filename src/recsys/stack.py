@@ -1,0 +1,222 @@
+"""The embedded local stack (no Docker): moto server + embedded PostgreSQL/pgvector + the MySQL source.
+
+``up`` starts what is not running, creates the AWS resources, and writes ``<state>/stack.env``
+(read by ``recsys.config``, printed by ``recsys stack env``). ``down`` stops by PID what ``up`` started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys import pgembedded
+from recsys.config import Settings, load_settings, stack_env_file
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # moto accepts any
+
+
+class StackError(RuntimeError):
+    """A stack service could not be started or reached."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    up: bool
+    endpoint: str
+    pid: int | None = None
+
+    def line(self) -> str:
+        state = "up" if self.up else "down"
+        pid = f" pid={self.pid}" if self.pid else ""
+        return f"{self.name:<10} {state:<5} {self.endpoint}{pid}"
+
+
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise StackError("no free TCP port on 127.0.0.1")
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalStack:
+    """The embedded stack rooted at a state directory."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self.state_dir = self.settings.state_dir
+        self.state_file = self.state_dir / "stack.json"
+        self.pg_data = self.state_dir / "pgdata"
+        self.logs = self.state_dir / "logs"
+
+    # -- state ------------------------------------------------------------------------------
+    def _load(self) -> dict:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def _save(self, state: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    # -- services ---------------------------------------------------------------------------
+    def _start_moto(self, state: dict) -> None:
+        moto = state.get("moto", {})
+        if pid_alive(moto.get("pid")) and port_answers(moto["port"]):
+            return
+        port = free_port(moto.get("port"))
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / "moto.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"moto server exited with {proc.returncode}; see {self.logs / 'moto.log'}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            raise StackError(f"moto server did not answer on 127.0.0.1:{port} within 30 s")
+        state["moto"] = {"pid": proc.pid, "port": port}
+
+    def _start_postgres(self, state: dict) -> None:
+        pg = state.get("postgres", {})
+        if pid_alive(pg.get("pid")) and port_answers(pg["port"]):
+            return
+        pgembedded.init_cluster(self.pg_data)
+        port = free_port(pg.get("port"))
+        pid = pgembedded.start(self.pg_data, port, self.logs / "postgres.log")
+        state["postgres"] = {"pid": pid, "port": port, "data": str(self.pg_data)}
+
+    def _check_mysql(self) -> None:
+        from recsys.db import connect_mysql
+
+        connect_mysql(self.settings, database="").close()
+
+    def stack_env(self, state: dict) -> dict[str, str]:
+        """The settings that point clients at this stack."""
+        return {
+            "RECSYS_STATE_DIR": str(self.state_dir),
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{state['moto']['port']}",
+            "AWS_DEFAULT_REGION": self.settings.region,
+            **LOCAL_CREDENTIALS,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(state["postgres"]["port"]),
+            "PGUSER": "postgres",
+            "PGDATABASE": "postgres",
+        }
+
+    def up(self) -> dict[str, str]:
+        """Start everything not yet running, create AWS resources and the vector extension."""
+        from recsys import resources
+        from recsys.db import connect_pg
+
+        self._check_mysql()
+        state = self._load()
+        try:
+            self._start_moto(state)
+            self._start_postgres(state)
+        finally:
+            self._save(state)
+        env = self.stack_env(state)
+        stack_env_file(self.state_dir).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        live = load_settings({**os.environ, **env})
+        resources.ensure_resources(live)
+        with connect_pg(live) as conn, conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.close()
+        self.settings = live
+        return env
+
+    def down(self) -> list[str]:
+        """Stop, by PID, what ``up`` started; the PostgreSQL data folder is kept."""
+        state = self._load()
+        stopped = []
+        moto = state.get("moto", {})
+        if pid_alive(moto.get("pid")):
+            os.kill(moto["pid"], signal.SIGTERM)
+            _wait_gone(moto["pid"])
+            stopped.append(f"moto (pid {moto['pid']})")
+        pg = state.get("postgres", {})
+        if pid_alive(pg.get("pid")):
+            pgembedded.stop(self.pg_data)
+            if not _wait_gone(pg["pid"]):
+                os.kill(pg["pid"], signal.SIGQUIT)
+            stopped.append(f"postgres (pid {pg['pid']})")
+        for service in (moto, pg):
+            service.pop("pid", None)  # the port is kept so the next `up` reuses it when free
+        self._save(state)
+        stack_env_file(self.state_dir).unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        state = self._load()
+        moto, pg = state.get("moto", {}), state.get("postgres", {})
+        s = self.settings
+        try:
+            self._check_mysql()
+            mysql_up = True
+        except Exception:
+            mysql_up = False
+        return [
+            ServiceStatus("moto", pid_alive(moto.get("pid")) and port_answers(moto.get("port", 0)),
+                          f"http://127.0.0.1:{moto.get('port', '-')}", moto.get("pid")),
+            ServiceStatus("postgres", pid_alive(pg.get("pid")) and port_answers(pg.get("port", 0)),
+                          f"postgresql://postgres@127.0.0.1:{pg.get('port', '-')}/postgres", pg.get("pid")),
+            ServiceStatus("mysql", mysql_up, f"mysql://{s.mysql_user}@{s.mysql_host}:{s.mysql_port}/{s.mysql_database}"),
+        ]
+
+
+def _wait_gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap when it is our own child
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def docker_engine_answers() -> bool:
+    """True when a Docker engine (not just the client) responds."""
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

@@ -1,0 +1,143 @@
+# Phased deployment of the two-speed recommender: enable_etl (batch), then enable_vector_db,
+# then enable_streaming. Each phase is one module, switched on by a boolean (count), so a phase
+# is added with `-var enable_... = true` (or a .tfvars file), never by editing this file.
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = merge({ Project = var.project, ManagedBy = "terraform" }, var.tags)
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id      = data.aws_caller_identity.current.account_id
+  lambda_zip_path = coalesce(var.lambda_zip_path, "${path.root}/../build/lambda.zip")
+  # The DB accepts 5432 only from these security groups (the Lambda's, once phase 3 is on).
+  db_client_security_group_ids = var.enable_streaming ? {
+    lambda = module.streaming_inference[0].lambda_security_group_id
+  } : {}
+}
+
+# One customer-managed key for the project's data at rest: S3, Glue, Kinesis, RDS, the RDS-managed
+# secret, Lambda environment and CloudWatch logs.
+resource "aws_kms_key" "main" {
+  description             = "${var.project}: data at rest (S3, Glue, Kinesis, RDS, logs)"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.kms.json
+}
+
+resource "aws_kms_alias" "main" {
+  name          = "alias/${var.project}"
+  target_key_id = aws_kms_key.main.key_id
+}
+
+data "aws_iam_policy_document" "kms" {
+  statement {
+    sid       = "AccountAdministersKeyThroughIam"
+    actions   = ["kms:*"]
+    resources = ["*"] # in a key policy, "*" means this key
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${local.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "CloudWatchLogsEncryptsThisAccountsLogGroups"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${var.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${data.aws_partition.current.partition}:logs:${var.region}:${local.account_id}:log-group:*"]
+    }
+  }
+}
+
+module "etl" {
+  source = "./modules/etl"
+  count  = var.enable_etl ? 1 : 0
+
+  project            = var.project
+  kms_key_arn        = aws_kms_key.main.arn
+  log_retention_days = var.log_retention_days
+
+  source_db_endpoint          = var.source_db_endpoint
+  source_db_port              = var.source_db_port
+  source_db_name              = var.source_db_name
+  source_db_secret_arn        = var.source_db_secret_arn
+  source_db_subnet_id         = var.source_db_subnet_id
+  source_db_security_group_id = var.source_db_security_group_id
+
+  glue_script_path       = "${path.root}/../glue/etl_job.py"
+  glue_worker_type       = var.glue_worker_type
+  glue_number_of_workers = var.glue_number_of_workers
+  partition_key          = var.glue_partition_key
+}
+
+module "vector_db" {
+  source = "./modules/vector-db"
+  count  = var.enable_vector_db ? 1 : 0
+
+  project                   = var.project
+  kms_key_arn               = aws_kms_key.main.arn
+  vpc_id                    = var.vpc_id
+  subnet_ids                = var.private_subnet_ids
+  client_security_group_ids = local.db_client_security_group_ids
+  artifacts_bucket_arn      = module.etl[0].artifacts_bucket_arn
+  log_retention_days        = var.log_retention_days
+
+  instance_class          = var.db_instance_class
+  engine_version          = var.db_engine_version
+  allocated_storage       = var.db_allocated_storage
+  max_allocated_storage   = var.db_max_allocated_storage
+  db_name                 = var.db_name
+  username                = var.db_username
+  multi_az                = var.db_multi_az
+  deletion_protection     = var.db_deletion_protection
+  skip_final_snapshot     = var.db_skip_final_snapshot
+  backup_retention_period = var.db_backup_retention_days
+}
+
+module "streaming_inference" {
+  source = "./modules/streaming-inference"
+  count  = var.enable_streaming ? 1 : 0
+
+  project            = var.project
+  kms_key_arn        = aws_kms_key.main.arn
+  log_retention_days = var.log_retention_days
+
+  vpc_id               = var.vpc_id
+  subnet_ids           = var.private_subnet_ids
+  db_security_group_id = module.vector_db[0].security_group_id
+
+  artifacts_bucket_name      = module.etl[0].artifacts_bucket_name
+  artifacts_bucket_arn       = module.etl[0].artifacts_bucket_arn
+  recommendations_bucket_arn = module.etl[0].recommendations_bucket_arn
+
+  db_address    = module.vector_db[0].address
+  db_port       = module.vector_db[0].port
+  db_name       = module.vector_db[0].db_name
+  db_username   = module.vector_db[0].username
+  db_secret_arn = module.vector_db[0].master_user_secret_arn
+
+  stream_mode            = var.kinesis_stream_mode
+  shard_count            = var.kinesis_shard_count
+  buffer_seconds         = var.firehose_buffer_seconds
+  lambda_zip_path        = local.lambda_zip_path
+  lambda_memory_mb       = var.lambda_memory_mb
+  lambda_timeout_seconds = var.lambda_timeout_seconds
+  reserved_concurrency   = var.lambda_reserved_concurrency
+  log_level              = var.lambda_log_level
+  top_k                  = var.recommendations_top_k
+  pointer_ttl_seconds    = var.model_pointer_ttl_seconds
+}

@@ -1,0 +1,179 @@
+# Least-privilege roles: one for the Glue job, one for the crawler.
+
+data "aws_iam_policy_document" "glue_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["glue.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+locals {
+  ec2_arn  = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  glue_arn = "arn:${local.partition}:glue:${local.region}:${local.account_id}"
+  logs_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws-glue/*"
+}
+
+# --- Glue job ---------------------------------------------------------------------------------
+resource "aws_iam_role" "glue_job" {
+  name               = "${var.project}-glue-job"
+  description        = "Glue ETL job: read the MySQL secret and script, write the training set"
+  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+}
+
+resource "aws_iam_role_policy" "glue_job" {
+  name   = "etl"
+  role   = aws_iam_role.glue_job.id
+  policy = data.aws_iam_policy_document.glue_job.json
+}
+
+data "aws_iam_policy_document" "glue_job" {
+  statement {
+    sid       = "ReadScript"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.this["scripts"].arn}/${local.script_key}"]
+  }
+
+  statement {
+    sid       = "ListOwnBuckets"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this["datalake"].arn, aws_s3_bucket.this["scripts"].arn]
+  }
+
+  statement {
+    sid     = "WriteTrainingSetAndTemp"
+    actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [
+      "${aws_s3_bucket.this["datalake"].arn}/${local.training_dir}*", # also EMRFS "_$folder$" markers
+      "${aws_s3_bucket.this["scripts"].arn}/${local.temp_dir}*",
+    ]
+  }
+
+  statement {
+    sid       = "ReadSourceCredentials"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [var.source_db_secret_arn]
+  }
+
+  statement {
+    sid       = "UseConnection"
+    actions   = ["glue:GetConnection"]
+    resources = ["${local.glue_arn}:catalog", "${local.glue_arn}:connection/${aws_glue_connection.source.name}"]
+  }
+
+  statement {
+    sid       = "UseKey"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"]
+    resources = [local.logs_arn, "${local.logs_arn}:*"]
+  }
+
+  statement {
+    sid       = "PublishGlueMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource type; scoped by namespace
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = ["Glue"]
+    }
+  }
+
+  statement {
+    sid = "DescribeNetwork"
+    # Describe* actions do not support resource-level permissions.
+    actions = [
+      "ec2:DescribeNetworkInterfaces",
+      "ec2:DescribeSecurityGroups",
+      "ec2:DescribeSubnets",
+      "ec2:DescribeVpcAttribute",
+      "ec2:DescribeVpcEndpoints",
+      "ec2:DescribeRouteTables",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "ConnectionNetworkInterfaces"
+    actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:CreateTags", "ec2:DeleteTags"]
+    resources = [
+      "${local.ec2_arn}:network-interface/*",
+      "${local.ec2_arn}:subnet/${var.source_db_subnet_id}",
+      "${local.ec2_arn}:security-group/${var.source_db_security_group_id}",
+    ]
+  }
+}
+
+# --- Glue crawler -----------------------------------------------------------------------------
+resource "aws_iam_role" "glue_crawler" {
+  name               = "${var.project}-glue-crawler"
+  description        = "Glue crawler: read the training set, maintain its catalog table"
+  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
+}
+
+resource "aws_iam_role_policy" "glue_crawler" {
+  name   = "crawl-training-set"
+  role   = aws_iam_role.glue_crawler.id
+  policy = data.aws_iam_policy_document.glue_crawler.json
+}
+
+data "aws_iam_policy_document" "glue_crawler" {
+  statement {
+    sid       = "ListTrainingSet"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this["datalake"].arn]
+  }
+
+  statement {
+    sid       = "ReadTrainingSet"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.this["datalake"].arn}/${local.training_prefix}*"]
+  }
+
+  statement {
+    sid = "MaintainCatalogTable"
+    actions = [
+      "glue:GetDatabase",
+      "glue:GetTable",
+      "glue:GetTables",
+      "glue:CreateTable",
+      "glue:UpdateTable",
+      "glue:GetPartition",
+      "glue:GetPartitions",
+      "glue:BatchGetPartition",
+      "glue:CreatePartition",
+      "glue:BatchCreatePartition",
+      "glue:UpdatePartition",
+      "glue:BatchUpdatePartition",
+    ]
+    resources = [
+      "${local.glue_arn}:catalog",
+      "${local.glue_arn}:database/${aws_glue_catalog_database.this.name}",
+      "${local.glue_arn}:table/${aws_glue_catalog_database.this.name}/*",
+    ]
+  }
+
+  statement {
+    sid       = "UseKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"]
+    resources = [local.logs_arn, "${local.logs_arn}:*"]
+  }
+}

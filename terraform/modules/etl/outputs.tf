@@ -1,0 +1,54 @@
+output "bucket_names" {
+  description = "Bucket names keyed like recsys.config.Settings.buckets."
+  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.id }
+}
+
+output "datalake_bucket_name" {
+  description = "S3 bucket of the training set."
+  value       = aws_s3_bucket.this["datalake"].id
+}
+
+output "artifacts_bucket_name" {
+  description = "S3 bucket of model artifacts."
+  value       = aws_s3_bucket.this["artifacts"].id
+}
+
+output "artifacts_bucket_arn" {
+  description = "ARN of the model artifacts bucket."
+  value       = aws_s3_bucket.this["artifacts"].arn
+}
+
+output "recommendations_bucket_name" {
+  description = "S3 bucket Firehose delivers to."
+  value       = aws_s3_bucket.this["recommendations"].id
+}
+
+output "recommendations_bucket_arn" {
+  description = "ARN of the recommendations bucket."
+  value       = aws_s3_bucket.this["recommendations"].arn
+}
+
+output "scripts_bucket_name" {
+  description = "S3 bucket of the Glue script and temporary files."
+  value       = aws_s3_bucket.this["scripts"].id
+}
+
+output "glue_job_name" {
+  description = "Name of the Glue ETL job."
+  value       = aws_glue_job.etl.name
+}
+
+output "glue_crawler_name" {
+  description = "Name of the crawler cataloguing the training set."
+  value       = aws_glue_crawler.training_set.name
+}
+
+output "catalog_database_name" {
+  description = "Glue Data Catalog database of the training set."
+  value       = aws_glue_catalog_database.this.name
+}
+
+output "training_set_path" {
+  description = "S3 URI of the training set."
+  value       = local.training_path
+}

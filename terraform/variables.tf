@@ -1,0 +1,255 @@
+# ---------------------------------------------------------------------------------------------
+# General
+# ---------------------------------------------------------------------------------------------
+variable "project" {
+  type        = string
+  description = "Name prefix of every resource; must match the local stack's names (recsys)."
+  default     = "recsys"
+}
+
+variable "region" {
+  type        = string
+  description = "AWS region to deploy to."
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags applied to every resource."
+  default     = {}
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of every CloudWatch log group created here."
+  default     = 365
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phases: enable one module at a time (batch, then vector DB, then streaming)
+# ---------------------------------------------------------------------------------------------
+variable "enable_etl" {
+  type        = bool
+  description = "Phase 1: S3 buckets, Glue connection, job and crawler."
+  default     = true
+}
+
+variable "enable_vector_db" {
+  type        = bool
+  description = "Phase 2: RDS PostgreSQL 17 with pgvector (needs enable_etl)."
+  default     = false
+
+  validation {
+    condition     = !var.enable_vector_db || var.enable_etl
+    error_message = "enable_vector_db needs enable_etl (the DB imports embeddings from the ml-artifacts bucket)."
+  }
+}
+
+variable "enable_streaming" {
+  type        = bool
+  description = "Phase 3: Kinesis stream, Firehose delivery stream and the inference Lambda (needs enable_etl and enable_vector_db)."
+  default     = false
+
+  validation {
+    condition     = !var.enable_streaming || (var.enable_etl && var.enable_vector_db)
+    error_message = "enable_streaming needs enable_etl and enable_vector_db (the Lambda reads artifacts and queries pgvector)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network: an existing VPC with private subnets (NAT or VPC endpoints for S3 and Secrets Manager)
+# ---------------------------------------------------------------------------------------------
+variable "vpc_id" {
+  type        = string
+  description = "VPC of the vector DB and the Lambda (phases 2 and 3)."
+  default     = ""
+}
+
+variable "private_subnet_ids" {
+  type        = list(string)
+  description = "Private subnets (at least two AZs) for the DB subnet group and the Lambda (phases 2 and 3)."
+  default     = []
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: the existing RDS MySQL source and the Glue job
+# ---------------------------------------------------------------------------------------------
+variable "source_db_endpoint" {
+  type        = string
+  description = "Host name of the existing RDS MySQL source (without port)."
+  default     = ""
+}
+
+variable "source_db_port" {
+  type        = number
+  description = "Port of the MySQL source."
+  default     = 3306
+}
+
+variable "source_db_name" {
+  type        = string
+  description = "Database holding customers, products and ratings."
+  default     = "classicmodels"
+}
+
+variable "source_db_secret_arn" {
+  type        = string
+  description = "Secrets Manager secret with username/password of the MySQL source."
+  default     = ""
+}
+
+variable "source_db_subnet_id" {
+  type        = string
+  description = "Subnet from which Glue reaches the MySQL source (a private subnet of its VPC)."
+  default     = ""
+}
+
+variable "source_db_security_group_id" {
+  type        = string
+  description = "Security group for the Glue connection: reaches MySQL and has a self-referencing all-TCP ingress rule."
+  default     = ""
+}
+
+variable "glue_worker_type" {
+  type        = string
+  description = "Glue worker type (G.1X, G.2X, ...)."
+  default     = "G.1X"
+}
+
+variable "glue_number_of_workers" {
+  type        = number
+  description = "Number of Glue workers (2 is the minimum)."
+  default     = 2
+}
+
+variable "glue_partition_key" {
+  type        = string
+  description = "Partition column of the training set (bounded file count)."
+  default     = "productLine"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: vector DB
+# ---------------------------------------------------------------------------------------------
+variable "db_instance_class" {
+  type        = string
+  description = "RDS instance class of the vector DB."
+  default     = "db.t4g.micro"
+}
+
+variable "db_engine_version" {
+  type        = string
+  description = "PostgreSQL engine version (17 or a 17.x minor; pgvector is built in)."
+  default     = "17"
+}
+
+variable "db_allocated_storage" {
+  type        = number
+  description = "Initial storage in GiB."
+  default     = 20
+}
+
+variable "db_max_allocated_storage" {
+  type        = number
+  description = "Storage autoscaling ceiling in GiB (0 disables autoscaling)."
+  default     = 100
+}
+
+variable "db_name" {
+  type        = string
+  description = "Database holding item_emb and user_emb."
+  default     = "recsys"
+}
+
+variable "db_username" {
+  type        = string
+  description = "Master user name (its password is generated and kept by RDS in Secrets Manager)."
+  default     = "recsys_admin"
+}
+
+variable "db_multi_az" {
+  type        = bool
+  description = "Run a standby in a second AZ (doubles the instance cost)."
+  default     = false
+}
+
+variable "db_deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the instance; set false before `terraform destroy`."
+  default     = true
+}
+
+variable "db_skip_final_snapshot" {
+  type        = bool
+  description = "Skip the final snapshot on delete (embeddings can be reloaded from S3)."
+  default     = false
+}
+
+variable "db_backup_retention_days" {
+  type        = number
+  description = "Automated backup retention in days."
+  default     = 7
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: streaming inference
+# ---------------------------------------------------------------------------------------------
+variable "kinesis_stream_mode" {
+  type        = string
+  description = "Kinesis capacity mode: ON_DEMAND or PROVISIONED."
+  default     = "PROVISIONED"
+}
+
+variable "kinesis_shard_count" {
+  type        = number
+  description = "Shards when kinesis_stream_mode is PROVISIONED."
+  default     = 1
+}
+
+variable "firehose_buffer_seconds" {
+  type        = number
+  description = "Firehose buffering interval for the Lambda processor and the S3 destination (0-900)."
+  default     = 60
+}
+
+variable "lambda_zip_path" {
+  type        = string
+  description = "Deployment zip built by `make lambda-zip`; null means <repo>/build/lambda.zip."
+  default     = null
+}
+
+variable "lambda_memory_mb" {
+  type        = number
+  description = "Memory of the inference Lambda in MB."
+  default     = 1024
+}
+
+variable "lambda_timeout_seconds" {
+  type        = number
+  description = "Timeout of the inference Lambda (Firehose allows up to 300 s per invocation)."
+  default     = 120
+}
+
+variable "lambda_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the inference Lambda (caps DB connections)."
+  default     = 10
+}
+
+variable "lambda_log_level" {
+  type        = string
+  description = "LOG_LEVEL of the inference Lambda."
+  default     = "INFO"
+}
+
+variable "recommendations_top_k" {
+  type        = number
+  description = "Items recommended per event (RECSYS_TOP_K)."
+  default     = 10
+}
+
+variable "model_pointer_ttl_seconds" {
+  type        = number
+  description = "How long the Lambda caches the model-version pointer (RECSYS_POINTER_TTL_SECONDS)."
+  default     = 60
+}

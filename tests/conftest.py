@@ -1,0 +1,63 @@
+"""Session fixtures: one embedded stack (moto + PostgreSQL/pgvector) and a MySQL database of the
+tests' own on the configured server, dropped at the end.
+
+Stage-specific fixtures live in ``tests/fixtures_<stage>.py`` and are loaded as plugins below.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from recsys.config import load_settings
+
+pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The embedded local stack in a temporary state dir, with a test MySQL database.
+
+    Sets the process environment to the stack's settings (as ``eval "$(recsys stack env)"`` would),
+    so CLI commands and subprocesses run in tests talk to it. Yields ``Settings``.
+    """
+    from recsys.db import connect_mysql
+    from recsys.stack import LocalStack
+
+    saved = dict(os.environ)
+    state_dir = tmp_path_factory.mktemp("stack")
+    os.environ.update({
+        "RECSYS_STATE_DIR": str(state_dir),
+        "MYSQL_DATABASE": f"recsys_test_{os.getpid()}",
+        "OPENBLAS_NUM_THREADS": "1",
+    })
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    local = LocalStack(load_settings())
+    try:
+        os.environ.update(local.up())
+        settings = load_settings()
+        yield settings
+    finally:
+        local.down()
+        conn = connect_mysql(load_settings(), database="")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
+        conn.close()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def seeded(stack):
+    """The source seeded once at the lab's scale (defaults). Yields the seeder's summary."""
+    from recsys_seed import seed_source
+
+    return seed_source(stack, reset=True)
