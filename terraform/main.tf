@@ -28,39 +28,38 @@ resource "aws_kms_key" "main" {
   description             = "${var.project}: data at rest (S3, Glue, Kinesis, RDS, logs)"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
+
+  # A key policy (resource policy): "Resource": "*" means this key. The first statement is AWS's
+  # default (the account administers the key through IAM policies, which scope it per role).
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersKeyThroughIam"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsEncryptsThisAccountsLogGroups"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${var.region}.amazonaws.com" }
+        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+        Resource  = "*"
+        Condition = {
+          ArnLike = {
+            "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${local.account_id}:log-group:*"
+          }
+        }
+      },
+    ]
+  })
 }
 
 resource "aws_kms_alias" "main" {
   name          = "alias/${var.project}"
   target_key_id = aws_kms_key.main.key_id
-}
-
-data "aws_iam_policy_document" "kms" {
-  statement {
-    sid       = "AccountAdministersKeyThroughIam"
-    actions   = ["kms:*"]
-    resources = ["*"] # in a key policy, "*" means this key
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid       = "CloudWatchLogsEncryptsThisAccountsLogGroups"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${var.region}.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${data.aws_partition.current.partition}:logs:${var.region}:${local.account_id}:log-group:*"]
-    }
-  }
 }
 
 module "etl" {

@@ -38,21 +38,21 @@ data "aws_iam_policy_document" "glue_job" {
   statement {
     sid       = "ReadScript"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.this["scripts"].arn}/${local.script_key}"]
+    resources = ["${module.bucket["scripts"].arn}/${local.script_key}"]
   }
 
   statement {
     sid       = "ListOwnBuckets"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this["datalake"].arn, aws_s3_bucket.this["scripts"].arn]
+    resources = [module.bucket["datalake"].arn, module.bucket["scripts"].arn]
   }
 
   statement {
     sid     = "WriteTrainingSetAndTemp"
     actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = [
-      "${aws_s3_bucket.this["datalake"].arn}/${local.training_dir}*", # also EMRFS "_$folder$" markers
-      "${aws_s3_bucket.this["scripts"].arn}/${local.temp_dir}*",
+      "${module.bucket["datalake"].arn}/${local.training_dir}*", # also EMRFS "_$folder$" markers
+      "${module.bucket["scripts"].arn}/${local.temp_dir}*",
     ]
   }
 
@@ -98,11 +98,16 @@ data "aws_iam_policy_document" "glue_job" {
       "ec2:DescribeNetworkInterfaces",
       "ec2:DescribeSecurityGroups",
       "ec2:DescribeSubnets",
-      "ec2:DescribeVpcAttribute",
       "ec2:DescribeVpcEndpoints",
       "ec2:DescribeRouteTables",
     ]
     resources = ["*"]
+  }
+
+  statement {
+    sid       = "DescribeConnectionVpc"
+    actions   = ["ec2:DescribeVpcAttribute"]
+    resources = ["${local.ec2_arn}:vpc/${data.aws_subnet.source.vpc_id}"]
   }
 
   statement {
@@ -133,13 +138,13 @@ data "aws_iam_policy_document" "glue_crawler" {
   statement {
     sid       = "ListTrainingSet"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this["datalake"].arn]
+    resources = [module.bucket["datalake"].arn]
   }
 
   statement {
     sid       = "ReadTrainingSet"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.this["datalake"].arn}/${local.training_prefix}*"]
+    resources = ["${module.bucket["datalake"].arn}/${local.training_prefix}*"]
   }
 
   statement {

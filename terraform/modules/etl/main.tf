@@ -22,20 +22,20 @@ locals {
     scripts         = "${var.project}-scripts-${local.account_id}"
   }
 
-  training_dir      = "ratings_ml_training"
-  training_prefix   = "${local.training_dir}/"
-  training_path     = "s3://${local.bucket_names.datalake}/${local.training_prefix}"
-  script_key        = "glue/etl_job.py"
-  temp_dir          = "glue-temp"
-  jdbc_url          = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
-  catalog_database  = replace("${var.project}_catalog", "-", "_")
+  training_dir     = "ratings_ml_training"
+  training_prefix  = "${local.training_dir}/"
+  training_path    = "s3://${local.bucket_names.datalake}/${local.training_prefix}"
+  script_key       = "glue/etl_job.py"
+  temp_dir         = "glue-temp"
+  jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
+  catalog_database = replace("${var.project}_catalog", "-", "_")
 }
 
 # ---------------------------------------------------------------------------------------------
 # Glue
 # ---------------------------------------------------------------------------------------------
 resource "aws_s3_object" "etl_script" {
-  bucket = aws_s3_bucket.this["scripts"].id
+  bucket = module.bucket["scripts"].id
   key    = local.script_key
   source = var.glue_script_path
   # source_hash, not etag: with SSE-KMS the S3 ETag is not the MD5 and etag would never settle.

@@ -1,36 +1,36 @@
 output "bucket_names" {
   description = "Bucket names keyed like recsys.config.Settings.buckets."
-  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.id }
+  value       = { for key, bucket in module.bucket : key => bucket.id }
 }
 
 output "datalake_bucket_name" {
   description = "S3 bucket of the training set."
-  value       = aws_s3_bucket.this["datalake"].id
+  value       = module.bucket["datalake"].id
 }
 
 output "artifacts_bucket_name" {
   description = "S3 bucket of model artifacts."
-  value       = aws_s3_bucket.this["artifacts"].id
+  value       = module.bucket["artifacts"].id
 }
 
 output "artifacts_bucket_arn" {
   description = "ARN of the model artifacts bucket."
-  value       = aws_s3_bucket.this["artifacts"].arn
+  value       = module.bucket["artifacts"].arn
 }
 
 output "recommendations_bucket_name" {
   description = "S3 bucket Firehose delivers to."
-  value       = aws_s3_bucket.this["recommendations"].id
+  value       = module.bucket["recommendations"].id
 }
 
 output "recommendations_bucket_arn" {
   description = "ARN of the recommendations bucket."
-  value       = aws_s3_bucket.this["recommendations"].arn
+  value       = module.bucket["recommendations"].arn
 }
 
 output "scripts_bucket_name" {
   description = "S3 bucket of the Glue script and temporary files."
-  value       = aws_s3_bucket.this["scripts"].id
+  value       = module.bucket["scripts"].id
 }
 
 output "glue_job_name" {

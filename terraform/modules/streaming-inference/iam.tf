@@ -1,0 +1,138 @@
+# --- Lambda: read artifacts and the DB secret, run in the VPC, write logs and traces ----------
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  name               = "${var.project}-lambda"
+  description        = "Inference Lambda: read model artifacts and the DB secret"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "lambda_vpc" {
+  role       = aws_iam_role.lambda.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  name   = "inference"
+  role   = aws_iam_role.lambda.id
+  policy = data.aws_iam_policy_document.lambda.json
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid       = "ListArtifacts"
+    actions   = ["s3:ListBucket"]
+    resources = [var.artifacts_bucket_arn]
+  }
+
+  statement {
+    sid       = "ReadArtifacts"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.artifacts_bucket_arn}/*"]
+  }
+
+  statement {
+    sid       = "ReadDbSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.db_secret_arn]
+  }
+
+  statement {
+    sid       = "DecryptArtifactsSecretAndEnvironment"
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
+  }
+
+  statement {
+    sid       = "WriteTraces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions for these actions
+  }
+}
+
+# --- Firehose: read Kinesis, invoke the Lambda, write S3 and logs ------------------------------
+data "aws_iam_policy_document" "firehose_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["firehose.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "sts:ExternalId"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "firehose" {
+  name               = "${var.project}-firehose-delivery"
+  description        = "Firehose ${local.delivery_stream_name}: Kinesis -> Lambda -> S3"
+  assume_role_policy = data.aws_iam_policy_document.firehose_assume.json
+}
+
+resource "aws_iam_role_policy" "firehose" {
+  name   = "delivery"
+  role   = aws_iam_role.firehose.id
+  policy = data.aws_iam_policy_document.firehose.json
+}
+
+data "aws_iam_policy_document" "firehose" {
+  statement {
+    sid = "ReadStream"
+    actions = [
+      "kinesis:DescribeStream",
+      "kinesis:DescribeStreamSummary",
+      "kinesis:GetShardIterator",
+      "kinesis:GetRecords",
+      "kinesis:ListShards",
+    ]
+    resources = [aws_kinesis_stream.events.arn]
+  }
+
+  statement {
+    sid       = "InvokeTransformation"
+    actions   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
+    resources = [aws_lambda_function.inference.arn, "${aws_lambda_function.inference.arn}:*"]
+  }
+
+  statement {
+    sid = "WriteRecommendations"
+    actions = [
+      "s3:AbortMultipartUpload",
+      "s3:GetBucketLocation",
+      "s3:GetObject",
+      "s3:ListBucket",
+      "s3:ListBucketMultipartUploads",
+      "s3:PutObject",
+    ]
+    resources = [var.recommendations_bucket_arn, "${var.recommendations_bucket_arn}/*"]
+  }
+
+  statement {
+    sid       = "UseKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.firehose.arn}:log-stream:*"]
+  }
+}
