@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
-APT_PACKAGES := libmariadb-java chromium
+APT_PACKAGES := libmariadb-java chromium chromium-driver
 export OPENBLAS_NUM_THREADS ?= 1
 
 # seeding scale (the lab's by default)

@@ -11,32 +11,37 @@ import sys
 
 import click
 
-# command name -> "module:attribute" of a click.Command
+# command name -> ("module:attribute" of a click.Command, one-line help shown by `recsys --help`)
 STAGE_COMMANDS = {
-    "stack": "recsys.cli:stack",
-    "seed": "recsys_seed.cli:seed_command",
-    "etl": "recsys.etl:etl_command",
-    "train": "recsys.train:train_command",
-    "load-embeddings": "recsys.vectordb:load_embeddings_command",
-    "recommend": "recsys.vectordb:recommend_command",
-    "lambda-zip": "recsys.lambda_zip:lambda_zip_command",
-    "replay": "recsys.replay:replay_command",
-    "firehose": "recsys.firehose:firehose_command",
-    "demo": "recsys.demo:demo_command",
-    "web": "recsys.web:web_command",
+    "stack": ("recsys.cli:stack", "The embedded local stack: up | down | status | env."),
+    "seed": ("recsys_seed.cli:seed_command", "Fill the MySQL source with classicmodels-shaped data."),
+    "etl": ("recsys.etl:etl_command", "Run the Glue job locally: MySQL -> Parquet training set in S3."),
+    "train": ("recsys.train:train_command", "Train implicit ALS, evaluate, publish model artifacts."),
+    "load-embeddings": ("recsys.vectordb:load_embeddings_command", "Load a model's embeddings into pgvector."),
+    "recommend": ("recsys.vectordb:recommend_command", "Print a customer's top items from pgvector."),
+    "lambda-zip": ("recsys.lambda_zip:lambda_zip_command", "Build the transformation Lambda's zip."),
+    "replay": ("recsys.replay:replay_command", "Send activity events to the Kinesis stream."),
+    "firehose": ("recsys.firehose:firehose_command", "Local Firehose delivery: Kinesis -> Lambda -> S3."),
+    "demo": ("recsys.demo:demo_command", "Run the whole pipeline end to end and write a report."),
+    "web": ("recsys.web:web_command", "Serve the recommendations page on 127.0.0.1."),
 }
 
 
 class LazyGroup(click.Group):
+    """Imports a stage's module only when that stage runs; `--help` uses the one-liners above."""
+
     def list_commands(self, ctx):
         return list(STAGE_COMMANDS)
 
     def get_command(self, ctx, name):
-        target = STAGE_COMMANDS.get(name)
-        if target is None:
+        if name not in STAGE_COMMANDS:
             return None
-        module, attr = target.split(":")
+        module, attr = STAGE_COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in STAGE_COMMANDS.items()])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,16 @@
+# The project image for the compose stack: the `recsys` CLI (seeder, trainer, loader, replay
+# producer, local Firehose delivery, web page). The Glue job runs in AWS's Glue 5.0 image instead.
+FROM python:3.11.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 OPENBLAS_NUM_THREADS=1
+RUN apt-get update && apt-get install -y --no-install-recommends make zip \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/recsys
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY seed ./seed
+COPY lambda ./lambda
+COPY sql ./sql
+COPY glue ./glue
+RUN pip install -e . && useradd --create-home recsys
+USER recsys
+ENTRYPOINT ["recsys"]
