@@ -16,10 +16,10 @@ data "aws_partition" "current" {}
 locals {
   account_id      = data.aws_caller_identity.current.account_id
   lambda_zip_path = coalesce(var.lambda_zip_path, "${path.root}/../build/lambda.zip")
-  # The DB accepts 5432 only from these security groups (the Lambda's, once phase 3 is on).
-  db_client_security_group_ids = var.enable_streaming ? {
-    lambda = module.streaming_inference[0].lambda_security_group_id
-  } : {}
+  # The DB accepts 5432 only from these security groups: the Lambda's (phase 3) and any admin host's.
+  # (module.x[0].output, not module.x[*]: a splat would depend on every output and form a cycle.)
+  lambda_security_group_ids    = var.enable_streaming ? [module.streaming_inference[0].lambda_security_group_id] : []
+  db_client_security_group_ids = merge(var.db_admin_security_group_ids, { for sg in local.lambda_security_group_ids : "lambda" => sg })
 }
 
 # One customer-managed key for the project's data at rest: S3, Glue, Kinesis, RDS, the RDS-managed
@@ -66,9 +66,10 @@ module "etl" {
   source = "./modules/etl"
   count  = var.enable_etl ? 1 : 0
 
-  project            = var.project
-  kms_key_arn        = aws_kms_key.main.arn
-  log_retention_days = var.log_retention_days
+  project               = var.project
+  kms_key_arn           = aws_kms_key.main.arn
+  log_retention_days    = var.log_retention_days
+  force_destroy_buckets = var.bucket_force_destroy
 
   source_db_endpoint          = var.source_db_endpoint
   source_db_port              = var.source_db_port

@@ -74,6 +74,12 @@ variable "private_subnet_ids" {
 # ---------------------------------------------------------------------------------------------
 # Phase 1: the existing RDS MySQL source and the Glue job
 # ---------------------------------------------------------------------------------------------
+variable "bucket_force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the buckets with their contents (set true before teardown)."
+  default     = false
+}
+
 variable "source_db_endpoint" {
   type        = string
   description = "Host name of the existing RDS MySQL source (without port)."
@@ -131,6 +137,12 @@ variable "glue_partition_key" {
 # ---------------------------------------------------------------------------------------------
 # Phase 2: vector DB
 # ---------------------------------------------------------------------------------------------
+variable "db_admin_security_group_ids" {
+  type        = map(string)
+  description = "Extra security groups allowed into the DB on 5432, by a static name (e.g. { bastion = \"sg-...\" }) for loading embeddings."
+  default     = {}
+}
+
 variable "db_instance_class" {
   type        = string
   description = "RDS instance class of the vector DB."

@@ -130,8 +130,11 @@ resource "aws_glue_crawler" "training_set" {
   role                   = aws_iam_role.glue_crawler.arn
   security_configuration = aws_glue_security_configuration.this.name
 
+  # The job writes snapshots/<run_id>/ under the prefix and names the live one in _manifest.json;
+  # the snapshot run id becomes a partition column of the table (filter on the manifest's run).
   s3_target {
-    path = local.training_path
+    path       = local.training_path
+    exclusions = ["_manifest.json", "**/_SUCCESS", "**_$folder$"]
   }
 
   schema_change_policy {

@@ -5,5 +5,6 @@ module "bucket" {
 
   name                               = each.value
   kms_key_arn                        = var.kms_key_arn
+  force_destroy                      = var.force_destroy_buckets
   noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
 }

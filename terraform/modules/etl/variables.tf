@@ -13,6 +13,12 @@ variable "log_retention_days" {
   description = "Retention of the Glue log groups."
 }
 
+variable "force_destroy_buckets" {
+  type        = bool
+  description = "Let `terraform destroy` delete non-empty buckets (all object versions)."
+  default     = false
+}
+
 variable "noncurrent_version_expiration_days" {
   type        = number
   description = "Days after which noncurrent object versions are deleted."

@@ -28,15 +28,20 @@ resource "aws_iam_role_policy" "lambda" {
 
 data "aws_iam_policy_document" "lambda" {
   statement {
-    sid       = "ListArtifacts"
+    sid       = "ListModels"
     actions   = ["s3:ListBucket"]
     resources = [var.artifacts_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["models/*"]
+    }
   }
 
   statement {
-    sid       = "ReadArtifacts"
+    sid       = "ReadModels" # models/serving.json (the pointer) and models/<version>/...
     actions   = ["s3:GetObject"]
-    resources = ["${var.artifacts_bucket_arn}/*"]
+    resources = ["${var.artifacts_bucket_arn}/models/*"]
   }
 
   statement {

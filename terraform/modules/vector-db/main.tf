@@ -117,7 +117,7 @@ resource "aws_db_instance" "this" {
   monitoring_interval             = var.monitoring_interval
   monitoring_role_arn             = var.monitoring_interval > 0 ? aws_iam_role.monitoring.arn : null
 
-  depends_on = [aws_cloudwatch_log_group.exports]
+  depends_on = [aws_cloudwatch_log_group.exports, aws_iam_role_policy_attachment.monitoring]
 }
 
 resource "aws_db_instance_role_association" "s3_import" {

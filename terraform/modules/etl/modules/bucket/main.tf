@@ -2,7 +2,8 @@
 # TLS-only, incomplete uploads and old versions cleaned up.
 
 resource "aws_s3_bucket" "this" {
-  bucket = var.name
+  bucket        = var.name
+  force_destroy = var.force_destroy
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {

@@ -8,6 +8,12 @@ variable "kms_key_arn" {
   description = "KMS key for default SSE-KMS encryption."
 }
 
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the bucket with every object version in it."
+  default     = false
+}
+
 variable "noncurrent_version_expiration_days" {
   type        = number
   description = "Days after which noncurrent object versions are deleted."
