@@ -24,7 +24,7 @@ BUILD_OUTPUTS = {"./build"}  # made by `make lambda-zip` before `docker compose 
 # variables read by third-party software inside the containers, not by recsys
 FOREIGN_ENV = {"SERVICES", "LOCALSTACK_AUTH_TOKEN", "LAMBDA_DOCKER_NETWORK", "MYSQL_ALLOW_EMPTY_PASSWORD",
                "POSTGRES_HOST_AUTH_METHOD", "DISABLE_SSL"}
-EXTRA_RECSYS_ENV = {"RECSYS_LAMBDA_INVOKE"}
+EXTRA_RECSYS_ENV: set[str] = set()
 
 
 def _env(service: dict) -> dict:

@@ -37,6 +37,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "PGDATABASE": ("postgres", "PostgreSQL database holding item_emb/user_emb"),
     "RECSYS_BUFFER_SECONDS": ("1", "Firehose buffering interval (S3 and Lambda processor), 0-900"),
     "RECSYS_LAMBDA_ZIP": ("build/lambda.zip", "Deployment zip of the transformation Lambda"),
+    "RECSYS_LAMBDA_INVOKE": ("runtime", "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api"),
+    "RECSYS_POINTER_TTL_SECONDS": ("60", "Lambda: how often it re-reads the serving-model pointer"),
+    "RECSYS_TOP_K": ("10", "Lambda: recommended and similar items per event"),
 }
 
 
@@ -72,6 +75,9 @@ class Settings:
     pgdatabase: str
     recsys_buffer_seconds: str
     recsys_lambda_zip: str
+    recsys_lambda_invoke: str
+    recsys_pointer_ttl_seconds: str
+    recsys_top_k: str
 
     @property
     def state_dir(self) -> Path:

@@ -9,6 +9,7 @@ boto3, so it runs inside the LocalStack container with the source tree mounted.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ S3_BUFFER_MB = 1  # S3 destination: 1-128 MB
 LAMBDA_BUFFER_MB = "1"  # Lambda processor: 0.2-3 MB
 LAMBDA_RETRIES = "3"
 FIREHOSE_ROLE = "recsys-firehose-delivery"
+LAMBDA_ROLE = "recsys-lambda"
 
 
 @dataclass(frozen=True)
@@ -126,18 +128,29 @@ def _ensure_delivery_stream(firehose, definition: dict) -> None:
         pass
 
 
-def _ensure_lambda(lambda_client, names: ResourceNames, zip_bytes: bytes, environment: dict[str, str]) -> None:
+def _ensure_lambda_role(iam) -> str:
+    """The execution role an emulator wants to exist (Terraform defines the real, least-privilege one)."""
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    try:
+        return iam.create_role(RoleName=LAMBDA_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=LAMBDA_ROLE)["Role"]["Arn"]
+
+
+def _ensure_lambda(lambda_client, iam, names: ResourceNames, zip_bytes: bytes, environment: dict[str, str]) -> None:
     """Create the transformation Lambda in an emulator that runs functions (LocalStack)."""
     try:
         lambda_client.get_function(FunctionName=names.function)
         return
     except lambda_client.exceptions.ResourceNotFoundException:
         pass
+    role_arn = _ensure_lambda_role(iam)
     lambda_client.create_function(
         FunctionName=names.function,
         Runtime="python3.11",
         Handler="inference.handler.lambda_handler",
-        Role=f"arn:aws:iam::{names.account}:role/recsys-lambda",
+        Role=role_arn,
         Code={"ZipFile": zip_bytes},
         Timeout=60,
         MemorySize=1024,
@@ -160,7 +173,7 @@ def ensure_resources(settings: Settings | None = None, *, lambda_zip: bytes | No
     _ensure_stream(aws.client("kinesis", s), names.stream)
     _ensure_delivery_stream(aws.client("firehose", s), delivery_stream_definition(names, int(s.recsys_buffer_seconds)))
     if lambda_zip is not None:
-        _ensure_lambda(aws.client("lambda", s), names, lambda_zip, lambda_environment or {})
+        _ensure_lambda(aws.client("lambda", s), aws.client("iam", s), names, lambda_zip, lambda_environment or {})
     return names
 
 

@@ -1,0 +1,87 @@
+"""One pgvector connection, reused across invocations and reopened after a failure.
+
+Credentials: libpq's own ``PG*`` environment variables (local), or, when ``RECSYS_DB_SECRET_ARN`` is
+set, the RDS-managed Secrets Manager secret (``username``/``password``, and ``host``/``port``/``dbname``
+when the secret has them). The boto3 client honours ``AWS_ENDPOINT_URL`` natively.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg2
+import psycopg2.extensions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# errors that mean "the connection or server went away", as opposed to a bug in a query
+CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+CONNECT_TIMEOUT_SECONDS = 3
+
+
+class DatabaseUnavailable(RuntimeError):
+    """pgvector could not be reached, even after reconnecting."""
+
+
+def secret_connect_params(secrets_client, secret_arn: str) -> dict[str, str]:
+    """psycopg2 connect keywords from an RDS-managed secret."""
+    secret = json.loads(secrets_client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    params = {"user": secret["username"], "password": secret["password"]}
+    for key, name in (("host", "host"), ("port", "port"), ("dbname", "dbname")):
+        if secret.get(key):
+            params[name] = str(secret[key])
+    return params
+
+
+class Database:
+    """Lazily opened, reused connection; ``run`` retries once on a fresh connection."""
+
+    def __init__(self, params_provider: Callable[[], dict[str, str]]):
+        self._params_provider = params_provider
+        self._params: dict[str, str] | None = None
+        self._conn = None
+
+    def _connect(self):
+        if self._params is None:
+            self._params = self._params_provider()
+        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **self._params)
+        conn.autocommit = False  # callers run each batch in one transaction (vector_store.consistent_read)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except CONNECTION_ERRORS:
+                pass
+        self._conn = None
+
+    def run(self, work: Callable[[object], T]) -> T:
+        """``work(conn)``; on a connection error reconnect once, then raise ``DatabaseUnavailable``."""
+        for attempt in (1, 2):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                elif self._conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                    self._conn.rollback()  # never start a batch inside a previous batch's leftovers
+                return work(self._conn)
+            except CONNECTION_ERRORS as exc:
+                self.close()
+                if attempt == 2:
+                    raise DatabaseUnavailable(f"pgvector unreachable: {str(exc).strip()}") from exc
+                log.warning("pgvector connection failed (%s); reconnecting", str(exc).strip())
+        raise AssertionError("unreachable")
+
+
+def params_from_environment(secrets_client_factory: Callable[[], object]) -> Callable[[], dict[str, str]]:
+    """A provider of connect keywords: the secret when ``RECSYS_DB_SECRET_ARN`` is set, else libpq's PG*."""
+    def provide() -> dict[str, str]:
+        arn = os.environ.get("RECSYS_DB_SECRET_ARN")
+        if arn:
+            return secret_connect_params(secrets_client_factory(), arn)
+        return {}  # libpq reads PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE itself
+    return provide

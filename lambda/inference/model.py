@@ -1,0 +1,146 @@
+"""The serving model: artifacts read from S3 at cold start, kept, and switched when the pointer moves.
+
+``models/serving.json`` names the version; ``models/<version>/`` holds ``model.npz`` (item factors
+and ALS hyper-parameters for fold-in), ``popular_items.json`` (the fallback) and ``manifest.json``
+(embedding transform, confidence formula). See docs/contracts.md section 2.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.foldin import confidence, fold_in, to_query_vector
+
+log = logging.getLogger(__name__)
+
+POINTER_KEY = "models/serving.json"
+# A browse is weaker evidence than a purchase rating: looking at an item reads as a 4-star
+# interaction, more units or putting it in the cart as 5 (the top of the trained 1..5 scale).
+BROWSE_RATING_BASE = 3.0
+MAX_RATING = 5.0
+
+
+class ModelUnavailable(RuntimeError):
+    """No serving model could be read (no pointer yet, or artifacts missing)."""
+
+
+@dataclass(frozen=True)
+class PopularItem:
+    product_code: str
+    score: float
+
+
+@dataclass
+class ServingModel:
+    """Everything the Lambda needs from one model version."""
+
+    version: str
+    item_factors: np.ndarray  # (P, F) float32, raw ALS
+    item_index: dict[str, int]  # productCode -> row of item_factors
+    regularization: float
+    alpha: float
+    rating_offset: float
+    embedding_transform: str
+    popular: list[PopularItem]
+    manifest: dict = field(repr=False, default_factory=dict)
+
+    def browse_confidences(self, engagements: list[float]) -> np.ndarray:
+        """Confidence of browsed items by the manifest's formula, browses read as ratings."""
+        ratings = np.minimum(BROWSE_RATING_BASE + np.asarray(engagements, dtype=np.float64), MAX_RATING)
+        return confidence(ratings, self.alpha, self.rating_offset)
+
+    def fold_in_query(self, codes: list[str], engagements: list[float]) -> np.ndarray | None:
+        """The query vector of an unknown customer from their browse history; None if no item is known."""
+        known = [(self.item_index[c], e) for c, e in zip(codes, engagements) if c in self.item_index]
+        if not known:
+            return None
+        rows, weights = zip(*known)
+        user = fold_in(self.item_factors, list(rows), self.browse_confidences(list(weights)), self.regularization)
+        return to_query_vector(user, self.embedding_transform)
+
+    def popular_items(self, k: int, exclude: set[str]) -> list[PopularItem]:
+        """The k most popular items not in ``exclude``."""
+        return [p for p in self.popular if p.product_code not in exclude][:k]
+
+
+def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
+    """(alpha, rating_offset) from the manifest's confidence formula, else the model archive."""
+    conf = manifest.get("confidence") or {}
+    if not isinstance(conf, dict):
+        conf = {}
+    params = manifest.get("hyperparameters") or manifest.get("hyper_parameters") or {}
+    alpha = conf.get("alpha", params.get("alpha", float(npz["alpha"]) if "alpha" in npz.files else 1.0))
+    offset = conf.get("rating_offset",
+                      params.get("rating_offset", float(npz["rating_offset"]) if "rating_offset" in npz.files else 0.0))
+    return float(alpha), float(offset)
+
+
+def load_version(s3, bucket: str, version: str) -> ServingModel:
+    """Read one version's artifacts from S3."""
+    prefix = f"models/{version}/"
+    try:
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
+        raw = s3.get_object(Bucket=bucket, Key=prefix + "model.npz")["Body"].read()
+        popular = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "popular_items.json")["Body"].read())
+    except s3.exceptions.NoSuchKey as exc:
+        raise ModelUnavailable(f"model {version}: artifact missing under s3://{bucket}/{prefix}") from exc
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        item_ids = [str(x) for x in npz["item_ids"]]
+        alpha, offset = _confidence_settings(manifest, npz)
+        model = ServingModel(
+            version=version,
+            item_factors=np.asarray(npz["item_factors"], dtype=np.float32),
+            item_index={code: i for i, code in enumerate(item_ids)},
+            regularization=float(npz["regularization"]),
+            alpha=alpha,
+            rating_offset=offset,
+            embedding_transform=str(manifest.get("embedding_transform", "none")),
+            popular=[PopularItem(str(p["product_code"]), float(p["score"])) for p in popular],
+            manifest=manifest,
+        )
+    log.info("loaded model %s: %d items, %d factors, transform %s", version, len(item_ids),
+             model.item_factors.shape[1], model.embedding_transform)
+    return model
+
+
+def read_pointer(s3, bucket: str) -> str:
+    """The version ``models/serving.json`` names."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=POINTER_KEY)["Body"].read()
+    except s3.exceptions.NoSuchKey as exc:
+        raise ModelUnavailable(f"no serving pointer s3://{bucket}/{POINTER_KEY}: train and publish a model first") from exc
+    return str(json.loads(body)["version"])
+
+
+class ModelCache:
+    """Keeps the serving model across invocations; re-reads the pointer at most every ``ttl`` seconds."""
+
+    def __init__(self, s3, bucket: str, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl_seconds, clock
+        self._models: dict[str, ServingModel] = {}
+        self._pointer: str | None = None
+        self._checked_at = float("-inf")
+
+    def current(self) -> ServingModel:
+        """The model the pointer names (switching when it moved since the last check)."""
+        now = self._clock()
+        if self._pointer is None or now - self._checked_at >= self._ttl:
+            version = read_pointer(self._s3, self._bucket)
+            if version != self._pointer:
+                log.info("serving pointer: %s -> %s", self._pointer, version)
+            self._pointer, self._checked_at = version, now
+        return self.version(self._pointer)
+
+    def version(self, version: str) -> ServingModel:
+        """A given version's model (loaded once; only the latest two are kept)."""
+        if version not in self._models:
+            self._models[version] = load_version(self._s3, self._bucket, version)
+            for stale in list(self._models)[:-2]:
+                del self._models[stale]
+        return self._models[version]
