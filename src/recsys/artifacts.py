@@ -1,0 +1,202 @@
+"""Model artifacts in S3 (docs/contracts.md section 2): keys, the serving pointer, readers and the publisher.
+
+Layout in the ml-artifacts bucket::
+
+    models/<version>/item_embeddings.csv   header id,embedding; pgvector text form "[0.1,0.2,...]"
+    models/<version>/user_embeddings.csv
+    models/<version>/model.npz             raw ALS factors + everything fold-in needs
+    models/<version>/popular_items.json    the fallback, best first
+    models/<version>/evaluation.png|html   the offline evaluation report
+    models/<version>/manifest.json         written after the files above; sha256 of each
+    models/serving.json                    the pointer, moved last
+
+``publish_version`` writes in that order, so a run that fails part-way never moves the pointer
+(and removes what it had written); the previous version keeps serving.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import numpy as np
+from botocore.exceptions import ClientError
+
+from recsys.aws import client
+from recsys.config import Settings
+from recsys.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+MODELS_PREFIX = "models/"
+POINTER_KEY = f"{MODELS_PREFIX}serving.json"
+MANIFEST = "manifest.json"
+ITEM_EMBEDDINGS = "item_embeddings.csv"
+USER_EMBEDDINGS = "user_embeddings.csv"
+MODEL_NPZ = "model.npz"
+POPULAR_ITEMS = "popular_items.json"
+
+
+def artifact_key(version: str, name: str) -> str:
+    """The S3 key of artifact ``name`` of model ``version``."""
+    return f"{MODELS_PREFIX}{version}/{name}"
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable version id ``YYYYMMDDTHHMMSSZ-<8 hex>`` (UTC)."""
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+# -- readers ------------------------------------------------------------------------------------
+
+def _get_object(settings: Settings, key: str) -> bytes | None:
+    """The object's bytes, or None when the key does not exist."""
+    try:
+        return client("s3", settings).get_object(Bucket=settings.buckets["artifacts"], Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def serving_version(settings: Settings) -> str | None:
+    """The version ``models/serving.json`` points at, or None when nothing was published yet."""
+    body = _get_object(settings, POINTER_KEY)
+    return json.loads(body)["version"] if body else None
+
+
+def read_artifact(settings: Settings, version: str, name: str) -> bytes:
+    """The bytes of one artifact; PipelineError when it does not exist."""
+    body = _get_object(settings, artifact_key(version, name))
+    if body is None:
+        raise PipelineError(f"model artifact s3://{settings.buckets['artifacts']}/{artifact_key(version, name)} "
+                            "does not exist")
+    return body
+
+
+def read_model_manifest(settings: Settings, version: str) -> dict:
+    """The parsed ``manifest.json`` of ``version``; PipelineError when the version has none."""
+    return json.loads(read_artifact(settings, version, MANIFEST))
+
+
+def verify_version(settings: Settings, version: str) -> dict:
+    """Check every file the manifest lists against its sha256; returns the manifest."""
+    manifest = read_model_manifest(settings, version)
+    for name, meta in manifest["files"].items():
+        actual = sha256_hex(read_artifact(settings, version, name))
+        if actual != meta["sha256"]:
+            raise PipelineError(f"model {version}: {name} has sha256 {actual}, manifest says {meta['sha256']}")
+    return manifest
+
+
+# -- formats ------------------------------------------------------------------------------------
+
+def pgvector_text(vector: np.ndarray) -> str:
+    """A vector in pgvector's text form ``[x,y,...]`` (9 significant digits round-trip float32)."""
+    return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
+
+
+def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
+    """CSV with header ``id,embedding`` as ``aws_s3.table_import_from_s3 (format csv, header true)`` reads it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "embedding"])
+    for ident, vector in zip(ids, vectors):
+        writer.writerow([ident, pgvector_text(vector)])
+    return out.getvalue().encode("utf-8")
+
+
+def parse_embeddings_csv(body: bytes) -> tuple[list[str], np.ndarray]:
+    """Ids (as text) and an (N, D) float32 matrix from an embeddings CSV."""
+    reader = csv.reader(io.StringIO(body.decode("utf-8")))
+    header = next(reader, None)
+    if header != ["id", "embedding"]:
+        raise PipelineError(f"embeddings CSV header is {header}, expected ['id', 'embedding']")
+    ids, rows = [], []
+    for ident, text in reader:
+        ids.append(ident)
+        rows.append(np.array(text.strip("[]").split(","), dtype=np.float32))
+    return ids, np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_npz(body: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+# -- publishing ---------------------------------------------------------------------------------
+
+def _put_object(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def _content_type(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1]
+    return {"csv": "text/csv", "json": "application/json", "png": "image/png",
+            "html": "text/html; charset=utf-8"}.get(suffix, "application/octet-stream")
+
+
+def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict) -> dict:
+    """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer.
+
+    On any failure the objects written for this version are deleted (best effort), the pointer
+    is left where it was, and a PipelineError names the step that failed. Returns the manifest.
+    """
+    s3 = client("s3", settings)
+    bucket = settings.buckets["artifacts"]
+    manifest = {**manifest, "files": {name: {"sha256": sha256_hex(body), "size": len(body)}
+                                      for name, body in files.items()}}
+    written: list[str] = []
+    step = "?"
+    try:
+        for name, body in [*files.items(), (MANIFEST, json.dumps(manifest, indent=2).encode())]:
+            step = name
+            key = artifact_key(version, name)
+            _put_object(s3, bucket, key, body, _content_type(name))
+            written.append(key)
+            log.info("wrote s3://%s/%s (%s bytes)", bucket, key, f"{len(body):,}")
+        step = POINTER_KEY
+        pointer = {"version": version, "updated_at": utc_now_iso()}
+        _put_object(s3, bucket, POINTER_KEY, json.dumps(pointer).encode(), "application/json")
+    except Exception as exc:
+        _delete_quietly(s3, bucket, written)
+        raise PipelineError(f"publishing model {version} failed while writing {step}: {exc}; "
+                            f"serving still points to {_previous_version(settings)}") from exc
+    log.info("serving pointer s3://%s/%s -> %s", bucket, POINTER_KEY, version)
+    return manifest
+
+
+def _previous_version(settings: Settings) -> str:
+    try:
+        return serving_version(settings) or "nothing"
+    except Exception:  # the store that just failed may still be failing
+        return "the previous version (pointer unreadable right now)"
+
+
+def _delete_quietly(s3, bucket: str, keys: list[str]) -> None:
+    if not keys:
+        return
+    try:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+    except Exception:  # the pointer never named these keys, so leftovers are harmless
+        log.warning("could not delete %d partial objects of a failed publish", len(keys), exc_info=True)

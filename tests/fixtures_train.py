@@ -1,0 +1,141 @@
+"""Test support for the trainer: a larger seeded source, and training sets published in the
+contract layout (docs/contracts.md section 1) straight from MySQL, without Spark.
+
+``publish_training_table`` stands in for the Glue job so the trainer's tests do not depend on
+Spark; it writes exactly what the job publishes: Hive-partitioned snappy Parquet, ``_SUCCESS``,
+then ``_manifest.json``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from recsys.aws import client
+from recsys.config import Settings
+
+TRAIN_SEED_SPEC = (600, 300, 15_000, 42)  # customers, products, ratings, seed: big enough to be conclusive
+TRAINING_SQL = """
+SELECT r.customerNumber, c.city, c.state, c.postalCode, c.country, c.creditLimit,
+       r.productCode, p.productLine, p.productScale, p.quantityInStock, p.buyPrice, p.MSRP, r.productRating
+FROM ratings r
+JOIN customers c ON c.customerNumber = r.customerNumber
+JOIN products p ON p.productCode = r.productCode
+ORDER BY r.customerNumber, r.productCode
+"""
+TRAINING_SCHEMA = pa.schema([
+    ("customerNumber", pa.int32()), ("city", pa.string()), ("state", pa.string()), ("postalCode", pa.string()),
+    ("country", pa.string()), ("creditLimit", pa.decimal128(10, 2)), ("productCode", pa.string()),
+    ("productLine", pa.string()), ("productScale", pa.string()), ("quantityInStock", pa.int16()),
+    ("buyPrice", pa.decimal128(10, 2)), ("MSRP", pa.decimal128(10, 2)), ("productRating", pa.int8()),
+])
+_SPARK_TYPES = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
+                pa.string(): "string", pa.float64(): "double"}
+
+
+def spark_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_decimal(arrow_type):
+        return f"decimal({arrow_type.precision},{arrow_type.scale})"
+    return _SPARK_TYPES[arrow_type]
+
+
+def training_table_from_mysql(settings: Settings) -> pa.Table:
+    """The 13-column training table, joined in MySQL (what the Glue job computes)."""
+    from recsys.db import connect_mysql
+
+    conn = connect_mysql(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(TRAINING_SQL)
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    columns = list(zip(*rows)) if rows else [[] for _ in TRAINING_SCHEMA]
+    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA)], schema=TRAINING_SCHEMA)
+
+
+def publish_training_table(settings: Settings, table: pa.Table, partition_key: str = "productLine") -> dict:
+    """Publish ``table`` as a training-set snapshot + ``_manifest.json`` in the datalake bucket."""
+    s3 = client("s3", settings)
+    bucket = settings.buckets["datalake"]
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    prefix = f"ratings_ml_training/snapshots/{run_id}/"
+    files = []
+    if table.num_rows:
+        for value in pc.unique(table[partition_key]).to_pylist():
+            part = table.filter(pc.equal(table[partition_key], value)).drop_columns([partition_key])
+            buf = io.BytesIO()
+            pq.write_table(part, buf, compression="snappy")
+            key = f"{prefix}{partition_key}={quote(str(value), safe=' ')}/part-00000-{secrets.token_hex(4)}.snappy.parquet"
+            s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+            files.append({"key": key, "size": buf.tell(), "rows": part.num_rows})
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")
+    manifest = {
+        "run_id": run_id, "created_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", "snapshot_prefix": prefix,
+        "partition_key": partition_key, "row_count": table.num_rows,
+        "columns": [{"name": f.name, "type": spark_type(f.type)} for f in table.schema],
+        "files": files, "quality": {}, "source": settings.mysql_jdbc_url, "producer": "tests/fixtures_train.py",
+    }
+    s3.put_object(Bucket=bucket, Key="ratings_ml_training/_manifest.json", Body=json.dumps(manifest).encode())
+    return manifest
+
+
+def _ensure_bucket(settings: Settings, name: str) -> None:
+    s3 = client("s3", settings)
+    if name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="session")
+def train_settings(stack):
+    """Settings for a MySQL database and S3 buckets of the trainer's tests alone, seeded larger than the lab."""
+    from recsys.db import connect_mysql
+    from recsys_seed import SeedSpec, seed_source
+
+    settings = replace(stack, mysql_database=f"recsys_test_{os.getpid()}_train",
+                       recsys_datalake_bucket="train-test-datalake", recsys_artifacts_bucket="train-test-artifacts")
+    for bucket in settings.buckets.values():
+        _ensure_bucket(settings, bucket)
+    seed_source(settings, SeedSpec(*TRAIN_SEED_SPEC), reset=True)
+    yield settings
+    conn = connect_mysql(settings, database="")
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def train_table(train_settings) -> pa.Table:
+    """The training table of the trainer's seeded source."""
+    return training_table_from_mysql(train_settings)
+
+
+@pytest.fixture(scope="session")
+def train_dataset(train_settings, train_table) -> dict:
+    """That table published as the current training set; returns its manifest."""
+    return publish_training_table(train_settings, train_table)
+
+
+@pytest.fixture(scope="session")
+def train_published(train_settings, train_dataset, tmp_path_factory):
+    """One full ``train_and_publish`` run with the default hyper-parameters (a TrainResult)."""
+    from recsys.train import TrainParams, train_and_publish
+
+    return train_and_publish(train_settings, TrainParams(), tmp_path_factory.mktemp("train-reports"))
+
+
+@pytest.fixture
+def train_bad_settings(train_settings):
+    """Settings whose datalake bucket is empty and private to one test (the artifacts bucket is shared)."""
+    name = f"train-test-bad-{secrets.token_hex(3)}"
+    _ensure_bucket(train_settings, name)
+    return replace(train_settings, recsys_datalake_bucket=name)
