@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (implicit's ALS wants it)
 
-from recsys.config import load_settings
+import pytest  # noqa: E402
+
+from recsys.config import load_settings  # noqa: E402
 
 pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
 

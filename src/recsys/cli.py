@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -110,6 +111,8 @@ def stack_env() -> None:
 
 def main() -> None:
     """Console entry point: expected failures print one line and exit 1, without a traceback."""
+    # before numpy loads: implicit's ALS is slower (and warns) with threaded OpenBLAS
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from recsys.errors import EXPECTED_ERRORS
 
     try:

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class ReplaySummary:
     new_customers: int = 0
     empty_histories: int = 0
     seconds: float = 0.0
+    accepted_at: dict[str, float] = field(default_factory=dict)  # partition key (session) -> epoch seconds
 
     def line(self) -> str:
         rate = self.sent / self.seconds if self.seconds else 0.0
@@ -207,11 +208,14 @@ def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary:
         response = kinesis.put_records(StreamName=stream, Records=[
             {"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
         summary.put_calls += 1
-        if not response.get("FailedRecordCount"):
-            summary.sent += len(pending)
-            return
+        accepted_at = time.time()
         failed = [r for r, result in zip(pending, response["Records"]) if result.get("ErrorCode")]
+        for record, result in zip(pending, response["Records"]):
+            if not result.get("ErrorCode"):
+                summary.accepted_at[record.partition_key] = accepted_at
         summary.sent += len(pending) - len(failed)
+        if not failed:
+            return
         pending = failed
         if attempt == MAX_ATTEMPTS:
             break
