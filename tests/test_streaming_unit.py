@@ -246,3 +246,14 @@ def test_runtime_api_rejects_unknown_request_ids(local_lambda):
     assert response.status == 400 and b"unknown request id" in response.read()
     conn.request("GET", "/2018-06-01/runtime/elsewhere")
     assert conn.getresponse().status == 404
+
+
+def test_checkpoint_is_discarded_for_another_incarnation_of_the_stream(tmp_path):
+    """A stream recreated under the same ARN (emulator restart) must be read from its oldest record."""
+    from recsys.firehose import Checkpoint
+
+    path = tmp_path / "cp.json"
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+    Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").save({"shardId-000000000000": "4959"})
+    assert Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").positions == {"shardId-000000000000": "4959"}
+    assert Checkpoint(path, arn, "2026-11-26T11:30:00+00:00").positions == {}

@@ -209,22 +209,29 @@ class SourceRecord:
 
 
 class Checkpoint:
-    """Last delivered sequence number per shard, in a JSON file replaced atomically."""
+    """Last delivered sequence number per shard, in a JSON file replaced atomically.
 
-    def __init__(self, path: Path, stream_arn: str):
-        self.path, self.stream_arn = path, stream_arn
+    Positions belong to one incarnation of the stream (ARN + creation time): a stream deleted and
+    created again under the same name (an emulator restart, a redeploy) starts from its oldest record.
+    """
+
+    def __init__(self, path: Path, stream_arn: str, stream_created: str = ""):
+        self.path, self.stream_arn, self.stream_created = path, stream_arn, stream_created
         self.positions: dict[str, str] = {}
         if path.exists():
             saved = json.loads(path.read_text())
-            if saved.get("stream_arn") == stream_arn:
+            if (saved.get("stream_arn"), saved.get("stream_created", "")) == (stream_arn, stream_created):
                 self.positions = dict(saved.get("shards", {}))
+            else:
+                log.warning("checkpoint %s is for another incarnation of the stream; reading from the oldest record",
+                            path)
 
     def save(self, positions: dict[str, str]) -> None:
         self.positions.update(positions)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w") as handle:
-            json.dump({"stream_arn": self.stream_arn, "shards": self.positions,
+            json.dump({"stream_arn": self.stream_arn, "stream_created": self.stream_created, "shards": self.positions,
                        "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
             handle.flush()
             os.fsync(handle.fileno())
@@ -458,9 +465,12 @@ class FirehoseDelivery:
                  poll_seconds: float = 0.2, retry_backoff_seconds: float = 0.2):
         self.settings, self.config, self.invoker = settings, config, invoker
         state = settings.state_dir / "firehose"
-        self.checkpoint = Checkpoint(state / f"{config.name}.checkpoint.json", config.source_stream_arn)
+        kinesis = aws.client("kinesis", settings)
+        created = kinesis.describe_stream_summary(StreamName=config.source_stream_name)[
+            "StreamDescriptionSummary"]["StreamCreationTimestamp"].isoformat()
+        self.checkpoint = Checkpoint(state / f"{config.name}.checkpoint.json", config.source_stream_arn, created)
         self.stats_path = state / f"{config.name}.stats.json"
-        self.reader = ShardReader(aws.client("kinesis", settings), config.source_stream_name, self.checkpoint)
+        self.reader = ShardReader(kinesis, config.source_stream_name, self.checkpoint)
         self.s3 = aws.client("s3", settings)
         self.stats = DeliveryStats()
         self.poll_seconds = poll_seconds
