@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,51 +92,25 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
 
 
 def bench_freshness(settings, catalogue, events: int, rate: float) -> dict:
-    from recsys import aws
+    """Seconds from PutRecords accepting each event to its object appearing in S3, delivery running."""
+    from recsys.demo import ArrivalWatcher, collect_outputs
     from recsys.firehose import build_delivery
     from recsys.replay import events_to_records, send_records, synthesize_events
 
-    s3 = aws.client("s3", settings)
-    bucket = settings.buckets["recommendations"]
     delivery = build_delivery(settings, poll_seconds=0.1)
     worker = threading.Thread(target=delivery.run, daemon=True)
     worker.start()
-    put_at: dict[str, float] = {}
-    seen_at: dict[str, float] = {}
-    seen_keys: set[str] = set()
-    stop = threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", []):
-                    if obj["Key"] in seen_keys:
-                        continue
-                    seen_keys.add(obj["Key"])
-                    now = time.monotonic()
-                    for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines():
-                        seen_at.setdefault(json.loads(line).get("session_id", ""), now)
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     generated = synthesize_events(catalogue, events, new_customer_fraction=0.1, empty_history_fraction=0.0, seed=2)
-    for chunk_start in range(0, events, max(1, int(rate // 10))):
-        chunk = generated[chunk_start:chunk_start + max(1, int(rate // 10))]
-        send_records(settings, events_to_records(chunk))
-        now = time.monotonic()
-        for e in chunk:
-            put_at[e["session_id"]] = now
-        time.sleep(0.1)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not set(put_at) <= set(seen_at):
-        time.sleep(0.1)
-    stop.set()
+    with ArrivalWatcher(settings) as watcher:
+        sent = send_records(settings, events_to_records(generated), rate=rate)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and delivery.stats.delivered + delivery.stats.failed < sent.sent:
+            time.sleep(0.1)
+        time.sleep(0.3)  # let the watcher see the last object
     delivery.stop_requested.set()
     worker.join(10)
-    watcher.join(5)
     delivery.invoker.close()
-    lat = [seen_at[s] - put_at[s] for s in put_at if s in seen_at]
+    lat, _, _ = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
     return {"events": events, "delivered": len(lat), "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99),
             "buffer_s": float(settings.recsys_buffer_seconds), "batch_p50": delivery.stats.percentile(0.5)}
 
@@ -163,22 +136,15 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    state = tempfile.mkdtemp(prefix="bench-streaming-")
-    os.environ.update({"RECSYS_STATE_DIR": state, "MYSQL_DATABASE": f"recsys_bench_streaming_{os.getpid()}",
-                       "RECSYS_BUFFER_SECONDS": "1", "RECSYS_POINTER_TTL_SECONDS": "60"})
-    os.environ.pop("AWS_ENDPOINT_URL", None)
     from fixtures_streaming import train_and_publish
-    from recsys.config import load_settings
-    from recsys.db import connect_mysql
     from recsys.lambda_zip import build_lambda_zip
     from recsys.replay import load_catalogue
-    from recsys.stack import LocalStack
+    from recsys.config import load_settings
+    from recsys.stack import scratch_stack
     from recsys_seed import seed_source
 
-    local = LocalStack(load_settings())
-    try:
-        os.environ.update(local.up())
-        zip_report = build_lambda_zip(Path(state) / "build" / "lambda.zip")
+    with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as settings:
+        zip_report = build_lambda_zip(settings.state_dir / "build" / "lambda.zip")
         os.environ["RECSYS_LAMBDA_ZIP"] = str(zip_report.path)
         settings = load_settings()
         seed_source(settings, reset=True)
@@ -188,12 +154,6 @@ def main() -> int:
         lam = bench_lambda(settings, catalogue, args.batch, args.rounds)
         fresh = bench_freshness(settings, catalogue, args.freshness_events, args.freshness_rate)
         prod = bench_producer(settings, catalogue, args.producer_events)
-    finally:
-        local.down()
-        conn = connect_mysql(load_settings(), database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
-        conn.close()
 
     batched_rps = lam["batch"] / lam["batched_s"]
     per_record_rps = lam["batch"] / lam["per_record_s"]

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,41 +52,27 @@ def run_scale(name: str, spec_args: tuple[int, int, int, int], tune: bool) -> Sc
     """Seed, publish and train at one scale on a fresh embedded stack; drop the database afterwards."""
     from fixtures_train import publish_training_table, training_table_from_mysql
 
-    from recsys.config import load_settings
-    from recsys.db import connect_mysql
-    from recsys.stack import LocalStack
+    from recsys.stack import scratch_stack
     from recsys.train import TrainParams, train_and_publish
     from recsys_seed import SeedSpec, seed_source
 
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as state:
-        os.environ.update({"RECSYS_STATE_DIR": state, "MYSQL_DATABASE": f"bench_train_{os.getpid()}_{name}"})
-        os.environ.pop("AWS_ENDPOINT_URL", None)
-        stack = LocalStack(load_settings())
-        try:
-            os.environ.update(stack.up())
-            settings = load_settings()
-            started = time.perf_counter()
-            seed_source(settings, SeedSpec(*spec_args), reset=True, show_progress=True)
-            seeded = time.perf_counter()
-            table = training_table_from_mysql(settings)
-            publish_training_table(settings, table)
-            published = time.perf_counter()
-            print(f"[{name}] seeded {spec_args[2]:,} ratings in {seeded - started:.1f} s; table + publish "
-                  f"{published - seeded:.1f} s", flush=True)
-            result = train_and_publish(settings, TrainParams(), Path(state) / "reports")
-            stage = time.perf_counter() - published
-            print(result.report.table(), flush=True)
-            if tune:
-                tune_grid(table, settings)
-            return ScaleResult(name, spec_args[2], seeded - started, published - seeded,
-                               result.manifest["training_seconds"], stage,
-                               {n: m.ndcg for n, m in result.report.rankers.items()})
-        finally:
-            stack.down()
-            conn = connect_mysql(load_settings(), database="")
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
-            conn.close()
+    with scratch_stack(f"bench_train_{name}") as settings:
+        started = time.perf_counter()
+        seed_source(settings, SeedSpec(*spec_args), reset=True, show_progress=True)
+        seeded = time.perf_counter()
+        table = training_table_from_mysql(settings)
+        publish_training_table(settings, table)
+        published = time.perf_counter()
+        print(f"[{name}] seeded {spec_args[2]:,} ratings in {seeded - started:.1f} s; table + publish "
+              f"{published - seeded:.1f} s", flush=True)
+        result = train_and_publish(settings, TrainParams(), settings.state_dir / "reports")
+        stage = time.perf_counter() - published
+        print(result.report.table(), flush=True)
+        if tune:
+            tune_grid(table, settings)
+        return ScaleResult(name, spec_args[2], seeded - started, published - seeded,
+                           result.manifest["training_seconds"], stage,
+                           {n: m.ndcg for n, m in result.report.rankers.items()})
 
 
 def tune_grid(table, settings) -> None:

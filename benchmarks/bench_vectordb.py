@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -106,28 +105,10 @@ def publish(settings, s3, version: str, item_ids, items, user_ids, users) -> Non
 
 def main() -> int:
     args = parse_args()
-    state = tempfile.mkdtemp(prefix="bench_vectordb_")
-    os.environ.update({"RECSYS_STATE_DIR": state, "MYSQL_DATABASE": f"bench_vectordb_{os.getpid()}"})
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    from recsys.stack import scratch_stack
 
-    from recsys.config import load_settings
-    from recsys.stack import LocalStack
-
-    local = LocalStack(load_settings())
-    os.environ.update(local.up())
-    try:
-        return run(args, load_settings())
-    finally:
-        local.down()
-        from recsys.db import connect_mysql
-
-        conn = connect_mysql(load_settings(), database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
-        conn.close()
-        import shutil
-
-        shutil.rmtree(state, ignore_errors=True)
+    with scratch_stack("bench_vectordb") as settings:
+        return run(args, settings)
 
 
 def run(args, settings) -> int:

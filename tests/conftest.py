@@ -12,7 +12,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (implic
 
 import pytest  # noqa: E402
 
-from recsys.config import load_settings  # noqa: E402
 
 pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
 
@@ -26,35 +25,15 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """The embedded local stack in a temporary state dir, with a test MySQL database.
+    """The embedded local stack in a temporary state dir, with a MySQL database of the tests' own.
 
-    Sets the process environment to the stack's settings (as ``eval "$(recsys stack env)"`` would),
-    so CLI commands and subprocesses run in tests talk to it. Yields ``Settings``.
+    The process environment points at it (as ``eval "$(recsys stack env)"`` would), so CLI
+    commands and subprocesses run in tests talk to it. Yields ``Settings``.
     """
-    from recsys.db import connect_mysql
-    from recsys.stack import LocalStack
+    from recsys.stack import scratch_stack
 
-    saved = dict(os.environ)
-    state_dir = tmp_path_factory.mktemp("stack")
-    os.environ.update({
-        "RECSYS_STATE_DIR": str(state_dir),
-        "MYSQL_DATABASE": f"recsys_test_{os.getpid()}",
-        "OPENBLAS_NUM_THREADS": "1",
-    })
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    local = LocalStack(load_settings())
-    try:
-        os.environ.update(local.up())
-        settings = load_settings()
+    with scratch_stack("test", tmp_path_factory.mktemp("stack")) as settings:
         yield settings
-    finally:
-        local.down()
-        conn = connect_mysql(load_settings(), database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
-        conn.close()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ MySQL, S3 and pgvector, and the report is written."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -12,32 +11,18 @@ from recsys.config import load_settings
 from recsys.db import connect_mysql, connect_pg
 from recsys.demo import MALFORMED_EVENTS, run_demo
 from recsys.report import summary_text, write_report
-from recsys.stack import LocalStack
+from recsys.stack import scratch_stack
 
 SCALE = {"customers": 150, "products": 60, "ratings": 3_000, "seed": 5, "events": 60, "rate": 120.0}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """One demo run with its own state dir (own moto + PostgreSQL) and MySQL database."""
-    saved = dict(os.environ)
-    for name in [n for n in os.environ if n.startswith(("AWS_", "PG"))]:
-        del os.environ[name]
-    os.environ.update(RECSYS_STATE_DIR=str(tmp_path_factory.mktemp("demo-state")),
-                      MYSQL_DATABASE=f"recsys_demo_{os.getpid()}")
+    """One demo run on a stack of its own (own moto, PostgreSQL and MySQL database), left up to inspect."""
     reports = tmp_path_factory.mktemp("demo-reports")
-    try:
-        run = run_demo(load_settings(), reset=True, keep_up=True, reports_dir=reports, **SCALE)
+    with scratch_stack("demo", tmp_path_factory.mktemp("demo-state")) as settings:
+        run = run_demo(settings, reset=True, keep_up=True, reports_dir=reports, **SCALE)
         yield run, load_settings(), reports
-    finally:
-        settings = load_settings()
-        LocalStack(settings).down()
-        conn = connect_mysql(settings, database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
-        conn.close()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _mysql_scalar(settings, sql):

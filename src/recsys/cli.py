@@ -70,7 +70,7 @@ def stack_up() -> None:
     local.up()
     for status in local.status():
         click.echo(status.line())
-    click.echo(f'stack ready; point a shell at it with: eval "$(recsys stack env)"')
+    click.echo('stack ready; point a shell at it with: eval "$(recsys stack env)"')
 
 
 @stack.command("down")

@@ -31,3 +31,13 @@ def connect_pg(settings: Settings | None = None, **kwargs):
     """A psycopg2 connection to the PostgreSQL + pgvector database."""
     s = settings or load_settings()
     return psycopg2.connect(s.pg_dsn, connect_timeout=5, **kwargs)
+
+
+def drop_database(settings: Settings) -> None:
+    """Drop the configured MySQL database (scratch databases of tests and benchmarks)."""
+    conn = connect_mysql(settings, database="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
+    finally:
+        conn.close()

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,3 +224,33 @@ def docker_engine_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@contextmanager
+def scratch_stack(name: str, state_dir: Path | None = None, **extra_env: str) -> Iterator[Settings]:
+    """A throwaway embedded stack with its own state dir and MySQL database ``recsys_<name>_<pid>``.
+
+    Inside, the process environment points at it (as ``eval "$(recsys stack env)"`` would), so
+    subprocesses and CLI calls use it too; afterwards the stack is stopped, the database dropped,
+    a temporary state dir removed and the environment restored. For tests, benchmarks, demos.
+    """
+    from recsys.db import SourceUnavailable, drop_database
+
+    saved = dict(os.environ)
+    own_dir = state_dir is None
+    state_dir = Path(tempfile.mkdtemp(prefix=f"recsys-{name}-")) if own_dir else state_dir
+    for key in [k for k in os.environ if k == "AWS_ENDPOINT_URL" or k.startswith("PG")]:
+        del os.environ[key]
+    os.environ.update(RECSYS_STATE_DIR=str(state_dir), MYSQL_DATABASE=f"recsys_{name}_{os.getpid()}", **extra_env)
+    local = LocalStack(load_settings())
+    try:
+        os.environ.update(local.up())
+        yield load_settings()
+    finally:
+        local.down()
+        with suppress(SourceUnavailable):
+            drop_database(load_settings())
+        os.environ.clear()
+        os.environ.update(saved)
+        if own_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
