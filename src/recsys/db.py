@@ -11,14 +11,15 @@ class SourceUnavailable(RuntimeError):
     """The MySQL-compatible source server does not answer."""
 
 
-def connect_mysql(settings: Settings | None = None, *, database: str | None = None, **kwargs):
+def connect_mysql(settings: Settings | None = None, *, database: str | None = None, autocommit: bool = False,
+                  **kwargs):
     """A pymysql connection to the source; ``database=""`` connects without selecting one."""
     s = settings or load_settings()
     params = s.mysql_params(database)
     if not params["database"]:
         params.pop("database")
     try:
-        return pymysql.connect(connect_timeout=5, autocommit=False, charset="utf8mb4", **params, **kwargs)
+        return pymysql.connect(connect_timeout=5, autocommit=autocommit, charset="utf8mb4", **params, **kwargs)
     except pymysql.err.OperationalError as exc:
         raise SourceUnavailable(
             f"MySQL source not reachable at {s.mysql_host}:{s.mysql_port} as {s.mysql_user!r}: {exc.args[-1]}. "

@@ -1,0 +1,231 @@
+"""Benchmark: the Glue ETL job (local PySpark, end to end) against a single-process baseline.
+
+Starts its own embedded stack (temporary RECSYS_STATE_DIR) and MySQL database, seeds N ratings,
+then runs, each in its own process so wall time and peak memory are the job's alone:
+
+* ``recsys etl``: Spark session start, JDBC reads, join, quality, Parquet, upload, manifest;
+* baseline ``pymysql``: one Python process runs the join in SQL, streams it with pymysql into Arrow,
+  writes the same partitioned snappy Parquet with pyarrow and uploads it with boto3;
+* baseline ``mysql-client``: the same, but the C ``mysql --batch`` client streams TSV that
+  ``pyarrow.csv`` parses (the fastest single-machine path we know; two processes).
+
+Prints rows/s, wall time, peak RSS (process tree: Spark JVM + Python) and ratios. Exits 0.
+
+    .venv/bin/python benchmarks/bench_etl.py --ratings 1000000
+    .venv/bin/python benchmarks/bench_etl.py --ratings 10000000 --customers 200000
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+RECSYS = REPO / ".venv" / "bin" / "recsys"
+# STRAIGHT_JOIN: scan ratings in primary-key order and look customers/products up by key. Left to
+# itself the optimizer drives from products through the ratings.productCode index, i.e. random
+# reads of the whole ratings table, which at 10M ratings (beyond the buffer pool) takes many minutes.
+TRAINING_SQL = (
+    "SELECT STRAIGHT_JOIN r.customerNumber, c.city, c.state, c.postalCode, c.country, c.creditLimit, r.productCode, "
+    "p.productLine, p.productScale, p.quantityInStock, p.buyPrice, p.MSRP, r.productRating "
+    "FROM ratings r JOIN customers c ON c.customerNumber = r.customerNumber "
+    "JOIN products p ON p.productCode = r.productCode"
+)
+BASELINE_PREFIX = "bench_baseline/"
+
+
+@dataclass
+class Measurement:
+    name: str
+    seconds: float
+    peak_rss_mb: float
+    rows: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+
+def process_tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and all its descendants (the Spark JVM is a child of the Python driver)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(name: str, command: list[str], env: dict[str, str], rows: int) -> Measurement:
+    """Run ``command`` to completion, sampling its process tree's RSS every 0.1 s."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    watched = psutil.Process(proc.pid)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        try:
+            peak = max(peak, process_tree_rss(watched))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    reader.join()
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed ({proc.returncode}):\n" + "".join(output[-30:]))
+    last = [line for line in output if line.strip()][-1].strip()
+    print(f"  {name}: {last}")
+    return Measurement(name, seconds, peak / 2**20, rows)
+
+
+# -- the single-process baselines -----------------------------------------------------------------
+def training_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("customerNumber", pa.int32()), ("city", pa.string()), ("state", pa.string()),
+        ("postalCode", pa.string()), ("country", pa.string()), ("creditLimit", pa.decimal128(10, 2)),
+        ("productCode", pa.string()), ("productLine", pa.string()), ("productScale", pa.string()),
+        ("quantityInStock", pa.int16()), ("buyPrice", pa.decimal128(10, 2)), ("MSRP", pa.decimal128(10, 2)),
+        ("productRating", pa.int8()),
+    ])
+
+
+def batches_pymysql(settings, schema, chunk: int = 100_000):
+    """The SQL join streamed with pymysql (unbuffered cursor) as Arrow record batches."""
+    import pyarrow as pa
+    import pymysql.cursors
+
+    from recsys.db import connect_mysql
+
+    conn = connect_mysql(settings, cursorclass=pymysql.cursors.SSCursor)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(TRAINING_SQL)
+            while rows := cur.fetchmany(chunk):
+                columns = list(zip(*rows))
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema)
+    finally:
+        conn.close()
+
+
+def batches_mysql_client(settings, schema):
+    """The SQL join streamed by the ``mysql`` C client as TSV, parsed by pyarrow.csv."""
+    import pyarrow.csv as pacsv
+
+    command = ["mysql", "--batch", "--quick", f"--host={settings.mysql_host}", f"--port={settings.mysql_port}",
+               f"--user={settings.mysql_user}", settings.mysql_database, "-e", TRAINING_SQL]
+    env = {**os.environ, "MYSQL_PWD": settings.mysql_password}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    reader = pacsv.open_csv(
+        proc.stdout,
+        read_options=pacsv.ReadOptions(block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char="\\"),
+        convert_options=pacsv.ConvertOptions(column_types=schema, null_values=["NULL"],
+                                             strings_can_be_null=True),
+    )
+    yield from reader
+    if proc.wait() != 0:
+        raise RuntimeError(f"mysql client exited with {proc.returncode}")
+
+
+def run_baseline(method: str) -> None:
+    """One process: join -> Arrow -> partitioned snappy Parquet -> upload. Prints one summary line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recsys.aws import client
+    from recsys.config import load_settings
+
+    settings = load_settings()
+    schema = training_schema()
+    source = batches_pymysql if method == "pymysql" else batches_mysql_client
+    table = pa.Table.from_batches(list(source(settings, schema)), schema=schema)
+    s3 = client("s3", settings)
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as staging:
+        pq.write_to_dataset(table, staging, partition_cols=["productLine"], compression="snappy")
+        files = [p for p in Path(staging).rglob("*.parquet")]
+        for path in files:
+            s3.upload_file(str(path), settings.buckets["datalake"],
+                           f"{BASELINE_PREFIX}{method}/{path.relative_to(staging).as_posix()}")
+    print(f"baseline {method}: {table.num_rows:,} rows, {len(files)} files")
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+def seed(settings, customers: int, products: int, ratings: int) -> None:
+    from recsys_seed import SeedSpec, seed_source
+
+    started = time.perf_counter()
+    summary = seed_source(settings, SeedSpec(customers, products, ratings, 42), reset=True, show_progress=False)
+    print(f"seeded {summary.ratings:,} ratings ({customers:,} customers x {products:,} products) "
+          f"in {time.perf_counter() - started:.1f} s")
+
+
+def report(spark: Measurement, baselines: list[Measurement]) -> None:
+    print(f"\n{'run':<22}{'wall s':>9}{'rows/s':>12}{'peak RSS MB':>13}{'time vs spark':>15}")
+    for m in [spark, *baselines]:
+        print(f"{m.name:<22}{m.seconds:>9.1f}{m.rows_per_second:>12,.0f}{m.peak_rss_mb:>13,.0f}"
+              f"{m.seconds / spark.seconds:>14.2f}x")
+    for baseline in baselines:
+        ratio = spark.seconds / baseline.seconds
+        print(f"spark / {baseline.name} wall time: {ratio:.2f}x "
+              f"({'spark faster' if ratio < 1 else 'baseline faster'}; target: <= 2x at 1M, < 1x at 10M)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ratings", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=0, help="default: ratings / 50")
+    parser.add_argument("--products", type=int, default=2_000)
+    parser.add_argument("--baselines", default="pymysql,mysql-client")
+    parser.add_argument("--baseline-only", choices=["pymysql", "mysql-client"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_only:
+        run_baseline(args.baseline_only)
+        return
+
+    from recsys.config import load_settings
+    from recsys.db import connect_mysql
+    from recsys.stack import LocalStack
+
+    customers = args.customers or max(1, args.ratings // 50)
+    saved = dict(os.environ)
+    state_dir = tempfile.mkdtemp(prefix="bench-etl-")
+    os.environ.update({"RECSYS_STATE_DIR": state_dir, "MYSQL_DATABASE": f"recsys_bench_etl_{os.getpid()}",
+                       "OPENBLAS_NUM_THREADS": "1"})
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    local = LocalStack(load_settings())
+    try:
+        os.environ.update(local.up())
+        settings = load_settings()
+        seed(settings, customers, args.products, args.ratings)
+        env = dict(os.environ)
+        print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+        spark = measure("spark (recsys etl)", [str(RECSYS), "etl"], env, args.ratings)
+        baselines = [measure(f"baseline {m}", [sys.executable, __file__, "--baseline-only", m], env, args.ratings)
+                     for m in args.baselines.split(",") if m]
+        report(spark, baselines)
+    finally:
+        local.down()
+        conn = connect_mysql(load_settings(), database="")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
+        conn.close()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+if __name__ == "__main__":
+    main()
