@@ -196,20 +196,10 @@ def main() -> None:
         run_baseline(args.baseline_only)
         return
 
-    from recsys.config import load_settings
-    from recsys.db import connect_mysql
-    from recsys.stack import LocalStack
+    from recsys.stack import scratch_stack
 
     customers = args.customers or max(1, args.ratings // 50)
-    saved = dict(os.environ)
-    state_dir = tempfile.mkdtemp(prefix="bench-etl-")
-    os.environ.update({"RECSYS_STATE_DIR": state_dir, "MYSQL_DATABASE": f"recsys_bench_etl_{os.getpid()}",
-                       "OPENBLAS_NUM_THREADS": "1"})
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    local = LocalStack(load_settings())
-    try:
-        os.environ.update(local.up())
-        settings = load_settings()
+    with scratch_stack("bench_etl", OPENBLAS_NUM_THREADS="1") as settings:
         seed(settings, customers, args.products, args.ratings)
         env = dict(os.environ)
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
@@ -217,14 +207,6 @@ def main() -> None:
         baselines = [measure(f"baseline {m}", [sys.executable, __file__, "--baseline-only", m], env, args.ratings)
                      for m in args.baselines.split(",") if m]
         report(spark, baselines)
-    finally:
-        local.down()
-        conn = connect_mysql(load_settings(), database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{os.environ['MYSQL_DATABASE']}`")
-        conn.close()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 if __name__ == "__main__":
