@@ -2,6 +2,7 @@
 it loads, a customer can be picked, and what it shows matches the objects in S3."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -15,12 +16,21 @@ from recsys.web import create_app
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs chromium-driver (make install)")
 
-FUTURE = "2099-01-01T00:00:0{}Z"  # processed_at later than anything a delivery test writes
+FUTURE = "2099-01-01T00:00:0{}Z"
 
 
 @pytest.fixture(scope="module")
-def delivered(stack, seeded):
+def web_settings(stack):
+    """The stack with a recommendations bucket of this module's own (other tests deliver too)."""
+    settings = dataclasses.replace(stack, recsys_recommendations_bucket="recsys-web-test-recommendations")
+    aws.client("s3", settings).create_bucket(Bucket=settings.recsys_recommendations_bucket)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def delivered(web_settings, seeded):
     """Two objects in Firehose's layout: customer 105 twice (the later one must be shown), 106 once."""
+    stack = web_settings
     conn = connect_mysql(stack)
     with conn.cursor() as cur:
         cur.execute("SELECT productCode, productName, productLine FROM products ORDER BY productCode LIMIT 12")
@@ -48,8 +58,8 @@ def delivered(stack, seeded):
 
 
 @pytest.fixture(scope="module")
-def server(stack, delivered):
-    app = create_app(stack)
+def server(web_settings, delivered):
+    app = create_app(web_settings)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -90,11 +100,12 @@ def test_index_lists_sessions_but_not_failed_records(browser, server):
 
 def test_pick_customer_shows_latest_session_matching_s3(browser, server, delivered):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get(server + "/")
     Select(browser.find_element(By.ID, "customer")).select_by_value("105")
     browser.find_element(By.ID, "show").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "customer-number"))
     assert browser.find_element(By.ID, "customer-number").text == "105"
     expected = delivered["latest_105"]
     assert browser.find_element(By.ID, "session-id").text == expected["session_id"]

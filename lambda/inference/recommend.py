@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from inference import vector_store
+from inference.vector_store import ScoredItem
 from inference.events import ActivityEvent
 from inference.model import ServingModel
 
@@ -23,17 +24,6 @@ KNOWN_CUSTOMER = "known_customer"
 FOLD_IN = "fold_in"
 POPULAR_FALLBACK = "popular_fallback"
 SCORE_DECIMALS = 6
-
-
-@dataclass(slots=True)
-class Recommended:
-    """One recommended product and its score (cosine similarity, or popularity for the fallback)."""
-
-    product_code: str
-    score: float
-
-    def as_json(self) -> dict:
-        return {"product_code": self.product_code, "score": self.score}
 
 
 @dataclass(frozen=True)
@@ -46,8 +36,8 @@ class RecommendationRecord:
     browsed_items: list[str]  # what the front end shows beside the recommendations
     model_version: str
     strategy: str
-    recommended_items: list[Recommended]
-    similar_items: list[Recommended]
+    recommended_items: list[ScoredItem]
+    similar_items: list[ScoredItem]
     processed_at: str
 
     def to_json(self) -> dict:
@@ -59,8 +49,8 @@ class RecommendationRecord:
             "browsed_items": self.browsed_items,
             "model_version": self.model_version,
             "strategy": self.strategy,
-            "recommended_items": [item.as_json() for item in self.recommended_items],
-            "similar_items": [item.as_json() for item in self.similar_items],
+            "recommended_items": [item.as_record() for item in self.recommended_items],
+            "similar_items": [item.as_record() for item in self.similar_items],
             "processed_at": self.processed_at,
         }
 
@@ -93,8 +83,8 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     return Plan(event, POPULAR_FALLBACK, None, exclude, anchor)
 
 
-def _scored(items: Sequence) -> list[Recommended]:
-    return [Recommended(str(i.product_code), round(float(i.score), SCORE_DECIMALS)) for i in items]
+def _scored(items: Sequence) -> list[ScoredItem]:
+    return [ScoredItem(str(i.product_code), round(float(i.score), SCORE_DECIMALS)) for i in items]
 
 
 def now_iso() -> str:
