@@ -12,6 +12,7 @@ held-out products by the true affinity: the best any model can do.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -252,24 +253,24 @@ def _ratings_per_customer(rng, n_customers, n_products, total) -> np.ndarray:
     return counts
 
 
-def generate(spec: SeedSpec, progress=None) -> SeedData:
-    """Build every row for ``spec``; ``progress(n)`` is called as ratings are drawn."""
-    spec.validate()
-    rng = np.random.default_rng(spec.seed)
-    products, line_idx, vendor_idx = _products(rng, spec.products)
-    user, item, line_taste = _planted_features(rng, spec.customers, line_idx, vendor_idx)
-    customers = _customers(rng, spec.customers, _faker_pools(spec.seed))
-    counts = _ratings_per_customer(rng, spec.customers, spec.products, spec.ratings)
-    codes = np.array([p[0] for p in products])
+@dataclass
+class RatingsChunk:
+    """Consecutive ratings in primary-key order: customerNumber, product index, stars."""
+
+    customers: np.ndarray
+    products: np.ndarray
+    stars: np.ndarray
+
+
+def _rating_chunks(rng, spec: SeedSpec, user, item, counts, codes) -> Iterator[RatingsChunk]:
     code_rank = np.empty(spec.products, dtype=np.int64)
     code_rank[np.argsort(codes)] = np.arange(spec.products)  # rows in primary-key order load fastest
-
-    cust_out, prod_out, val_out = [], [], []
     chunk = max(1, 4_000_000 // spec.products)
     for start in range(0, spec.customers, chunk):
         stop = min(start + chunk, spec.customers)
         affinity = user[start:stop] @ item.T
         noisy = affinity + rng.gumbel(size=affinity.shape).astype(np.float32)
+        cust_out, prod_out, val_out = [], [], []
         for row in range(stop - start):
             k = counts[start + row]
             if k == 0:
@@ -282,18 +283,41 @@ def generate(spec: SeedSpec, progress=None) -> SeedData:
             cust_out.append(np.full(k, FIRST_CUSTOMER_NUMBER + start + row, dtype=np.int64))
             prod_out.append(picked)
             val_out.append(stars.astype(np.int8))
-        if progress:
-            progress(int(counts[start:stop].sum()))
+        if cust_out:
+            yield RatingsChunk(np.concatenate(cust_out), np.concatenate(prod_out), np.concatenate(val_out))
+
+
+def generate_streaming(spec: SeedSpec) -> tuple[SeedData, Iterator[RatingsChunk]]:
+    """The small tables now, the ratings as chunks drawn on demand (so loading can overlap drawing).
+
+    The returned ``SeedData`` has empty rating arrays; consume the iterator to get them.
+    """
+    spec.validate()
+    rng = np.random.default_rng(spec.seed)
+    products, line_idx, vendor_idx = _products(rng, spec.products)
+    user, item, line_taste = _planted_features(rng, spec.customers, line_idx, vendor_idx)
+    customers = _customers(rng, spec.customers, _faker_pools(spec.seed))
+    counts = _ratings_per_customer(rng, spec.customers, spec.products, spec.ratings)
+    codes = np.array([p[0] for p in products])
     truth = PlantedTruth(
         customer_numbers=np.arange(FIRST_CUSTOMER_NUMBER, FIRST_CUSTOMER_NUMBER + spec.customers),
         product_codes=codes, user_features=user, item_features=item, line_taste=line_taste,
     )
-    return SeedData(
-        productlines=[(line, desc) for line, desc in PRODUCT_LINES.items()],
-        products=products, customers=customers,
-        ratings_customer=np.concatenate(cust_out), ratings_product=np.concatenate(prod_out),
-        ratings_value=np.concatenate(val_out), truth=truth,
-    )
+    empty = np.empty(0, dtype=np.int64)
+    tables = SeedData(productlines=[(line, desc) for line, desc in PRODUCT_LINES.items()],
+                      products=products, customers=customers, ratings_customer=empty, ratings_product=empty,
+                      ratings_value=empty.astype(np.int8), truth=truth)
+    return tables, _rating_chunks(rng, spec, user, item, counts, codes)
+
+
+def generate(spec: SeedSpec) -> SeedData:
+    """Build every row for ``spec`` in memory."""
+    tables, chunks = generate_streaming(spec)
+    drawn = list(chunks)
+    tables.ratings_customer = np.concatenate([c.customers for c in drawn])
+    tables.ratings_product = np.concatenate([c.products for c in drawn])
+    tables.ratings_value = np.concatenate([c.stars for c in drawn])
+    return tables
 
 
 def planted_truth(spec: SeedSpec) -> PlantedTruth:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "sql" / "classicmodels.sql"
 SOURCE_TABLES = ("ratings", "customers", "products", "productlines", "seed_metadata")  # drop order
-RATINGS_CHUNK = 250_000
 
 
 def _field(value) -> str:
@@ -59,12 +59,20 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
         os.unlink(path)
 
 
-def load_ratings(conn, customers: np.ndarray, codes: np.ndarray, stars: np.ndarray,
-                 progress: Callable[[int], None] | None = None) -> int:
+def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
+                            progress: Callable[[int], None] | None = None) -> int:
+    """Load rating chunks while the next one is drawn: one loader thread owns the connection, and
+    the MySQL server works on chunk i while this thread draws and formats chunk i+1."""
     total = 0
-    for start in range(0, len(stars), RATINGS_CHUNK):
-        part = slice(start, start + RATINGS_CHUNK)
-        total += load_tsv(conn, "ratings", ratings_to_tsv(customers[part], codes[part], stars[part]))
-        if progress:
-            progress(len(stars[part]))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-ratings") as loader:
+        pending = None
+        for chunk in chunks:
+            tsv = ratings_to_tsv(chunk.customers, product_codes[chunk.products], chunk.stars)
+            if pending is not None:
+                total += pending.result()
+            pending = loader.submit(load_tsv, conn, "ratings", tsv)
+            if progress:
+                progress(len(chunk.stars))
+        if pending is not None:
+            total += pending.result()
     return total

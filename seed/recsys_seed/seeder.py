@@ -11,7 +11,7 @@ from recsys.config import Settings, load_settings
 from recsys.db import connect_mysql
 from recsys.errors import PipelineError
 from recsys_seed import load
-from recsys_seed.generate import GENERATOR_VERSION, SeedSpec, generate
+from recsys_seed.generate import GENERATOR_VERSION, SeedSpec, generate_streaming
 
 
 @dataclass
@@ -86,13 +86,12 @@ def seed_source(settings: Settings | None = None, spec: SeedSpec | None = None, 
             load.apply_schema(cur)
             cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
         conn.commit()
-        with tqdm(total=spec.ratings * 2, unit="rating", desc="seed", disable=not show_progress) as bar:
-            data = generate(spec, progress=bar.update)
-            load.load_tsv(conn, "productlines", load.rows_to_tsv(data.productlines))
-            load.load_tsv(conn, "products", load.rows_to_tsv(data.products))
-            load.load_tsv(conn, "customers", load.rows_to_tsv(data.customers))
-            codes = data.truth.product_codes[data.ratings_product]
-            load.load_ratings(conn, data.ratings_customer, codes, data.ratings_value, progress=bar.update)
+        tables, chunks = generate_streaming(spec)
+        load.load_tsv(conn, "productlines", load.rows_to_tsv(tables.productlines))
+        load.load_tsv(conn, "products", load.rows_to_tsv(tables.products))
+        load.load_tsv(conn, "customers", load.rows_to_tsv(tables.customers))
+        with tqdm(total=spec.ratings, unit="rating", desc="seed", disable=not show_progress) as bar:
+            load.load_ratings_overlapped(conn, chunks, tables.truth.product_codes, progress=bar.update)
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO seed_metadata (id, customers, products, ratings, seed, generator) "
