@@ -92,8 +92,8 @@ web: install ## Serve the recommendations page on 127.0.0.1
 	$(RECSYS) web
 
 .PHONY: demo
-demo: install ## Run the whole pipeline end to end on the embedded stack and write the report
-	$(RECSYS) demo
+demo: install ## Run the whole pipeline end to end on the embedded stack and write the report (DEMO_ARGS)
+	$(RECSYS) demo $(DEMO_ARGS)
 
 .PHONY: test
 test: install ## Run the test suite (starts and stops its own services)

@@ -242,7 +242,9 @@ def run_demo(settings: Settings, *, customers: int, products: int, ratings: int,
 @click.option("--seed", "seed_value", default=42, show_default=True, type=int)
 @click.option("--events", default=300, show_default=True, type=int, help="Activity events to replay.")
 @click.option("--rate", default=150.0, show_default=True, type=float, help="Events per second.")
-@click.option("--reset/--no-reset", default=True, show_default=True, help="Rebuild the source tables first.")
+@click.option("--reset", is_flag=True,
+              help="Rebuild the source tables even when they hold other data (by default a source seeded "
+                   "differently is refused, and one seeded with these arguments is reused).")
 @click.option("--keep-up", is_flag=True, help="Leave the stack running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
 def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
