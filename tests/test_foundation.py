@@ -144,3 +144,23 @@ def test_make_help_lists_targets():
     out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     for target in ("up", "seed", "run-etl", "train", "load-embeddings", "lambda-zip", "replay", "demo", "test"):
         assert f" {target} " in out.replace("\x1b[36m", " ").replace("\x1b[0m", " ")
+
+
+def test_every_module_imports_and_every_stage_command_resolves():
+    """The smoke test: every module loads, and each CLI name points at a real click command."""
+    import importlib
+    import pkgutil
+
+    import click
+
+    import inference
+    import recsys
+    import recsys_seed
+    from recsys.cli import STAGE_COMMANDS
+
+    for package in (recsys, recsys_seed, inference):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(module.name)
+    for name, (target, _) in STAGE_COMMANDS.items():
+        module, attr = target.split(":")
+        assert isinstance(getattr(importlib.import_module(module), attr), click.Command), name

@@ -1,6 +1,5 @@
 """Deliberately broken Firehose transformation handlers: each breaks the contract one way."""
 import base64
-import json
 import time
 
 
