@@ -164,3 +164,18 @@ def test_every_module_imports_and_every_stage_command_resolves():
     for name, (target, _) in STAGE_COMMANDS.items():
         module, attr = target.split(":")
         assert isinstance(getattr(importlib.import_module(module), attr), click.Command), name
+
+
+@pytest.mark.parametrize("args, names", [
+    (["train"], "no AWS endpoint and no AWS credentials"),
+    (["recommend", "--customer", "103"], "PostgreSQL not reachable at 127.0.0.1:1 "),
+])
+def test_stage_without_a_stack_says_so_in_one_line(tmp_path, args, names):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
+    env.update(RECSYS_STATE_DIR=str(tmp_path), PGPORT="1", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+               AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+    proc = run_cli(*args, env=env, check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and names in last and "recsys stack up" in last
+    assert "Traceback" not in proc.stderr

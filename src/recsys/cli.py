@@ -113,10 +113,14 @@ def main() -> None:
     """Console entry point: expected failures print one line and exit 1, without a traceback."""
     # before numpy loads: implicit's ALS is slower (and warns) with threaded OpenBLAS
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from recsys.errors import EXPECTED_ERRORS
+    from recsys.config import load_settings
+    from recsys.errors import EXPECTED_ERRORS, UNAVAILABLE_ERRORS, unavailable_message
 
     try:
         cli(standalone_mode=True)
     except EXPECTED_ERRORS as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except UNAVAILABLE_ERRORS as exc:
+        click.echo(f"error: {unavailable_message(exc, load_settings())}", err=True)
         sys.exit(1)
