@@ -59,6 +59,8 @@ JOB_ARGUMENTS = {
     "staging_dir": "",  # non-empty: Spark writes here, boto3 uploads; empty: Spark writes the target
     "spark_scheme": "",  # scheme Spark writes the target with (e.g. s3a); empty = target's own
     "run_id": "",  # snapshot id YYYYMMDDTHHMMSSZ-<8 hex>; empty = generated
+    "catalog_database": "",  # Glue Data Catalog database of catalog_table
+    "catalog_table": "",  # table pointed at each published snapshot (location + partitions); empty = none
 }
 GLUE_RESERVED_ARGUMENTS = ("JOB_NAME",)  # passed by Glue itself; not part of JOB_ARGUMENTS
 
@@ -154,6 +156,8 @@ class JobConfig:
     staging_dir: str
     spark_scheme: str
     run_id: str
+    catalog_database: str = ""
+    catalog_table: str = ""
 
     @classmethod
     def from_arguments(cls, args: dict[str, str]) -> "JobConfig":
@@ -174,6 +178,8 @@ class JobConfig:
         ratio = _number(args, "max_orphan_ratio", float)
         if not 0.0 <= ratio <= 1.0:
             raise JobError(f"--max_orphan_ratio must be between 0 and 1, got {ratio}")
+        if bool(args["catalog_database"]) != bool(args["catalog_table"]):
+            raise JobError("--catalog_database and --catalog_table go together (both set, or both empty)")
         return cls(
             source_jdbc_url=args["source_jdbc_url"],
             source_secret_id=args["source_secret_id"],
@@ -192,6 +198,8 @@ class JobConfig:
             staging_dir=args["staging_dir"],
             spark_scheme=args["spark_scheme"],
             run_id=run_id,
+            catalog_database=args["catalog_database"],
+            catalog_table=args["catalog_table"],
         )
 
     @property
@@ -527,6 +535,73 @@ def discard_snapshot(s3, config: JobConfig) -> None:
         log.warning("could not remove unpublished snapshot %s: %s", config.snapshot_prefix, exc)
 
 
+# -- Glue Data Catalog ----------------------------------------------------------------------------
+PARQUET_STORAGE = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+
+
+def snapshot_partitions(manifest: dict) -> dict[str, str]:
+    """Partition value -> its directory (relative to the snapshot) for every data file in the manifest."""
+    key = manifest["partition_key"] + "="
+    partitions = {}
+    for entry in manifest["files"]:
+        relative = entry["key"][len(manifest["snapshot_prefix"]):]
+        directory = relative.rsplit("/", 1)[0]
+        if directory.startswith(key):
+            partitions[unquote(directory[len(key):])] = directory + "/"
+    return partitions
+
+
+def catalog_table_input(config: JobConfig, manifest: dict) -> dict:
+    """The catalog table describing the published snapshot: its location, data and partition columns."""
+    columns = [{"Name": c["name"], "Type": c["type"]} for c in manifest["columns"]]
+    return {
+        "Name": config.catalog_table,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"classification": "parquet", "parquet.compression": "SNAPPY",
+                       "recsys_run_id": manifest["run_id"], "recsys_row_count": str(manifest["row_count"])},
+        "PartitionKeys": [c for c in columns if c["Name"] == manifest["partition_key"]],
+        "StorageDescriptor": {"Columns": [c for c in columns if c["Name"] != manifest["partition_key"]],
+                              "Location": f"s3://{config.target_bucket}/{manifest['snapshot_prefix']}",
+                              **PARQUET_STORAGE},
+    }
+
+
+def point_catalog_at_snapshot(glue, config: JobConfig, manifest: dict) -> int:
+    """Rewrite ``catalog_table`` to describe the published snapshot; returns its partition count.
+
+    Engines that read through the catalog (Athena, Glue, EMR) then see exactly the manifest's
+    snapshot; partitions are swapped after the table, so a query in that instant may see none.
+    """
+    table = catalog_table_input(config, manifest)
+    where = {"DatabaseName": config.catalog_database}
+    try:
+        glue.update_table(**where, TableInput=table)
+    except glue.exceptions.EntityNotFoundException:
+        glue.create_table(**where, TableInput=table)
+    old = [p["Values"] for page in glue.get_paginator("get_partitions").paginate(**where, TableName=table["Name"])
+           for p in page["Partitions"]]
+    for start in range(0, len(old), 25):  # BatchDeletePartition takes 25 at a time
+        glue.batch_delete_partition(**where, TableName=table["Name"],
+                                    PartitionsToDelete=[{"Values": v} for v in old[start:start + 25]])
+    location = table["StorageDescriptor"]["Location"]
+    new = [{"Values": [value],  # a null key stays Hive's __HIVE_DEFAULT_PARTITION__, as Spark wrote it
+            "StorageDescriptor": {**table["StorageDescriptor"], "Location": location + directory}}
+           for value, directory in sorted(snapshot_partitions(manifest).items())]
+    for start in range(0, len(new), 100):  # BatchCreatePartition takes 100 at a time
+        response = glue.batch_create_partition(**where, TableName=table["Name"],
+                                               PartitionInputList=new[start:start + 100])
+        if response.get("Errors"):
+            raise JobError(f"catalog {config.catalog_database}.{config.catalog_table}: "
+                           f"{len(response['Errors'])} partitions not created: {response['Errors'][0]}")
+    log.info("catalog %s.%s -> %s (%d partitions)", config.catalog_database, config.catalog_table, location,
+             len(new))
+    return len(new)
+
+
 # -- the job ------------------------------------------------------------------------------------
 def aws_client(service: str):
     """A boto3 client; boto3 itself honours AWS_ENDPOINT_URL, credentials and region from the environment."""
@@ -583,6 +658,8 @@ def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=
     finally:
         if config.staging_dir:
             shutil.rmtree(Path(config.staging_dir, config.run_id), ignore_errors=True)
+    if config.catalog_table:
+        point_catalog_at_snapshot(aws_client("glue"), config, manifest)
     removed = delete_older_snapshots(s3, config)
     log.info("published s3://%s/%s -> %s: %s rows, %d files; removed %d older snapshot(s); %.1f s",
              config.target_bucket, config.manifest_key, config.run_id, f"{manifest['row_count']:,}",

@@ -31,9 +31,9 @@ output "glue_job_name" {
   value       = one(module.etl[*].glue_job_name)
 }
 
-output "glue_crawler_name" {
-  description = "Glue crawler cataloguing the training set."
-  value       = one(module.etl[*].glue_crawler_name)
+output "glue_catalog_table" {
+  description = "Glue Data Catalog table of the published training-set snapshot (query it with Athena)."
+  value       = one(module.etl[*].catalog_table_name)
 }
 
 output "glue_catalog_database" {

@@ -30,7 +30,7 @@ variable "log_retention_days" {
 # ---------------------------------------------------------------------------------------------
 variable "enable_etl" {
   type        = bool
-  description = "Phase 1: S3 buckets, Glue connection, job and crawler."
+  description = "Phase 1: S3 buckets, Glue connection, job and catalog table."
   default     = true
 }
 

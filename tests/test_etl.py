@@ -191,6 +191,35 @@ def test_rerun_replaces_the_dataset_without_duplicates(stack, etl_published):
     assert len(pairs) == after.num_rows == 2500
 
 
+def test_catalog_table_follows_the_published_snapshot(stack, etl_published):
+    """With --catalog_database/--catalog_table the job points a Glue Data Catalog table (moto's
+    real catalog API here) at each published snapshot: location, columns, one partition per value."""
+    glue = client("glue", stack)
+    glue.create_database(DatabaseInput={"Name": "recsys_catalog"})
+    seen = []
+    for _ in range(2):  # the second run must replace the partitions, not add to them
+        manifest = run_etl(stack, catalog_database="recsys_catalog", catalog_table="ratings_ml_training")
+        table = glue.get_table(DatabaseName="recsys_catalog", Name="ratings_ml_training")["Table"]
+        assert table["StorageDescriptor"]["Location"] == \
+            f"s3://{stack.recsys_datalake_bucket}/{manifest['snapshot_prefix']}"
+        assert [c["Name"] for c in table["PartitionKeys"]] == ["productLine"]
+        assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == \
+            [c for c in CONTRACT if c != "productLine"]
+        assert table["Parameters"]["recsys_run_id"] == manifest["run_id"]
+        partitions = glue.get_partitions(DatabaseName="recsys_catalog", TableName="ratings_ml_training")
+        locations = {p["Values"][0]: p["StorageDescriptor"]["Location"] for p in partitions["Partitions"]}
+        lines = {f["key"].split("/")[-2].split("=", 1)[1].replace("%20", " ") for f in manifest["files"]}
+        assert set(locations) == lines and len(locations) == 7
+        assert all(loc.startswith(table["StorageDescriptor"]["Location"]) for loc in locations.values())
+        seen.append(manifest["run_id"])
+    assert seen[0] != seen[1]
+
+
+def test_catalog_arguments_go_together(stack, etl_published):
+    with pytest.raises(PipelineError, match="--catalog_database and --catalog_table go together"):
+        run_etl(stack, catalog_table="only_the_table")
+
+
 def test_lab_layout_partitions_by_customer(stack, etl_published):
     expected = sorted(source_rows(stack), key=lambda row: (row[0], row[6]))
     manifest = run_etl(stack, partition_key="customerNumber")

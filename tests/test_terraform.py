@@ -331,8 +331,12 @@ def test_glue_job_definition(root):
     script = etl.resources[("aws_s3_object", "etl_script")]
     assert script["source"] == "${var.glue_script_path}" and "filemd5(var.glue_script_path)" in script["source_hash"]
     assert root.modules["etl"]["glue_script_path"] == "${path.root}/../glue/etl_job.py"
-    assert etl.resources_of("aws_glue_connection") and (etl.resources_of("aws_glue_crawler")
-                                                         or etl.resources_of("aws_glue_catalog_table"))
+    assert etl.resources_of("aws_glue_connection") and etl.resources_of("aws_glue_catalog_table")
+    # the job keeps the catalog table on the published snapshot (a crawler would list every snapshot)
+    assert not etl.resources_of("aws_glue_crawler")
+    arguments = job["default_arguments"]
+    assert "aws_glue_catalog_table.training_set.name" in arguments["--catalog_table"]
+    assert "aws_glue_catalog_database.this.name" in arguments["--catalog_database"]
 
 
 def read_job_arguments(path: Path) -> dict[str, str | None]:

@@ -1,4 +1,4 @@
-# Least-privilege roles: one for the Glue job, one for the crawler.
+# Least-privilege role for the Glue job.
 
 data "aws_iam_policy_document" "glue_assume" {
   statement {
@@ -63,6 +63,22 @@ data "aws_iam_policy_document" "glue_job" {
   }
 
   statement {
+    sid = "PointCatalogAtSnapshot"
+    actions = [
+      "glue:GetTable",
+      "glue:UpdateTable",
+      "glue:GetPartitions",
+      "glue:BatchCreatePartition",
+      "glue:BatchDeletePartition",
+    ]
+    resources = [
+      "${local.glue_arn}:catalog",
+      "${local.glue_arn}:database/${aws_glue_catalog_database.this.name}",
+      "${local.glue_arn}:table/${aws_glue_catalog_database.this.name}/${aws_glue_catalog_table.training_set.name}",
+    ]
+  }
+
+  statement {
     sid       = "UseConnection"
     actions   = ["glue:GetConnection"]
     resources = ["${local.glue_arn}:catalog", "${local.glue_arn}:connection/${aws_glue_connection.source.name}"]
@@ -118,67 +134,5 @@ data "aws_iam_policy_document" "glue_job" {
       "${local.ec2_arn}:subnet/${var.source_db_subnet_id}",
       "${local.ec2_arn}:security-group/${var.source_db_security_group_id}",
     ]
-  }
-}
-
-# --- Glue crawler -----------------------------------------------------------------------------
-resource "aws_iam_role" "glue_crawler" {
-  name               = "${var.project}-glue-crawler"
-  description        = "Glue crawler: read the training set, maintain its catalog table"
-  assume_role_policy = data.aws_iam_policy_document.glue_assume.json
-}
-
-resource "aws_iam_role_policy" "glue_crawler" {
-  name   = "crawl-training-set"
-  role   = aws_iam_role.glue_crawler.id
-  policy = data.aws_iam_policy_document.glue_crawler.json
-}
-
-data "aws_iam_policy_document" "glue_crawler" {
-  statement {
-    sid       = "ListTrainingSet"
-    actions   = ["s3:ListBucket"]
-    resources = [module.bucket["datalake"].arn]
-  }
-
-  statement {
-    sid       = "ReadTrainingSet"
-    actions   = ["s3:GetObject"]
-    resources = ["${module.bucket["datalake"].arn}/${local.training_prefix}*"]
-  }
-
-  statement {
-    sid = "MaintainCatalogTable"
-    actions = [
-      "glue:GetDatabase",
-      "glue:GetTable",
-      "glue:GetTables",
-      "glue:CreateTable",
-      "glue:UpdateTable",
-      "glue:GetPartition",
-      "glue:GetPartitions",
-      "glue:BatchGetPartition",
-      "glue:CreatePartition",
-      "glue:BatchCreatePartition",
-      "glue:UpdatePartition",
-      "glue:BatchUpdatePartition",
-    ]
-    resources = [
-      "${local.glue_arn}:catalog",
-      "${local.glue_arn}:database/${aws_glue_catalog_database.this.name}",
-      "${local.glue_arn}:table/${aws_glue_catalog_database.this.name}/*",
-    ]
-  }
-
-  statement {
-    sid       = "UseKey"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [var.kms_key_arn]
-  }
-
-  statement {
-    sid       = "WriteLogs"
-    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"]
-    resources = [local.logs_arn, "${local.logs_arn}:*"]
   }
 }

@@ -1,5 +1,5 @@
 # Phase 1 (batch): the four buckets, the Glue connection to the existing RDS MySQL source, the
-# Glue 5.0 job running glue/etl_job.py and a crawler cataloguing the training set.
+# Glue 5.0 job running glue/etl_job.py, and the catalog table the job points at each published snapshot.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -29,6 +29,7 @@ locals {
   temp_dir         = "glue-temp"
   jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
   catalog_database = replace("${var.project}_catalog", "-", "_")
+  catalog_table    = local.training_dir
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +116,8 @@ resource "aws_glue_job" "etl" {
     "--source_secret_id"                 = var.source_db_secret_arn
     "--target_path"                      = local.training_path
     "--partition_key"                    = var.partition_key
+    "--catalog_database"                 = aws_glue_catalog_database.this.name
+    "--catalog_table"                    = aws_glue_catalog_table.training_set.name
   }
 }
 
@@ -123,27 +126,37 @@ resource "aws_glue_catalog_database" "this" {
   description = "Training set of ${var.project}"
 }
 
-resource "aws_glue_crawler" "training_set" {
-  name                   = "${var.project}-ratings-ml-training"
-  description            = "Catalogues the Parquet training set written by the Glue job"
-  database_name          = aws_glue_catalog_database.this.name
-  role                   = aws_iam_role.glue_crawler.arn
-  security_configuration = aws_glue_security_configuration.this.name
+# The job rewrites this table after each publish (location = the manifest's snapshot, one partition
+# per value of the partition key), so Athena and other catalog readers see exactly the published
+# snapshot. A crawler would catalogue every snapshot under the prefix, the run id as a column.
+resource "aws_glue_catalog_table" "training_set" {
+  name          = local.catalog_table
+  database_name = aws_glue_catalog_database.this.name
+  description   = "ratings_ml_training: the published snapshot of the training set (kept current by the Glue job)"
+  table_type    = "EXTERNAL_TABLE"
 
-  # The job writes snapshots/<run_id>/ under the prefix and names the live one in _manifest.json;
-  # the snapshot run id becomes a partition column of the table (filter on the manifest's run).
-  s3_target {
-    path       = local.training_path
-    exclusions = ["_manifest.json", "**/_SUCCESS", "**_$folder$"]
+  parameters = {
+    classification = "parquet"
   }
 
-  schema_change_policy {
-    update_behavior = "UPDATE_IN_DATABASE"
-    delete_behavior = "LOG"
+  partition_keys {
+    name = var.partition_key
+    type = var.partition_key == "customerNumber" ? "int" : "string"
   }
 
-  recrawl_policy {
-    recrawl_behavior = "CRAWL_EVERYTHING"
+  storage_descriptor {
+    location      = local.training_path
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+  }
+
+  # Location, columns and parameters belong to the job after its first run.
+  lifecycle {
+    ignore_changes = [storage_descriptor, parameters, partition_keys]
   }
 }
 

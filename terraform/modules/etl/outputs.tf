@@ -38,9 +38,9 @@ output "glue_job_name" {
   value       = aws_glue_job.etl.name
 }
 
-output "glue_crawler_name" {
-  description = "Name of the crawler cataloguing the training set."
-  value       = aws_glue_crawler.training_set.name
+output "catalog_table_name" {
+  description = "Glue Data Catalog table of the published training-set snapshot."
+  value       = aws_glue_catalog_table.training_set.name
 }
 
 output "catalog_database_name" {
