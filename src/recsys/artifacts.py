@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
-from botocore.exceptions import ClientError
 
-from recsys.aws import client
+from recsys.aws import client, read_object
 from recsys.config import Settings
 from recsys.errors import PipelineError
 
@@ -64,13 +63,8 @@ def sha256_hex(body: bytes) -> str:
 # -- readers ------------------------------------------------------------------------------------
 
 def _get_object(settings: Settings, key: str) -> bytes | None:
-    """The object's bytes, or None when the key does not exist."""
-    try:
-        return client("s3", settings).get_object(Bucket=settings.buckets["artifacts"], Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+    """The artifacts bucket's object at ``key``, or None when it does not exist."""
+    return read_object(settings, settings.buckets["artifacts"], key)
 
 
 def serving_version(settings: Settings) -> str | None:

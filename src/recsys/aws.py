@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from recsys.config import Settings, load_settings
 
@@ -27,3 +28,22 @@ def client(service: str, settings: Settings | None = None):
     """A boto3 client for ``service`` configured from settings (cached per endpoint, region, key)."""
     s = settings or load_settings()
     return _client(service, s.endpoint_url, s.region, s.aws_access_key_id, s.aws_secret_access_key)
+
+
+# S3's answers for "not there": GetObject says NoSuchKey/NoSuchBucket, HeadObject a bare 404/NotFound
+MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NotFound", "404")
+
+
+def is_missing(exc: ClientError) -> bool:
+    """True when an S3 error means the key (or its bucket) does not exist."""
+    return exc.response.get("Error", {}).get("Code") in MISSING_CODES
+
+
+def read_object(settings: Settings, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when the key (or its bucket) does not exist."""
+    try:
+        return client("s3", settings).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if is_missing(exc):
+            return None
+        raise

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from recsys.aws import client
+from recsys.aws import client, is_missing, read_object
 from recsys.config import Settings, load_settings
 from recsys.errors import PipelineError
 
@@ -56,13 +56,9 @@ def read_manifest(settings: Settings | None = None) -> dict:
     """The published manifest; ``PipelineError`` when no training set has been published."""
     settings = settings or load_settings()
     bucket = settings.buckets["datalake"]
-    try:
-        body = client("s3", settings).get_object(Bucket=bucket, Key=MANIFEST_KEY)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchBucket", "404"):
-            raise PipelineError(f"no published training set at s3://{bucket}/{MANIFEST_KEY}: "
-                                "run `recsys etl` first") from None
-        raise
+    body = read_object(settings, bucket, MANIFEST_KEY)
+    if body is None:
+        raise PipelineError(f"no published training set at s3://{bucket}/{MANIFEST_KEY}: run `recsys etl` first")
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -83,7 +79,7 @@ def _read_file(s3, bucket: str, entry: dict, partition_key: str, partition_type:
     try:
         body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if is_missing(exc):
             raise _ManifestMoved(entry["key"]) from None
         raise
     if len(body) != entry["size"]:

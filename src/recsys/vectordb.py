@@ -31,8 +31,8 @@ from inference.vector_store import (
     consistent_read, live_model, nearest_items, user_vectors,
 )
 from recsys.artifacts import ITEM_EMBEDDINGS, MANIFEST, MODELS_PREFIX, POINTER_KEY, USER_EMBEDDINGS, artifact_key
-from recsys.artifacts import serving_version as pointer_version
-from recsys.aws import client
+from recsys.artifacts import serving_version
+from recsys.aws import client, is_missing, read_object
 from recsys.config import Settings, load_settings
 from recsys.db import connect_mysql, connect_pg
 from recsys.errors import PipelineError
@@ -127,9 +127,9 @@ class LoadResult:
 
 # ---- S3 side -------------------------------------------------------------------------------------
 
-def serving_version(settings: Settings) -> str:
+def required_serving_version(settings: Settings) -> str:
     """The version the serving pointer ``models/serving.json`` names; PipelineError when there is none."""
-    version = pointer_version(settings)
+    version = serving_version(settings)
     if not version:
         raise PipelineError(f"no serving pointer s3://{settings.buckets['artifacts']}/{POINTER_KEY}: "
                             "train a model (`recsys train`) or pass --version")
@@ -154,7 +154,7 @@ def resolve_model_version(settings: Settings, version: str) -> ModelVersion:
         try:
             s3.head_object(Bucket=bucket, Key=model.key(table.csv_file))
         except s3.exceptions.ClientError as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 raise PipelineError(f"model version {version} is incomplete: "
                                     f"s3://{bucket}/{model.key(table.csv_file)} does not exist") from exc
             raise
@@ -163,21 +163,13 @@ def resolve_model_version(settings: Settings, version: str) -> ModelVersion:
 
 def _read_json(settings: Settings, bucket: str, key: str, missing: str) -> dict:
     """A JSON object from S3; ``missing`` is the error when the key does not exist."""
-    s3 = client("s3", settings)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.ClientError as exc:
-        if _is_missing(exc):
-            raise PipelineError(missing) from exc
-        raise
+    body = read_object(settings, bucket, key)
+    if body is None:
+        raise PipelineError(missing)
     try:
         return json.loads(body)
     except ValueError as exc:
         raise PipelineError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from exc
-
-
-def _is_missing(exc) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
 
 
 def _expected_sha256(model: ModelVersion, filename: str) -> str | None:
@@ -335,7 +327,7 @@ def load_embeddings(settings: Settings | None = None, version: str | None = None
     version keeps being served. One load at a time per database (advisory lock).
     """
     settings = settings or load_settings()
-    version = version or serving_version(settings)
+    version = version or required_serving_version(settings)
     model = resolve_model_version(settings, version)
     with closing(connect_pg(settings)) as conn:
         with conn.cursor() as cur:
