@@ -22,11 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the model publisher the streaming tests use
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def firehose_event(events: list[dict]) -> dict:
     return {"invocationId": "bench", "deliveryStreamArn": "arn", "region": "us-east-1", "records": [
         {"recordId": str(i), "approximateArrivalTimestamp": 0,
@@ -94,7 +89,7 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
 def bench_freshness(settings, catalogue, events: int, rate: float) -> dict:
     """Seconds from PutRecords accepting each event to its object appearing in S3, delivery running."""
     from recsys.demo import ArrivalWatcher, collect_outputs
-    from recsys.firehose import build_delivery
+    from recsys.firehose import build_delivery, nearest_rank
     from recsys.replay import events_to_records, send_records, synthesize_events
 
     delivery = build_delivery(settings, poll_seconds=0.1)
@@ -111,7 +106,7 @@ def bench_freshness(settings, catalogue, events: int, rate: float) -> dict:
     worker.join(10)
     delivery.invoker.close()
     lat, _, _ = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
-    return {"events": events, "delivered": len(lat), "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99),
+    return {"events": events, "delivered": len(lat), "p50": nearest_rank(lat, 0.5), "p99": nearest_rank(lat, 0.99),
             "buffer_s": float(settings.recsys_buffer_seconds), "batch_p50": delivery.stats.percentile(0.5)}
 
 

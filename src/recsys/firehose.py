@@ -228,14 +228,28 @@ class Checkpoint:
 
     def save(self, positions: dict[str, str]) -> None:
         self.positions.update(positions)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as handle:
-            json.dump({"stream_arn": self.stream_arn, "stream_created": self.stream_created, "shards": self.positions,
-                       "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
+        write_json_atomically(self.path, {"stream_arn": self.stream_arn, "stream_created": self.stream_created,
+                                          "shards": self.positions}, durable=True)
+
+
+def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` plus ``updated_at`` in one rename; ``durable`` fsyncs first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump({**data, "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
+        if durable:
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+    os.replace(tmp, path)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 @dataclass
@@ -253,10 +267,7 @@ class DeliveryStats:
     batch_seconds: list[float] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
-        if not self.batch_seconds:
-            return 0.0
-        ordered = sorted(self.batch_seconds)
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+        return nearest_rank(self.batch_seconds, q)
 
     def as_json(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "batch_seconds"}
@@ -576,11 +587,7 @@ class FirehoseDelivery:
         self.write_stats()
 
     def write_stats(self) -> None:
-        self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.stats_path.with_name(self.stats_path.name + ".tmp")
-        tmp.write_text(json.dumps({**self.stats.as_json(), "updated_at": datetime.now(timezone.utc).isoformat()},
-                                  indent=2))
-        os.replace(tmp, self.stats_path)
+        write_json_atomically(self.stats_path, self.stats.as_json())
 
     # -- loop ------------------------------------------------------------------------------------
     def _lambda_due(self, now: float) -> bool:
