@@ -15,16 +15,16 @@ import tempfile
 import time
 
 from recsys.config import load_settings
-from recsys.db import connect_mysql
+from recsys.db import connect_mysql, drop_database
 from recsys_seed import SeedSpec, seed_source
 from recsys_seed import load
 from recsys_seed.generate import generate_streaming
 
 
 def _fresh_database(settings) -> None:
+    drop_database(settings)
     conn = connect_mysql(settings, database="")
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
         cur.execute(f"CREATE DATABASE `{settings.mysql_database}` CHARACTER SET utf8mb4")
     conn.close()
 
@@ -73,10 +73,7 @@ def main() -> None:
         _fresh_database(settings)
         summary = seed_source(settings, spec, reset=True, show_progress=True)
     finally:
-        conn = connect_mysql(settings, database="")
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
-        conn.close()
+        drop_database(settings)
     rate = spec.ratings / summary.seconds
     ratio = summary.seconds / raw
     print(f"\nseeder benchmark: {spec.customers:,} customers x {spec.products:,} products, {spec.ratings:,} ratings")

@@ -1,22 +1,19 @@
 """Session fixtures for the streaming tests: a served model, the Lambda zip, and S3 readers.
 
-``streaming_model`` trains implicit ALS on the seeded ratings, publishes the artifacts in the
-contract layout (docs/contracts.md section 2) with ``recsys.artifacts.publish_version`` and makes
-them live in pgvector with ``recsys.vectordb.load_embeddings`` (the real loader).
+``streaming_model`` runs the real trainer on the seeded ratings (``recsys.train``, artifacts in the
+contract layout) and makes the model live in pgvector with ``recsys.vectordb.load_embeddings``.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 HANDLERS_DIR = Path(__file__).parent / "streaming_handlers"
-ALPHA, RATING_OFFSET, REGULARIZATION, FACTORS = 2.0, 2.0, 0.05, 16
 
 
 @dataclass(frozen=True)
@@ -30,58 +27,29 @@ class ServedModel:
 
 
 def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
-    """ALS on the source's ratings, published and loaded into pgvector."""
-    import implicit
-    import scipy.sparse as sp
+    """The real batch chain on the seeded source: the training table (the Glue job's join, done in
+    SQL) published in the contract layout, ``recsys.train``, then ``recsys.vectordb.load_embeddings``.
 
-    from inference.foldin import confidence, max_item_norm, to_item_embedding, to_query_vector
-    from recsys import artifacts
-    from recsys.db import connect_mysql
+    The training set goes to a datalake bucket of its own (the ETL tests own the stack's); the model
+    goes to the stack's artifacts bucket, where the Lambda reads it.
+    """
+    from fixtures_train import publish_training_table, training_table_from_mysql
+
+    from recsys.resources import ensure_bucket
+    from recsys.train import TrainParams
+    from recsys.train import train_and_publish as train
     from recsys.vectordb import load_embeddings
 
-    conn = connect_mysql(settings)
-    with conn.cursor() as cur:
-        cur.execute("SELECT customerNumber, productCode, productRating FROM ratings")
-        rows = cur.fetchall()
-    conn.close()
-    customers = sorted({r[0] for r in rows})
-    products = sorted({r[1] for r in rows})
-    cu, pi = {c: i for i, c in enumerate(customers)}, {p: i for i, p in enumerate(products)}
-    conf = confidence([r[2] for r in rows], ALPHA, RATING_OFFSET)
-    matrix = sp.csr_matrix((conf, ([cu[r[0]] for r in rows], [pi[r[1]] for r in rows])),
-                           shape=(len(customers), len(products)), dtype=np.float32)
-    model = implicit.cpu.als.AlternatingLeastSquares(factors=FACTORS, regularization=REGULARIZATION, alpha=1.0,
-                                                     iterations=8, random_state=seed)
-    model.fit(matrix, show_progress=False)
-    items, users = np.asarray(model.item_factors), np.asarray(model.user_factors)
-    transform = "mips-augment"
-    item_emb = to_item_embedding(items, transform, max_item_norm(items))
-    user_emb = to_query_vector(users, transform)
-    counts = np.bincount([pi[r[1]] for r in rows], minlength=len(products))
-    order = np.argsort(-counts, kind="stable")
-    popular = [{"product_code": products[j], "score": round(float(counts[j] / counts.max()), 4)} for j in order[:50]]
-    version = artifacts.new_version()
-    files = {
-        "item_embeddings.csv": artifacts.embeddings_csv(products, item_emb),
-        "user_embeddings.csv": artifacts.embeddings_csv(customers, user_emb),
-        "model.npz": artifacts.npz_bytes({
-            "item_factors": items.astype(np.float32), "user_factors": users.astype(np.float32),
-            "item_ids": np.array(products), "user_ids": np.array(customers, dtype=np.int64),
-            "regularization": np.float64(REGULARIZATION), "alpha": np.float64(ALPHA), "factors": np.int64(FACTORS)}),
-        "popular_items.json": json.dumps(popular).encode(),
-    }
-    manifest = {"version": version, "created_at": artifacts.utc_now_iso(), "embedding_dim": FACTORS + 1,
-                "embedding_transform": transform, "factors": FACTORS,
-                "confidence": {"formula": "1 + alpha * max(rating - rating_offset, 0)", "alpha": ALPHA,
-                               "rating_offset": RATING_OFFSET},
-                "hyperparameters": {"factors": FACTORS, "regularization": REGULARIZATION, "alpha": ALPHA,
-                                    "iterations": 8}}
-    artifacts.publish_version(settings, version, files, manifest)
-    load_embeddings(settings, version)
+    training = replace(settings, recsys_datalake_bucket="streaming-test-datalake")
+    ensure_bucket(training, training.recsys_datalake_bucket)
+    table = training_table_from_mysql(training)
+    publish_training_table(training, table)
+    result = train(training, TrainParams(seed=seed), settings.state_dir / "reports")
+    load_embeddings(settings, result.version)
     rated: dict[int, set[str]] = {}
-    for c, p, _ in rows:
-        rated.setdefault(int(c), set()).add(p)
-    return ServedModel(version, products, [int(c) for c in customers], rated)
+    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist()):
+        rated.setdefault(int(customer), set()).add(code)
+    return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import pytest
 
 from recsys.aws import client
 from recsys.config import Settings
+from recsys.resources import ensure_bucket
 
 TRAIN_SEED_SPEC = (600, 300, 15_000, 42)  # customers, products, ratings, seed: big enough to be conclusive
 TRAINING_SQL = """
@@ -89,28 +90,19 @@ def publish_training_table(settings: Settings, table: pa.Table, partition_key: s
     return manifest
 
 
-def _ensure_bucket(settings: Settings, name: str) -> None:
-    s3 = client("s3", settings)
-    if name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=name)
-
-
 @pytest.fixture(scope="session")
 def train_settings(stack):
     """Settings for a MySQL database and S3 buckets of the trainer's tests alone, seeded larger than the lab."""
-    from recsys.db import connect_mysql
+    from recsys.db import drop_database
     from recsys_seed import SeedSpec, seed_source
 
     settings = replace(stack, mysql_database=f"recsys_test_{os.getpid()}_train",
                        recsys_datalake_bucket="train-test-datalake", recsys_artifacts_bucket="train-test-artifacts")
     for bucket in settings.buckets.values():
-        _ensure_bucket(settings, bucket)
+        ensure_bucket(settings, bucket)
     seed_source(settings, SeedSpec(*TRAIN_SEED_SPEC), reset=True)
     yield settings
-    conn = connect_mysql(settings, database="")
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
-    conn.close()
+    drop_database(settings)
 
 
 @pytest.fixture(scope="session")
@@ -137,5 +129,5 @@ def train_published(train_settings, train_dataset, tmp_path_factory):
 def train_bad_settings(train_settings):
     """Settings whose datalake bucket is empty and private to one test (the artifacts bucket is shared)."""
     name = f"train-test-bad-{secrets.token_hex(3)}"
-    _ensure_bucket(train_settings, name)
+    ensure_bucket(train_settings, name)
     return replace(train_settings, recsys_datalake_bucket=name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.db import SourceUnavailable, connect_mysql
+from recsys.db import SourceUnavailable, connect_mysql, drop_database
 from recsys.errors import PipelineError
 from recsys_seed import SeedSpec, planted_truth, seed_source, source_spec
 from recsys_seed.generate import LOCATIONS, PRODUCT_LINES, SCALES, generate
@@ -37,10 +37,7 @@ def scratch_db(stack):
     """A second database on the same server, dropped afterwards."""
     settings = dataclasses.replace(stack, mysql_database=f"{stack.mysql_database}_scratch")
     yield settings
-    conn = connect_mysql(settings, database="")
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_database}`")
-    conn.close()
+    drop_database(settings)
 
 
 def test_seeded_counts_and_metadata(stack, seeded):

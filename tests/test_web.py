@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 
 from recsys import aws
 from recsys.db import connect_mysql
+from recsys.resources import ensure_bucket
 from recsys.web import create_app
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs chromium-driver (make install)")
@@ -23,7 +24,7 @@ FUTURE = "2099-01-01T00:00:0{}Z"
 def web_settings(stack):
     """The stack with a recommendations bucket of this module's own (other tests deliver too)."""
     settings = dataclasses.replace(stack, recsys_recommendations_bucket="recsys-web-test-recommendations")
-    aws.client("s3", settings).create_bucket(Bucket=settings.recsys_recommendations_bucket)
+    ensure_bucket(settings, settings.recsys_recommendations_bucket)
     return settings
 
 

@@ -98,15 +98,19 @@ def delivery_stream_definition(names: ResourceNames, buffer_seconds: int) -> dic
     }
 
 
-def _ensure_bucket(s3, name: str, region: str) -> None:
+def ensure_bucket(settings: Settings, name: str) -> None:
+    """Create the bucket ``name`` unless it exists."""
+    from recsys import aws
+
+    s3 = aws.client("s3", settings)
     try:
         s3.head_bucket(Bucket=name)
         return
     except s3.exceptions.ClientError:
         pass
     args = {"Bucket": name}
-    if region != "us-east-1":
-        args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    if settings.region != "us-east-1":
+        args["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
     s3.create_bucket(**args)
     log.info("created bucket %s", name)
 
@@ -167,9 +171,8 @@ def ensure_resources(settings: Settings | None = None, *, lambda_zip: bytes | No
     s = settings or load_settings()
     account = aws.client("sts", s).get_caller_identity()["Account"]
     names = resource_names(s, account)
-    s3 = aws.client("s3", s)
     for bucket in names.buckets.values():
-        _ensure_bucket(s3, bucket, s.region)
+        ensure_bucket(s, bucket)
     _ensure_stream(aws.client("kinesis", s), names.stream)
     _ensure_delivery_stream(aws.client("firehose", s), delivery_stream_definition(names, int(s.recsys_buffer_seconds)))
     if lambda_zip is not None:
