@@ -108,10 +108,15 @@ def _read_snapshot(s3, bucket: str, manifest: dict) -> pa.Table:
 
 
 def read_training_set(settings: Settings | None = None) -> pa.Table:
-    """The published training set as one Arrow table: the 13 contract columns, in order, with their types.
+    """The published training set as one Arrow table: the 13 contract columns, in order, with their types."""
+    return read_published(settings)[1]
+
+
+def read_published(settings: Settings | None = None) -> tuple[dict, pa.Table]:
+    """The manifest and the table of the snapshot that was actually read.
 
     When a newer run publishes (and deletes the old snapshot) while this reads, it reads again
-    from the new manifest.
+    from the new manifest; the manifest returned is always the one the rows came from.
     """
     settings = settings or load_settings()
     s3 = client("s3", settings)
@@ -119,7 +124,7 @@ def read_training_set(settings: Settings | None = None) -> pa.Table:
     manifest = read_manifest(settings)
     for _ in range(3):
         try:
-            return _read_snapshot(s3, bucket, manifest)
+            return manifest, _read_snapshot(s3, bucket, manifest)
         except _ManifestMoved as missing:
             newer = read_manifest(settings)
             if newer["run_id"] == manifest["run_id"]:

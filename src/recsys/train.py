@@ -90,8 +90,7 @@ class TrainResult:
 
 def read_published_training_set(settings: Settings) -> tuple[pa.Table, DatasetInfo]:
     """The complete, published training set and its identity; PipelineError when there is none."""
-    manifest = dataset.read_manifest(settings)
-    table = dataset.read_training_set(settings)
+    manifest, table = dataset.read_published(settings)
     info = DatasetInfo(str(manifest.get("run_id", "unknown")), int(manifest.get("row_count", table.num_rows)),
                        str(manifest.get("snapshot_prefix", "")))
     return table, info
