@@ -10,7 +10,6 @@ RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
 APT_PACKAGES := libmariadb-java chromium chromium-driver
-export OPENBLAS_NUM_THREADS ?= 1
 
 # seeding scale (the lab's by default)
 CUSTOMERS ?= 122
@@ -96,8 +95,12 @@ demo: install ## Run the whole pipeline end to end on the embedded stack and wri
 	$(RECSYS) demo $(DEMO_ARGS)
 
 .PHONY: test
-test: install ## Run the test suite (starts and stops its own services)
+test: install ## Run the test suite: unit, then integration (starts and stops its own services)
 	$(BIN)/pytest
+
+.PHONY: test-unit
+test-unit: install ## Run the unit tests only (no service needed, seconds)
+	$(BIN)/pytest tests/unit
 
 .PHONY: bench
 bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)

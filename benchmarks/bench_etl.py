@@ -107,7 +107,7 @@ def batches_pymysql(settings, schema, chunk: int = 100_000):
     import pyarrow as pa
     import pymysql.cursors
 
-    from recsys.db import connect_mysql
+    from recsys.core.db import connect_mysql
 
     conn = connect_mysql(settings, cursorclass=pymysql.cursors.SSCursor)
     try:
@@ -146,8 +146,8 @@ def run_baseline(method: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recsys.aws import client
-    from recsys.config import load_settings
+    from recsys.core.aws import client
+    from recsys.core.config import load_settings
 
     settings = load_settings()
     schema = training_schema()
@@ -158,17 +158,18 @@ def run_baseline(method: str) -> None:
         pq.write_to_dataset(table, staging, partition_cols=["productLine"], compression="snappy")
         files = [p for p in Path(staging).rglob("*.parquet")]
         for path in files:
-            s3.upload_file(str(path), settings.buckets["datalake"],
+            s3.upload_file(str(path), settings.datalake_bucket,
                            f"{BASELINE_PREFIX}{method}/{path.relative_to(staging).as_posix()}")
     print(f"baseline {method}: {table.num_rows:,} rows, {len(files)} files")
 
 
 # -- the benchmark --------------------------------------------------------------------------------
 def seed(settings, customers: int, products: int, ratings: int) -> None:
-    from recsys_seed import SeedSpec, seed_source
+    from recsys.apps.source import seed_configured_source
+    from recsys_seed import SeedSpec
 
     started = time.perf_counter()
-    summary = seed_source(settings, SeedSpec(customers, products, ratings, 42), reset=True, show_progress=False)
+    summary = seed_configured_source(settings, SeedSpec(customers, products, ratings, 42), reset=True, show_progress=False)
     print(f"seeded {summary.ratings:,} ratings ({customers:,} customers x {products:,} products) "
           f"in {time.perf_counter() - started:.1f} s")
 
@@ -196,7 +197,7 @@ def main() -> None:
         run_baseline(args.baseline_only)
         return
 
-    from recsys.stack import scratch_stack
+    from recsys.local.stack import scratch_stack
 
     customers = args.customers or max(1, args.ratings // 50)
     with scratch_stack("bench_etl", OPENBLAS_NUM_THREADS="1") as settings:

@@ -14,9 +14,10 @@ import os
 import tempfile
 import time
 
-from recsys.config import load_settings
-from recsys.db import connect_mysql, drop_database
-from recsys_seed import SeedSpec, seed_source
+from recsys.core.config import load_settings
+from recsys.core.db import connect_mysql, drop_database
+from recsys.apps.source import seed_configured_source
+from recsys_seed import SeedSpec
 from recsys_seed import load
 from recsys_seed.generate import generate_streaming
 
@@ -71,7 +72,7 @@ def main() -> None:
     try:
         raw = raw_load_seconds(settings, spec)
         _fresh_database(settings)
-        summary = seed_source(settings, spec, reset=True, show_progress=True)
+        summary = seed_configured_source(settings, spec, reset=True, show_progress=True)
     finally:
         drop_database(settings)
     rate = spec.ratings / summary.seconds

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the model publisher the streaming tests use
+sys.path.insert(0, str(REPO / "tests" / "integration"))  # the model publisher the streaming tests use
 
 
 def firehose_event(events: list[dict]) -> dict:
@@ -55,13 +55,14 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
     from inference import handler
-    from recsys.lambda_runtime import LocalLambda
-    from recsys.firehose import lambda_environment, unpack_zip
-    from recsys.replay import synthesize_events
+    from recsys.local.lambda_runtime import LocalLambda
+    from recsys.local.aws_resources import lambda_environment
+    from recsys.local.firehose.invokers import unpack_zip
+    from recsys_seed import synthesize_events
 
     events = synthesize_events(catalogue, batch, new_customer_fraction=0.1, empty_history_fraction=0.05, seed=1)
     payload = firehose_event(events)
-    runtime = handler.ServingRuntime(handler.HandlerConfig(settings.buckets["artifacts"], 60.0, 10))
+    runtime = handler.ServingRuntime(handler.HandlerConfig(settings.artifacts_bucket, 60.0, 10))
     slow = per_record_runtime(handler, runtime)
 
     def timed(rt) -> float:
@@ -75,7 +76,7 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
 
     timed(runtime)  # warm: model loaded, connection open
     batched, per_record = timed(runtime), timed(slow)
-    code_dir = unpack_zip(Path(settings.recsys_lambda_zip), settings.state_dir / "lambda")
+    code_dir = unpack_zip(settings.lambda_zip, settings.state_dir / "lambda")
     with LocalLambda(code_dir, "inference.handler.lambda_handler", lambda_environment(settings),
                      log_file=settings.state_dir / "bench-lambda.log") as fn:
         body = json.dumps(payload).encode()
@@ -88,9 +89,11 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
 
 def bench_freshness(settings, catalogue, events: int, rate: float) -> dict:
     """Seconds from PutRecords accepting each event to its object appearing in S3, delivery running."""
-    from recsys.demo import ArrivalWatcher, collect_outputs
-    from recsys.firehose import build_delivery, nearest_rank
-    from recsys.replay import events_to_records, send_records, synthesize_events
+    from recsys.apps.demo import ArrivalWatcher, collect_outputs
+    from recsys.local.firehose.delivery import build_delivery
+    from recsys.core.stats import percentile
+    from recsys.apps.replay import events_to_records, send_records
+    from recsys_seed import synthesize_events
 
     delivery = build_delivery(settings, poll_seconds=0.1)
     worker = threading.Thread(target=delivery.run, daemon=True)
@@ -106,12 +109,13 @@ def bench_freshness(settings, catalogue, events: int, rate: float) -> dict:
     worker.join(10)
     delivery.invoker.close()
     lat, _, _ = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
-    return {"events": events, "delivered": len(lat), "p50": nearest_rank(lat, 0.5), "p99": nearest_rank(lat, 0.99),
-            "buffer_s": float(settings.recsys_buffer_seconds), "batch_p50": delivery.stats.percentile(0.5)}
+    return {"events": events, "delivered": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+            "buffer_s": float(settings.buffer_seconds), "batch_p50": delivery.stats.batch_percentile(50)}
 
 
 def bench_producer(settings, catalogue, events: int) -> dict:
-    from recsys.replay import events_to_records, send_records, synthesize_events
+    from recsys.apps.replay import events_to_records, send_records
+    from recsys_seed import synthesize_events
 
     started = time.perf_counter()
     generated = synthesize_events(catalogue, events, seed=3)
@@ -132,19 +136,20 @@ def main() -> int:
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from fixtures_streaming import train_and_publish
-    from recsys.lambda_zip import build_lambda_zip
-    from recsys.replay import load_catalogue
-    from recsys.config import load_settings
-    from recsys.stack import scratch_stack
-    from recsys_seed import seed_source
+    from recsys.deploy.lambda_zip import build_lambda_zip
+    from recsys.apps.source import source_catalogue
+    from recsys.core.config import load_settings
+    from recsys.local.stack import scratch_stack
+    from recsys.apps.source import seed_configured_source
+    from recsys_seed import SeedSpec
 
     with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as settings:
         zip_report = build_lambda_zip(settings.state_dir / "build" / "lambda.zip")
         os.environ["RECSYS_LAMBDA_ZIP"] = str(zip_report.path)
         settings = load_settings()
-        seed_source(settings, reset=True)
+        seed_configured_source(settings, SeedSpec(), reset=True)
         train_and_publish(settings)
-        catalogue = load_catalogue(settings)
+        catalogue = source_catalogue(settings)
 
         lam = bench_lambda(settings, catalogue, args.batch, args.rounds)
         fresh = bench_freshness(settings, catalogue, args.freshness_events, args.freshness_rate)

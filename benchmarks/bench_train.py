@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the MySQL → contract-layout publisher
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))  # the MySQL → contract-layout publisher
 
 import numpy as np
 
@@ -52,20 +52,23 @@ def run_scale(name: str, spec_args: tuple[int, int, int, int], tune: bool) -> Sc
     """Seed, publish and train at one scale on a fresh embedded stack; drop the database afterwards."""
     from fixtures_train import publish_training_table, training_table_from_mysql
 
-    from recsys.stack import scratch_stack
-    from recsys.train import TrainParams, train_and_publish
-    from recsys_seed import SeedSpec, seed_source
+    from recsys.local.stack import scratch_stack
+    from recsys.pipeline.train import TrainParams, train_and_publish
+    from recsys.apps.source import planted_truth_for, seed_configured_source
+    from recsys_seed import SeedSpec
 
     with scratch_stack(f"bench_train_{name}") as settings:
         started = time.perf_counter()
-        seed_source(settings, SeedSpec(*spec_args), reset=True, show_progress=True)
+        seed_configured_source(settings, SeedSpec(*spec_args), reset=True, show_progress=True)
         seeded = time.perf_counter()
         table = training_table_from_mysql(settings)
         publish_training_table(settings, table)
         published = time.perf_counter()
         print(f"[{name}] seeded {spec_args[2]:,} ratings in {seeded - started:.1f} s; table + publish "
               f"{published - seeded:.1f} s", flush=True)
-        result = train_and_publish(settings, TrainParams(), settings.state_dir / "reports")
+        truth, note = planted_truth_for(settings)
+        result = train_and_publish(settings, TrainParams(), settings.state_dir / "reports", truth=truth,
+                                   ceiling_note=note)
         stage = time.perf_counter() - published
         print(result.report.table(), flush=True)
         if tune:
@@ -77,10 +80,11 @@ def run_scale(name: str, spec_args: tuple[int, int, int, int], tune: bool) -> Sc
 
 def tune_grid(table, settings) -> None:
     """NDCG@10 of each grid point on a validation split inside the evaluation split's training part."""
-    from recsys import evaluate
-    from recsys.train import TrainParams, confidence_matrix, fit_als, planted_truth_for, serving_scorer
+    from recsys.pipeline import evaluate
+    from recsys.apps.source import planted_truth_for
+    from recsys.pipeline.train import TrainParams, confidence_matrix, fit_als, serving_scorer
 
-    data = evaluate.encode(table)
+    data = evaluate.interactions_from_table(table)
     defaults = TrainParams()
     reported = evaluate.holdout_mask(data, defaults.holdout_fraction, defaults.seed)
     train = evaluate.Interactions(data.user_ids, data.item_ids, data.users[~reported], data.items[~reported],

@@ -92,7 +92,7 @@ def publish(settings, s3, version: str, item_ids, items, user_ids, users) -> Non
     import hashlib
     import json
 
-    bucket = settings.buckets["artifacts"]
+    bucket = settings.artifacts_bucket
     files = {"item_embeddings.csv": embeddings_csv(item_ids, items),
              "user_embeddings.csv": embeddings_csv(user_ids, users)}
     for name, body in files.items():
@@ -105,7 +105,7 @@ def publish(settings, s3, version: str, item_ids, items, user_ids, users) -> Non
 
 def main() -> int:
     args = parse_args()
-    from recsys.stack import scratch_stack
+    from recsys.local.stack import scratch_stack
 
     with scratch_stack("bench_vectordb") as settings:
         return run(args, settings)
@@ -113,9 +113,9 @@ def main() -> int:
 
 def run(args, settings) -> int:
     from inference import vector_store as vs
-    from recsys.aws import client
-    from recsys.db import connect_pg
-    from recsys.vectordb import HnswParams, load_embeddings
+    from recsys.core.aws import client
+    from recsys.core.db import connect_pg
+    from recsys.pipeline.vector_load import HnswParams, load_embeddings
 
     rng = np.random.default_rng(42)
     print(f"== vector DB benchmark: {args.items:,} items x {args.dim}-d, {args.clusters} clusters, "

@@ -1,9 +1,10 @@
 """Glue ETL job: MySQL (customers, products, ratings) -> denormalised, partitioned Parquet training set.
 
 One file, run unchanged by AWS Glue 5.0 (Spark 3.5, Python 3.11), by `spark-submit` in the Glue
-container image, and by local PySpark (``recsys etl`` loads it in-process). It does not import
-``recsys``: everything comes from its ``--KEY value`` arguments (``JOB_ARGUMENTS``) and the standard
-AWS environment (credentials, region, ``AWS_ENDPOINT_URL``).
+container image, and by local PySpark (``recsys etl`` loads it in-process). It imports only
+``recsys.contracts`` (shipped with the job) from the project: everything else comes from its
+``--KEY value`` arguments (``JOB_ARGUMENTS``) and the standard AWS environment (credentials, region,
+``AWS_ENDPOINT_URL``).
 
 Stages: read the three tables over JDBC (range-partitioned, fetch size) -> left-join ratings to
 customers and products while measuring data quality -> write snappy Parquet partitioned by
@@ -32,6 +33,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+
+# The training-set contract (keys, file names, columns), shared with the reader. Glue gets it with
+# --extra-py-files (terraform/modules/etl), the Glue container through PYTHONPATH, local runs from the package.
+from recsys.contracts import SNAPSHOT_SUCCESS, SNAPSHOTS_DIR, TRAINING_COLUMNS, TRAINING_MANIFEST
 
 try:  # present only on AWS Glue and in its container image
     from awsglue.context import GlueContext
@@ -64,22 +69,12 @@ JOB_ARGUMENTS = {
 }
 GLUE_RESERVED_ARGUMENTS = ("JOB_NAME",)  # passed by Glue itself; not part of JOB_ARGUMENTS
 
-# The training set contract, in order: (column, Spark SQL type).
-TRAINING_COLUMNS = (
-    ("customerNumber", "int"), ("city", "string"), ("state", "string"), ("postalCode", "string"),
-    ("country", "string"), ("creditLimit", "decimal(10,2)"), ("productCode", "string"),
-    ("productLine", "string"), ("productScale", "string"), ("quantityInStock", "smallint"),
-    ("buyPrice", "decimal(10,2)"), ("MSRP", "decimal(10,2)"), ("productRating", "tinyint"),
-)
 CUSTOMER_COLUMNS = ("customerNumber", "city", "state", "postalCode", "country", "creditLimit")
 PRODUCT_COLUMNS = ("productCode", "productLine", "productScale", "quantityInStock", "buyPrice", "MSRP")
 RATING_COLUMNS = ("customerNumber", "productCode", "productRating")
 KEY_COLUMNS = RATING_COLUMNS  # null in any of these makes a row useless for training
 RATING_RANGE = (1, 5)
 
-SNAPSHOTS_DIR = "snapshots/"
-MANIFEST_NAME = "_manifest.json"
-SUCCESS_NAME = "_SUCCESS"
 PRODUCER = "glue/etl_job.py"
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 MANY_FILES = 1000
@@ -208,7 +203,7 @@ class JobConfig:
 
     @property
     def manifest_key(self) -> str:
-        return self.target_prefix + MANIFEST_NAME
+        return self.target_prefix + TRAINING_MANIFEST
 
     def spark_snapshot_path(self) -> str:
         """Where Spark writes the snapshot: the staging folder, or the S3 snapshot prefix itself."""
@@ -439,7 +434,7 @@ def upload_staging(s3, staging: Path, bucket: str, prefix: str) -> int:
             total += size
             if done % 500 == 0 or done == len(data_files):
                 log.info("uploaded %d/%d files (%.1f MB)", done, len(data_files), total / 1e6)
-    s3.put_object(Bucket=bucket, Key=prefix + SUCCESS_NAME, Body=b"")
+    s3.put_object(Bucket=bucket, Key=prefix + SNAPSHOT_SUCCESS, Body=b"")
     log.info("upload done in %.1f s", time.perf_counter() - started)
     return total
 
@@ -454,8 +449,8 @@ def snapshot_files(s3, config: JobConfig, rows_by_file: dict[str, int]) -> list[
     """The manifest's ``files``: every data file in S3 with size and rows; ``JobError`` on any mismatch."""
     objects = list_keys(s3, config.target_bucket, config.snapshot_prefix)
     names = {obj["Key"][len(config.snapshot_prefix):]: obj for obj in objects}
-    if SUCCESS_NAME not in names:
-        raise JobError(f"snapshot s3://{config.target_bucket}/{config.snapshot_prefix} has no {SUCCESS_NAME}")
+    if SNAPSHOT_SUCCESS not in names:
+        raise JobError(f"snapshot s3://{config.target_bucket}/{config.snapshot_prefix} has no {SNAPSHOT_SUCCESS}")
     listed = {name: obj for name, obj in names.items() if name.endswith(".parquet")}
     if set(listed) != set(rows_by_file):
         missing = sorted(set(rows_by_file) - set(listed))[:3]

@@ -79,6 +79,7 @@ module "etl" {
   source_db_security_group_id = var.source_db_security_group_id
 
   glue_script_path       = "${path.root}/../glue/etl_job.py"
+  package_dir            = "${path.root}/../src/recsys"
   glue_worker_type       = var.glue_worker_type
   glue_number_of_workers = var.glue_number_of_workers
   partition_key          = var.glue_partition_key

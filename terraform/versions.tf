@@ -7,5 +7,9 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 5.90"
     }
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.7"
+    }
   }
 }

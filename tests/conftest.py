@@ -1,21 +1,15 @@
-"""Session fixtures: one embedded stack (moto + PostgreSQL/pgvector) and a MySQL database of the
-tests' own on the configured server, dropped at the end.
-
-Stage-specific fixtures live in ``tests/fixtures_<stage>.py`` and are loaded as plugins below.
-"""
+"""Fixtures every test may use. ``tests/unit`` needs no service; ``tests/integration`` starts its own
+(see ``tests/integration/conftest.py``)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads (implicit's ALS wants it)
+import pytest
 
-import pytest  # noqa: E402
-
-
-pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
+import recsys  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS before numpy loads)
 
 REPO = Path(__file__).resolve().parents[1]
+HANDLERS_DIR = Path(__file__).parent / "streaming_handlers"
 
 
 @pytest.fixture(scope="session")
@@ -24,21 +18,6 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """The embedded local stack in a temporary state dir, with a MySQL database of the tests' own.
-
-    The process environment points at it (as ``eval "$(recsys stack env)"`` would), so CLI
-    commands and subprocesses run in tests talk to it. Yields ``Settings``.
-    """
-    from recsys.stack import scratch_stack
-
-    with scratch_stack("test", tmp_path_factory.mktemp("stack")) as settings:
-        yield settings
-
-
-@pytest.fixture(scope="session")
-def seeded(stack):
-    """The source seeded once at the lab's scale (defaults). Yields the seeder's summary."""
-    from recsys_seed import seed_source
-
-    return seed_source(stack, reset=True)
+def streaming_handlers_dir() -> Path:
+    """Small Lambda handlers that misbehave on purpose (raise, sleep, fail to import)."""
+    return HANDLERS_DIR

@@ -15,6 +15,8 @@ from typing import TypeVar
 import psycopg2
 import psycopg2.extensions
 
+from recsys.contracts import ENV_DB_SECRET_ARN
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -80,7 +82,7 @@ class Database:
 def params_from_environment(secrets_client_factory: Callable[[], object]) -> Callable[[], dict[str, str]]:
     """A provider of connect keywords: the secret when ``RECSYS_DB_SECRET_ARN`` is set, else libpq's PG*."""
     def provide() -> dict[str, str]:
-        arn = os.environ.get("RECSYS_DB_SECRET_ARN")
+        arn = os.environ.get(ENV_DB_SECRET_ARN)
         if arn:
             return secret_connect_params(secrets_client_factory(), arn)
         return {}  # libpq reads PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE itself

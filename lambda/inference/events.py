@@ -34,7 +34,7 @@ class BrowsedItem:
 
 @dataclass(frozen=True)
 class ActivityEvent:
-    """A validated activity event (ARCHITECTURE.md "Activity event")."""
+    """A validated activity event (docs/architecture.md, "Activity event")."""
 
     session_id: str
     customer_number: int | None

@@ -11,8 +11,9 @@ Per record result:
   or every record of the batch the function could not serve because pgvector or the model in S3
   is unavailable (never made-up results). Firehose parks them under ``processing-failed/``.
 
-Settings (environment): ``RECSYS_ARTIFACTS_BUCKET``, ``PG*`` or ``RECSYS_DB_SECRET_ARN``,
-``RECSYS_POINTER_TTL_SECONDS`` (60), ``RECSYS_TOP_K`` (10), ``AWS_ENDPOINT_URL`` when local.
+Settings (environment; names and defaults in ``recsys.contracts``): ``RECSYS_ARTIFACTS_BUCKET``,
+``PG*`` or ``RECSYS_DB_SECRET_ARN``, ``RECSYS_POINTER_TTL_SECONDS`` (60), ``RECSYS_TOP_K`` (10),
+``AWS_ENDPOINT_URL`` when local.
 """
 from __future__ import annotations
 
@@ -35,10 +36,10 @@ from inference.database import Database, DatabaseUnavailable, params_from_enviro
 from inference.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
 from inference.model import ModelCache, ModelUnavailable, ServingModel
 from inference.recommend import recommend_batch
+from recsys import contracts
+from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 
 logger = Logger(service="recsys-inference")
-
-OK, DROPPED, FAILED = "Ok", "Dropped", "ProcessingFailed"
 _BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)
 
 
@@ -52,11 +53,24 @@ class HandlerConfig:
 
     @classmethod
     def from_environment(cls) -> HandlerConfig:
+        """Read and check the settings; ``ValueError`` naming the variable fails the cold start loudly."""
         return cls(
-            artifacts_bucket=os.environ.get("RECSYS_ARTIFACTS_BUCKET", "recsys-ml-artifacts"),
-            pointer_ttl_seconds=float(os.environ.get("RECSYS_POINTER_TTL_SECONDS", "60")),
-            top_k=int(os.environ.get("RECSYS_TOP_K", "10")),
+            artifacts_bucket=os.environ.get(contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET),
+            pointer_ttl_seconds=_number_setting(contracts.ENV_POINTER_TTL_SECONDS,
+                                                contracts.DEFAULT_POINTER_TTL_SECONDS, float, 0, 86_400),
+            top_k=_number_setting(contracts.ENV_TOP_K, contracts.DEFAULT_TOP_K, int, 1, contracts.MAX_TOP_K),
         )
+
+
+def _number_setting(name: str, default, kind: type, low, high):
+    text = os.environ.get(name, str(default))
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:  # a nan fails the comparison too
+        raise ValueError(f"{name}={text!r}: expected {'an integer' if kind is int else 'a number'} {low}..{high}")
+    return value
 
 
 class ServingRuntime:
@@ -118,10 +132,10 @@ def transform(firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime) -> 
             event = parse_event(decode_record_data(record.data))
         except InvalidEvent as exc:
             logger.warning("record rejected", extra={"record_id": record.record_id, "reason": str(exc)})
-            results[record.record_id] = _result(record.record_id, FAILED, record.data)
+            results[record.record_id] = _result(record.record_id, RESULT_FAILED, record.data)
             continue
         if event.is_droppable:
-            results[record.record_id] = _result(record.record_id, DROPPED, record.data)
+            results[record.record_id] = _result(record.record_id, RESULT_DROPPED, record.data)
         else:
             valid.append((record.record_id, record.data, event))
 
@@ -129,11 +143,11 @@ def transform(firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime) -> 
         try:
             lines = runtime.serve([event for _, _, event in valid])
             for (record_id, _, _), line in zip(valid, lines):
-                results[record_id] = _result(record_id, OK, base64.b64encode(line).decode())
+                results[record_id] = _result(record_id, RESULT_OK, base64.b64encode(line).decode())
         except (DatabaseUnavailable, ModelUnavailable) as exc:
             logger.error("batch not served", extra={"records": len(valid), "reason": str(exc)})
             for record_id, data, _ in valid:
-                results[record_id] = _result(record_id, FAILED, data)
+                results[record_id] = _result(record_id, RESULT_FAILED, data)
 
     response = KinesisFirehoseDataTransformationResponse()
     for record_id in order:

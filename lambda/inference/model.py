@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference.foldin import confidence, fold_in, to_query_vector
+from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
 
 log = logging.getLogger(__name__)
 
-POINTER_KEY = "models/serving.json"
 # A browse is weaker evidence than a purchase rating: looking at an item reads as a 4-star
 # interaction, more units or putting it in the cart as 5 (the top of the trained 1..5 scale).
 BROWSE_RATING_BASE = 3.0
@@ -74,7 +74,7 @@ def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
     conf = manifest.get("confidence") or {}
     if not isinstance(conf, dict):
         conf = {}
-    params = manifest.get("hyperparameters") or manifest.get("hyper_parameters") or {}
+    params = manifest.get("hyperparameters") or {}
     alpha = conf.get("alpha", params.get("alpha", float(npz["alpha"]) if "alpha" in npz.files else 1.0))
     offset = conf.get("rating_offset",
                       params.get("rating_offset", float(npz["rating_offset"]) if "rating_offset" in npz.files else 0.0))
@@ -83,13 +83,15 @@ def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
 
 def load_version(s3, bucket: str, version: str) -> ServingModel:
     """Read one version's artifacts from S3."""
-    prefix = f"models/{version}/"
+    def read(name: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=artifact_key(version, name))["Body"].read()
+
     try:
-        manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
-        raw = s3.get_object(Bucket=bucket, Key=prefix + "model.npz")["Body"].read()
-        popular = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "popular_items.json")["Body"].read())
+        manifest = json.loads(read(MODEL_MANIFEST))
+        raw = read(MODEL_NPZ)
+        popular = json.loads(read(POPULAR_ITEMS))
     except s3.exceptions.NoSuchKey as exc:
-        raise ModelUnavailable(f"model {version}: artifact missing under s3://{bucket}/{prefix}") from exc
+        raise ModelUnavailable(f"model {version}: artifact missing under s3://{bucket}/{artifact_key(version, '')}") from exc
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         item_ids = [str(x) for x in npz["item_ids"]]
         alpha, offset = _confidence_settings(manifest, npz)
@@ -112,9 +114,9 @@ def load_version(s3, bucket: str, version: str) -> ServingModel:
 def read_pointer(s3, bucket: str) -> str:
     """The version ``models/serving.json`` names."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=POINTER_KEY)["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=SERVING_POINTER_KEY)["Body"].read()
     except s3.exceptions.NoSuchKey as exc:
-        raise ModelUnavailable(f"no serving pointer s3://{bucket}/{POINTER_KEY}: train and publish a model first") from exc
+        raise ModelUnavailable(f"no serving pointer s3://{bucket}/{SERVING_POINTER_KEY}: train and publish a model first") from exc
     return str(json.loads(body)["version"])
 
 

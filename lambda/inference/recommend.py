@@ -16,19 +16,17 @@ from datetime import datetime, timezone
 import numpy as np
 
 from inference import vector_store
-from inference.vector_store import ScoredItem
 from inference.events import ActivityEvent
 from inference.model import ServingModel
+from inference.vector_store import ScoredItem
+from recsys.contracts import STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK
 
-KNOWN_CUSTOMER = "known_customer"
-FOLD_IN = "fold_in"
-POPULAR_FALLBACK = "popular_fallback"
 SCORE_DECIMALS = 6
 
 
 @dataclass(frozen=True)
 class RecommendationRecord:
-    """One output line per input event (ARCHITECTURE.md "Recommendation record")."""
+    """One output line per input event (docs/architecture.md, "Recommendation record")."""
 
     session_id: str
     customer_number: int | None
@@ -75,12 +73,12 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     exclude = event.browsed_codes
     anchor = event.anchor_item()
     if event.customer_number is not None and event.customer_number in stored:
-        return Plan(event, KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32), exclude, anchor)
+        return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32), exclude, anchor)
     codes = [item.product_code for item in event.browse_history]
     query = model.fold_in_query(codes, [item.engagement for item in event.browse_history])
     if query is not None:
-        return Plan(event, FOLD_IN, query, exclude, anchor)
-    return Plan(event, POPULAR_FALLBACK, None, exclude, anchor)
+        return Plan(event, STRATEGY_FOLD_IN, query, exclude, anchor)
+    return Plan(event, STRATEGY_POPULAR_FALLBACK, None, exclude, anchor)
 
 
 def _scored(items: Sequence) -> list[ScoredItem]:

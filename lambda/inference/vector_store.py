@@ -1,6 +1,7 @@
 """pgvector queries shared by the Lambda and the CLI: the live model, user vectors, nearest items.
 
-Pure psycopg2 + numpy: this module ships in the Lambda zip and imports nothing from ``recsys``.
+Pure psycopg2 + numpy: this module ships in the Lambda zip and takes only the table names from
+``recsys.contracts``.
 Vectors travel in pgvector's text form (``'[0.1,0.2]'``), so no type adapter has to be
 registered on the connection.
 
@@ -32,9 +33,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-ITEM_TABLE = "item_emb"
-USER_TABLE = "user_emb"
-LIVE_TABLE = "live_model"
+from recsys.contracts import ITEM_TABLE, LIVE_TABLE, USER_TABLE
 
 DEFAULT_EF_SEARCH = 64
 """HNSW candidate list size per query: recall@10 0.97 on the benchmark's 100k x 64-d clustered

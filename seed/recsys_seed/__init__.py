@@ -1,9 +1,13 @@
-"""Faker seeder for the MySQL source: classicmodels-shaped tables with planted, learnable tastes.
+"""Faker seeder for the MySQL source and synthetic activity events, with planted, learnable tastes.
 
-``seed_source`` fills the configured database; ``source_spec`` reads back which arguments seeded it,
-and ``planted_truth`` regenerates the generating model from them.
+``seed_source`` fills a database; ``source_spec`` reads back which arguments seeded it, and
+``planted_truth`` regenerates the generating model from them (the evaluation's ceiling);
+``synthesize_events`` draws activity events from it. Independent of ``recsys``: callers pass a
+connection (or a function that makes one).
 """
+from recsys_seed.events import Catalogue, load_catalogue, synthesize_events
 from recsys_seed.generate import PlantedTruth, SeedSpec, planted_truth
-from recsys_seed.seeder import SeedSummary, seed_source, source_spec
+from recsys_seed.seeder import SeedError, SeedSummary, seed_source, source_spec
 
-__all__ = ["PlantedTruth", "SeedSpec", "SeedSummary", "planted_truth", "seed_source", "source_spec"]
+__all__ = ["Catalogue", "PlantedTruth", "SeedError", "SeedSpec", "SeedSummary", "load_catalogue", "planted_truth",
+           "seed_source", "source_spec", "synthesize_events"]

@@ -28,6 +28,11 @@ def ratings_to_tsv(customers: np.ndarray, codes: np.ndarray, stars: np.ndarray) 
     return "".join(f"{c}\t{p}\t{r}\n" for c, p, r in zip(customers.tolist(), codes.tolist(), stars.tolist()))
 
 
+def quote_identifier(name: str) -> str:
+    """A MySQL identifier in backticks, embedded backticks doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def apply_schema(cur) -> None:
     """Create the source tables that are missing (``CREATE TABLE IF NOT EXISTS``)."""
     for statement in SCHEMA_FILE.read_text().split(";"):
@@ -38,7 +43,7 @@ def apply_schema(cur) -> None:
 
 def drop_tables(cur) -> None:
     for table in SOURCE_TABLES:
-        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        cur.execute(f"DROP TABLE IF EXISTS {quote_identifier(table)}")
 
 
 def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
@@ -49,7 +54,7 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
     try:
         with conn.cursor() as cur:
             loaded = cur.execute(
-                f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table}` CHARACTER SET utf8mb4 "
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote_identifier(table)} CHARACTER SET utf8mb4 "
                 "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'",
                 (path,),
             )

@@ -1,17 +1,26 @@
-"""Seed the MySQL source: validate, then (re)build the tables in bulk, metadata last."""
+"""Seed the MySQL source: validate, then (re)build the tables in bulk, metadata last.
+
+The seeder does not know where the source is: callers pass ``connect``, a function returning a
+pymysql connection (``connect(database="")`` selects no database; keyword arguments such as
+``local_infile=True`` go to ``pymysql.connect``), and the database name.
+"""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pymysql
 from tqdm import tqdm
 
-from recsys.config import Settings, load_settings
-from recsys.db import connect_mysql
-from recsys.errors import PipelineError
 from recsys_seed import load
 from recsys_seed.generate import GENERATOR_VERSION, SeedSpec, generate_streaming
+
+Connect = Callable[..., pymysql.connections.Connection]
+
+
+class SeedError(RuntimeError):
+    """The source holds data the seeder must not overwrite, or holds nothing to read."""
 
 
 @dataclass
@@ -45,32 +54,33 @@ def source_spec(conn) -> SeedSpec | None:
 
 def _row_count(cur, table: str) -> int:
     try:
-        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+        cur.execute(f"SELECT COUNT(*) FROM {load.quote_identifier(table)}")
     except pymysql.err.ProgrammingError:
         return 0
     return cur.fetchone()[0]
 
 
-def _ensure_database(settings: Settings) -> None:
-    conn = connect_mysql(settings, database="")
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{settings.mysql_database}` CHARACTER SET utf8mb4")
-    conn.close()
+def _ensure_database(connect: Connect, database: str) -> None:
+    conn = connect(database="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {load.quote_identifier(database)} CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
 
 
-def seed_source(settings: Settings | None = None, spec: SeedSpec | None = None, *, reset: bool = False,
+def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *, reset: bool = False,
                 show_progress: bool = False) -> SeedSummary:
-    """Fill the source with ``spec``'s data. Idempotent: the same spec again is a no-op.
+    """Fill ``database`` with ``spec``'s data. Idempotent: the same spec again is a no-op.
 
-    Raises ``ValueError`` for impossible arguments and ``PipelineError`` when the database holds
+    Raises ``ValueError`` for impossible arguments and ``SeedError`` when the database holds
     other data and ``reset`` is not set; in both cases nothing is changed.
     """
-    settings = settings or load_settings()
     spec = spec or SeedSpec()
     spec.validate()
     started = time.perf_counter()
-    _ensure_database(settings)
-    conn = connect_mysql(settings, local_infile=True)
+    _ensure_database(connect, database)
+    conn = connect(database=database, local_infile=True)
     try:
         existing = source_spec(conn)
         with conn.cursor() as cur:
@@ -80,7 +90,7 @@ def seed_source(settings: Settings | None = None, spec: SeedSpec | None = None, 
                 occupied = [t for t in ("customers", "products", "ratings") if _row_count(cur, t)]
                 if existing or occupied:
                     held = f"a different seeding ({existing})" if existing else f"rows in {', '.join(occupied)}"
-                    raise PipelineError(f"database {settings.mysql_database!r} already holds {held}; "
+                    raise SeedError(f"database {database!r} already holds {held}; "
                                         "pass --reset to rebuild it")
             load.drop_tables(cur)
             load.apply_schema(cur)

@@ -19,4 +19,4 @@ export PGHOST="${PGHOST:-postgres}"
 if [ ! -f "${RECSYS_LAMBDA_ZIP}" ]; then
   echo "10-resources: ${RECSYS_LAMBDA_ZIP} not found; creating resources without the Lambda (run make lambda-zip)" >&2
 fi
-exec python3 -m recsys.resources
+exec python3 -m recsys.local.aws_resources

@@ -38,7 +38,7 @@ data "aws_iam_policy_document" "glue_job" {
   statement {
     sid       = "ReadScript"
     actions   = ["s3:GetObject"]
-    resources = ["${module.bucket["scripts"].arn}/${local.script_key}"]
+    resources = ["${module.bucket["scripts"].arn}/${local.script_key}", "${module.bucket["scripts"].arn}/${local.job_modules_key}"]
   }
 
   statement {

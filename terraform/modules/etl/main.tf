@@ -26,6 +26,7 @@ locals {
   training_prefix  = "${local.training_dir}/"
   training_path    = "s3://${local.bucket_names.datalake}/${local.training_prefix}"
   script_key       = "glue/etl_job.py"
+  job_modules_key  = "glue/recsys-job-modules.zip"
   temp_dir         = "glue-temp"
   jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
   catalog_database = replace("${var.project}_catalog", "-", "_")
@@ -41,6 +42,30 @@ resource "aws_s3_object" "etl_script" {
   source = var.glue_script_path
   # source_hash, not etag: with SSE-KMS the S3 ETag is not the MD5 and etag would never settle.
   source_hash = filemd5(var.glue_script_path)
+}
+
+# The one module of the project the job imports (recsys.contracts: the training set's keys and
+# columns), zipped as a package and added to the job's Python path with --extra-py-files.
+data "archive_file" "job_modules" {
+  type        = "zip"
+  output_path = "${path.root}/.terraform/recsys-job-modules.zip"
+
+  source {
+    filename = "recsys/__init__.py"
+    content  = file("${var.package_dir}/__init__.py")
+  }
+  source {
+    filename = "recsys/contracts.py"
+    content  = file("${var.package_dir}/contracts.py")
+  }
+}
+
+resource "aws_s3_object" "job_modules" {
+  bucket = module.bucket["scripts"].id
+  key    = local.job_modules_key
+  source = data.archive_file.job_modules.output_path
+  # the content's hash: the zip's own bytes carry timestamps
+  source_hash = md5("${file("${var.package_dir}/__init__.py")}${file("${var.package_dir}/contracts.py")}")
 }
 
 resource "aws_glue_connection" "source" {
@@ -112,6 +137,7 @@ resource "aws_glue_job" "etl" {
     "--enable-spark-ui"                  = "false"
     "--continuous-log-logGroup"          = aws_cloudwatch_log_group.glue_job.name
     "--TempDir"                          = "s3://${local.bucket_names.scripts}/${local.temp_dir}/"
+    "--extra-py-files"                   = "s3://${aws_s3_object.job_modules.bucket}/${aws_s3_object.job_modules.key}"
     "--source_jdbc_url"                  = local.jdbc_url
     "--source_secret_id"                 = var.source_db_secret_arn
     "--target_path"                      = local.training_path

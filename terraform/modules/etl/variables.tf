@@ -72,6 +72,11 @@ variable "glue_script_path" {
   description = "Local path of glue/etl_job.py, uploaded to the scripts bucket."
 }
 
+variable "package_dir" {
+  type        = string
+  description = "Local path of src/recsys: its __init__.py and contracts.py ship with the job (--extra-py-files)."
+}
+
 variable "glue_worker_type" {
   type        = string
   description = "Glue worker type."

@@ -1,0 +1,91 @@
+"""Synthetic activity events drawn from the source's customers and the planted tastes.
+
+Browse histories are products sampled without replacement by softmax of the customer's true
+affinity (``PlantedTruth``), so the recommendations that come back can be judged. A fraction of
+events come from new customers (numbers not in the source, hence unknown to the model) and a
+fraction have empty histories. Events have the activity-event shape of docs/architecture.md.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from recsys_seed.generate import planted_truth
+from recsys_seed.seeder import SeedError, source_spec
+
+HISTORY_LENGTH = (1, 8)
+CART_PROBABILITY = 0.3
+TASTE_TEMPERATURE = 1.0
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What events are drawn from: the source's customers and products, and the planted tastes."""
+
+    customers: list[tuple[int, str, str, float]]  # customerNumber, city, country, creditLimit
+    product_codes: np.ndarray  # (P,) in the planted truth's order
+    affinity: Callable[[int], np.ndarray]  # customer row -> affinity for every product
+    customer_rows: dict[int, int]  # customerNumber -> row of the planted truth
+    planted: bool  # False: the source was not seeded by recsys_seed, histories are uniform
+
+    @property
+    def customer_numbers(self) -> set[int]:
+        return {c[0] for c in self.customers}
+
+
+def load_catalogue(conn) -> Catalogue:
+    """Customers and products from the source (a pymysql connection), tastes from its planted truth."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT customerNumber, city, country, creditLimit FROM customers ORDER BY customerNumber")
+        customers = [(int(n), city, country, float(credit)) for n, city, country, credit in cur.fetchall()]
+        cur.execute("SELECT productCode FROM products ORDER BY productCode")
+        codes = [code for (code,) in cur.fetchall()]
+    if not customers or not codes:
+        raise SeedError("the source has no customers or products: seed it first")
+    spec = source_spec(conn)
+    if spec is None:
+        uniform = np.zeros(len(codes), dtype=np.float32)
+        return Catalogue(customers, np.array(codes), lambda row: uniform,
+                         {c[0]: i for i, c in enumerate(customers)}, planted=False)
+    truth = planted_truth(spec)
+    return Catalogue(customers, truth.product_codes, lambda row: truth.affinity(row), truth.customer_index,
+                     planted=True)
+
+
+def _session_id(rng: np.random.Generator) -> str:
+    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+
+
+def browse_history(rng: np.random.Generator, codes: np.ndarray, affinity: np.ndarray, length: int) -> list[dict]:
+    """``length`` distinct products sampled by softmax of ``affinity`` (Gumbel top-k)."""
+    noisy = affinity / TASTE_TEMPERATURE + rng.gumbel(size=affinity.shape)
+    picked = np.argsort(-noisy)[:length]
+    return [{"product_code": str(codes[j]), "quantity": int(rng.integers(1, 4)),
+             "in_shopping_cart": bool(rng.random() < CART_PROBABILITY)} for j in picked]
+
+
+def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: float = 0.05,
+                      empty_history_fraction: float = 0.05, seed: int | None = None) -> list[dict]:
+    """``n`` activity events drawn from the catalogue's planted tastes."""
+    for name, value in (("new-customers", new_customer_fraction), ("empty-histories", empty_history_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"--{name} must be a fraction in 0..1, got {value}")
+    rng = np.random.default_rng(seed)
+    first_new = max(c[0] for c in catalogue.customers) + 1
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = []
+    for i in range(n):
+        number, city, country, credit = catalogue.customers[int(rng.integers(len(catalogue.customers)))]
+        taste_row = catalogue.customer_rows.get(number, 0)
+        if rng.random() < new_customer_fraction:
+            number = first_new + i  # unknown to MySQL and the model; browses with a borrowed taste
+        empty = rng.random() < empty_history_fraction
+        length = 0 if empty else int(rng.integers(HISTORY_LENGTH[0], HISTORY_LENGTH[1] + 1))
+        history = browse_history(rng, catalogue.product_codes, catalogue.affinity(taste_row), length) if length else []
+        events.append({"session_id": _session_id(rng), "customer_number": number, "city": city,
+                       "country": country, "credit_limit": credit, "event_time": now, "browse_history": history})
+    return events

@@ -1,0 +1,50 @@
+"""A known customer's top items from the live model in pgvector, with product names from the source."""
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass
+
+from inference.vector_store import (DEFAULT_EF_SEARCH, ScoredItem, VectorStoreError, consistent_read, live_model,
+                                    nearest_items, user_vectors)
+from recsys.apps.source import product_names, rated_products
+from recsys.core.config import Settings
+from recsys.core.db import connect_pg
+from recsys.core.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A customer's top items from the live model, with product names from the source."""
+
+    customer: int
+    version: str
+    items: list[ScoredItem]
+    names: dict[str, str]
+    excluded: int
+
+    def lines(self) -> list[str]:
+        head = (f"customer {self.customer} · model {self.version} · top {len(self.items)}"
+                f" ({self.excluded} already-rated items excluded)")
+        rows = [f"{rank:>4}  {item.product_code:<12} {item.score:>7.4f}  {self.names.get(item.product_code, '?')}"
+                for rank, item in enumerate(self.items, 1)]
+        return [head, f"{'rank':>4}  {'product':<12} {'score':>7}  name", *rows]
+
+
+def recommend(settings: Settings, customer: int, k: int = 10, *, include_rated: bool = False,
+              ef_search: int = DEFAULT_EF_SEARCH) -> Recommendation:
+    """The customer's top ``k`` items by cosine between their stored vector and the item vectors."""
+    rated = [] if include_rated else rated_products(settings, customer)
+    with closing(connect_pg(settings)) as conn:
+        try:
+            with consistent_read(conn):
+                current = live_model(conn)
+                if current is None:
+                    raise PipelineError("no model is live in pgvector: run `recsys load-embeddings` first")
+                vectors = user_vectors(conn, [customer])
+                if customer not in vectors:
+                    raise PipelineError(f"customer {customer} has no embedding in model version {current.version}")
+                [items] = nearest_items(conn, [vectors[customer]], k, [rated], ef_search=ef_search)
+        except VectorStoreError as exc:
+            raise PipelineError(str(exc)) from exc
+    names = product_names(settings, [item.product_code for item in items])
+    return Recommendation(customer, current.version, items, names, len(rated))

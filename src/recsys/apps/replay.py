@@ -1,0 +1,195 @@
+"""The replay producer: activity events to the Kinesis stream.
+
+Events are synthesised by ``recsys_seed.synthesize_events`` from the source's planted tastes, or
+read from a JSON-lines file (``--from-file``: lines are sent as they are, malformed ones included).
+
+Sending: ``PutRecords`` batches of at most 500 records and 5 MB, partition key = session id,
+a rate limit in events/s, a progress bar, and retries with exponential backoff of exactly the
+records a partial failure names (``FailedRecordCount`` / per-record ``ErrorCode``), so nothing is
+lost and nothing is sent twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from recsys.apps.source import source_catalogue
+from recsys.core import aws
+from recsys.core.config import Settings
+from recsys.core.errors import PipelineError
+from recsys_seed import synthesize_events
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_RECORDS = 500
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024  # data + partition key
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """One Kinesis record to send."""
+
+    data: bytes
+    partition_key: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + len(self.partition_key.encode())
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay sent."""
+
+    events: int = 0
+    sent: int = 0
+    put_calls: int = 0
+    retried_records: int = 0
+    new_customers: int = 0
+    empty_histories: int = 0
+    seconds: float = 0.0
+    accepted_at: dict[str, float] = field(default_factory=dict)  # partition key (session) -> epoch seconds
+
+    def line(self) -> str:
+        rate = self.sent / self.seconds if self.seconds else 0.0
+        return (f"replayed {self.sent:,}/{self.events:,} events in {self.seconds:.1f} s ({rate:,.0f} events/s): "
+                f"{self.put_calls} PutRecords calls, {self.retried_records} records retried, "
+                f"{self.new_customers} new customers, {self.empty_histories} empty histories")
+
+
+def events_to_records(events: Iterable[dict]) -> list[OutgoingRecord]:
+    """JSON records keyed by session."""
+    return [OutgoingRecord(json.dumps(e, separators=(",", ":")).encode(), str(e["session_id"])) for e in events]
+
+
+def file_records(path: Path) -> list[OutgoingRecord]:
+    """Each non-blank line of a JSON-lines file, sent as is; the key is its session_id when it has one."""
+    records = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            key = str(json.loads(line)["session_id"])
+        except (ValueError, KeyError, TypeError):
+            key = hashlib.sha256(line).hexdigest()[:32]  # malformed lines still spread over shards
+        records.append(OutgoingRecord(line, key or "empty"))
+    return records
+
+
+# -- sending -------------------------------------------------------------------------------------
+def batches(records: Sequence[OutgoingRecord]) -> Iterable[list[OutgoingRecord]]:
+    """Consecutive batches within PutRecords' 500 records / 5 MB."""
+    batch: list[OutgoingRecord] = []
+    size = 0
+    for record in records:
+        if record.size > MAX_RECORD_BYTES:
+            raise PipelineError(f"a record of {record.size:,} bytes exceeds Kinesis's 1 MiB record limit "
+                                f"(partition key {record.partition_key})")
+        if batch and (len(batch) == MAX_BATCH_RECORDS or size + record.size > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += record.size
+    if batch:
+        yield batch
+
+
+class RateLimiter:
+    """Paces sends so that the running average stays at or under ``rate`` per second."""
+
+    def __init__(self, rate: float | None, clock=time.monotonic, sleep=time.sleep):
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.started = clock()
+        self.count = 0
+
+    def acquire(self, n: int) -> None:
+        if self.rate:
+            wait = self.started + (self.count + n) / self.rate - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+        self.count += n
+
+
+def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary: ReplaySummary, *,
+                     backoff_seconds: float = 0.1, sleep=time.sleep) -> None:
+    """PutRecords; resend only the records the response marks failed, with exponential backoff."""
+    pending = batch
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        response = kinesis.put_records(StreamName=stream, Records=[
+            {"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
+        summary.put_calls += 1
+        accepted_at = time.time()
+        failed = [r for r, result in zip(pending, response["Records"]) if result.get("ErrorCode")]
+        for record, result in zip(pending, response["Records"]):
+            if not result.get("ErrorCode"):
+                summary.accepted_at[record.partition_key] = accepted_at
+        summary.sent += len(pending) - len(failed)
+        if not failed:
+            return
+        pending = failed
+        if attempt == MAX_ATTEMPTS:
+            break
+        codes = sorted({result["ErrorCode"] for result in response["Records"] if result.get("ErrorCode")})
+        log.warning("PutRecords: %d records failed (%s); retrying them (attempt %d of %d)",
+                    len(failed), ", ".join(codes), attempt + 1, MAX_ATTEMPTS)
+        summary.retried_records += len(failed)
+        sleep(backoff_seconds * 2 ** (attempt - 1))
+    raise PipelineError(f"{len(pending)} records still failed after {MAX_ATTEMPTS} PutRecords attempts; "
+                        f"{summary.sent} were sent")
+
+
+def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate: float | None = None,
+                 show_progress: bool = False, kinesis=None, summary: ReplaySummary | None = None) -> ReplaySummary:
+    """Send ``records`` to the configured stream, batched, paced and retried."""
+    kinesis = kinesis or aws.client("kinesis", settings)
+    summary = summary or ReplaySummary()
+    summary.events = summary.events or len(records)
+    if rate is not None and rate <= 0:
+        raise PipelineError(f"--rate must be positive, got {rate}")
+    limiter = RateLimiter(rate)
+    started = time.perf_counter()
+    # under a rate limit, small batches keep the pace smooth (about 10 PutRecords per second)
+    per_batch = MAX_BATCH_RECORDS if not rate else max(1, min(MAX_BATCH_RECORDS, int(rate // 10) or 1))
+    with tqdm(total=len(records), unit="event", desc="replay", disable=not show_progress) as bar:
+        for start in range(0, len(records), per_batch):
+            for batch in batches(records[start:start + per_batch]):
+                limiter.acquire(len(batch))
+                put_with_retries(kinesis, settings.kinesis_stream, batch, summary)
+                bar.update(len(batch))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def replay(settings: Settings, *, events: int, rate: float | None, from_file: Path | None = None,
+           new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05, seed: int | None = None,
+           show_progress: bool = False) -> ReplaySummary:
+    """Synthesise (or read) events and send them."""
+    if from_file is not None:
+        records = file_records(from_file)
+        summary = ReplaySummary(events=len(records))
+    else:
+        if events < 1:
+            raise PipelineError(f"--events must be at least 1, got {events}")
+        catalogue = source_catalogue(settings)
+        if not catalogue.planted:
+            log.warning("the source was not seeded by `recsys seed`: browse histories are uniform")
+        try:
+            synthesized = synthesize_events(catalogue, events, new_customer_fraction=new_customer_fraction,
+                                            empty_history_fraction=empty_history_fraction, seed=seed)
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None
+        known = catalogue.customer_numbers
+        summary = ReplaySummary(events=len(synthesized),
+                                new_customers=sum(e["customer_number"] not in known for e in synthesized),
+                                empty_histories=sum(not e["browse_history"] for e in synthesized))
+        records = events_to_records(synthesized)
+    return send_records(settings, records, rate=rate, show_progress=show_progress, summary=summary)

@@ -1,0 +1,60 @@
+"""Application commands: ``recommend``, ``demo``, ``web``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from inference.vector_store import DEFAULT_EF_SEARCH
+from recsys.apps.demo import run_demo
+from recsys.apps.demo_report import summary_text, write_report
+from recsys.apps.recommend import recommend
+from recsys.apps.web import create_app
+from recsys.core.config import load_settings
+
+
+@click.command("recommend")
+@click.option("--customer", type=int, required=True, help="customerNumber to recommend for.")
+@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
+@click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
+@click.option("--ef-search", type=click.IntRange(1, 1000), default=DEFAULT_EF_SEARCH, show_default=True,
+              help="HNSW candidate list size (recall vs latency).")
+def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int) -> None:
+    """Print a customer's top items (names from MySQL) from the live model in pgvector."""
+    result = recommend(load_settings(), customer, k, include_rated=include_rated, ef_search=ef_search)
+    for line in result.lines():
+        click.echo(line)
+
+
+@click.command("demo")
+@click.option("--customers", default=1000, show_default=True, type=int)
+@click.option("--products", default=300, show_default=True, type=int)
+@click.option("--ratings", default=30_000, show_default=True, type=int)
+@click.option("--seed", "seed_value", default=42, show_default=True, type=int)
+@click.option("--events", default=300, show_default=True, type=int, help="Activity events to replay.")
+@click.option("--rate", default=150.0, show_default=True, type=float, help="Events per second.")
+@click.option("--reset", is_flag=True,
+              help="Rebuild the source tables even when they hold other data (by default a source seeded "
+                   "differently is refused, and one seeded with these arguments is reused).")
+@click.option("--keep-up", is_flag=True, help="Leave the stack running (then: recsys web).")
+@click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
+def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
+    """Run the whole pipeline end to end on the embedded stack and write a report."""
+    run = run_demo(load_settings(), customers=customers, products=products, ratings=ratings, seed=seed_value,
+                   events=events, rate=rate, reset=reset, keep_up=keep_up, reports_dir=reports_dir)
+    page = write_report(run, reports_dir / "demo")
+    click.echo(summary_text(run))
+    click.echo(f"report: {page.resolve()}")
+    if keep_up:
+        click.echo("stack left running: `recsys web` shows the recommendations; `recsys stack down` stops it")
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=8080, show_default=True, type=int)
+def web_command(host: str, port: int) -> None:
+    """Serve the recommendations page: recent sessions, a customer's browsed and recommended products."""
+    from werkzeug.serving import run_simple  # Flask's own server, only when serving
+
+    click.echo(f"recommendations page on http://{host}:{port}/")
+    run_simple(host, port, create_app(load_settings()), threaded=True)

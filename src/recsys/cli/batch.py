@@ -1,0 +1,107 @@
+"""Batch stage commands: ``seed``, ``etl``, ``train``, ``load-embeddings``."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from inference.foldin import TRANSFORMS
+from recsys.apps.source import planted_truth_for, seed_configured_source
+from recsys.contracts import EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key
+from recsys.core.config import load_settings
+from recsys.pipeline.etl import MARIADB_JDBC_JAR, job_argument_defaults, run_etl, summary_line
+from recsys.pipeline.train import TrainParams, headline_metrics, train_and_publish
+from recsys.pipeline.vector_load import load_embeddings
+from recsys_seed import SeedSpec
+
+_JOB_DEFAULTS = job_argument_defaults()
+
+
+@click.command("seed")
+@click.option("--customers", default=SeedSpec.customers, show_default=True, type=int, help="Customers to create.")
+@click.option("--products", default=SeedSpec.products, show_default=True, type=int, help="Products to create.")
+@click.option("--ratings", default=SeedSpec.ratings, show_default=True, type=int, help="Ratings to draw.")
+@click.option("--seed", "seed_value", default=SeedSpec.seed, show_default=True, type=int, help="Random seed.")
+@click.option("--reset", is_flag=True, help="Drop and rebuild the source tables.")
+def seed_command(customers: int, products: int, ratings: int, seed_value: int, reset: bool) -> None:
+    """Fill the MySQL source with classicmodels-shaped data whose ratings carry planted tastes."""
+    spec = SeedSpec(customers, products, ratings, seed_value)
+    try:
+        spec.validate()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(seed_configured_source(load_settings(), spec, reset=reset, show_progress=True).line())
+
+
+@click.command("etl")
+@click.option("--partition-key", default=_JOB_DEFAULTS["partition_key"], show_default=True,
+              help="Training column to partition by (customerNumber = the lab's layout: one file per customer).")
+@click.option("--num-partitions", type=click.IntRange(min=0), default=int(_JOB_DEFAULTS["num_partitions"]),
+              show_default=True, help="Max parallel JDBC reads per table (0 = 2 x cores).")
+@click.option("--fetch-size", type=click.IntRange(min=1), default=int(_JOB_DEFAULTS["fetch_size"]),
+              show_default=True, help="JDBC rows per round trip.")
+@click.option("--max-orphan-ratio", type=click.FloatRange(0, 1), default=float(_JOB_DEFAULTS["max_orphan_ratio"]),
+              show_default=True, help="Fail when more than this share of ratings has no customer/product.")
+@click.option("--max-records-per-file", type=click.IntRange(min=0),
+              default=int(_JOB_DEFAULTS["max_records_per_file"]), show_default=True,
+              help="Cap rows per Parquet file (0 = no cap).")
+@click.option("--jdbc-jar", default=MARIADB_JDBC_JAR, show_default=True, help="JDBC driver jar for Spark.")
+def etl_command(partition_key: str, num_partitions: int, fetch_size: int, max_orphan_ratio: float,
+                max_records_per_file: int, jdbc_jar: str) -> None:
+    """Run the Glue ETL job locally: MySQL -> partitioned Parquet training set in S3 (manifest last)."""
+    settings = load_settings()
+    started = time.perf_counter()
+    manifest = run_etl(settings, jdbc_jar=jdbc_jar, partition_key=partition_key, num_partitions=num_partitions,
+                       fetch_size=fetch_size, max_orphan_ratio=max_orphan_ratio,
+                       max_records_per_file=max_records_per_file)
+    click.echo(summary_line(manifest, time.perf_counter() - started, settings.datalake_bucket))
+
+
+@click.command("train")
+@click.option("--factors", type=click.IntRange(1, 1024), default=TrainParams.factors, show_default=True,
+              help="Latent factors per customer and product.")
+@click.option("--iterations", type=click.IntRange(1, 500), default=TrainParams.iterations, show_default=True,
+              help="ALS sweeps.")
+@click.option("--regularization", type=click.FloatRange(0, min_open=True), default=TrainParams.regularization,
+              show_default=True, help="L2 penalty lambda.")
+@click.option("--alpha", type=click.FloatRange(0), default=TrainParams.alpha, show_default=True,
+              help="Confidence slope: c = 1 + alpha * max(rating - rating_offset, 0).")
+@click.option("--rating-offset", type=click.FloatRange(0, 5), default=TrainParams.rating_offset,
+              show_default=True, help="Ratings at or below this add no confidence (stay weak positives, c = 1).")
+@click.option("--seed", type=int, default=TrainParams.seed, show_default=True,
+              help="Seeds the ALS initialisation, the hold-out split and the random baseline.")
+@click.option("--embedding-transform", type=click.Choice(TRANSFORMS), default=TrainParams.embedding_transform,
+              show_default=True, help="How vectors become cosine-ranked pgvector embeddings.")
+@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=TrainParams.holdout_fraction, show_default=True, help="Share of each customer's ratings held out.")
+@click.option("--relevant-min-rating", type=click.FloatRange(1, 5), default=TrainParams.relevant_min_rating,
+              show_default=True, help="A held-out rating at least this counts as relevant.")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="Where the evaluation report is written locally.")
+def train_command(reports_dir: Path, **options) -> None:
+    """Train implicit ALS on the published training set, evaluate it, publish a model version."""
+    params = TrainParams(**options)
+    settings = load_settings()
+    truth, note = planted_truth_for(settings)
+    result = train_and_publish(settings, params, reports_dir, truth=truth, ceiling_note=note, show_progress=True)
+    click.echo(result.report.table())
+    ratios = headline_metrics(result.report)
+    click.echo(f"NDCG@{params.k}: {_ratio_text(ratios['ndcg_vs_popularity'])} popularity, "
+               f"{_ratio_text(ratios['ndcg_vs_planted_truth'])} planted-truth ceiling")
+    click.echo(f"report: {(result.report_dir / EVALUATION_HTML).resolve()}")
+    click.echo(f"published model {result.version} to s3://{settings.artifacts_bucket}/"
+               f"{artifact_key(result.version, '')} (embedding_dim {result.manifest['embedding_dim']}, "
+               f"{result.manifest['embedding_transform']}); serving pointer moved")
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "n/a vs" if ratio is None else f"{ratio:.2f}x"
+
+
+@click.command("load-embeddings")
+@click.option("--version", "version", default=None,
+              help=f"Model version to load (default: the one {SERVING_POINTER_KEY} names).")
+def load_embeddings_command(version: str | None) -> None:
+    """Load a model version's embeddings from S3 into pgvector and switch readers to it atomically."""
+    click.echo(load_embeddings(load_settings(), version).line())

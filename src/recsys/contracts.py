@@ -1,0 +1,78 @@
+"""The contract between stages, defined once: S3 keys and file names, the serving pointer, the
+vector-DB tables, the streaming results and prefixes, and the Lambda's environment.
+
+Writers and readers both import these names (docs/contracts.md explains them). The module uses
+the standard library only and imports nothing else from ``recsys``, because it ships unchanged
+where the rest of the package does not: in the Lambda zips (as ``recsys/contracts.py``) and with
+the Glue job (``--extra-py-files``).
+"""
+from __future__ import annotations
+
+# -- 1. training set: the Glue job writes, the trainer reads ----------------------------------------
+TRAINING_PREFIX = "ratings_ml_training/"  # under the datalake bucket
+SNAPSHOTS_DIR = "snapshots/"  # TRAINING_PREFIX + SNAPSHOTS_DIR + <run_id>/ holds one snapshot
+TRAINING_MANIFEST = "_manifest.json"  # the publish marker, directly under TRAINING_PREFIX
+SNAPSHOT_SUCCESS = "_SUCCESS"  # written after every data file of a snapshot
+# The training set's columns, in order, with their Spark SQL types.
+TRAINING_COLUMNS = (
+    ("customerNumber", "int"), ("city", "string"), ("state", "string"), ("postalCode", "string"),
+    ("country", "string"), ("creditLimit", "decimal(10,2)"), ("productCode", "string"),
+    ("productLine", "string"), ("productScale", "string"), ("quantityInStock", "smallint"),
+    ("buyPrice", "decimal(10,2)"), ("MSRP", "decimal(10,2)"), ("productRating", "tinyint"),
+)
+
+# -- 2. model artifacts: the trainer writes, the vector-DB loader and the Lambda read ---------------
+MODELS_PREFIX = "models/"  # under the artifacts bucket
+SERVING_POINTER_KEY = MODELS_PREFIX + "serving.json"  # {"version": ..., "updated_at": ...}, moved last
+MODEL_MANIFEST = "manifest.json"
+ITEM_EMBEDDINGS = "item_embeddings.csv"
+USER_EMBEDDINGS = "user_embeddings.csv"
+MODEL_NPZ = "model.npz"
+POPULAR_ITEMS = "popular_items.json"
+EVALUATION_PNG = "evaluation.png"
+EVALUATION_HTML = "evaluation.html"
+
+
+def artifact_key(version: str, name: str) -> str:
+    """The S3 key of artifact ``name`` of model ``version``."""
+    return f"{MODELS_PREFIX}{version}/{name}"
+
+
+# -- 3. vector DB: the loader (and sql/embeddings.sql) writes, the Lambda and the CLI read --------
+ITEM_TABLE = "item_emb"
+USER_TABLE = "user_emb"
+LIVE_TABLE = "live_model"
+LOAD_LOCK_KEY = "recsys.load_embeddings"  # pg_advisory_lock(hashtext(...)), also in sql/embeddings.sql
+
+# -- 4. streaming: the Lambda answers, Firehose (or the local delivery) delivers --------------------
+RESULT_OK = "Ok"
+RESULT_DROPPED = "Dropped"
+RESULT_FAILED = "ProcessingFailed"
+RESULTS = (RESULT_OK, RESULT_DROPPED, RESULT_FAILED)
+# Firehose's !{firehose:error-output-type} for records a Lambda processor failed: the first part of
+# every key under the error prefix.
+PROCESSING_FAILED = "processing-failed"
+ERROR_KEY_PREFIX = PROCESSING_FAILED + "/"
+# Recommendation record ``strategy`` values: how the query vector was obtained, or the fallback.
+STRATEGY_KNOWN_CUSTOMER = "known_customer"
+STRATEGY_FOLD_IN = "fold_in"
+STRATEGY_POPULAR_FALLBACK = "popular_fallback"
+
+# -- 5. the transformation Lambda: handler, runtime and the environment it reads ------------------
+LAMBDA_HANDLER = "inference.handler.lambda_handler"
+LAMBDA_RUNTIME = "python3.11"
+ENV_ARTIFACTS_BUCKET = "RECSYS_ARTIFACTS_BUCKET"
+ENV_POINTER_TTL_SECONDS = "RECSYS_POINTER_TTL_SECONDS"
+ENV_TOP_K = "RECSYS_TOP_K"
+ENV_DB_SECRET_ARN = "RECSYS_DB_SECRET_ARN"  # on AWS: the RDS-managed secret; locally libpq's PG* instead
+DEFAULT_ARTIFACTS_BUCKET = "recsys-ml-artifacts"
+DEFAULT_POINTER_TTL_SECONDS = 60.0
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 100
+# Everything the Lambda's code (and the libraries it uses) reads from its environment.
+LAMBDA_ENVIRONMENT = (
+    ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,
+    "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
+    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    "OPENBLAS_NUM_THREADS",
+)

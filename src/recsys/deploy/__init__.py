@@ -1,0 +1,1 @@
+"""What gets built for AWS: the Lambda deployment zip."""

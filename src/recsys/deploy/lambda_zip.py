@@ -1,0 +1,139 @@
+"""The transformation Lambda's deployment zip, built reproducibly.
+
+The zip holds the Lambda's pinned requirements (``lambda/requirements.txt``) installed for the
+Lambda runtime (``contracts.LAMBDA_RUNTIME``) with pip's cross-platform flags, the ``inference``
+package, and ``recsys/contracts.py`` (with the package's ``__init__``), which it imports. Entries
+are sorted, timestamps fixed and permissions normalised, so the same inputs give the same bytes
+(Terraform's ``source_code_hash`` then changes only when the code does). Dependencies are
+installed once per requirements hash under ``<output dir>/lambda-deps/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import recsys
+from recsys import contracts
+from recsys.core.config import PROJECT_ROOT
+from recsys.core.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+LAMBDA_DIR = PROJECT_ROOT / "lambda"
+PACKAGE = "inference"
+# the part of the recsys package the Lambda imports: the contract module and the package's __init__
+SHARED_MODULES = (Path(recsys.__file__), Path(contracts.__file__))
+RUNTIME_PYTHON = contracts.LAMBDA_RUNTIME.removeprefix("python")  # e.g. "3.11"
+PIP_PLATFORM_ARGS = ("--platform", "manylinux2014_x86_64", "--only-binary=:all:", "--python-version",
+                     RUNTIME_PYTHON, "--implementation", "cp")
+FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
+ZIP_LIMIT_BYTES = 50 * 1024 * 1024  # direct upload limit
+UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024  # function + layers, unzipped
+EXCLUDED_DIRS = {"__pycache__", "bin"}  # bytecode differs per build; bin/ holds pip's host-specific scripts
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class ZipReport:
+    """What was built and how it compares with Lambda's size limits."""
+
+    path: Path
+    files: int
+    zip_bytes: int
+    unzipped_bytes: int
+    sha256: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"built {self.path} ({self.files:,} files, sha256 {self.sha256[:16]}…)",
+            f"zip size      {self.zip_bytes / 2**20:7.1f} MiB of {ZIP_LIMIT_BYTES / 2**20:.0f} MiB (direct upload limit)",
+            f"unzipped size {self.unzipped_bytes / 2**20:7.1f} MiB of {UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB (Lambda limit)",
+        ]
+
+
+def requirements_hash(requirements: Path) -> str:
+    """Cache key of an installed dependency tree: the requirements and the pip platform flags."""
+    digest = hashlib.sha256(requirements.read_bytes())
+    digest.update(" ".join(PIP_PLATFORM_ARGS).encode())
+    return digest.hexdigest()[:16]
+
+
+def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = False) -> Path:
+    """The requirements installed for the Lambda runtime (cached by ``requirements_hash``)."""
+    target = cache_root / requirements_hash(requirements)
+    if target.is_dir() and not force:
+        log.info("dependencies: reusing %s", target)
+        return target
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="deps-", dir=cache_root))
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           *PIP_PLATFORM_ARGS, "--target", str(staging), "-r", str(requirements)]
+    log.info("dependencies: %s", " ".join(cmd[3:]))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PipelineError(f"pip could not install {requirements} for the Lambda runtime: "
+                            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def _included(relative: Path) -> bool:
+    """Ship everything but bytecode, pip's ``bin/`` scripts and hidden (editor/temp) files."""
+    return not (set(relative.parts) & EXCLUDED_DIRS or relative.name.endswith(EXCLUDED_SUFFIXES)
+                or any(part.startswith(".") for part in relative.parts))
+
+
+def zip_entries(deps_dir: Path, package_dir: Path) -> list[tuple[str, Path]]:
+    """(archive name, file) for every file to ship, sorted by archive name."""
+    entries: dict[str, Path] = {}
+    for root, prefix in ((deps_dir, ""), (package_dir, package_dir.name + "/")):
+        for path in root.rglob("*"):
+            relative = path.relative_to(root)
+            if path.is_file() and _included(relative):
+                entries[prefix + relative.as_posix()] = path
+    for module in SHARED_MODULES:
+        entries[f"recsys/{module.name}"] = module
+    return sorted(entries.items())
+
+
+def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> ZipReport:
+    """Write ``entries`` with fixed timestamps and modes; atomically replace ``output``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(output.suffix + ".tmp")
+    unzipped = 0
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, path in entries:
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIMESTAMP)
+            executable = os.access(path, os.X_OK) and path.suffix == ".so"
+            info.external_attr = ((0o755 if executable else 0o644) | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, whatever the building host
+            data = path.read_bytes()
+            unzipped += len(data)
+            archive.writestr(info, data, compresslevel=9)
+    tmp.replace(output)
+    return ZipReport(output, len(entries), output.stat().st_size, unzipped,
+                     hashlib.sha256(output.read_bytes()).hexdigest())
+
+
+def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_dependencies: bool = False) -> ZipReport:
+    """Build ``output``; raises ``PipelineError`` when it exceeds Lambda's size limits."""
+    requirements = lambda_dir / "requirements.txt"
+    package = lambda_dir / PACKAGE
+    if not requirements.is_file() or not (package / "handler.py").is_file():
+        raise PipelineError(f"{lambda_dir} does not hold requirements.txt and {PACKAGE}/handler.py")
+    deps = install_dependencies(requirements, output.parent / "lambda-deps", force=force_dependencies)
+    report = write_deterministic_zip(zip_entries(deps, package), output)
+    if report.zip_bytes > ZIP_LIMIT_BYTES or report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
+        raise PipelineError("\n".join(report.lines()[1:]) + "\nthe Lambda zip exceeds a Lambda size limit")
+    return report

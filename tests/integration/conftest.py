@@ -1,0 +1,33 @@
+"""Session fixtures of the integration tests: one embedded stack (moto + PostgreSQL/pgvector) and a
+MySQL database of the tests' own on the configured server, dropped at the end.
+
+Stage-specific fixtures live in ``fixtures_<stage>.py`` beside this file.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fixtures_etl import *  # noqa: F401,F403
+from fixtures_streaming import *  # noqa: F401,F403
+from fixtures_train import *  # noqa: F401,F403
+from fixtures_vectordb import *  # noqa: F401,F403
+from recsys.apps.source import seed_configured_source
+from recsys.local.stack import scratch_stack
+from recsys_seed import SeedSpec
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The embedded local stack in a temporary state dir, with a MySQL database of the tests' own.
+
+    The process environment points at it (as ``eval "$(recsys stack env)"`` would), so CLI
+    commands and subprocesses run in tests talk to it. Yields ``Settings``.
+    """
+    with scratch_stack("test", tmp_path_factory.mktemp("stack")) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def seeded(stack):
+    """The source seeded once at the lab's scale (defaults). Yields the seeder's summary."""
+    return seed_configured_source(stack, SeedSpec(), reset=True)

@@ -1,0 +1,102 @@
+"""Session fixtures for the streaming tests: a served model, the Lambda zip, and S3 readers.
+
+``streaming_model`` runs the real trainer on the seeded ratings (``recsys.train``, artifacts in the
+contract layout) and makes the model live in pgvector with ``recsys.vectordb.load_embeddings``.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from recsys.contracts import ERROR_KEY_PREFIX
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model the streaming tests serve."""
+
+    version: str
+    product_codes: list[str]
+    customer_numbers: list[int]
+    rated: dict[int, set[str]]
+
+
+def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
+    """The real batch chain on the seeded source: the training table (the Glue job's join, done in
+    SQL) published in the contract layout, ``recsys.train``, then ``recsys.vectordb.load_embeddings``.
+
+    The training set goes to a datalake bucket of its own (the ETL tests own the stack's); the model
+    goes to the stack's artifacts bucket, where the Lambda reads it.
+    """
+    from fixtures_train import publish_training_table, training_table_from_mysql
+
+    from recsys.local.aws_resources import ensure_bucket
+    from recsys.pipeline.train import TrainParams
+    from recsys.pipeline.train import train_and_publish as train
+    from recsys.pipeline.vector_load import load_embeddings
+
+    training = replace(settings, datalake_bucket="streaming-test-datalake")
+    ensure_bucket(training, training.datalake_bucket)
+    table = training_table_from_mysql(training)
+    publish_training_table(training, table)
+    result = train(training, TrainParams(seed=seed), settings.state_dir / "reports")
+    load_embeddings(settings, result.version)
+    rated: dict[int, set[str]] = {}
+    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist()):
+        rated.setdefault(int(customer), set()).add(code)
+    return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated)
+
+
+@pytest.fixture(scope="session")
+def streaming_model(stack, seeded) -> ServedModel:
+    """A trained model, published to S3 and live in pgvector."""
+    return train_and_publish(stack)
+
+
+@pytest.fixture(scope="session")
+def streaming_zip(stack, tmp_path_factory) -> Path:
+    """``recsys lambda-zip`` output for this session; ``RECSYS_LAMBDA_ZIP`` points at it."""
+    from recsys.deploy.lambda_zip import build_lambda_zip
+
+    path = tmp_path_factory.mktemp("lambda-build") / "lambda.zip"
+    build_lambda_zip(path)
+    os.environ["RECSYS_LAMBDA_ZIP"] = str(path)
+    os.environ["RECSYS_POINTER_TTL_SECONDS"] = "1"
+    return path
+
+
+@dataclass(frozen=True)
+class DeliveredObjects:
+    """Everything delivery wrote to the recommendations bucket, parsed."""
+
+    ok_keys: list[str]
+    error_keys: list[str]
+    recommendations: list[dict]  # Ok lines
+    errors: list[dict]  # processing-failed lines
+
+    def error_raw(self) -> list[bytes]:
+        return [base64.b64decode(e["rawData"]) for e in self.errors]
+
+
+def read_delivered(settings) -> DeliveredObjects:
+    """Parse every object in the recommendations bucket."""
+    from recsys.core import aws
+
+    s3 = aws.client("s3", settings)
+    bucket = settings.recommendations_bucket
+    ok_keys, error_keys, recs, errors = [], [], [], []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+            if obj["Key"].startswith(ERROR_KEY_PREFIX):
+                error_keys.append(obj["Key"])
+                errors.extend(lines)
+            else:
+                ok_keys.append(obj["Key"])
+                recs.extend(lines)
+    return DeliveredObjects(ok_keys, error_keys, recs, errors)

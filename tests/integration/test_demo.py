@@ -1,0 +1,92 @@
+"""`recsys demo` at a small scale on a stack of its own: the summary's numbers match what is in
+MySQL, S3 and pgvector, and the report is written."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsys.core import aws
+from recsys.core.config import load_settings
+from recsys.core.db import connect_mysql, connect_pg
+from recsys.apps.demo import MALFORMED_EVENTS, run_demo
+from recsys.apps.demo_report import summary_text, write_report
+from recsys.local.stack import scratch_stack
+
+SCALE = {"customers": 150, "products": 60, "ratings": 3_000, "seed": 5, "events": 60, "rate": 120.0}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One demo run on a stack of its own (own moto, PostgreSQL and MySQL database), left up to inspect."""
+    reports = tmp_path_factory.mktemp("demo-reports")
+    with scratch_stack("demo", tmp_path_factory.mktemp("demo-state")) as settings:
+        run = run_demo(settings, reset=True, keep_up=True, reports_dir=reports, **SCALE)
+        yield run, load_settings(), reports
+
+
+def _mysql_scalar(settings, sql):
+    conn = connect_mysql(settings)
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        value = cur.fetchone()[0]
+    conn.close()
+    return value
+
+
+def test_summary_matches_mysql(demo):
+    run, settings, _ = demo
+    assert run.figures["customers"] == _mysql_scalar(settings, "SELECT COUNT(*) FROM customers") == SCALE["customers"]
+    assert run.figures["training_rows"] == _mysql_scalar(settings, "SELECT COUNT(*) FROM ratings")
+
+
+def test_summary_matches_s3(demo):
+    run, settings, _ = demo
+    s3 = aws.client("s3", settings)
+    dataset = json.loads(s3.get_object(Bucket=settings.datalake_bucket,
+                                       Key="ratings_ml_training/_manifest.json")["Body"].read())
+    assert dataset["row_count"] == run.figures["training_rows"]
+    pointer = json.loads(s3.get_object(Bucket=settings.artifacts_bucket,
+                                       Key="models/serving.json")["Body"].read())
+    assert pointer["version"] == run.figures["model_version"]
+    ok_lines = failed_lines = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.recommendations_bucket):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=settings.recommendations_bucket, Key=obj["Key"])["Body"].read()
+            lines = len(body.splitlines())
+            if obj["Key"].startswith("processing-failed/"):
+                failed_lines += lines
+            else:
+                ok_lines += lines
+    assert ok_lines == run.figures["delivered"] == run.figures["delivered_in_s3"]
+    assert failed_lines == run.figures["failed"] == sum(run.failure_reasons.values())
+    produced = SCALE["events"] + len(MALFORMED_EVENTS)
+    assert run.figures["events_produced"] == produced
+    assert run.figures["delivered"] + run.figures["dropped"] + run.figures["failed"] == produced
+    assert run.figures["failed"] >= len(MALFORMED_EVENTS)
+    assert len(run.freshness) == run.figures["delivered"] and max(run.freshness) < 30
+
+
+def test_summary_matches_pgvector(demo):
+    run, settings, _ = demo
+    conn = connect_pg(settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM item_emb")
+        items = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM user_emb")
+        users = cur.fetchone()[0]
+    conn.close()
+    assert (items, users) == (run.figures["items_live"], run.figures["users_live"])
+    assert items == SCALE["products"]
+
+
+def test_model_beats_popularity_and_report_is_written(demo):
+    run, _, reports = demo
+    assert run.figures["ndcg_vs_popularity"] > 1.0
+    page = write_report(run, reports / "demo")
+    text = page.read_text()
+    assert "Pipeline stages" in text and "data:image/png;base64," in text
+    assert (reports / "demo" / "freshness.png").stat().st_size > 1000
+    summary = summary_text(run)
+    assert f"{run.figures['delivered']} delivered" in summary
+    assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 7

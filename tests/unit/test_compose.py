@@ -1,0 +1,108 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically.
+
+Images pinned, healthchecks everywhere, mounted paths exist, environment names are the
+configuration's, and every command a service runs parses against the CLI / the Glue job's
+arguments — the same commands the other tests run natively.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from recsys.cli import cli
+from recsys.core.config import SETTINGS
+
+SETTING_NAMES = {s.env for s in SETTINGS}
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+PROJECT_IMAGE = "recsys:"
+BUILD_OUTPUTS = {"./build"}  # made by `make lambda-zip` before `docker compose up`
+# variables read by third-party software inside the containers, not by recsys
+FOREIGN_ENV = {"SERVICES", "LOCALSTACK_AUTH_TOKEN", "LAMBDA_DOCKER_NETWORK", "MYSQL_ALLOW_EMPTY_PASSWORD",
+               "POSTGRES_HOST_AUTH_METHOD", "DISABLE_SSL", "PYTHONPATH"}
+EXTRA_RECSYS_ENV: set[str] = set()
+
+
+def _env(service: dict) -> dict:
+    env = service.get("environment", {})
+    return dict(env) if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_image_is_pinned(name):
+    image = SERVICES[name]["image"]
+    repo, _, tag = image.rpartition(":")
+    assert repo and tag and tag != "latest", f"{name}: image {image!r} must carry a fixed tag"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_has_healthcheck(name):
+    check = SERVICES[name].get("healthcheck", {})
+    assert check.get("test"), f"{name} has no healthcheck"
+
+
+def test_localstack_is_token_free_tag_and_passes_token_through():
+    image = SERVICES["localstack"]["image"]
+    version = tuple(int(p) for p in image.rsplit(":", 1)[1].split("."))
+    assert version <= (4, 14, 0), "tags after 4.14.0 need LOCALSTACK_AUTH_TOKEN"
+    assert "LOCALSTACK_AUTH_TOKEN" in _env(SERVICES["localstack"])
+    assert "moto" in SERVICES["moto"]["profiles"]
+
+
+def test_mounted_paths_exist_and_volumes_are_named():
+    declared = set(COMPOSE.get("volumes", {}))
+    for name, service in SERVICES.items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists() or source in BUILD_OUTPUTS, f"{name}: {source} missing"
+            elif not source.startswith("/"):
+                assert source in declared, f"{name}: volume {source} not declared"
+
+
+def test_environment_names_match_configuration():
+    known = SETTING_NAMES | FOREIGN_ENV | EXTRA_RECSYS_ENV
+    for name, service in SERVICES.items():
+        if name in {"mysql", "postgres", "moto"}:
+            continue
+        unknown = {k for k in _env(service) if k not in known and not k.startswith("RECSYS_")}
+        assert not unknown, f"{name}: unknown environment names {unknown}"
+        recsys_unknown = {k for k in _env(service) if k.startswith("RECSYS_") and k not in known}
+        assert not recsys_unknown, f"{name}: {recsys_unknown} are not settings"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s["image"].startswith(PROJECT_IMAGE)))
+def test_project_service_command_parses(name):
+    args = list(SERVICES[name].get("command", []))
+    if args == ["--help"]:
+        return
+    command = cli.get_command(click.Context(cli), args[0])
+    assert command is not None, f"{name}: unknown recsys command {args[0]}"
+    command.make_context(args[0], args[1:])  # raises on an unknown option
+
+
+def test_glue_command_uses_the_job_arguments():
+    script = REPO / "glue" / "etl_job.py"
+    tree = ast.parse(script.read_text())
+    job_args = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS")
+    command = SERVICES["glue"]["command"]
+    script_at = next(i for i, part in enumerate(command) if part.endswith("glue/etl_job.py"))
+    given = {part[2:] for part in command[script_at + 1:] if part.startswith("--")}
+    assert given - {"JOB_NAME"} <= set(job_args), f"unknown job arguments {given - set(job_args)}"
+    required = {k for k, v in job_args.items() if v is None}
+    assert required <= given, f"missing required job arguments {required - given}"
+
+
+def test_localstack_init_hooks_exist_and_are_executable():
+    hooks = list((REPO / "localstack" / "init" / "ready.d").glob("*.sh"))
+    assert hooks, "localstack/init/ready.d has no hook"
+    for hook in hooks:
+        assert hook.stat().st_mode & 0o111, f"{hook} is not executable"
+        assert "recsys.resources" in hook.read_text()

@@ -1,0 +1,261 @@
+"""Streaming pieces that need no stack: event validation, the contract checker, prefixes, the
+producer's batching/retries/pacing, and the Lambda Runtime API server with real awslambdaric."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from inference.events import InvalidEvent, parse_event
+from recsys.local.firehose.transformation import ContractViolation, validate_response
+from recsys.local.firehose.config import DeliveryConfig
+from recsys.local.firehose.prefixes import expand_prefix, object_key
+from recsys.local.lambda_runtime import LocalLambda
+from recsys.apps.replay import (MAX_BATCH_RECORDS, OutgoingRecord, RateLimiter, ReplaySummary, batches,
+                           put_with_retries)
+
+VALID = {"session_id": "s-1", "customer_number": 103, "city": "Nantes", "country": "France",
+         "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
+         "browse_history": [{"product_code": "S10_1678", "quantity": 2, "in_shopping_cart": True}]}
+
+
+def _with(**changes) -> bytes:
+    event = {**VALID, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
+
+
+# -- event validation ----------------------------------------------------------------------------
+def test_valid_event_parses_to_typed_record():
+    event = parse_event(_with())
+    assert event.customer_number == 103
+    assert event.browse_history[0].product_code == "S10_1678"
+    assert event.browse_history[0].engagement == 4.0
+    assert event.anchor_item() == "S10_1678"
+    assert not event.is_droppable
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"not json", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (_with(session_id=...), "missing field 'session_id'"),
+    (_with(session_id=""), "session_id' is empty"),
+    (_with(customer_number="103"), "'customer_number' must be int"),
+    (_with(customer_number=True), "'customer_number' must be int"),
+    (_with(browse_history="S10_1678"), "'browse_history' must be list"),
+    (_with(browse_history=[{"quantity": 1}]), "browse_history[0]: missing field 'product_code'"),
+    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "positive integer"),
+    (_with(browse_history=[{"product_code": "A", "in_shopping_cart": "yes"}]), "true or false"),
+    (_with(event_time="yesterday"), "ISO-8601"),
+    (_with(credit_limit="lots"), "'credit_limit' must be int or float"),
+])
+def test_malformed_events_are_rejected_with_the_reason(data, reason):
+    with pytest.raises(InvalidEvent, match=re.escape(reason)):
+        parse_event(data)
+
+
+def test_dropped_rule_heartbeats_and_anonymous_empty_events():
+    assert parse_event(_with(event_type="heartbeat")).is_droppable
+    assert parse_event(_with(customer_number=None, browse_history=[])).is_droppable
+    assert not parse_event(_with(customer_number=None)).is_droppable  # history: fold-in
+    assert not parse_event(_with(browse_history=[])).is_droppable  # a known customer still gets recommendations
+
+
+# -- the transformation contract -----------------------------------------------------------------
+def _response(*records) -> bytes:
+    return json.dumps({"records": list(records)}).encode()
+
+
+def _rec(record_id, result="Ok", data=base64.b64encode(b"x\n").decode()):
+    return {"recordId": record_id, "result": result, "data": data}
+
+
+def test_contract_accepts_every_id_once():
+    out = validate_response(_response(_rec("a"), _rec("b", "Dropped"), _rec("c", "ProcessingFailed")), ["a", "b", "c"])
+    assert {k: v.result for k, v in out.items()} == {"a": "Ok", "b": "Dropped", "c": "ProcessingFailed"}
+    assert out["a"].data == b"x\n"
+
+
+@pytest.mark.parametrize("payload, code", [
+    (_response(_rec("a")), "Lambda.MissingRecordId"),
+    (_response(_rec("a"), _rec("b"), _rec("zzz")), "Lambda.MissingRecordId"),
+    (_response(_rec("a"), _rec("a"), _rec("b")), "Lambda.DuplicatedRecordId"),
+    (_response(_rec("a", "Maybe"), _rec("b")), "Lambda.JsonProcessingException"),
+    (_response(_rec("a", data="%%%"), _rec("b")), "Lambda.JsonProcessingException"),
+    (_response({"recordId": "a", "result": "Ok"}, _rec("b")), "Lambda.JsonProcessingException"),
+    (b"[]", "Lambda.JsonProcessingException"),
+    (b"not json", "Lambda.JsonProcessingException"),
+])
+def test_contract_violations_fail_the_whole_invocation(payload, code):
+    with pytest.raises(ContractViolation) as caught:
+        validate_response(payload, ["a", "b"])
+    assert caught.value.code == code
+
+
+# -- prefixes and object names -------------------------------------------------------------------
+def _config(**overrides) -> DeliveryConfig:
+    base = dict(name="recsys-recommendations-delivery", arn="arn:aws:firehose:us-east-1:123:deliverystream/x",
+                version_id="1", source_stream_arn="arn:aws:kinesis:us-east-1:123:stream/s", bucket="b",
+                prefix="!{timestamp:yyyy/MM/dd/HH}/", error_prefix="!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/",
+                s3_buffer_bytes=1 << 20, s3_buffer_seconds=1, lambda_arn="arn:aws:lambda:us-east-1:123:function:f",
+                lambda_buffer_bytes=1 << 20, lambda_buffer_seconds=1, retries=3)
+    return DeliveryConfig(**{**base, **overrides})
+
+
+def test_prefix_expansion_and_firehose_object_names():
+    moment = datetime(2026, 11, 26, 7, 5, 9, tzinfo=timezone.utc)
+    assert expand_prefix("!{timestamp:yyyy/MM/dd/HH}/", moment) == "2026/11/26/07/"
+    assert expand_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", moment,
+                         "processing-failed") == "processing-failed/2026/11/26/07/"
+    assert expand_prefix("recs/", moment) == "recs/2026/11/26/07/"  # Firehose's default time prefix
+    key = object_key(_config(), moment)
+    assert re.fullmatch(r"2026/11/26/07/recsys-recommendations-delivery-1-2026-11-26-07-05-09-[0-9a-f-]{36}", key)
+    assert object_key(_config(), moment, "processing-failed").startswith("processing-failed/2026/11/26/07/")
+
+
+def test_delivery_config_from_the_api_description():
+    from recsys.local.aws_resources import ResourceNames, delivery_stream_definition
+
+    names = ResourceNames("us-east-1", "123456789012", {"recommendations": "recs"}, "events", "delivery", "fn")
+    d = delivery_stream_definition(names, 2)
+    dest = d["ExtendedS3DestinationConfiguration"]
+    description = {"DeliveryStreamName": "delivery", "DeliveryStreamARN": "arn:aws:firehose:us-east-1:1:deliverystream/delivery",
+                   "VersionId": "1", "Source": {"KinesisStreamSourceDescription": d["KinesisStreamSourceConfiguration"]},
+                   "Destinations": [{"ExtendedS3DestinationDescription": dest}]}
+    config = DeliveryConfig.from_description(description)
+    assert config.source_stream_name == "events" and config.bucket == "recs"
+    assert config.lambda_arn == names.function_arn and config.retries == 3
+    assert config.lambda_buffer_seconds == 2 and config.s3_buffer_seconds == 2
+    assert config.lambda_buffer_bytes == 1 << 20
+
+
+# -- producer ------------------------------------------------------------------------------------
+def test_batches_respect_record_and_byte_limits():
+    small = [OutgoingRecord(b"x" * 10, f"k{i}") for i in range(1201)]
+    assert [len(b) for b in batches(small)] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 201]
+    big = [OutgoingRecord(b"x" * (900 * 1024), f"k{i}") for i in range(12)]
+    sizes = [sum(r.size for r in b) for b in batches(big)]
+    assert all(s <= 5 * 1024 * 1024 for s in sizes) and sum(len(b) for b in batches(big)) == 12
+
+
+class FlakyKinesis:
+    """A put_records stub failing chosen records on the first tries (moto cannot fail on demand)."""
+
+    def __init__(self, fail_rounds: int):
+        self.fail_rounds = fail_rounds
+        self.calls = 0
+        self.accepted: list[bytes] = []
+
+    def put_records(self, StreamName, Records):
+        self.calls += 1
+        results = []
+        for i, record in enumerate(Records):
+            if self.calls <= self.fail_rounds and i % 3 == 0:
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"})
+            else:
+                self.accepted.append(record["Data"])
+                results.append({"SequenceNumber": str(len(self.accepted)), "ShardId": "shardId-000000000000"})
+        return {"FailedRecordCount": sum("ErrorCode" in r for r in results), "Records": results}
+
+
+def test_partial_failures_are_retried_without_loss_or_duplicates():
+    records = [OutgoingRecord(f"event-{i}".encode(), f"s{i}") for i in range(100)]
+    kinesis, summary, sleeps = FlakyKinesis(fail_rounds=2), ReplaySummary(), []
+    put_with_retries(kinesis, "stream", records, summary, sleep=sleeps.append)
+    assert sorted(kinesis.accepted) == sorted(r.data for r in records)  # each exactly once
+    assert summary.sent == 100 and summary.put_calls == 3
+    assert summary.retried_records == 34 + 12
+    assert sleeps == [0.1, 0.2]  # exponential backoff
+
+
+def test_records_that_never_succeed_raise_and_say_how_many():
+    from recsys.core.errors import PipelineError
+
+    # the stub fails the first record of every call: one record never gets through
+    with pytest.raises(PipelineError, match="1 records still failed after 8 PutRecords attempts; 8 were sent"):
+        put_with_retries(FlakyKinesis(fail_rounds=99), "s", [OutgoingRecord(b"x", "k")] * 9, ReplaySummary(),
+                         sleep=lambda s: None)
+
+
+def test_rate_limiter_paces_to_the_rate():
+    now = [0.0]
+    limiter = RateLimiter(100, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(10):
+        limiter.acquire(50)
+    assert now[0] == pytest.approx(5.0)  # 500 events at 100/s
+
+
+# -- Lambda Runtime API + awslambdaric -----------------------------------------------------------
+@pytest.fixture
+def local_lambda(streaming_handlers_dir):
+    functions = []
+
+    def make(handler: str, **kwargs) -> LocalLambda:
+        fn = LocalLambda(streaming_handlers_dir, handler, {"TEST_MARKER": "m-1"}, function_name="unit-fn", **kwargs)
+        functions.append(fn)
+        return fn
+
+    yield make
+    for fn in functions:
+        fn.close()
+
+
+def test_runtime_invokes_with_context_and_only_the_function_environment(local_lambda):
+    fn = local_lambda("broken.echo")
+    first = fn.invoke(json.dumps({"n": 1}).encode())
+    second = fn.invoke(json.dumps({"n": 2}).encode())
+    assert first.ok and second.ok and fn.cold_starts == 1
+    body = json.loads(second.payload)
+    assert body["event"] == {"n": 2} and body["function"] == "unit-fn" and body["marker"] == "m-1"
+    assert 0 < body["remaining_ms"] <= 60_000
+    assert body["request_id"] != json.loads(first.payload)["request_id"]
+    assert second.duration_seconds < first.duration_seconds  # warm is faster than cold
+
+
+def test_function_error_has_aws_error_shape(local_lambda):
+    result = local_lambda("broken.raises").invoke(b"{}")
+    assert result.function_error == "Unhandled"
+    error = result.error()
+    assert error["errorType"] == "RuntimeError" and error["errorMessage"] == "handler blew up on purpose"
+    assert isinstance(error["stackTrace"], list) and error["requestId"]
+
+
+def test_init_error_is_reported_and_every_invoke_fails(local_lambda):
+    fn = local_lambda("import_fails.handler")
+    for _ in range(2):
+        result = fn.invoke(b"{}")
+        assert result.function_error == "Unhandled"
+        assert result.error()["errorType"] == "Runtime.ImportModuleError"
+        assert "missing dependency on purpose" in result.error()["errorMessage"]
+
+
+def test_timeout_kills_the_runtime_and_the_next_invoke_starts_fresh(local_lambda, tmp_path):
+    fn = local_lambda("broken.sleeps", timeout_seconds=1.0)
+    result = fn.invoke(json.dumps({"records": []}).encode())
+    assert result.error()["errorType"] == "Sandbox.Timedout" and 1.0 <= result.duration_seconds < 5
+    fn.handler = "broken.echo"
+    assert fn.invoke(b'{"again": true}').ok and fn.cold_starts == 2
+
+
+def test_runtime_api_rejects_unknown_request_ids(local_lambda):
+    fn = local_lambda("broken.echo")
+    conn = http.client.HTTPConnection(fn.server.address, timeout=5)
+    conn.request("POST", "/2018-06-01/runtime/invocation/nope/response", body=b"{}")
+    response = conn.getresponse()
+    assert response.status == 400 and b"unknown request id" in response.read()
+    conn.request("GET", "/2018-06-01/runtime/elsewhere")
+    assert conn.getresponse().status == 404
+
+
+def test_checkpoint_is_discarded_for_another_incarnation_of_the_stream(tmp_path):
+    """A stream recreated under the same ARN (emulator restart) must be read from its oldest record."""
+    from recsys.local.firehose.source import Checkpoint
+
+    path = tmp_path / "cp.json"
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+    Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").save({"shardId-000000000000": "4959"})
+    assert Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").positions == {"shardId-000000000000": "4959"}
+    assert Checkpoint(path, arn, "2026-11-26T11:30:00+00:00").positions == {}
