@@ -9,6 +9,14 @@ BIN := $(VENV)/bin
 RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
+# The Lambda runs locally under its runtime's Python minor (contracts.LAMBDA_RUNTIME, python3.13)
+LAMBDA_VENV := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
+# the first that runs and is 3.13 (a pyenv shim for a version not selected does not run)
+LAMBDA_PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python; do \
+  "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { command -v "$$p"; break; }; done)
+LAMBDA_ZIP := build/lambda.zip
+LAMBDA_SOURCES := $(wildcard lambda/inference/*.py) lambda/requirements.txt src/recsys/contracts.py src/recsys/__init__.py
 APT_PACKAGES := libmariadb-java chromium chromium-driver
 
 # seeding scale (the lab's by default)
@@ -26,7 +34,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade 'pip>=24.2'  # 24.2+: installs cp313 wheels for the Lambda from 3.11
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -36,6 +44,15 @@ $(TOOLS_STAMP):
 	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
 	touch $@
 
+$(LAMBDA_STAMP): lambda/runtime-requirements.txt
+	@if [ -z "$(LAMBDA_PYTHON)" ]; then \
+	  echo "no Python 3.13 for $(LAMBDA_VENV) (the Lambda runs python3.13 locally under the same Python): get one with 'uv python install 3.13', 'pyenv install 3.13', 'apt install python3.13-venv' or 'brew install python@3.13', then make install"; \
+	else \
+	  $(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV) && \
+	  $(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: -r lambda/runtime-requirements.txt && \
+	  touch $@; \
+	fi
+
 .PHONY: system-deps
 system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver, Chromium)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -44,10 +61,10 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(LAMBDA_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
-up: install ## Start the local stack (docker compose when a Docker engine answers, else embedded)
+up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)
 	@if docker info >/dev/null 2>&1; then docker compose up -d --wait; else $(RECSYS) stack up; fi
 
 .PHONY: down
@@ -76,6 +93,9 @@ load-embeddings: install ## Load the serving model's embeddings into pgvector
 
 .PHONY: lambda-zip
 lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambda.zip)
+	$(RECSYS) lambda-zip
+
+$(LAMBDA_ZIP): $(LAMBDA_SOURCES) | $(STAMP)
 	$(RECSYS) lambda-zip
 
 .PHONY: replay

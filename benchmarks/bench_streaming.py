@@ -58,6 +58,7 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     from recsys.local.lambda_runtime import LocalLambda
     from recsys.local.aws_resources import lambda_environment
     from recsys.local.firehose.invokers import unpack_zip
+    from recsys.local.lambda_python import lambda_python
     from recsys_seed import synthesize_events
 
     events = synthesize_events(catalogue, batch, new_customer_fraction=0.1, empty_history_fraction=0.05, seed=1)
@@ -78,7 +79,7 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     batched, per_record = timed(runtime), timed(slow)
     code_dir = unpack_zip(settings.lambda_zip, settings.state_dir / "lambda")
     with LocalLambda(code_dir, "inference.handler.lambda_handler", lambda_environment(settings),
-                     log_file=settings.state_dir / "bench-lambda.log") as fn:
+                     log_file=settings.state_dir / "bench-lambda.log", python=lambda_python(settings)) as fn:
         body = json.dumps(payload).encode()
         cold = fn.invoke(body)
         assert cold.ok, cold.error()

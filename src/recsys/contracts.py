@@ -60,7 +60,7 @@ STRATEGY_POPULAR_FALLBACK = "popular_fallback"
 
 # -- 5. the transformation Lambda: handler, runtime and the environment it reads ------------------
 LAMBDA_HANDLER = "inference.handler.lambda_handler"
-LAMBDA_RUNTIME = "python3.11"
+LAMBDA_RUNTIME = "python3.13"  # Amazon Linux 2023; AWS supports it into 2029 (3.11 left standard support in 2026)
 ENV_ARTIFACTS_BUCKET = "RECSYS_ARTIFACTS_BUCKET"
 ENV_POINTER_TTL_SECONDS = "RECSYS_POINTER_TTL_SECONDS"
 ENV_TOP_K = "RECSYS_TOP_K"

@@ -267,6 +267,6 @@ def test_localstack_init_hook_creates_resources_and_the_lambda(stack, streaming_
     assert result.returncode == 0, result.stderr
     assert "resources ready" in result.stdout
     function = aws.client("lambda", stack).get_function(FunctionName=stack.lambda_function)["Configuration"]
-    assert function["Handler"] == "inference.handler.lambda_handler" and function["Runtime"] == "python3.11"
+    assert function["Handler"] == "inference.handler.lambda_handler" and function["Runtime"] == "python3.13"
     assert function["Environment"]["Variables"]["PGHOST"] == os.environ["PGHOST"]
     assert function["Role"].endswith(":role/recsys-lambda")  # the hook made the role moto insists on

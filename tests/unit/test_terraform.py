@@ -437,7 +437,7 @@ def test_kinesis_stream_is_encrypted_with_selectable_capacity():
 def test_lambda_function_definition():
     streaming = module_tf("streaming-inference")
     function = streaming.only("aws_lambda_function")
-    assert function["runtime"] == LAMBDA_RUNTIME == "python3.11"
+    assert function["runtime"] == LAMBDA_RUNTIME == "python3.13"
     assert function["handler"] == LAMBDA_HANDLER_STRING
     assert function["filename"] == "${var.lambda_zip_path}"
     assert "filebase64sha256(var.lambda_zip_path)" in function["source_code_hash"]

@@ -80,6 +80,15 @@ def _path(text: str) -> Path:
     return Path(text).expanduser().resolve()
 
 
+def _optional_executable(text: str) -> Path | None:
+    """Empty means "find one"; else an absolute path, symlinks kept (a venv's python is one)."""
+    if not text.strip():
+        return None
+    if "\x00" in text:
+        raise ValueError("a path to an executable, or empty")
+    return Path(os.path.abspath(Path(text).expanduser()))
+
+
 def _endpoint_url(text: str) -> str | None:
     """Empty means real AWS (boto3 resolves the service endpoint); else an http(s) URL."""
     if not text:
@@ -158,6 +167,9 @@ SETTINGS: tuple[Setting, ...] = (
             _path),
     Setting("RECSYS_LAMBDA_INVOKE", "lambda_invoke", "runtime",
             "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api", _choice("runtime", "api")),
+    Setting("RECSYS_LAMBDA_PYTHON", "lambda_python", "",
+            f"Python {contracts.LAMBDA_RUNTIME.removeprefix('python')} (with awslambdaric, boto3) that runs the zip "
+            "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable),
     Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
@@ -196,6 +208,7 @@ class Settings:
     buffer_seconds: int
     lambda_zip: Path
     lambda_invoke: str
+    lambda_python: Path | None
     pointer_ttl_seconds: float
     top_k: int
 

@@ -1,17 +1,23 @@
 """The transformation Lambda's deployment zip, built reproducibly.
 
 The zip holds the Lambda's pinned requirements (``lambda/requirements.txt``) installed for the
-Lambda runtime (``contracts.LAMBDA_RUNTIME``) with pip's cross-platform flags, the ``inference``
-package, and ``recsys/contracts.py`` (with the package's ``__init__``), which it imports. Entries
-are sorted, timestamps fixed and permissions normalised, so the same inputs give the same bytes
-(Terraform's ``source_code_hash`` then changes only when the code does). Dependencies are
-installed once per requirements hash under ``<output dir>/lambda-deps/``.
+Lambda runtime (``contracts.LAMBDA_RUNTIME``: cp313 wheels for Amazon Linux 2023, x86_64) with
+pip's cross-platform flags, the ``inference`` package, and ``recsys/contracts.py`` (with the
+package's ``__init__``), which it imports. Entries are sorted, timestamps fixed and permissions
+normalised, and each ``*.dist-info/RECORD`` lists only the files that ship (pip's ``bin/`` scripts,
+whose shebang names the building interpreter's path, are left out with their RECORD lines), so
+the same inputs give the same bytes on any machine and in any checkout (Terraform's
+``source_code_hash`` then changes only when the code does). Dependencies are installed once per
+requirements hash under ``<output dir>/lambda-deps/``.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -31,9 +37,15 @@ LAMBDA_DIR = PROJECT_ROOT / "lambda"
 PACKAGE = "inference"
 # the part of the recsys package the Lambda imports: the contract module and the package's __init__
 SHARED_MODULES = (Path(recsys.__file__), Path(contracts.__file__))
-RUNTIME_PYTHON = contracts.LAMBDA_RUNTIME.removeprefix("python")  # e.g. "3.11"
-PIP_PLATFORM_ARGS = ("--platform", "manylinux2014_x86_64", "--only-binary=:all:", "--python-version",
-                     RUNTIME_PYTHON, "--implementation", "cp")
+RUNTIME_PYTHON = contracts.LAMBDA_RUNTIME.removeprefix("python")  # e.g. "3.13"
+# The python3.13 runtime is Amazon Linux 2023 (glibc 2.34): every manylinux tag it accepts, newest
+# first. pip expands only the legacy manylinux2014 alias by itself, so each tag is named.
+RUNTIME_GLIBC_MINOR = 34
+PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(RUNTIME_GLIBC_MINOR, 16, -1)), "manylinux2014_x86_64")
+PIP_PLATFORM_ARGS = (*(arg for platform in PLATFORMS for arg in ("--platform", platform)), "--only-binary=:all:",
+                     "--python-version", RUNTIME_PYTHON, "--implementation", "cp")
+# pip before 24.2 checks Requires-Python against the interpreter it runs on, not --python-version
+MIN_PIP = (24, 2)
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
 ZIP_LIMIT_BYTES = 50 * 1024 * 1024  # direct upload limit
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024  # function + layers, unzipped
@@ -66,15 +78,28 @@ def requirements_hash(requirements: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = False) -> Path:
-    """The requirements installed for the Lambda runtime (cached by ``requirements_hash``)."""
+def check_pip_version(python: str) -> None:
+    """``PipelineError`` when ``python``'s pip is missing or too old to install the runtime's wheels."""
+    proc = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True)
+    version = proc.stdout.split()[1] if proc.returncode == 0 and proc.stdout.startswith("pip ") else "(none)"
+    found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if found < MIN_PIP:
+        raise PipelineError(f"pip {version} of {python} cannot install the wheels of {contracts.LAMBDA_RUNTIME}: "
+                            f"need pip >= {'.'.join(map(str, MIN_PIP))} (`{python} -m pip install -U 'pip>=24.2'`, "
+                            "or `make install`)")
+
+
+def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = False,
+                         python: str = sys.executable) -> Path:
+    """The requirements installed for the Lambda runtime by ``python``'s pip (cached by ``requirements_hash``)."""
     target = cache_root / requirements_hash(requirements)
     if target.is_dir() and not force:
         log.info("dependencies: reusing %s", target)
         return target
+    check_pip_version(python)
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="deps-", dir=cache_root))
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+    cmd = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
            *PIP_PLATFORM_ARGS, "--target", str(staging), "-r", str(requirements)]
     log.info("dependencies: %s", " ".join(cmd[3:]))
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -106,11 +131,24 @@ def zip_entries(deps_dir: Path, package_dir: Path) -> list[tuple[str, Path]]:
     return sorted(entries.items())
 
 
+def shipped_record(record: bytes, shipped: set[str]) -> bytes:
+    """A ``*.dist-info/RECORD`` (paths relative to the zip's root, like site-packages) that lists only
+    what ships: pip's lines for files left out (``bin/`` scripts, whose hashes depend on the building
+    interpreter's path; bytecode) are dropped."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in csv.reader(io.StringIO(record.decode())):
+        if row and posixpath.normpath(row[0]) in shipped:
+            writer.writerow(row)
+    return out.getvalue().encode()
+
+
 def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> ZipReport:
     """Write ``entries`` with fixed timestamps and modes; atomically replace ``output``."""
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".tmp")
     unzipped = 0
+    shipped = {name for name, _ in entries}
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name, path in entries:
             info = zipfile.ZipInfo(name, date_time=FIXED_TIMESTAMP)
@@ -119,6 +157,8 @@ def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> Zi
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # unix, whatever the building host
             data = path.read_bytes()
+            if name.endswith(".dist-info/RECORD"):
+                data = shipped_record(data, shipped)
             unzipped += len(data)
             archive.writestr(info, data, compresslevel=9)
     tmp.replace(output)

@@ -28,6 +28,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from recsys.local.lambda_python import check_code_matches, python_version
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/2018-06-01/runtime"
@@ -223,6 +225,7 @@ class LocalLambda:
         self.memory_mb = memory_mb
         self.log_file = log_file
         self.python = python
+        check_code_matches(self.code_dir, sys.version_info[:2] if python == sys.executable else python_version(python))
         self.server = RuntimeApiServer(self.function_arn)
         self._process: subprocess.Popen | None = None
         self.cold_starts = 0

@@ -14,6 +14,7 @@ from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
 from recsys.local.aws_resources import lambda_environment
 from recsys.local.firehose.config import DeliveryConfig
+from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import InvocationResult, LocalLambda
 
 INVOKE_MODES = ("runtime", "api")
@@ -60,13 +61,14 @@ def unpack_zip(zip_path: Path, cache_root: Path) -> Path:
 
 def runtime_invoker(settings: Settings, config: DeliveryConfig, *, code_dir: Path | None, handler: str,
                     timeout_seconds: float) -> LocalLambda:
-    """The deployment zip (or an unpacked code dir) under ``awslambdaric``."""
+    """The deployment zip (or an unpacked code dir) under ``awslambdaric``, on the runtime's Python minor."""
     state = settings.state_dir
+    python = lambda_python(settings)
     directory = code_dir or unpack_zip(settings.lambda_zip, state / "lambda")
     (state / "logs").mkdir(parents=True, exist_ok=True)
     return LocalLambda(directory, handler, lambda_environment(settings), function_name=config.lambda_arn.rsplit(":", 1)[-1],
                        function_arn=config.lambda_arn, timeout_seconds=timeout_seconds,
-                       log_file=state / "logs" / "lambda.log")
+                       log_file=state / "logs" / "lambda.log", python=python)
 
 
 def build_invoker(settings: Settings, config: DeliveryConfig, *, mode: str, code_dir: Path | None = None,
