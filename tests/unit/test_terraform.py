@@ -41,8 +41,10 @@ GLUE_RESERVED_PREFIXES = (
     "--job-", "--enable-", "--TempDir", "--continuous-log-", "--extra-", "--additional-python-modules",
     "--python-modules-installer-option", "--conf", "--datalake-formats", "--spark-event-logs-path",
     "--user-jars-first", "--encryption-type", "--scriptLocation", "--customer-driver-env-vars",
-    "--customer-executor-env-vars",
+    "--customer-executor-env-vars", "--custom-logGroup-prefix", "--custom-logStream-prefix",
 )
+# Glue 4.0's continuous-logging arguments: Glue 5.0 ignores them (it always logs in real time)
+GLUE_4_LOGGING_ARGUMENTS = ("--enable-continuous-cloudwatch-log", "--continuous-log-")
 LAMBDA_HANDLER_STRING = contracts.LAMBDA_HANDLER
 LAMBDA_RUNTIME = contracts.LAMBDA_RUNTIME
 LAMBDA_ENVIRONMENT = {
@@ -363,6 +365,54 @@ def test_glue_default_arguments_match_script():
     assert not any("password" in k.lower() for k in own), "never pass a password as a Glue argument"
 
 
+def test_glue_5_logs_go_to_the_declared_encrypted_log_groups(project):
+    """Glue 5.0 ignores 4.0's continuous-logging arguments; with --custom-logGroup-prefix and an SSE-KMS
+    security configuration it writes <prefix>/<security configuration>-role/<role>/{error,output}."""
+    etl = module_tf("etl")
+    job = etl.only("aws_glue_job")
+    arguments = job["default_arguments"]
+    assert not [k for k in arguments if k.startswith(GLUE_4_LOGGING_ARGUMENTS)], "Glue 5.0 ignores these"
+    assert arguments["--custom-logGroup-prefix"] == "${local.log_group_prefix}"
+    prefix = render(etl.locals["log_group_prefix"], etl, project)
+    assert prefix == f"/aws-glue/jobs/{project}-ratings-etl"
+    security = single_block(etl.only("aws_glue_security_configuration"), "encryption_configuration")
+    assert single_block(security, "cloudwatch_encryption")["cloudwatch_encryption_mode"] == "SSE-KMS"
+    assert "aws_glue_security_configuration.this.name" in job["security_configuration"]
+    groups = etl.resources[("aws_cloudwatch_log_group", "glue_job")]
+    assert groups["name"] == ("${local.log_group_prefix}/${aws_glue_security_configuration.this.name}-role/"
+                              "${aws_iam_role.glue_job.name}/${each.key}")
+    assert set(re.findall(r'"(\w+)"', groups["for_each"])) == {"error", "output"}
+    assert groups["kms_key_id"] and groups["retention_in_days"]
+    assert "aws_cloudwatch_log_group.glue_job" in str(job.get("depends_on")), "groups first: retention and key"
+    assert prefix.startswith(etl.locals["logs_arn"].split(":log-group:")[1].rstrip("*")), "WriteLogs covers it"
+
+
+def test_every_bucket_logs_access_to_an_sse_s3_log_bucket(project):
+    """CKV_AWS_18 holds for real: server access logs of each bucket go to a bucket S3 can deliver to."""
+    bucket = parse_dir(MODULES / "etl" / "modules" / "bucket")
+    logging = bucket.only("aws_s3_bucket_logging")
+    assert logging["target_bucket"] == "${var.access_log_bucket}" and logging["target_prefix"]
+    etl = module_tf("etl")
+    call = etl.modules["bucket"]
+    assert call["access_log_bucket"] == "${aws_s3_bucket.access_logs.id}"
+    sse = single_block(single_block(etl.resources[("aws_s3_bucket_server_side_encryption_configuration",
+                                                   "access_logs")], "rule"), "apply_server_side_encryption_by_default")
+    assert sse["sse_algorithm"] == "AES256", "S3 server access logging cannot deliver to SSE-KMS buckets"
+    policy = (MODULES / "etl" / "s3.tf").read_text()
+    assert '"logging.s3.amazonaws.com"' in policy and '"aws:SourceAccount"' in policy
+    for kind in ("aws_s3_bucket_public_access_block", "aws_s3_bucket_versioning", "aws_s3_bucket_lifecycle_configuration"):
+        assert ("access_logs" in etl.resources_of(kind)), f"access-log bucket lacks {kind}"
+    assert "CKV_AWS_18" not in skipped_checks()
+
+
+def test_lambda_concurrency_is_unreserved_unless_asked(root):
+    """A new account's concurrency quota (10) cannot reserve any: the default must not reserve."""
+    assert root.variables["lambda_reserved_concurrency"]["default"] is None
+    assert module_tf("streaming-inference").variables["reserved_concurrency"]["default"] is None
+    function = module_tf("streaming-inference").only("aws_lambda_function")
+    assert function["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Vector DB
 # ---------------------------------------------------------------------------------------------
@@ -469,12 +519,42 @@ def test_log_groups_have_retention_and_kms(path):
 # ---------------------------------------------------------------------------------------------
 # Tools: terraform fmt and the checkov skip list (the scan itself: tests/integration/test_terraform_scan.py)
 # ---------------------------------------------------------------------------------------------
+HCL_TOOLS = ROOT / ".venv-tools" / "node_modules" / "@cdktf" / "hcl-tools"
+FMT_SCRIPT = ROOT / "tests" / "tools" / "terraform_fmt.cjs"
+INTERPOLATION_ONLY = re.compile(r'^\s*[\w"-]+\s*=\s*"\$\{[^"{}]*\}"\s*$')  # fmt unwraps "${x}" to x
+QUOTED_TYPE = re.compile(r'^\s*type\s*=\s*"\w+"\s*$')  # fmt unquotes legacy type constraints
+
+
 def test_terraform_fmt():
+    """`terraform fmt -check` when a terraform binary exists; else its formatter, HashiCorp's
+    hclwrite.Format (compiled to WebAssembly in @cdktf/hcl-tools, installed by `make install`), plus
+    the two rewrites terraform fmt adds to it (interpolation-only strings, quoted type constraints)."""
+    files = sorted(str(p) for p in TF.rglob("*.tf") if ".terraform" not in p.parts)
     binary = shutil.which("terraform")
-    if binary is None:
-        pytest.skip("terraform binary not on PATH")
-    result = subprocess.run([binary, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True)
-    assert result.returncode == 0, f"run `terraform fmt -recursive terraform`:\n{result.stdout}{result.stderr}"
+    if binary is not None:
+        result = subprocess.run([binary, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True)
+        assert result.returncode == 0, f"run `terraform fmt -recursive terraform`:\n{result.stdout}{result.stderr}"
+        return
+    node = shutil.which("node")
+    if node is None or not HCL_TOOLS.is_dir():
+        pytest.skip("neither terraform nor node with @cdktf/hcl-tools (make install) is available for fmt")
+    result = subprocess.run([node, str(FMT_SCRIPT), *files], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"run `make fmt`:\n{result.stdout}{result.stderr}"
+    legacy = [f"{path}:{n}: {line.strip()}" for path in files
+              for n, line in enumerate(Path(path).read_text().splitlines(), 1)
+              if INTERPOLATION_ONLY.match(line) or QUOTED_TYPE.match(line)]
+    assert not legacy, "terraform fmt would rewrite these lines:\n" + "\n".join(legacy)
+
+
+def test_fmt_check_catches_a_misaligned_file(tmp_path):
+    """The formatter used above is a real one: it flags a file terraform fmt would change."""
+    node = shutil.which("node")
+    if node is None or not HCL_TOOLS.is_dir():
+        pytest.skip("node with @cdktf/hcl-tools (make install) is not available")
+    bad = tmp_path / "bad.tf"
+    bad.write_text('resource "x" "y" {\n  a = 1\n  long_name = 2\n}\n')
+    result = subprocess.run([node, str(FMT_SCRIPT), str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "+   a         = 1" in result.stdout
 
 
 def skipped_checks() -> dict[str, str]:

@@ -63,9 +63,10 @@ data "aws_iam_policy_document" "glue_job" {
   }
 
   statement {
-    sid = "PointCatalogAtSnapshot"
+    sid = "PointCatalogAtSnapshot" # CreateTable: the job recreates the table if it was deleted
     actions = [
       "glue:GetTable",
+      "glue:CreateTable",
       "glue:UpdateTable",
       "glue:GetPartitions",
       "glue:BatchCreatePartition",
@@ -76,6 +77,21 @@ data "aws_iam_policy_document" "glue_job" {
       "${local.glue_arn}:database/${aws_glue_catalog_database.this.name}",
       "${local.glue_arn}:table/${aws_glue_catalog_database.this.name}/${aws_glue_catalog_table.training_set.name}",
     ]
+  }
+
+  # A source secret encrypted with a customer-managed key: Secrets Manager decrypts it as the job.
+  dynamic "statement" {
+    for_each = var.source_db_secret_kms_key_arn == null ? [] : [var.source_db_secret_kms_key_arn]
+    content {
+      sid       = "DecryptSourceSecret"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
+    }
   }
 
   statement {

@@ -21,6 +21,7 @@ locals {
     recommendations = "${var.project}-recommendations-${local.account_id}"
     scripts         = "${var.project}-scripts-${local.account_id}"
   }
+  access_log_bucket_name = "${var.project}-access-logs-${local.account_id}"
 
   training_dir     = "ratings_ml_training"
   training_prefix  = "${local.training_dir}/"
@@ -30,6 +31,7 @@ locals {
   temp_dir         = "glue-temp"
   jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
   catalog_database = replace("${var.project}_catalog", "-", "_")
+  log_group_prefix = "/aws-glue/jobs/${var.project}-ratings-etl"
   catalog_table    = local.training_dir
 }
 
@@ -127,24 +129,26 @@ resource "aws_glue_job" "etl" {
   }
 
   # Keys other than Glue's own (--job-language, --enable-*, --TempDir, ...) are the script's
-  # JOB_ARGUMENTS (tests/test_terraform.py checks them). No password here: the script reads
-  # username/password from the secret.
+  # JOB_ARGUMENTS (tests/unit/test_terraform.py checks them). No password here: the script reads
+  # username/password from the secret. Glue 5.0 always logs in real time; --custom-logGroup-prefix
+  # (not 4.0's --continuous-log-*, which 5.0 ignores) puts its logs in the groups declared below.
   default_arguments = {
-    "--job-language"                     = "python"
-    "--job-bookmark-option"              = "job-bookmark-disable"
-    "--enable-metrics"                   = "true"
-    "--enable-continuous-cloudwatch-log" = "true"
-    "--enable-spark-ui"                  = "false"
-    "--continuous-log-logGroup"          = aws_cloudwatch_log_group.glue_job.name
-    "--TempDir"                          = "s3://${local.bucket_names.scripts}/${local.temp_dir}/"
-    "--extra-py-files"                   = "s3://${aws_s3_object.job_modules.bucket}/${aws_s3_object.job_modules.key}"
-    "--source_jdbc_url"                  = local.jdbc_url
-    "--source_secret_id"                 = var.source_db_secret_arn
-    "--target_path"                      = local.training_path
-    "--partition_key"                    = var.partition_key
-    "--catalog_database"                 = aws_glue_catalog_database.this.name
-    "--catalog_table"                    = aws_glue_catalog_table.training_set.name
+    "--job-language"           = "python"
+    "--job-bookmark-option"    = "job-bookmark-disable"
+    "--enable-metrics"         = "true"
+    "--enable-spark-ui"        = "false"
+    "--custom-logGroup-prefix" = local.log_group_prefix
+    "--TempDir"                = "s3://${local.bucket_names.scripts}/${local.temp_dir}/"
+    "--extra-py-files"         = "s3://${aws_s3_object.job_modules.bucket}/${aws_s3_object.job_modules.key}"
+    "--source_jdbc_url"        = local.jdbc_url
+    "--source_secret_id"       = var.source_db_secret_arn
+    "--target_path"            = local.training_path
+    "--partition_key"          = var.partition_key
+    "--catalog_database"       = aws_glue_catalog_database.this.name
+    "--catalog_table"          = aws_glue_catalog_table.training_set.name
   }
+
+  depends_on = [aws_cloudwatch_log_group.glue_job]
 }
 
 resource "aws_glue_catalog_database" "this" {
@@ -186,9 +190,14 @@ resource "aws_glue_catalog_table" "training_set" {
   }
 }
 
-# Continuous (driver/executor) logs go here instead of Glue's shared, never-expiring group.
+# The job's driver and executor logs, instead of Glue's shared, never-expiring /aws-glue/jobs/{error,output}.
+# With --custom-logGroup-prefix and a security configuration that encrypts CloudWatch logs
+# (SSE-KMS), Glue 5.0 writes to <prefix>/<security configuration>-role/<role name>/{error,output}:
+# declared here first, so they carry the retention and the key.
 resource "aws_cloudwatch_log_group" "glue_job" {
-  name              = "/aws-glue/jobs/${var.project}-ratings-etl"
+  for_each = toset(["error", "output"])
+
+  name              = "${local.log_group_prefix}/${aws_glue_security_configuration.this.name}-role/${aws_iam_role.glue_job.name}/${each.key}"
   retention_in_days = var.log_retention_days
   kms_key_id        = var.kms_key_arn
 }

@@ -52,3 +52,8 @@ output "training_set_path" {
   description = "S3 URI of the training set."
   value       = local.training_path
 }
+
+output "connection_vpc_id" {
+  description = "VPC of the Glue connection's subnet (where the job's network interfaces live)."
+  value       = data.aws_subnet.source.vpc_id
+}

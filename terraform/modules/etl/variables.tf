@@ -57,6 +57,12 @@ variable "source_db_secret_arn" {
   }
 }
 
+variable "source_db_secret_kms_key_arn" {
+  type        = string
+  description = "Customer-managed KMS key of the source secret (kms:Decrypt via Secrets Manager); null: the AWS-managed key."
+  default     = null
+}
+
 variable "source_db_subnet_id" {
   type        = string
   description = "Subnet of the Glue connection's network interfaces."

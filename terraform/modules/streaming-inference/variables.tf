@@ -131,8 +131,8 @@ variable "lambda_timeout_seconds" {
 
 variable "reserved_concurrency" {
   type        = number
-  description = "Reserved concurrency of the Lambda (caps DB connections)."
-  default     = 10
+  description = "Reserved concurrency of the Lambda (caps DB connections); null: unreserved."
+  default     = null
 }
 
 variable "log_level" {

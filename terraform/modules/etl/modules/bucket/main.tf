@@ -1,5 +1,6 @@
 # One private bucket: SSE-KMS by default, versioned, public access blocked, ACLs disabled,
-# TLS-only, incomplete uploads and old versions cleaned up.
+# TLS-only, server access logs to the project's log bucket, incomplete uploads and old versions
+# cleaned up.
 
 resource "aws_s3_bucket" "this" {
   bucket        = var.name
@@ -54,6 +55,12 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 
   depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_logging" "this" {
+  bucket        = aws_s3_bucket.this.id
+  target_bucket = var.access_log_bucket
+  target_prefix = var.access_log_prefix
 }
 
 resource "aws_s3_bucket_policy" "tls_only" {

@@ -19,3 +19,13 @@ variable "noncurrent_version_expiration_days" {
   description = "Days after which noncurrent object versions are deleted."
   default     = 30
 }
+
+variable "access_log_bucket" {
+  type        = string
+  description = "Bucket that receives this bucket's S3 server access logs (SSE-S3)."
+}
+
+variable "access_log_prefix" {
+  type        = string
+  description = "Key prefix of this bucket's access logs in access_log_bucket."
+}
