@@ -99,7 +99,7 @@ lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambd
 	$(RECSYS) lambda-zip
 
 $(LAMBDA_ZIP): $(LAMBDA_SOURCES) | $(STAMP)
-	$(RECSYS) lambda-zip
+	$(RECSYS) lambda-zip --output $@
 
 .PHONY: replay
 replay: install ## Send activity events to Kinesis (EVENTS, RATE)

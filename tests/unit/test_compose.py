@@ -7,6 +7,7 @@ arguments — the same commands the other tests run natively.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import click
@@ -106,3 +107,49 @@ def test_localstack_init_hooks_exist_and_are_executable():
     for hook in hooks:
         assert hook.stat().st_mode & 0o111, f"{hook} is not executable"
         assert "recsys.resources" in hook.read_text()
+
+
+# One-off services (profiles tools, etl) exit when done; everything else runs until stopped.
+ONE_OFF_PROFILES = {"tools", "etl"}
+# Credential providers that hadoop-aws (3.3 and 3.4, Glue 5.0's) ships; there is no
+# org.apache.hadoop.fs.s3a.EnvironmentVariableCredentialsProvider.
+HADOOP_AWS_PROVIDERS = {
+    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.auth.IAMInstanceCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.auth.AssumedRoleCredentialProvider",
+}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if not ONE_OFF_PROFILES & set(s.get("profiles", []))))
+def test_long_running_services_restart(name):
+    assert SERVICES[name].get("restart") in {"unless-stopped", "always", "on-failure"}, f"{name} needs a restart policy"
+
+
+def test_firehose_waits_for_its_delivery_stream():
+    command = SERVICES["firehose"]["command"]
+    assert "--wait-for-stream" in command and float(command[command.index("--wait-for-stream") + 1]) > 0
+
+
+def _conf(command: list[str]) -> dict[str, str]:
+    return dict(command[i + 1].split("=", 1) for i, part in enumerate(command) if part == "--conf")
+
+
+def test_glue_s3a_credentials_provider_exists_in_hadoop_aws():
+    conf = _conf(SERVICES["glue"]["command"])
+    provider = conf["spark.hadoop.fs.s3a.aws.credentials.provider"]
+    assert provider in HADOOP_AWS_PROVIDERS, f"{provider} is not a hadoop-aws credentials provider"
+    if provider.endswith("SimpleAWSCredentialsProvider"):
+        assert conf.get("spark.hadoop.fs.s3a.access.key") and conf.get("spark.hadoop.fs.s3a.secret.key")
+
+
+def test_glue_brings_its_own_mysql_driver():
+    """The Glue 5.0 image does not ship MySQL Connector/J: the job's default driver comes with --packages."""
+    command = SERVICES["glue"]["command"]
+    script = REPO / "glue" / "etl_job.py"
+    job_args = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(script.read_text()))
+                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS")
+    assert job_args["jdbc_driver"] == "com.mysql.cj.jdbc.Driver"
+    packages = command[command.index("--packages") + 1].split(",")
+    assert any(re.fullmatch(r"com\.mysql:mysql-connector-j:\d+\.\d+\.\d+", p) for p in packages), packages

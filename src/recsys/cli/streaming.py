@@ -56,10 +56,14 @@ def replay_command(events, rate, from_file, new_customers, empty_histories, seed
 @click.option("--timeout", "timeout_seconds", type=float, default=60.0, show_default=True,
               help="Function timeout in seconds (runtime mode).")
 @click.option("--poll-interval", type=float, default=0.2, show_default=True, help="Seconds between idle polls.")
-def firehose_command(until_idle, max_batches, mode, code_dir, handler, timeout_seconds, poll_interval) -> None:
+@click.option("--wait-for-stream", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Wait this long for the delivery stream (or the endpoint) to appear, retrying with backoff.")
+def firehose_command(until_idle, max_batches, mode, code_dir, handler, timeout_seconds, poll_interval,
+                     wait_for_stream) -> None:
     """Local Firehose delivery: Kinesis -> transformation Lambda -> S3, per the delivery stream's configuration."""
     delivery = build_delivery(load_settings(), mode=mode, code_dir=code_dir, handler=handler,
-                              timeout_seconds=timeout_seconds, poll_seconds=poll_interval)
+                              timeout_seconds=timeout_seconds, poll_seconds=poll_interval,
+                              wait_for_stream_seconds=wait_for_stream)
     config = delivery.config
     click.echo(f"delivering {config.source_stream_name} -> {config.lambda_arn.rsplit(':', 1)[-1]} -> "
                f"s3://{config.bucket}/{config.prefix} (lambda buffer {config.lambda_buffer_bytes // 1024} KiB/"

@@ -1,11 +1,19 @@
 """The delivery stream's configuration, read through the Firehose API (``describe_delivery_stream``)."""
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from botocore.exceptions import EndpointConnectionError
 
 from recsys.core import aws
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
+
+log = logging.getLogger(__name__)
+MAX_RETRY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,12 +75,28 @@ class DeliveryConfig:
         )
 
 
-def describe_delivery(settings: Settings) -> DeliveryConfig:
-    """The configured delivery stream's configuration, through the Firehose API."""
+def describe_delivery(settings: Settings, *, wait_seconds: float = 0.0,
+                      sleep: Callable[[float], None] = time.sleep) -> DeliveryConfig:
+    """The configured delivery stream's configuration, through the Firehose API.
+
+    While the stream does not exist yet (an emulator's init hook still creating it) or the endpoint
+    does not answer, retry with backoff for up to ``wait_seconds``, logging each wait.
+    """
     firehose = aws.client("firehose", settings)
-    try:
-        description = firehose.describe_delivery_stream(DeliveryStreamName=settings.firehose_stream)
-    except firehose.exceptions.ResourceNotFoundException as exc:
-        raise PipelineError(f"delivery stream {settings.firehose_stream!r} does not exist: "
-                            "start the stack (`recsys stack up`) or create it with terraform") from exc
-    return DeliveryConfig.from_description(description["DeliveryStreamDescription"])
+    deadline = time.monotonic() + wait_seconds
+    delay = 1.0
+    while True:
+        try:
+            description = firehose.describe_delivery_stream(DeliveryStreamName=settings.firehose_stream)
+            return DeliveryConfig.from_description(description["DeliveryStreamDescription"])
+        except (firehose.exceptions.ResourceNotFoundException, EndpointConnectionError) as exc:
+            missing = isinstance(exc, firehose.exceptions.ResourceNotFoundException)
+            problem = (f"delivery stream {settings.firehose_stream!r} does not exist" if missing
+                       else f"the Firehose endpoint does not answer ({exc})")
+            if time.monotonic() + delay > deadline:
+                waited = f" after waiting {wait_seconds:g} s" if wait_seconds else ""
+                raise PipelineError(f"{problem}{waited}: start the stack (`recsys stack up`) or create it with "
+                                    "terraform") from exc
+            log.warning("%s yet; retrying in %.0f s", problem, delay)
+            sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)

@@ -42,6 +42,7 @@ from recsys.local.firehose.transformation import ContractViolation, TransformedR
 log = logging.getLogger(__name__)
 
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda synchronous invoke, each way
+HEARTBEAT_SECONDS = 10.0  # the stats file is rewritten at least this often: its age tells liveness
 
 
 def state_file(settings: Settings, delivery_stream: str, kind: str) -> Path:
@@ -257,11 +258,15 @@ class FirehoseDelivery:
 
     def run(self, *, until_idle: float | None = None, max_batches: int | None = None) -> DeliveryStats:
         """Deliver until stopped (signal), idle for ``until_idle`` seconds, or ``max_batches`` invocations."""
-        idle_since = time.monotonic()
+        idle_since = last_written = time.monotonic()
+        self.write_stats()  # at start, before any traffic: health checks read its age
         try:
             while not self.stop_requested.is_set():
                 got = self.step()
                 now = time.monotonic()
+                if now - last_written >= HEARTBEAT_SECONDS:
+                    self.write_stats()
+                    last_written = now
                 busy = got or self._lambda_buffer or not self._s3_buffer.empty
                 if busy:
                     idle_since = now
@@ -279,9 +284,10 @@ class FirehoseDelivery:
 
 def build_delivery(settings: Settings, *, mode: str | None = None, code_dir: Path | None = None,
                    handler: str = LAMBDA_HANDLER, timeout_seconds: float = 60.0,
-                   poll_seconds: float = 0.2) -> FirehoseDelivery:
-    """A delivery process for the configured delivery stream; ``mode`` defaults to RECSYS_LAMBDA_INVOKE."""
-    config = describe_delivery(settings)
+                   poll_seconds: float = 0.2, wait_for_stream_seconds: float = 0.0) -> FirehoseDelivery:
+    """A delivery process for the configured delivery stream (waiting up to ``wait_for_stream_seconds`` for it
+    to exist); ``mode`` defaults to RECSYS_LAMBDA_INVOKE."""
+    config = describe_delivery(settings, wait_seconds=wait_for_stream_seconds)
     invoker = build_invoker(settings, config, mode=mode or settings.lambda_invoke, code_dir=code_dir,
                             handler=handler, timeout_seconds=timeout_seconds)
     return FirehoseDelivery(settings, config, invoker, poll_seconds=poll_seconds)
