@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
+HCL_TOOLS := .venv-tools/node_modules/@cdktf/hcl-tools/package.json
 # The Lambda runs locally under its runtime's Python minor (contracts.LAMBDA_RUNTIME, python3.13)
 LAMBDA_VENV := .venv-lambda
 LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
@@ -42,10 +43,12 @@ $(TOOLS_STAMP):
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install --quiet --upgrade pip
 	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
-	@# terraform fmt's formatter (HashiCorp's hclwrite as WebAssembly): no terraform binary needed
+	touch $@
+
+# terraform fmt's formatter (HashiCorp's hclwrite as WebAssembly, npm): no terraform binary needed
+$(HCL_TOOLS): | $(TOOLS_STAMP)
 	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .venv-tools @cdktf/hcl-tools@0.21.0; \
 	else echo "npm not found: the terraform fmt check will be skipped (apt-get install npm)"; fi
-	touch $@
 
 $(LAMBDA_STAMP): lambda/runtime-requirements.txt
 	@if [ -z "$(LAMBDA_PYTHON)" ]; then \
@@ -64,7 +67,7 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) $(LAMBDA_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(LAMBDA_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
 up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)

@@ -169,7 +169,7 @@ locals {
 
 module "vpc_endpoints" {
   source = "./modules/vpc-endpoints"
-  count  = var.create_vpc_endpoints ? 1 : 0
+  count  = var.create_vpc_endpoints && length(local.endpoint_subnet_ids) > 0 ? 1 : 0
 
   project             = var.project
   vpc_id              = var.vpc_id != "" ? var.vpc_id : one(module.etl[*].connection_vpc_id)

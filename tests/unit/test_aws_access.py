@@ -372,7 +372,7 @@ def test_the_routes_exist_in_terraform():
     created unless the NAT alternative is chosen."""
     root = parse_dir(TF)
     call = root.modules["vpc_endpoints"]
-    assert call["count"] == "${var.create_vpc_endpoints ? 1 : 0}"
+    assert call["count"] == "${var.create_vpc_endpoints && length(local.endpoint_subnet_ids) > 0 ? 1 : 0}"
     variable = root.variables["create_vpc_endpoints"]
     assert variable["default"] is True and "NAT" in variable["description"]
     subnets = root.locals["endpoint_subnet_ids"]
