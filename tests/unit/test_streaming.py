@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from inference.events import InvalidEvent, parse_event
+from recsys_seed import POISON_KINDS, poison_record
 from recsys.local.firehose.transformation import ContractViolation, validate_response
 from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.firehose.prefixes import expand_prefix, object_key
@@ -47,7 +48,7 @@ def test_valid_event_parses_to_typed_record():
     (_with(customer_number=True), "'customer_number' must be int"),
     (_with(browse_history="S10_1678"), "'browse_history' must be list"),
     (_with(browse_history=[{"quantity": 1}]), "browse_history[0]: missing field 'product_code'"),
-    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "positive integer"),
+    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "'quantity' must be 1..1,000,000, got 0"),
     (_with(browse_history=[{"product_code": "A", "in_shopping_cart": "yes"}]), "true or false"),
     (_with(event_time="yesterday"), "ISO-8601"),
     (_with(credit_limit="lots"), "'credit_limit' must be int or float"),
@@ -55,6 +56,36 @@ def test_valid_event_parses_to_typed_record():
 def test_malformed_events_are_rejected_with_the_reason(data, reason):
     with pytest.raises(InvalidEvent, match=re.escape(reason)):
         parse_event(data)
+
+
+@pytest.mark.parametrize("kind", POISON_KINDS)
+def test_poison_records_are_rejected_not_raised(kind):
+    """Validation is total: each adversarial record is an ``InvalidEvent``, never another exception."""
+    with pytest.raises(InvalidEvent):
+        parse_event(poison_record(kind))
+
+
+@pytest.mark.parametrize("data, reason", [
+    (_with(customer_number=2**31), "'customer_number' must be 1..2,147,483,647"),
+    (_with(customer_number=0), "'customer_number' must be 1..2,147,483,647"),
+    (_with(session_id="s" * 257), "'session_id' has 257 characters (at most 256)"),
+    (_with(city="Nan\x00tes"), "'city' contains the character U+0000"),
+    (_with(browse_history=[{"product_code": "A"}] * 501), "'browse_history' has 501 items (at most 500)"),
+    (_with(browse_history=[{"product_code": "A", "quantity": 10**7}]), "'quantity' must be 1..1,000,000"),
+    (_with(credit_limit=1e300), "'credit_limit' must be 0..99,999,999.99"),
+    (_with(extra=[[[[[[[[1]]]]]]]]), "nested deeper than 8 levels"),
+    (b"{" + b" " * (1024 * 1024) + b"}", "at most 1,048,576"),
+])
+def test_limits_name_the_field_and_the_range(data, reason):
+    with pytest.raises(InvalidEvent, match=re.escape(reason)):
+        parse_event(data)
+
+
+def test_values_at_the_limits_are_accepted():
+    event = parse_event(_with(customer_number=2**31 - 1, session_id="s" * 256, credit_limit=99_999_999.99,
+                              browse_history=[{"product_code": "A", "quantity": 1_000_000}] * 500,
+                              extra=[[[[[[1]]]]]]))
+    assert event.customer_number == 2**31 - 1 and len(event.browse_history) == 500
 
 
 def test_dropped_rule_heartbeats_and_anonymous_empty_events():
