@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
 from datetime import datetime, timezone
 
@@ -209,6 +210,60 @@ def test_records_that_never_succeed_raise_and_say_how_many():
     with pytest.raises(PipelineError, match="1 records still failed after 8 PutRecords attempts; 8 were sent"):
         put_with_retries(FlakyKinesis(fail_rounds=99), "s", [OutgoingRecord(b"x", "k")] * 9, ReplaySummary(),
                          sleep=lambda s: None)
+
+
+def test_file_records_keep_partition_keys_valid_and_check_the_whole_file_first(tmp_path):
+    from recsys.apps.replay import file_records
+    from recsys.core.errors import PipelineError
+
+    path = tmp_path / "events.jsonl"
+    lines = [_with(session_id="s-ok"), _with(session_id="x" * 300), poison_record("deep_nesting"), b"not json"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    records = file_records(path)
+    assert [r.data for r in records] == lines  # sent as they are
+    assert records[0].partition_key == "s-ok"
+    assert all(1 <= len(r.partition_key) <= 256 for r in records)  # a Kinesis partition key, always
+    path.write_bytes(b"\n".join(lines + [b'{"session_id": "big", "pad": "' + b"x" * (1024 * 1024) + b'"}']))
+    with pytest.raises(PipelineError, match=r"events.jsonl:5: a record of .* exceeds .* nothing was sent"):
+        file_records(path)
+
+
+def test_json_state_files_are_replaced_atomically_by_concurrent_writers(tmp_path):
+    """Each write uses a temporary name of its own: two writers never trip over each other's file."""
+    import threading
+
+    from recsys.local.firehose.source import write_json_atomically
+
+    path, errors = tmp_path / "stream.checkpoint.json", []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(200):
+                write_json_atomically(path, {"writer": n, "i": i}, durable=i % 50 == 0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and json.loads(path.read_text())["i"] == 199
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_a_second_delivery_lock_on_the_same_stream_is_refused_in_one_line(tmp_path):
+    from recsys.core.errors import PipelineError
+    from recsys.local.firehose.delivery import DeliveryLock
+
+    first = DeliveryLock(tmp_path / "firehose" / "d.lock", "d")
+    with pytest.raises(PipelineError) as caught:
+        DeliveryLock(tmp_path / "firehose" / "d.lock", "d")
+    message = str(caught.value)
+    assert "\n" not in message and f"pid {os.getpid()}" in message and "already delivering d" in message
+    DeliveryLock(tmp_path / "firehose" / "other.lock", "other").release()  # another stream is fine
+    first.release()
+    DeliveryLock(tmp_path / "firehose" / "d.lock", "d").release()  # free again once released
 
 
 def test_rate_limiter_paces_to_the_rate():

@@ -269,6 +269,11 @@ class LocalLambda:
         self._process = None
         self.server.drain()
 
+    def set_environment(self, environment: dict[str, str]) -> None:
+        """Use a new function environment: the running process is stopped, the next invoke starts cold with it."""
+        self.environment = dict(environment)
+        self._kill()
+
     def invoke(self, payload: bytes) -> InvocationResult:
         """Invoke synchronously; never raises for function failures (see ``InvocationResult``)."""
         started = time.monotonic()
