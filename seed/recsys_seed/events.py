@@ -108,9 +108,10 @@ POISON_KINDS = (
 _HOLE = "__POISON__"
 
 
-def poison_record(kind: str, index: int = 0) -> bytes:
-    """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session ``poison-<kind>-<index>``."""
-    session = f"poison-{kind}-{index}"
+def poison_record(kind: str, index: int = 0, run: str = "") -> bytes:
+    """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session
+    ``poison-<run><kind>-<index>`` (``run`` tells the records of separate runs apart)."""
+    session = f"poison-{run}{kind}-{index}"
     event = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
              "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
              "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}]}
@@ -147,6 +148,6 @@ def poison_record(kind: str, index: int = 0) -> bytes:
     return text.encode()
 
 
-def poison_records(n: int) -> list[tuple[str, bytes]]:
+def poison_records(n: int, run: str = "") -> list[tuple[str, bytes]]:
     """``n`` malformed records, cycling through ``POISON_KINDS``, as (kind, data)."""
-    return [(kind, poison_record(kind, i)) for i in range(n) for kind in [POISON_KINDS[i % len(POISON_KINDS)]]]
+    return [(kind, poison_record(kind, i, run)) for i in range(n) for kind in [POISON_KINDS[i % len(POISON_KINDS)]]]

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -345,3 +346,39 @@ def test_checkpoint_is_discarded_for_another_incarnation_of_the_stream(tmp_path)
     Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").save({"shardId-000000000000": "4959"})
     assert Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").positions == {"shardId-000000000000": "4959"}
     assert Checkpoint(path, arn, "2026-11-26T11:30:00+00:00").positions == {}
+
+
+# -- redrive: reading error objects --------------------------------------------------------------
+def test_parked_records_are_known_by_record_id_or_by_their_place():
+    from recsys.apps.redrive import listing_prefix, marker_key, parse_error_object
+
+    key = "processing-failed/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc"
+    lines = [
+        json.dumps({"recordId": "shardId-000000000001:42", "errorCode": "Lambda.FunctionError",
+                    "rawData": base64.b64encode(b"event-1").decode()}),
+        json.dumps({"errorCode": "Lambda.ProcessingFailedStatus", "rawData": base64.b64encode(b"event-2").decode()}),
+        "not an error record",
+        json.dumps({"errorCode": "x", "rawData": "%%%"}),
+        "",
+    ]
+    parsed = parse_error_object(key, "\n".join(lines).encode())
+    assert [(r.key, r.error_code, r.data) for r in parsed.records] == [
+        ("shardId-000000000001:42", "Lambda.FunctionError", b"event-1"),
+        (f"{key}#2", "Lambda.ProcessingFailedStatus", b"event-2")]
+    assert parsed.unreadable == 2
+    assert marker_key("processing-failed/", key) == \
+        "processing-failed/redriven/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc.json"
+    assert listing_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/") == "processing-failed/"
+    assert listing_prefix("errors/!{firehose:error-output-type}/") == "errors/processing-failed/"
+
+
+def test_a_new_environment_restarts_an_idle_runtime_and_the_next_invoke_uses_it(local_lambda):
+    """The old process was waiting for its next invocation when it was stopped: that dead wait must not
+    swallow the invocation meant for the new process."""
+    fn = local_lambda("broken.echo", timeout_seconds=10)
+    assert json.loads(fn.invoke(b"{}").payload)["marker"] == "m-1"
+    time.sleep(0.3)  # the runtime is back in GET /invocation/next
+    fn.set_environment({"TEST_MARKER": "m-2"})
+    result = fn.invoke(b"{}")
+    assert result.ok, result.error()
+    assert json.loads(result.payload)["marker"] == "m-2" and fn.cold_starts == 2

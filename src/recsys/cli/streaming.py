@@ -1,11 +1,13 @@
-"""Streaming commands: ``lambda-zip``, ``replay``, ``firehose``."""
+"""Streaming commands: ``lambda-zip``, ``replay``, ``firehose``, ``redrive``."""
 from __future__ import annotations
 
 import signal
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
+from recsys.apps.redrive import redrive
 from recsys.apps.replay import MAX_RATE, MIN_RATE, replay
 from recsys.cli.options import FRACTION, SEED, EventRate, FiniteFloatRange
 from recsys.contracts import LAMBDA_HANDLER
@@ -79,3 +81,18 @@ def firehose_command(until_idle, max_batches, mode, concurrency, code_dir, handl
     finally:
         delivery.close()
     click.echo(stats.line())
+
+
+@click.command("redrive")
+@click.option("--error-code", "error_codes", multiple=True, metavar="CODE",
+              help="Only records parked with this errorCode (repeatable), e.g. Lambda.FunctionError. "
+                   "Default: every parked record.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]), default=None,
+              help="Only records parked at or after this UTC time, e.g. 2026-11-26T15:00.")
+@click.option("--dry-run", is_flag=True, help="Count what would be re-driven; send and mark nothing.")
+def redrive_command(error_codes: tuple[str, ...], since: datetime | None, dry_run: bool) -> None:
+    """Put records parked under processing-failed/ back on the source stream, each once (a marker per
+    error object records what was sent, so running it again is a no-op)."""
+    since = since.replace(tzinfo=timezone.utc) if since else None
+    click.echo(redrive(load_settings(), error_codes=error_codes, since=since, dry_run=dry_run,
+                       show_progress=True).line())

@@ -296,7 +296,8 @@ class StackEnvWatcher:
         self._path = stack_env_file(self._environ.get("RECSYS_STATE_DIR") or _BY_ENV["RECSYS_STATE_DIR"].default)
         self._signature = self._stat()
         self._values = read_stack_env(self._path.parent)
-        self._inherited = {k for k, v in self._values.items() if self._environ.get(k) == v}
+        # the state dir is where the stack file is found: it never follows the file
+        self._inherited = {k for k, v in self._values.items() if self._environ.get(k) == v} - {"RECSYS_STATE_DIR"}
 
     def _stat(self) -> tuple[int, int] | None:
         try:

@@ -337,6 +337,7 @@ class FirehoseDelivery:
             self._collect(block=True)  # batches in flight finish with the environment they started with
             if self.invoker.set_environment(lambda_environment(updated)):
                 self.stats.runtime_restarts += 1
+                self.write_stats()
                 log.warning("stack settings changed (%s): Lambda runtimes restarted with the new environment",
                             ", ".join(functions))
                 if self.warm_up:
