@@ -49,6 +49,9 @@ def start_firehose(*args: str) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM (a clean stop) and the process's output; nothing more when it has already been reaped."""
+    if proc.returncode is not None:
+        return "", ""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -145,6 +148,26 @@ def test_delivery_follows_postgres_to_another_port(stack, streaming_model, strea
         move_postgres(original["postgres"]["port"])  # back where the session's settings expect it
     assert proc.returncode == 0, err
     assert "Lambda runtimes restarted with the new environment" in err
+
+
+def test_delivery_stops_in_one_line_when_a_setting_it_runs_on_changes(stack, streaming_model, streaming_zip):
+    """The stack's endpoint moved: delivery cannot follow it with its own clients, so it says so and exits."""
+    path = stack_env_file(stack.state_dir)
+    original = path.read_text()
+    proc = start_firehose()
+    try:
+        wait_for(lambda: stats_of(stack).get("warm"), 90, "the delivery to be warm")
+        moved = original.replace(stack.endpoint_url, stack.endpoint_url.rsplit(":", 1)[0] + ":1")
+        assert moved != original
+        path.write_text(moved)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        path.write_text(original)
+        stop(proc)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        "error: the stack's settings changed (AWS_ENDPOINT_URL) and delivery cannot follow: restart "
+        "`recsys firehose` (nothing is lost: it resumes from its checkpoint)")
 
 
 def test_overlapping_invocations_keep_record_order_and_checkpoint_only_what_is_written(
