@@ -1,17 +1,34 @@
 """Activity events: validation of a raw Kinesis record into a typed ``ActivityEvent``.
 
-Pure functions, no I/O. ``parse_event`` raises ``InvalidEvent`` naming the first problem, so the
-handler can mark that one record ``ProcessingFailed`` and log why.
+Pure functions, no I/O. ``parse_event`` is total: for any bytes it returns an ``ActivityEvent`` or
+raises ``InvalidEvent`` naming the first problem, so the handler can mark that one record
+``ProcessingFailed`` and log why. Everything downstream (numpy, psycopg2, JSON output) can take
+what it lets through: sizes, nesting depth, integer ranges and string contents are bounded here.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from recsys.contracts import MAX_CUSTOMER_NUMBER, MAX_PARTITION_KEY_CHARS
+
 HEARTBEAT = "heartbeat"
+
+MAX_EVENT_BYTES = 1024 * 1024  # a Kinesis record's data is at most 1 MiB
+MAX_DEPTH = 8  # an event is 3 levels deep (event -> browse_history -> item); unknown fields get some slack
+MAX_INTEGER_DIGITS = 20  # longer integer literals are refused before Python builds them
+MAX_BROWSE_ITEMS = 500
+MAX_QUANTITY = 1_000_000
+MAX_CREDIT_LIMIT = 99_999_999.99  # creditLimit DECIMAL(10,2) in the source
+MAX_TEXT_CHARS = {"session_id": MAX_PARTITION_KEY_CHARS, "product_code": 64, "event_time": 64, "event_type": 32,
+                  "city": 128, "country": 128}
+# C0 controls (NUL included), DEL, and UTF-16 surrogates (a lone "\ud800" decodes in JSON but not in UTF-8)
+_FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class InvalidEvent(ValueError):
@@ -69,7 +86,58 @@ def decode_record_data(data: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidEvent(f"data is not valid base64: {exc}") from exc
+        raise InvalidEvent(f"data is not valid base64: {exc}") from None
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A short, printable rendering of a refused value for the message (never the whole of it)."""
+    text = ascii(value) if not isinstance(value, int) or value.bit_length() < 200 else f"<integer of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise InvalidEvent(f"an integer of {len(literal.lstrip('-'))} digits (at most {MAX_INTEGER_DIGITS})")
+    return int(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise InvalidEvent(f"a number out of range: {_shown(literal)}")
+    return value
+
+
+def _no_constant(name: str):
+    raise InvalidEvent(f"{name} is not a JSON number")
+
+
+def _check_depth(payload) -> None:
+    """Refuse documents nested deeper than ``MAX_DEPTH`` (iteratively: no recursion to exhaust)."""
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _load(data: bytes):
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(data):,} bytes (at most {MAX_EVENT_BYTES:,})")
+    try:
+        text = data.decode("utf-8")
+        payload = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except InvalidEvent as exc:
+        raise InvalidEvent(f"data is not an acceptable JSON document: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent("data is not an acceptable JSON document: nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidEvent(f"data is not JSON: {exc}") from None
+    _check_depth(payload)
+    return payload
 
 
 def _require(payload: dict, name: str, types: tuple[type, ...], nullable: bool = False):
@@ -91,53 +159,74 @@ def _optional(payload: dict, name: str, types: tuple[type, ...]):
     return _require(payload, name, types)
 
 
+def _text(name: str, value: str | None, *, required: bool = True) -> str | None:
+    """A string field: not blank when required, bounded, printable (no control characters or surrogates)."""
+    if value is None:
+        return None
+    if required and not value.strip():
+        raise InvalidEvent(f"field {name!r} is empty")
+    limit = MAX_TEXT_CHARS[name]
+    if len(value) > limit:
+        raise InvalidEvent(f"field {name!r} has {len(value):,} characters (at most {limit})")
+    bad = _FORBIDDEN_CHARACTERS.search(value)
+    if bad:
+        raise InvalidEvent(f"field {name!r} contains the character U+{ord(bad.group()):04X}")
+    return value
+
+
+def _in_range(name: str, value: int | float, low: int | float, high: int | float) -> int | float:
+    if not low <= value <= high:
+        raise InvalidEvent(f"field {name!r} must be {low}..{high:,}, got {_shown(value)}")
+    return value
+
+
 def _parse_item(index: int, raw) -> BrowsedItem:
     if not isinstance(raw, dict):
         raise InvalidEvent(f"browse_history[{index}] must be an object, got {type(raw).__name__}")
     try:
-        code = _require(raw, "product_code", (str,))
+        code = _text("product_code", _require(raw, "product_code", (str,)))
         quantity = raw.get("quantity", 1)
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
-            raise InvalidEvent(f"field 'quantity' must be a positive integer, got {quantity!r}")
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise InvalidEvent(f"field 'quantity' must be a positive integer, got {_shown(quantity)}")
+        _in_range("quantity", quantity, 1, MAX_QUANTITY)
         in_cart = raw.get("in_shopping_cart", False)
         if not isinstance(in_cart, bool):
-            raise InvalidEvent(f"field 'in_shopping_cart' must be true or false, got {in_cart!r}")
+            raise InvalidEvent(f"field 'in_shopping_cart' must be true or false, got {_shown(in_cart)}")
     except InvalidEvent as exc:
         raise InvalidEvent(f"browse_history[{index}]: {exc}") from None
-    if not code.strip():
-        raise InvalidEvent(f"browse_history[{index}]: product_code is empty")
     return BrowsedItem(code, quantity, in_cart)
 
 
 def _check_time(value: str) -> str:
+    _text("event_time", value)
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidEvent(f"field 'event_time' is not an ISO-8601 timestamp: {value!r}") from None
+        raise InvalidEvent(f"field 'event_time' is not an ISO-8601 timestamp: {_shown(value)}") from None
     return value
 
 
 def parse_event(data: bytes) -> ActivityEvent:
     """Validate one record's decoded bytes into an ``ActivityEvent`` (raises ``InvalidEvent``)."""
-    try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"data is not JSON: {exc}") from None
+    payload = _load(data)
     if not isinstance(payload, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
-    session_id = _require(payload, "session_id", (str,))
-    if not session_id.strip():
-        raise InvalidEvent("field 'session_id' is empty")
-    event_type = _optional(payload, "event_type", (str,)) or "browse"
+    session_id = _text("session_id", _require(payload, "session_id", (str,)))
+    event_type = _text("event_type", _optional(payload, "event_type", (str,))) or "browse"
     customer = _require(payload, "customer_number", (int,), nullable=True)
+    if customer is not None:
+        _in_range("customer_number", customer, 1, MAX_CUSTOMER_NUMBER)
     history = _require(payload, "browse_history", (list,))
+    if len(history) > MAX_BROWSE_ITEMS:
+        raise InvalidEvent(f"field 'browse_history' has {len(history):,} items (at most {MAX_BROWSE_ITEMS})")
+    credit = _optional(payload, "credit_limit", (int, float))
     return ActivityEvent(
         session_id=session_id,
         customer_number=customer,
         event_time=_check_time(_require(payload, "event_time", (str,))),
         browse_history=tuple(_parse_item(i, item) for i, item in enumerate(history)),
-        city=_optional(payload, "city", (str,)),
-        country=_optional(payload, "country", (str,)),
-        credit_limit=float(v) if (v := _optional(payload, "credit_limit", (int, float))) is not None else None,
+        city=_text("city", _optional(payload, "city", (str,)), required=False),
+        country=_text("country", _optional(payload, "country", (str,)), required=False),
+        credit_limit=None if credit is None else float(_in_range("credit_limit", credit, 0, MAX_CREDIT_LIMIT)),
         event_type=event_type,
     )

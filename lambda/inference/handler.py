@@ -7,9 +7,11 @@ Per record result:
 * ``Ok``: the recommendation record (JSON line, newline-terminated, base64).
 * ``Dropped``: heartbeats (``event_type == "heartbeat"``) and anonymous events with an empty
   browse history (``customer_number`` null): there is nobody and nothing to recommend for.
-* ``ProcessingFailed``: a malformed record (bad base64/JSON, missing field, wrong type), alone;
-  or every record of the batch the function could not serve because pgvector or the model in S3
-  is unavailable (never made-up results). Firehose parks them under ``processing-failed/``.
+* ``ProcessingFailed``: a malformed record (bad base64/JSON, missing field, wrong type, out of
+  range, nested too deep, unprintable text), alone; a record whose serving raised, alone (the batch
+  is split until the culprit is isolated); or every record of the batch the function could not
+  serve because pgvector or the model in S3 is unavailable (never made-up results). Firehose parks
+  them under ``processing-failed/``.
 
 Settings (environment; names and defaults in ``recsys.contracts``): ``RECSYS_ARTIFACTS_BUCKET``,
 ``PG*`` or ``RECSYS_DB_SECRET_ARN``, ``RECSYS_POINTER_TTL_SECONDS`` (60), ``RECSYS_TOP_K`` (10),
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -28,6 +30,7 @@ from aws_lambda_powertools.utilities.data_classes import (
     KinesisFirehoseDataTransformationResponse,
     KinesisFirehoseEvent,
 )
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import KinesisFirehoseRecord
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -98,6 +101,20 @@ class ServingRuntime:
                                                                                 "pointer": pointer_model.version})
         return self.models.version(live)
 
+    def warm(self) -> None:
+        """Load the serving model and open the connection now, so the first batch finds them ready.
+
+        Never raises: a warm-up that cannot reach S3 or pgvector is logged, and the first real batch
+        reports the problem as usual.
+        """
+        def touch(conn) -> None:
+            with vector_store.consistent_read(conn):
+                self._model_for(conn, self.models.current())
+        try:
+            self.db.run(touch)
+        except Exception as exc:  # a warm-up is best effort by design
+            logger.warning("warm-up incomplete", extra={"reason": f"{type(exc).__name__}: {exc}"})
+
     def serve(self, events: list[ActivityEvent]) -> list[bytes]:
         """One JSON line per event; raises ``ModelUnavailable`` / ``DatabaseUnavailable``."""
         try:
@@ -117,42 +134,102 @@ class ServingRuntime:
             raise ModelUnavailable(f"vector store refused the batch: {exc}") from exc
 
 
-def _result(record_id: str, result: str, data: str) -> KinesisFirehoseDataTransformationRecord:
-    return KinesisFirehoseDataTransformationRecord(record_id=record_id, result=result, data=data)
+INFRASTRUCTURE_ERRORS = (DatabaseUnavailable, ModelUnavailable)
+
+
+@dataclass
+class BatchResults:
+    """The response being built: one result per recordId, in input order (Powertools' response builder)."""
+
+    records: list[KinesisFirehoseRecord]
+    results: dict[str, KinesisFirehoseDataTransformationRecord] = field(default_factory=dict)
+
+    def ok(self, record: KinesisFirehoseRecord, line: bytes) -> None:
+        self.results[record.record_id] = record.build_data_transformation_response(
+            result=RESULT_OK, data=base64.b64encode(line).decode())
+
+    def dropped(self, record: KinesisFirehoseRecord) -> None:
+        self.results[record.record_id] = record.build_data_transformation_response(result=RESULT_DROPPED,
+                                                                                   data=record.data)
+
+    def failed(self, record: KinesisFirehoseRecord, reason: str) -> None:
+        """ProcessingFailed with the original data, so the error record carries what was sent."""
+        logger.warning("record rejected", extra={"record_id": record.record_id, "reason": reason})
+        self.results[record.record_id] = record.build_data_transformation_response(result=RESULT_FAILED,
+                                                                                   data=record.data)
+
+    def response(self) -> KinesisFirehoseDataTransformationResponse:
+        response = KinesisFirehoseDataTransformationResponse()
+        for record in self.records:
+            response.add_record(self.results[record.record_id])
+        return response
+
+
+def validate(record: KinesisFirehoseRecord) -> ActivityEvent:
+    """The record's event; ``InvalidEvent`` for anything malformed, whatever went wrong reading it."""
+    try:
+        return parse_event(decode_record_data(record.data))
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # validation is meant to be total: a bug here must still fail only this record
+        logger.exception("validation raised unexpectedly", extra={"record_id": record.record_id})
+        raise InvalidEvent(f"unexpected {type(exc).__name__} while validating") from exc
+
+
+def serve_isolating(runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRecord, ActivityEvent]],
+                    results: BatchResults) -> None:
+    """Serve the batch in one go; if it raises for a reason other than the infrastructure, split it in
+    halves until the records that make it raise are alone, and fail only those.
+
+    ``DatabaseUnavailable`` / ``ModelUnavailable`` propagate: they are about the batch, not a record.
+    """
+    try:
+        lines = runtime.serve([event for _, event in batch])
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            logger.exception("record could not be served", extra={"record_id": batch[0][0].record_id})
+            results.failed(batch[0][0], f"unexpected {type(exc).__name__} while serving: {str(exc)[:200]}")
+            return
+        middle = len(batch) // 2
+        serve_isolating(runtime, batch[:middle], results)
+        serve_isolating(runtime, batch[middle:], results)
+        return
+    for (record, _), line in zip(batch, lines):
+        results.ok(record, line)
 
 
 def transform(firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime) -> KinesisFirehoseDataTransformationResponse:
-    """Every input recordId exactly once, in input order, with Ok / Dropped / ProcessingFailed."""
-    results: dict[str, KinesisFirehoseDataTransformationRecord] = {}
-    valid: list[tuple[str, str, ActivityEvent]] = []
-    order = []
-    for record in firehose_event.records:
-        order.append(record.record_id)
+    """Every input recordId exactly once, in input order, with Ok / Dropped / ProcessingFailed.
+
+    A record fails alone when it is malformed or when serving it raises; only an unavailable
+    database or model fails every record still waiting to be served.
+    """
+    records = list(firehose_event.records)
+    results = BatchResults(records)
+    to_serve: list[tuple[KinesisFirehoseRecord, ActivityEvent]] = []
+    for record in records:
         try:
-            event = parse_event(decode_record_data(record.data))
+            event = validate(record)
         except InvalidEvent as exc:
-            logger.warning("record rejected", extra={"record_id": record.record_id, "reason": str(exc)})
-            results[record.record_id] = _result(record.record_id, RESULT_FAILED, record.data)
+            results.failed(record, str(exc))
             continue
         if event.is_droppable:
-            results[record.record_id] = _result(record.record_id, RESULT_DROPPED, record.data)
+            results.dropped(record)
         else:
-            valid.append((record.record_id, record.data, event))
+            to_serve.append((record, event))
 
-    if valid:
+    if to_serve:
         try:
-            lines = runtime.serve([event for _, _, event in valid])
-            for (record_id, _, _), line in zip(valid, lines):
-                results[record_id] = _result(record_id, RESULT_OK, base64.b64encode(line).decode())
-        except (DatabaseUnavailable, ModelUnavailable) as exc:
-            logger.error("batch not served", extra={"records": len(valid), "reason": str(exc)})
-            for record_id, data, _ in valid:
-                results[record_id] = _result(record_id, RESULT_FAILED, data)
-
-    response = KinesisFirehoseDataTransformationResponse()
-    for record_id in order:
-        response.add_record(results[record_id])
-    return response
+            serve_isolating(runtime, to_serve, results)
+        except INFRASTRUCTURE_ERRORS as exc:
+            unserved = [record for record, _ in to_serve if record.record_id not in results.results]
+            logger.error("batch not served", extra={"records": len(unserved), "reason": str(exc)})
+            for record in unserved:
+                results.results[record.record_id] = record.build_data_transformation_response(
+                    result=RESULT_FAILED, data=record.data)
+    return results.response()
 
 
 _runtime: ServingRuntime | None = None
@@ -168,7 +245,11 @@ def runtime() -> ServingRuntime:
 
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict, context) -> dict:
-    """Firehose data-transformation entry point."""
+    """Firehose data-transformation entry point. An invocation without records (Firehose never sends
+    one; local delivery does, once per runtime at start) is a warm-up."""
+    if not event.get("records"):
+        runtime().warm()
+        return {"records": []}
     firehose_event = KinesisFirehoseEvent(event)
     response = transform(firehose_event, runtime())
     counts: dict[str, int] = {}

@@ -7,6 +7,7 @@ fraction have empty histories. Events have the activity-event shape of docs/arch
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,3 +90,64 @@ def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: fl
         events.append({"session_id": _session_id(rng), "customer_number": number, "city": city,
                        "country": country, "credit_limit": credit, "event_time": now, "browse_history": history})
     return events
+
+
+# -- poison records: what an adversarial producer can put on the stream ----------------------------
+POISON_KINDS = (
+    "deep_nesting",  # JSON nested 50,000 levels deep (json.loads hits the recursion limit)
+    "huge_integer",  # an integer literal of 5,000 digits (beyond Python's int parsing limit)
+    "customer_out_of_range",  # customer_number beyond a 32-bit INT
+    "nul_in_product_code",  # a NUL character, which PostgreSQL text cannot hold
+    "lone_surrogate",  # "\ud800": valid JSON, not encodable as UTF-8
+    "quantity_overflow",  # a 401-digit quantity: float() overflows
+    "credit_limit_infinite",  # 1e999 parses as infinity
+    "nan_constant",  # NaN is not JSON, though Python's json accepts it
+    "session_id_too_long",  # longer than a Kinesis partition key may be
+    "invalid_utf8",  # bytes that are not UTF-8 at all
+)
+_HOLE = "__POISON__"
+
+
+def poison_record(kind: str, index: int = 0, run: str = "") -> bytes:
+    """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session
+    ``poison-<run><kind>-<index>`` (``run`` tells the records of separate runs apart)."""
+    session = f"poison-{run}{kind}-{index}"
+    event = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
+             "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
+             "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}]}
+    item = event["browse_history"][0]
+    holes = {}
+    if kind == "deep_nesting":
+        event["extra"] = _HOLE
+        holes[_HOLE] = "[" * 50_000 + "]" * 50_000
+    elif kind == "huge_integer":
+        event["customer_number"] = _HOLE
+        holes[_HOLE] = "9" * 5_000
+    elif kind == "customer_out_of_range":
+        event["customer_number"] = 2**40
+    elif kind == "nul_in_product_code":
+        item["product_code"] = "S10\x001678"
+    elif kind == "lone_surrogate":
+        item["product_code"] = "S10_\ud800"
+    elif kind == "quantity_overflow":
+        item["quantity"] = 10**400
+    elif kind == "credit_limit_infinite":
+        event["credit_limit"] = _HOLE
+        holes[_HOLE] = "1e999"
+    elif kind == "nan_constant":
+        event["credit_limit"] = float("nan")
+    elif kind == "session_id_too_long":
+        event["session_id"] = session + "-" + "x" * 300
+    elif kind == "invalid_utf8":
+        return json.dumps(event).encode()[:-2] + b"\xff\xfe}"
+    else:
+        raise ValueError(f"unknown poison kind {kind!r}; expected one of {', '.join(POISON_KINDS)}")
+    text = json.dumps(event)
+    for hole, literal in holes.items():
+        text = text.replace(json.dumps(hole), literal)
+    return text.encode()
+
+
+def poison_records(n: int, run: str = "") -> list[tuple[str, bytes]]:
+    """``n`` malformed records, cycling through ``POISON_KINDS``, as (kind, data)."""
+    return [(kind, poison_record(kind, i, run)) for i in range(n) for kind in [POISON_KINDS[i % len(POISON_KINDS)]]]

@@ -57,6 +57,12 @@ ERROR_KEY_PREFIX = PROCESSING_FAILED + "/"
 STRATEGY_KNOWN_CUSTOMER = "known_customer"
 STRATEGY_FOLD_IN = "fold_in"
 STRATEGY_POPULAR_FALLBACK = "popular_fallback"
+# Activity-event limits shared by the producer, the Lambda's validation and the CLI.
+MAX_CUSTOMER_NUMBER = 2**31 - 1  # customerNumber is INT in MySQL and integer in user_emb
+MAX_PARTITION_KEY_CHARS = 256  # Kinesis partition keys are 1-256 Unicode characters; session ids fit one
+# Re-driven parked records: one marker object per error object, in a folder under the error prefix.
+REDRIVE_MARKER_DIR = "redriven/"
+REDRIVE_MARKER_PREFIX = ERROR_KEY_PREFIX + REDRIVE_MARKER_DIR
 
 # -- 5. the transformation Lambda: handler, runtime and the environment it reads ------------------
 LAMBDA_HANDLER = "inference.handler.lambda_handler"

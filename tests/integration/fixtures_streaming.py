@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.contracts import ERROR_KEY_PREFIX
+from recsys.contracts import ERROR_KEY_PREFIX, REDRIVE_MARKER_PREFIX
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -93,6 +93,8 @@ def read_delivered(settings) -> DeliveredObjects:
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+            if obj["Key"].startswith(REDRIVE_MARKER_PREFIX):
+                continue  # redrive's markers, not delivered records
             if obj["Key"].startswith(ERROR_KEY_PREFIX):
                 error_keys.append(obj["Key"])
                 errors.extend(lines)
@@ -100,3 +102,24 @@ def read_delivered(settings) -> DeliveredObjects:
                 ok_keys.append(obj["Key"])
                 recs.extend(lines)
     return DeliveredObjects(ok_keys, error_keys, recs, errors)
+
+
+def deliver(**kwargs):
+    """Run delivery in-process (fresh settings: fixtures may have changed the environment) until idle;
+    returns its stats."""
+    from recsys.core.config import load_settings
+    from recsys.local.firehose.delivery import build_delivery
+
+    delivery = build_delivery(load_settings(), **kwargs)
+    try:
+        return delivery.run(until_idle=1.5)
+    finally:
+        delivery.close()
+
+
+def session_of(raw: bytes) -> str | None:
+    """The session id of a raw record, or None when it has none (malformed records included)."""
+    try:
+        return json.loads(raw)["session_id"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None

@@ -15,12 +15,13 @@ import sys
 import time
 import uuid
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fixtures_streaming import read_delivered
+from fixtures_streaming import deliver, read_delivered, session_of
 from recsys.core.config import load_settings
 from recsys.local.firehose.delivery import build_delivery
 from recsys.apps.replay import OutgoingRecord, events_to_records, send_records
@@ -29,22 +30,6 @@ from recsys_seed import synthesize_events
 
 OK_KEY = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}/recsys-recommendations-delivery-1-\d{4}(-\d{2}){5}-[0-9a-f-]{36}$")
 ERROR_KEY = re.compile(r"^processing-failed/\d{4}/\d{2}/\d{2}/\d{2}/recsys-recommendations-delivery-1-")
-
-
-def deliver(stack, **kwargs):
-    """Run delivery in-process until idle; returns its stats."""
-    delivery = build_delivery(load_settings(), **kwargs)
-    try:
-        return delivery.run(until_idle=1.5)
-    finally:
-        delivery.invoker.close()
-
-
-def session_of(raw: bytes) -> str | None:
-    try:
-        return json.loads(raw)["session_id"]
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +59,7 @@ def test_every_event_is_accounted_for_and_recommendations_are_real(stack, stream
     sent = send_records(stack, records)
     assert sent.sent == len(records) == 155
 
-    stats = deliver(stack)
+    stats = deliver()
     out = read_delivered(stack)
     assert stats.records_in == stats.delivered + stats.dropped + stats.failed == 155
     assert (stats.delivered, stats.dropped, stats.failed) == (150, 2, 3)
@@ -124,7 +109,7 @@ def test_recommendations_follow_the_planted_tastes(stack, streaming_model, strea
     conn.close()
     events = synthesize_events(catalogue, 60, new_customer_fraction=0.0, empty_history_fraction=0.0, seed=5)
     send_records(stack, events_to_records(events))
-    deliver(stack)
+    deliver()
     by_session = {r["session_id"]: r for r in read_delivered(stack).recommendations}
     column = {code: j for j, code in enumerate(truth.product_codes)}
     lifts = []
@@ -147,7 +132,7 @@ def test_a_broken_handler_fails_the_invocation_after_retries(stack, catalogue, s
                                                              handler, error_code):
     events = synthesize_events(catalogue, 7)  # fresh session ids per case
     send_records(stack, events_to_records(events))
-    stats = deliver(stack, code_dir=streaming_handlers_dir, handler=handler)
+    stats = deliver(code_dir=streaming_handlers_dir, handler=handler)
     assert stats.records_in == stats.failed == 7 and stats.delivered == 0
     assert stats.failed_invocations == stats.invocations == 4  # NumberOfRetries = 3
     ours = {e["session_id"] for e in events}
@@ -158,7 +143,8 @@ def test_a_broken_handler_fails_the_invocation_after_retries(stack, catalogue, s
         assert "handler blew up on purpose" in parked[0]["errorMessage"]
 
 
-def test_database_outage_parks_records_and_recovery_resumes(stack, streaming_model, streaming_zip, catalogue):
+def test_database_outage_parks_records_and_redrive_sends_them_once(stack, streaming_model, streaming_zip, catalogue):
+    from recsys.apps.redrive import redrive
     from recsys.local import pgembedded
     from recsys.local.stack import EmbeddedStack
 
@@ -167,6 +153,7 @@ def test_database_outage_parks_records_and_recovery_resumes(stack, streaming_mod
     delivery = build_delivery(load_settings())
     try:
         assert delivery.run(until_idle=0.5).failed == 0  # warm: connection open, model cached
+        outage_started = datetime.now(timezone.utc).replace(microsecond=0)
         pgembedded.stop(local.pg_data)
         during = synthesize_events(catalogue, 20, new_customer_fraction=0.0, seed=21)
         send_records(stack, events_to_records(during))
@@ -182,14 +169,20 @@ def test_database_outage_parks_records_and_recovery_resumes(stack, streaming_mod
         full["postgres"]["pid"] = new_pid
         local.state_file.write_text(json.dumps(full, indent=2))
         after = synthesize_events(catalogue, 10, seed=22)
+        send_records(stack, events_to_records(after))
         # recovery: new events, and the parked ones re-driven from the error prefix
-        send_records(stack, events_to_records(after) + [OutgoingRecord(raw, session_of(raw)) for raw in parked_raw])
+        first = redrive(load_settings(), since=outage_started)
+        assert (first.redriven, first.already_redriven, first.unreadable) == (20, 0, 0)
         recovered = delivery.run(until_idle=1.5)
     finally:
-        delivery.invoker.close()
+        delivery.close()
     assert recovered.delivered - delivered_before == 30 and recovered.failed == 20
-    delivered = {r["session_id"] for r in read_delivered(stack).recommendations}
-    assert {e["session_id"] for e in during + after} <= delivered
+    lines = [r["session_id"] for r in read_delivered(stack).recommendations]
+    assert all(lines.count(e["session_id"]) == 1 for e in during + after)  # delivered, each once
+    again = subprocess.run([str(Path(sys.executable).parent / "recsys"), "redrive", "--since",
+                            outage_started.strftime("%Y-%m-%dT%H:%M:%S")], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert ": 0 redriven, 20 skipped as already redriven, 0 unreadable" in again.stdout  # a no-op
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(stack, streaming_model, streaming_zip, catalogue):

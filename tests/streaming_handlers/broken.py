@@ -57,3 +57,10 @@ def passthrough(event, context):
         out.append({"recordId": r["recordId"], "result": "Ok",
                     "data": base64.b64encode(base64.b64decode(r["data"]) + b"\n").decode()})
     return {"records": out}
+
+
+def passthrough_slow_marked(event, context):
+    """``passthrough``, but a batch holding a record with "slow-batch" in it takes 2.5 s."""
+    if any(b"slow-batch" in base64.b64decode(r["data"]) for r in event["records"]):
+        time.sleep(2.5)
+    return passthrough(event, context)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recsys.core import aws
-from recsys.core.config import SETTINGS, Settings, load_settings
+from recsys.core.config import SETTINGS, Settings, StackEnvWatcher, changed_settings, load_settings
 from recsys.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +89,25 @@ def test_env_example_documents_every_setting():
                   for line in (REPO / ".env.example").read_text().splitlines() if "=" in line}
     names = {s.env for s in SETTINGS}
     assert names <= documented, f"undocumented: {names - documented}"
+
+
+def test_stack_env_watcher_follows_the_stack_for_inherited_settings_only(tmp_path):
+    """A long-running process sees PostgreSQL move: inherited variables follow stack.env, explicit ones stay."""
+    stack_file = tmp_path / "stack.env"
+    stack_file.write_text(f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6000\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
+                          "AWS_ENDPOINT_URL=http://127.0.0.1:1234\n")
+    environ = {"RECSYS_STATE_DIR": str(tmp_path), "PGPORT": "6000", "PGHOST": "127.0.0.1",  # inherited
+               "AWS_ENDPOINT_URL": "http://127.0.0.1:9999"}  # set on purpose: another endpoint
+    watcher = StackEnvWatcher(environ)
+    assert watcher.poll() is None  # nothing changed
+    stack_file.write_text(f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6001\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
+                          "AWS_ENDPOINT_URL=http://127.0.0.1:1235\n")
+    moved = watcher.poll()
+    assert moved is not None and moved.pg_port == 6001 and moved.state_dir == tmp_path.resolve()
+    assert moved.endpoint_url == "http://127.0.0.1:9999"  # the explicit setting stays
+    assert changed_settings(load_settings(environ), moved) == {"PGPORT"}
+    assert watcher.poll() is None  # reported once
+    stack_file.unlink()
+    assert watcher.poll() is None  # stack down: nothing new to follow
+    stack_file.write_text("PGPORT=6002\nPGHOST=127.0.0.1\nAWS_ENDPOINT_URL=http://127.0.0.1:1235\n")
+    assert watcher.poll().pg_port == 6002  # and back up on yet another port

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
+import time
 from datetime import datetime, timezone
 
 import pytest
 
 from inference.events import InvalidEvent, parse_event
+from recsys_seed import POISON_KINDS, poison_record
 from recsys.local.firehose.transformation import ContractViolation, validate_response
 from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.firehose.prefixes import expand_prefix, object_key
@@ -47,7 +50,7 @@ def test_valid_event_parses_to_typed_record():
     (_with(customer_number=True), "'customer_number' must be int"),
     (_with(browse_history="S10_1678"), "'browse_history' must be list"),
     (_with(browse_history=[{"quantity": 1}]), "browse_history[0]: missing field 'product_code'"),
-    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "positive integer"),
+    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "'quantity' must be 1..1,000,000, got 0"),
     (_with(browse_history=[{"product_code": "A", "in_shopping_cart": "yes"}]), "true or false"),
     (_with(event_time="yesterday"), "ISO-8601"),
     (_with(credit_limit="lots"), "'credit_limit' must be int or float"),
@@ -55,6 +58,36 @@ def test_valid_event_parses_to_typed_record():
 def test_malformed_events_are_rejected_with_the_reason(data, reason):
     with pytest.raises(InvalidEvent, match=re.escape(reason)):
         parse_event(data)
+
+
+@pytest.mark.parametrize("kind", POISON_KINDS)
+def test_poison_records_are_rejected_not_raised(kind):
+    """Validation is total: each adversarial record is an ``InvalidEvent``, never another exception."""
+    with pytest.raises(InvalidEvent):
+        parse_event(poison_record(kind))
+
+
+@pytest.mark.parametrize("data, reason", [
+    (_with(customer_number=2**31), "'customer_number' must be 1..2,147,483,647"),
+    (_with(customer_number=0), "'customer_number' must be 1..2,147,483,647"),
+    (_with(session_id="s" * 257), "'session_id' has 257 characters (at most 256)"),
+    (_with(city="Nan\x00tes"), "'city' contains the character U+0000"),
+    (_with(browse_history=[{"product_code": "A"}] * 501), "'browse_history' has 501 items (at most 500)"),
+    (_with(browse_history=[{"product_code": "A", "quantity": 10**7}]), "'quantity' must be 1..1,000,000"),
+    (_with(credit_limit=1e300), "'credit_limit' must be 0..99,999,999.99"),
+    (_with(extra=[[[[[[[[1]]]]]]]]), "nested deeper than 8 levels"),
+    (b"{" + b" " * (1024 * 1024) + b"}", "at most 1,048,576"),
+])
+def test_limits_name_the_field_and_the_range(data, reason):
+    with pytest.raises(InvalidEvent, match=re.escape(reason)):
+        parse_event(data)
+
+
+def test_values_at_the_limits_are_accepted():
+    event = parse_event(_with(customer_number=2**31 - 1, session_id="s" * 256, credit_limit=99_999_999.99,
+                              browse_history=[{"product_code": "A", "quantity": 1_000_000}] * 500,
+                              extra=[[[[[[1]]]]]]))
+    assert event.customer_number == 2**31 - 1 and len(event.browse_history) == 500
 
 
 def test_dropped_rule_heartbeats_and_anonymous_empty_events():
@@ -180,6 +213,60 @@ def test_records_that_never_succeed_raise_and_say_how_many():
                          sleep=lambda s: None)
 
 
+def test_file_records_keep_partition_keys_valid_and_check_the_whole_file_first(tmp_path):
+    from recsys.apps.replay import file_records
+    from recsys.core.errors import PipelineError
+
+    path = tmp_path / "events.jsonl"
+    lines = [_with(session_id="s-ok"), _with(session_id="x" * 300), poison_record("deep_nesting"), b"not json"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    records = file_records(path)
+    assert [r.data for r in records] == lines  # sent as they are
+    assert records[0].partition_key == "s-ok"
+    assert all(1 <= len(r.partition_key) <= 256 for r in records)  # a Kinesis partition key, always
+    path.write_bytes(b"\n".join(lines + [b'{"session_id": "big", "pad": "' + b"x" * (1024 * 1024) + b'"}']))
+    with pytest.raises(PipelineError, match=r"events.jsonl:5: a record of .* exceeds .* nothing was sent"):
+        file_records(path)
+
+
+def test_json_state_files_are_replaced_atomically_by_concurrent_writers(tmp_path):
+    """Each write uses a temporary name of its own: two writers never trip over each other's file."""
+    import threading
+
+    from recsys.local.firehose.source import write_json_atomically
+
+    path, errors = tmp_path / "stream.checkpoint.json", []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(200):
+                write_json_atomically(path, {"writer": n, "i": i}, durable=i % 50 == 0)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and json.loads(path.read_text())["i"] == 199
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_a_second_delivery_lock_on_the_same_stream_is_refused_in_one_line(tmp_path):
+    from recsys.core.errors import PipelineError
+    from recsys.local.firehose.delivery import DeliveryLock
+
+    first = DeliveryLock(tmp_path / "firehose" / "d.lock", "d")
+    with pytest.raises(PipelineError) as caught:
+        DeliveryLock(tmp_path / "firehose" / "d.lock", "d")
+    message = str(caught.value)
+    assert "\n" not in message and f"pid {os.getpid()}" in message and "already delivering d" in message
+    DeliveryLock(tmp_path / "firehose" / "other.lock", "other").release()  # another stream is fine
+    first.release()
+    DeliveryLock(tmp_path / "firehose" / "d.lock", "d").release()  # free again once released
+
+
 def test_rate_limiter_paces_to_the_rate():
     now = [0.0]
     limiter = RateLimiter(100, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
@@ -259,3 +346,39 @@ def test_checkpoint_is_discarded_for_another_incarnation_of_the_stream(tmp_path)
     Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").save({"shardId-000000000000": "4959"})
     assert Checkpoint(path, arn, "2026-11-26T10:00:00+00:00").positions == {"shardId-000000000000": "4959"}
     assert Checkpoint(path, arn, "2026-11-26T11:30:00+00:00").positions == {}
+
+
+# -- redrive: reading error objects --------------------------------------------------------------
+def test_parked_records_are_known_by_record_id_or_by_their_place():
+    from recsys.apps.redrive import listing_prefix, marker_key, parse_error_object
+
+    key = "processing-failed/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc"
+    lines = [
+        json.dumps({"recordId": "shardId-000000000001:42", "errorCode": "Lambda.FunctionError",
+                    "rawData": base64.b64encode(b"event-1").decode()}),
+        json.dumps({"errorCode": "Lambda.ProcessingFailedStatus", "rawData": base64.b64encode(b"event-2").decode()}),
+        "not an error record",
+        json.dumps({"errorCode": "x", "rawData": "%%%"}),
+        "",
+    ]
+    parsed = parse_error_object(key, "\n".join(lines).encode())
+    assert [(r.key, r.error_code, r.data) for r in parsed.records] == [
+        ("shardId-000000000001:42", "Lambda.FunctionError", b"event-1"),
+        (f"{key}#2", "Lambda.ProcessingFailedStatus", b"event-2")]
+    assert parsed.unreadable == 2
+    assert marker_key("processing-failed/", key) == \
+        "processing-failed/redriven/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc.json"
+    assert listing_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/") == "processing-failed/"
+    assert listing_prefix("errors/!{firehose:error-output-type}/") == "errors/processing-failed/"
+
+
+def test_a_new_environment_restarts_an_idle_runtime_and_the_next_invoke_uses_it(local_lambda):
+    """The old process was waiting for its next invocation when it was stopped: that dead wait must not
+    swallow the invocation meant for the new process."""
+    fn = local_lambda("broken.echo", timeout_seconds=10)
+    assert json.loads(fn.invoke(b"{}").payload)["marker"] == "m-1"
+    time.sleep(0.3)  # the runtime is back in GET /invocation/next
+    fn.set_environment({"TEST_MARKER": "m-2"})
+    result = fn.invoke(b"{}")
+    assert result.ok, result.error()
+    assert json.loads(result.payload)["marker"] == "m-2" and fn.cold_starts == 2

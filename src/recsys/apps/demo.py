@@ -24,7 +24,7 @@ from inference.events import InvalidEvent, decode_record_data, parse_event
 from recsys.apps.demo_report import DemoRun, Stage
 from recsys.apps.replay import OutgoingRecord, replay, send_records
 from recsys.apps.source import planted_truth_for, seed_configured_source
-from recsys.contracts import ERROR_KEY_PREFIX
+from recsys.contracts import ERROR_KEY_PREFIX, REDRIVE_MARKER_PREFIX
 from recsys.core import aws
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
@@ -66,6 +66,20 @@ def start_delivery(settings: Settings, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "wb")
     return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
                             env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_warm(settings: Settings, delivery: subprocess.Popen, timeout: float = 180) -> dict:
+    """Wait until the delivery's Lambda runtimes have answered their warm-up (stats.json says ``warm``):
+    a real delivery stream is running before events arrive."""
+    path = firehose_stats_path(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if delivery.poll() is not None:
+            raise PipelineError(f"recsys firehose exited with {delivery.returncode}; see its log")
+        if path.exists() and (stats := json.loads(path.read_text())).get("warm"):
+            return stats
+        time.sleep(0.2)
+    raise PipelineError(f"recsys firehose did not warm its Lambda runtimes within {timeout:.0f} s; see its log")
 
 
 def wait_accounted(settings: Settings, produced: int, delivery: subprocess.Popen, timeout: float = 180) -> dict:
@@ -141,6 +155,8 @@ def collect_outputs(settings: Settings, accepted_at: dict[str, float],
     bucket = settings.recommendations_bucket
     freshness, reasons, delivered = [], {}, 0
     for key, landed in first_seen.items():
+        if key.startswith(REDRIVE_MARKER_PREFIX):
+            continue
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
         for line in filter(None, body.splitlines()):
             record = json.loads(line)
@@ -208,6 +224,7 @@ def run_streaming(run: DemoRun, settings: Settings, *, events: int, rate: float,
     """Replay events (and a few malformed ones) through delivery and account for every one."""
     delivery = start_delivery(settings, settings.state_dir / "logs" / "demo-firehose.log")
     try:
+        run.figures["concurrency"] = wait_warm(settings, delivery)["concurrency"]
         with stage(run, "replay events -> Kinesis -> Firehose + Lambda -> S3") as s, \
                 ArrivalWatcher(settings) as watcher:
             sent = replay(settings, events=events, rate=rate, seed=seed, show_progress=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from recsys.apps.source import source_catalogue
+from recsys.contracts import MAX_PARTITION_KEY_CHARS
 from recsys.core import aws
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
@@ -32,6 +33,7 @@ MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024  # data + partition key
 MAX_ATTEMPTS = 8
+MIN_RATE, MAX_RATE = 0.1, 1_000_000.0  # events/s; slower than one event in 10 s is a stuck replay, not a slow one
 
 
 @dataclass(frozen=True)
@@ -66,23 +68,55 @@ class ReplaySummary:
                 f"{self.new_customers} new customers, {self.empty_histories} empty histories")
 
 
+def partition_key(session_id, data: bytes) -> str:
+    """The session id when it is a valid Kinesis partition key (1-256 characters, UTF-8 encodable),
+    else a digest of the record, so malformed records still spread over shards and can be sent."""
+    if isinstance(session_id, str) and 1 <= len(session_id) <= MAX_PARTITION_KEY_CHARS:
+        try:
+            session_id.encode("utf-8")
+            return session_id
+        except UnicodeEncodeError:
+            pass
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def record_for(data: bytes) -> OutgoingRecord:
+    """A raw line, sent as it is, keyed by its session_id when it has a usable one."""
+    try:
+        session_id = json.loads(data)["session_id"]
+    except (ValueError, KeyError, TypeError, RecursionError):  # malformed lines are sent too, on purpose
+        session_id = None
+    return OutgoingRecord(data, partition_key(session_id, data))
+
+
 def events_to_records(events: Iterable[dict]) -> list[OutgoingRecord]:
     """JSON records keyed by session."""
-    return [OutgoingRecord(json.dumps(e, separators=(",", ":")).encode(), str(e["session_id"])) for e in events]
+    records = []
+    for event in events:
+        data = json.dumps(event, separators=(",", ":")).encode()
+        records.append(OutgoingRecord(data, partition_key(event.get("session_id"), data)))
+    return records
 
 
 def file_records(path: Path) -> list[OutgoingRecord]:
-    """Each non-blank line of a JSON-lines file, sent as is; the key is its session_id when it has one."""
+    """Each non-blank line of a JSON-lines file, sent as is; the whole file is checked before anything
+    is sent, so a line Kinesis cannot take stops the replay before the first PutRecords."""
     records = []
-    for line in path.read_bytes().splitlines():
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            key = str(json.loads(line)["session_id"])
-        except (ValueError, KeyError, TypeError):
-            key = hashlib.sha256(line).hexdigest()[:32]  # malformed lines still spread over shards
-        records.append(OutgoingRecord(line, key or "empty"))
+        record = record_for(line)
+        if record.size > MAX_RECORD_BYTES:
+            raise PipelineError(f"{path}:{number}: a record of {record.size:,} bytes exceeds Kinesis's 1 MiB "
+                                "record limit; nothing was sent")
+        records.append(record)
     return records
+
+
+def check_rate(rate: float | None) -> None:
+    """None or 0 is unlimited; else a finite rate in ``MIN_RATE..MAX_RATE`` events/s."""
+    if rate and not MIN_RATE <= rate <= MAX_RATE:  # nan fails the comparison too
+        raise PipelineError(f"--rate must be 0 (unlimited) or {MIN_RATE:g}..{MAX_RATE:,.0f} events/s, got {rate}")
 
 
 # -- sending -------------------------------------------------------------------------------------
@@ -153,12 +187,11 @@ def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate:
     kinesis = kinesis or aws.client("kinesis", settings)
     summary = summary or ReplaySummary()
     summary.events = summary.events or len(records)
-    if rate is not None and rate <= 0:
-        raise PipelineError(f"--rate must be positive, got {rate}")
+    check_rate(rate)
     limiter = RateLimiter(rate)
     started = time.perf_counter()
     # under a rate limit, small batches keep the pace smooth (about 10 PutRecords per second)
-    per_batch = MAX_BATCH_RECORDS if not rate else max(1, min(MAX_BATCH_RECORDS, int(rate // 10) or 1))
+    per_batch = MAX_BATCH_RECORDS if not rate else max(1, min(MAX_BATCH_RECORDS, int(rate // 10)))
     with tqdm(total=len(records), unit="event", desc="replay", disable=not show_progress) as bar:
         for start in range(0, len(records), per_batch):
             for batch in batches(records[start:start + per_batch]):

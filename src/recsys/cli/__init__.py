@@ -27,6 +27,7 @@ STAGE_COMMANDS = {
     "lambda-zip": ("recsys.cli.streaming:lambda_zip_command", "Build the transformation Lambda's zip."),
     "replay": ("recsys.cli.streaming:replay_command", "Send activity events to the Kinesis stream."),
     "firehose": ("recsys.cli.streaming:firehose_command", "Local Firehose delivery: Kinesis -> Lambda -> S3."),
+    "redrive": ("recsys.cli.streaming:redrive_command", "Send parked records back to the source stream, each once."),
     "demo": ("recsys.cli.apps:demo_command", "Run the whole pipeline end to end and write a report."),
     "web": ("recsys.cli.apps:web_command", "Serve the recommendations page on 127.0.0.1."),
 }

@@ -10,11 +10,12 @@ from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
 from recsys.apps.web import create_app
+from recsys.cli.options import CUSTOMER_NUMBER, SEED, EventRate
 from recsys.core.config import load_settings
 
 
 @click.command("recommend")
-@click.option("--customer", type=int, required=True, help="customerNumber to recommend for.")
+@click.option("--customer", type=CUSTOMER_NUMBER, required=True, help="customerNumber to recommend for.")
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
 @click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
 @click.option("--ef-search", type=click.IntRange(1, 1000), default=DEFAULT_EF_SEARCH, show_default=True,
@@ -27,12 +28,13 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
 
 
 @click.command("demo")
-@click.option("--customers", default=1000, show_default=True, type=int)
-@click.option("--products", default=300, show_default=True, type=int)
-@click.option("--ratings", default=30_000, show_default=True, type=int)
-@click.option("--seed", "seed_value", default=42, show_default=True, type=int)
-@click.option("--events", default=300, show_default=True, type=int, help="Activity events to replay.")
-@click.option("--rate", default=150.0, show_default=True, type=float, help="Events per second.")
+@click.option("--customers", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--products", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--ratings", default=30_000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", "seed_value", default=42, show_default=True, type=SEED)
+@click.option("--events", default=300, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Activity events to replay.")
+@click.option("--rate", default=150.0, show_default=True, type=EventRate(), help="Events per second (0: unlimited).")
 @click.option("--reset", is_flag=True,
               help="Rebuild the source tables even when they hold other data (by default a source seeded "
                    "differently is refused, and one seeded with these arguments is reused).")

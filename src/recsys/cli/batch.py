@@ -8,6 +8,7 @@ import click
 
 from inference.foldin import TRANSFORMS
 from recsys.apps.source import planted_truth_for, seed_configured_source
+from recsys.cli.options import SEED, FiniteFloatRange
 from recsys.contracts import EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key
 from recsys.core.config import load_settings
 from recsys.pipeline.etl import MARIADB_JDBC_JAR, job_argument_defaults, run_etl, summary_line
@@ -22,7 +23,7 @@ _JOB_DEFAULTS = job_argument_defaults()
 @click.option("--customers", default=SeedSpec.customers, show_default=True, type=int, help="Customers to create.")
 @click.option("--products", default=SeedSpec.products, show_default=True, type=int, help="Products to create.")
 @click.option("--ratings", default=SeedSpec.ratings, show_default=True, type=int, help="Ratings to draw.")
-@click.option("--seed", "seed_value", default=SeedSpec.seed, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", "seed_value", default=SeedSpec.seed, show_default=True, type=SEED, help="Random seed.")
 @click.option("--reset", is_flag=True, help="Drop and rebuild the source tables.")
 def seed_command(customers: int, products: int, ratings: int, seed_value: int, reset: bool) -> None:
     """Fill the MySQL source with classicmodels-shaped data whose ratings carry planted tastes."""
@@ -41,7 +42,7 @@ def seed_command(customers: int, products: int, ratings: int, seed_value: int, r
               show_default=True, help="Max parallel JDBC reads per table (0 = 2 x cores).")
 @click.option("--fetch-size", type=click.IntRange(min=1), default=int(_JOB_DEFAULTS["fetch_size"]),
               show_default=True, help="JDBC rows per round trip.")
-@click.option("--max-orphan-ratio", type=click.FloatRange(0, 1), default=float(_JOB_DEFAULTS["max_orphan_ratio"]),
+@click.option("--max-orphan-ratio", type=FiniteFloatRange(0, 1), default=float(_JOB_DEFAULTS["max_orphan_ratio"]),
               show_default=True, help="Fail when more than this share of ratings has no customer/product.")
 @click.option("--max-records-per-file", type=click.IntRange(min=0),
               default=int(_JOB_DEFAULTS["max_records_per_file"]), show_default=True,
@@ -63,19 +64,19 @@ def etl_command(partition_key: str, num_partitions: int, fetch_size: int, max_or
               help="Latent factors per customer and product.")
 @click.option("--iterations", type=click.IntRange(1, 500), default=TrainParams.iterations, show_default=True,
               help="ALS sweeps.")
-@click.option("--regularization", type=click.FloatRange(0, min_open=True), default=TrainParams.regularization,
+@click.option("--regularization", type=FiniteFloatRange(0, min_open=True), default=TrainParams.regularization,
               show_default=True, help="L2 penalty lambda.")
-@click.option("--alpha", type=click.FloatRange(0), default=TrainParams.alpha, show_default=True,
+@click.option("--alpha", type=FiniteFloatRange(0), default=TrainParams.alpha, show_default=True,
               help="Confidence slope: c = 1 + alpha * max(rating - rating_offset, 0).")
-@click.option("--rating-offset", type=click.FloatRange(0, 5), default=TrainParams.rating_offset,
+@click.option("--rating-offset", type=FiniteFloatRange(0, 5), default=TrainParams.rating_offset,
               show_default=True, help="Ratings at or below this add no confidence (stay weak positives, c = 1).")
-@click.option("--seed", type=int, default=TrainParams.seed, show_default=True,
+@click.option("--seed", type=SEED, default=TrainParams.seed, show_default=True,
               help="Seeds the ALS initialisation, the hold-out split and the random baseline.")
 @click.option("--embedding-transform", type=click.Choice(TRANSFORMS), default=TrainParams.embedding_transform,
               show_default=True, help="How vectors become cosine-ranked pgvector embeddings.")
-@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--holdout-fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               default=TrainParams.holdout_fraction, show_default=True, help="Share of each customer's ratings held out.")
-@click.option("--relevant-min-rating", type=click.FloatRange(1, 5), default=TrainParams.relevant_min_rating,
+@click.option("--relevant-min-rating", type=FiniteFloatRange(1, 5), default=TrainParams.relevant_min_rating,
               show_default=True, help="A held-out rating at least this counts as relevant.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
               show_default=True, help="Where the evaluation report is written locally.")

@@ -170,6 +170,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RECSYS_LAMBDA_PYTHON", "lambda_python", "",
             f"Python {contracts.LAMBDA_RUNTIME.removeprefix('python')} (with awslambdaric, boto3) that runs the zip "
             "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable),
+    Setting("RECSYS_LAMBDA_CONCURRENCY", "lambda_concurrency", "2",
+            "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16)),
     Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
@@ -209,6 +211,7 @@ class Settings:
     lambda_zip: Path
     lambda_invoke: str
     lambda_python: Path | None
+    lambda_concurrency: int
     pointer_ttl_seconds: float
     top_k: int
 
@@ -251,6 +254,16 @@ def stack_env_file(state_dir: str | os.PathLike) -> Path:
     return Path(state_dir) / "stack.env"
 
 
+def read_stack_env(state_dir: str | os.PathLike) -> dict[str, str]:
+    """The running local stack's settings from its ``stack.env``; empty when no stack runs."""
+    stack_file = stack_env_file(state_dir)
+    if not stack_file.exists():
+        return {}
+    from dotenv import dotenv_values  # only needed once a stack runs; the init hook has boto3 alone
+
+    return {k: v or "" for k, v in dotenv_values(stack_file).items()}
+
+
 def parse_setting(env: str, text: str) -> object:
     """One variable's typed value; ``ConfigError`` naming the variable, the value and the range."""
     setting = _BY_ENV[env]
@@ -267,16 +280,54 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     if "AWS_DEFAULT_REGION" not in env and env.get("AWS_REGION"):
         env["AWS_DEFAULT_REGION"] = env["AWS_REGION"]
-    state_dir = env.get("RECSYS_STATE_DIR") or _BY_ENV["RECSYS_STATE_DIR"].default
-    from_stack: dict[str, str] = {}
-    stack_file = stack_env_file(state_dir)
-    if stack_file.exists():
-        from dotenv import dotenv_values  # only needed once a stack runs; the init hook has boto3 alone
-
-        from_stack = {k: v or "" for k, v in dotenv_values(stack_file).items()}
+    from_stack = read_stack_env(env.get("RECSYS_STATE_DIR") or _BY_ENV["RECSYS_STATE_DIR"].default)
     values = {}
     for setting in SETTINGS:
         text = env[setting.env] if setting.env in env else from_stack.get(setting.env, setting.default)
         values[setting.field] = parse_setting(setting.env, text)
     return Settings(**values)
 
+
+
+def changed_settings(before: Settings, after: Settings) -> set[str]:
+    """The environment names whose values differ between two resolutions."""
+    old, new = before.as_env(), after.as_env()
+    return {name for name in old if old[name] != new[name]}
+
+
+class StackEnvWatcher:
+    """Notices when the running stack's ``stack.env`` changes (PostgreSQL restarted on another port,
+    say) and resolves the settings again, for long-running processes.
+
+    A variable the process environment holds with the value the stack file had when watching began
+    was inherited from the stack (``eval "$(recsys stack env)"``, or a parent that passed its
+    settings down) and follows the file; a variable set to anything else stays as set.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self._environ = dict(os.environ if environ is None else environ)
+        self._path = stack_env_file(self._environ.get("RECSYS_STATE_DIR") or _BY_ENV["RECSYS_STATE_DIR"].default)
+        self._signature = self._stat()
+        self._values = read_stack_env(self._path.parent)
+        # the state dir is where the stack file is found: it never follows the file
+        self._inherited = {k for k, v in self._values.items() if self._environ.get(k) == v} - {"RECSYS_STATE_DIR"}
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def poll(self) -> Settings | None:
+        """The settings resolved afresh when the file's contents changed since the last poll, else None
+        (also while no stack file exists: a stack that is down has no new settings to offer)."""
+        signature = self._stat()
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        values = read_stack_env(self._path.parent)
+        if not values or values == self._values:
+            return None
+        self._values = values
+        return load_settings({k: v for k, v in self._environ.items() if k not in self._inherited})

@@ -130,12 +130,40 @@ def _ensure_stream(kinesis, name: str) -> None:
     kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
 
 
+def buffering(destination: dict) -> dict[str, float]:
+    """The buffering hints of an extended S3 destination (its create configuration or its description)."""
+    hints = destination.get("BufferingHints", {})
+    processors = destination.get("ProcessingConfiguration", {}).get("Processors", [])
+    params = {p["ParameterName"]: p["ParameterValue"] for p in (processors[0].get("Parameters", []) if processors else [])}
+    return {"S3 interval s": float(hints.get("IntervalInSeconds", 300)), "S3 size MB": float(hints.get("SizeInMBs", 5)),
+            "Lambda interval s": float(params.get("BufferIntervalInSeconds", 60)),
+            "Lambda size MB": float(params.get("BufferSizeInMBs", 1))}
+
+
 def _ensure_delivery_stream(firehose, definition: dict) -> None:
+    """Create the delivery stream, or bring an existing one's buffering in line with the definition
+    (so a changed RECSYS_BUFFER_SECONDS takes effect instead of being silently ignored)."""
+    name = definition["DeliveryStreamName"]
     try:
         firehose.create_delivery_stream(**definition)
-        log.info("created Firehose delivery stream %s", definition["DeliveryStreamName"])
+        log.info("created Firehose delivery stream %s", name)
+        return
     except firehose.exceptions.ResourceInUseException:
         pass
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    destination = description["Destinations"][0]
+    wanted = definition["ExtendedS3DestinationConfiguration"]
+    current = buffering(destination.get("ExtendedS3DestinationDescription", {}))
+    if current == buffering(wanted):
+        return
+    firehose.update_destination(
+        DeliveryStreamName=name, CurrentDeliveryStreamVersionId=description["VersionId"],
+        DestinationId=destination["DestinationId"],
+        ExtendedS3DestinationUpdate={"BufferingHints": wanted["BufferingHints"],
+                                     "ProcessingConfiguration": wanted["ProcessingConfiguration"]})
+    changes = ", ".join(f"{k} {current[k]:g} -> {v:g}" for k, v in buffering(wanted).items() if current[k] != v)
+    log.info("updated Firehose delivery stream %s buffering (%s); a running `recsys firehose` applies it "
+             "when restarted", name, changes)
 
 
 def _ensure_lambda_role(iam) -> str:

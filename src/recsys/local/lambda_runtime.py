@@ -98,6 +98,7 @@ class RuntimeApiServer:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self.init_error: dict | None = None
+        self.generation = 0  # bumped when the runtime process is replaced: its pending long-polls are void
         self._poll_seconds = poll_seconds
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -121,6 +122,12 @@ class RuntimeApiServer:
         with self._lock:
             self._by_id.pop(invocation.request_id, None)
 
+    def retire_runtime(self) -> None:
+        """The runtime process is gone: its ``GET .../next`` still waiting here must not take the next
+        invocation (it would go to a dead socket), and queued invocations nobody picked up are dropped."""
+        self.generation += 1
+        self.drain()
+
     def drain(self) -> None:
         """Drop queued invocations nobody picked up (the runtime died before asking)."""
         while True:
@@ -135,12 +142,17 @@ class RuntimeApiServer:
         self._server.server_close()
 
     # -- HTTP -----------------------------------------------------------------------------------
-    def _next_invocation(self) -> _Invocation | None:
-        while not self._closing.is_set():
+    def _next_invocation(self, generation: int) -> _Invocation | None:
+        """The next queued invocation for a runtime of ``generation``; None when closing or when that
+        runtime has been replaced meanwhile."""
+        while not self._closing.is_set() and generation == self.generation:
             try:
                 invocation = self._pending.get(timeout=self._poll_seconds)
             except queue.Empty:
                 continue
+            if generation != self.generation:
+                self._pending.put(invocation)  # meant for the runtime that replaced the one asking
+                return None
             if not invocation.done.is_set():
                 return invocation
         return None
@@ -183,8 +195,8 @@ class RuntimeApiServer:
             def do_GET(self):
                 if self.path != f"{API_PREFIX}/invocation/next":
                     return self._reply(HTTPStatus.NOT_FOUND, b'{"errorMessage":"unknown path"}')
-                invocation = server._next_invocation()
-                if invocation is None:  # shutting down
+                invocation = server._next_invocation(server.generation)
+                if invocation is None:  # shutting down, or the runtime asking was replaced
                     return self._reply(HTTPStatus.GONE, b'{"errorMessage":"runtime api closing"}')
                 self._reply(HTTPStatus.OK, invocation.payload, {
                     "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
@@ -270,7 +282,12 @@ class LocalLambda:
             self._process.kill()
             self._process.wait()
         self._process = None
-        self.server.drain()
+        self.server.retire_runtime()
+
+    def set_environment(self, environment: dict[str, str]) -> None:
+        """Use a new function environment: the running process is stopped, the next invoke starts cold with it."""
+        self.environment = dict(environment)
+        self._kill()
 
     def invoke(self, payload: bytes) -> InvocationResult:
         """Invoke synchronously; never raises for function failures (see ``InvocationResult``)."""
@@ -293,7 +310,7 @@ class LocalLambda:
         result.duration_seconds = time.monotonic() - started
         if process.poll() is not None:
             self._process = None
-            self.server.drain()
+            self.server.retire_runtime()
         return result
 
     def _exit_result(self, returncode: int, request_id: str) -> InvocationResult:

@@ -88,8 +88,11 @@ def stop(data_dir: Path) -> None:
     """Fast shutdown (rolls back open transactions, then checkpoints)."""
     if not (data_dir / "postmaster.pid").exists():
         return
+    user = _run_as()
+    if user:  # a parent may have been tightened since start (pytest resets /tmp/pytest-of-<user> to 0700)
+        ensure_prefix_permissions(data_dir)
     subprocess.run([_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-                   capture_output=True, text=True, user=_run_as())
+                   capture_output=True, text=True, user=user)
 
 
 def psql_path() -> str:

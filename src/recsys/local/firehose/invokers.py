@@ -1,8 +1,10 @@
-"""How delivery runs the Lambda: the Lambda Invoke API, or the deployment zip under ``awslambdaric``."""
+"""How delivery runs the Lambda: the Lambda Invoke API, or the deployment zip under ``awslambdaric``
+(a pool of runtime processes, like Lambda's concurrent execution environments)."""
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import time
 import zipfile
@@ -17,17 +19,22 @@ from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import InvocationResult, LocalLambda
 
+
 INVOKE_MODES = ("runtime", "api")
 
 
 class Invoker(Protocol):
     def invoke(self, payload: bytes) -> InvocationResult: ...
 
+    def set_environment(self, environment: dict[str, str]) -> bool:
+        """Apply a new function environment; False when the function's environment is not ours to change."""
+        ...
+
     def close(self) -> None: ...
 
 
 class ApiInvoker:
-    """The Lambda ``Invoke`` API (AWS, or an emulator that runs functions)."""
+    """The Lambda ``Invoke`` API (AWS, or an emulator that runs functions); boto3 clients are thread-safe."""
 
     def __init__(self, settings: Settings, function_arn: str):
         self._client = aws.client("lambda", settings)
@@ -38,8 +45,47 @@ class ApiInvoker:
         response = self._client.invoke(FunctionName=self._arn, InvocationType="RequestResponse", Payload=payload)
         return InvocationResult(response["Payload"].read(), response.get("FunctionError"), time.monotonic() - started)
 
+    def set_environment(self, environment: dict[str, str]) -> bool:
+        return False  # the Lambda service owns the function's configuration
+
     def close(self) -> None:
         pass
+
+
+class RuntimePool:
+    """Copies of one function under ``awslambdaric``; each invoke takes a free copy, waiting while all are busy."""
+
+    def __init__(self, functions: list[LocalLambda]):
+        self.functions = functions
+        self._free: queue.Queue[LocalLambda] = queue.Queue()
+        for function in functions:
+            self._free.put(function)
+
+    @property
+    def cold_starts(self) -> int:
+        return sum(f.cold_starts for f in self.functions)
+
+    def invoke(self, payload: bytes) -> InvocationResult:
+        function = self._free.get()
+        try:
+            return function.invoke(payload)
+        finally:
+            self._free.put(function)
+
+    def set_environment(self, environment: dict[str, str]) -> bool:
+        """Restart every copy with ``environment`` (waits for invocations in flight to finish)."""
+        taken = [self._free.get() for _ in self.functions]
+        try:
+            for function in taken:
+                function.set_environment(environment)
+        finally:
+            for function in taken:
+                self._free.put(function)
+        return True
+
+    def close(self) -> None:
+        for function in self.functions:
+            function.close()
 
 
 def unpack_zip(zip_path: Path, cache_root: Path) -> Path:
@@ -60,20 +106,23 @@ def unpack_zip(zip_path: Path, cache_root: Path) -> Path:
 
 
 def runtime_invoker(settings: Settings, config: DeliveryConfig, *, code_dir: Path | None, handler: str,
-                    timeout_seconds: float) -> LocalLambda:
-    """The deployment zip (or an unpacked code dir) under ``awslambdaric``, on the runtime's Python minor."""
+                    timeout_seconds: float, concurrency: int = 1) -> RuntimePool:
+    """``concurrency`` copies of the deployment zip (or an unpacked code dir) under ``awslambdaric``."""
     state = settings.state_dir
     python = lambda_python(settings)
     directory = code_dir or unpack_zip(settings.lambda_zip, state / "lambda")
     (state / "logs").mkdir(parents=True, exist_ok=True)
-    return LocalLambda(directory, handler, lambda_environment(settings), function_name=config.lambda_arn.rsplit(":", 1)[-1],
-                       function_arn=config.lambda_arn, timeout_seconds=timeout_seconds,
-                       log_file=state / "logs" / "lambda.log", python=python)
+    return RuntimePool([
+        LocalLambda(directory, handler, lambda_environment(settings), function_name=config.lambda_arn.rsplit(":", 1)[-1],
+                    function_arn=config.lambda_arn, timeout_seconds=timeout_seconds,
+                    log_file=state / "logs" / "lambda.log", python=python)
+        for _ in range(concurrency)])
 
 
 def build_invoker(settings: Settings, config: DeliveryConfig, *, mode: str, code_dir: Path | None = None,
-                  handler: str, timeout_seconds: float = 60.0) -> Invoker:
+                  handler: str, timeout_seconds: float = 60.0, concurrency: int = 1) -> Invoker:
     """``mode`` "api": the Lambda Invoke API; "runtime": the zip (or ``code_dir``) under ``awslambdaric``."""
     if mode == "api":
         return ApiInvoker(settings, config.lambda_arn)
-    return runtime_invoker(settings, config, code_dir=code_dir, handler=handler, timeout_seconds=timeout_seconds)
+    return runtime_invoker(settings, config, code_dir=code_dir, handler=handler, timeout_seconds=timeout_seconds,
+                           concurrency=concurrency)

@@ -5,6 +5,7 @@ import base64
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -71,13 +72,18 @@ class Checkpoint:
 def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` plus ``updated_at`` in one rename; ``durable`` fsyncs first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump({**data, "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a name of its own
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({**data, "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ShardReader:

@@ -61,8 +61,10 @@ def validate_response(payload: bytes, record_ids: list[str]) -> dict[str, Transf
 
 
 def error_record(record: SourceRecord, code: str, message: str, attempts: int, lambda_arn: str) -> bytes:
-    """One line of Firehose's processing-failed format."""
+    """One line of Firehose's processing-failed format, plus the record's ``recordId`` (Firehose's own
+    lines lack it; ``recsys redrive`` uses it to re-drive a record parked twice only once)."""
     return (json.dumps({
+        "recordId": record.record_id,
         "attemptsMade": attempts,
         "arrivalTimestamp": record.arrival_ms,
         "errorCode": code,
