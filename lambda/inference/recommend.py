@@ -135,3 +135,27 @@ def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, 
             processed_at=processed_at,
         ))
     return records
+
+
+# ---- on-request lookups (the API's GET endpoints, `recsys recommend`) ------------------------------
+
+def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
+                         queries: BatchQueries | None = None) -> list[ScoredItem] | None:
+    """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy),
+    minus every item they rated when ``exclude_rated``; None when the live model has no such customer."""
+    q = queries or BatchQueries()
+    stored = q.user_vectors(conn, [customer_number])
+    if customer_number not in stored:
+        return None
+    [items] = q.nearest_items(conn, [stored[customer_number]], k,
+                              exclude_rated_by=[customer_number if exclude_rated else None])
+    return _scored(items)
+
+
+def similar_to_item(conn, product_code: str, k: int, queries: BatchQueries | None = None) -> list[ScoredItem] | None:
+    """The ``k`` items most similar to one product; None when the live model has no such product."""
+    q = queries or BatchQueries()
+    if not vector_store.known_items(conn, [product_code]):
+        return None
+    [items] = q.similar_items(conn, [product_code], k)
+    return _scored(items)
