@@ -1,4 +1,4 @@
-"""Application commands: ``recommend``, ``demo``, ``web``."""
+"""Application commands: ``recommend``, ``api``, ``demo``, ``web``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 
 from inference.vector_store import DEFAULT_EF_SEARCH
+from recsys import contracts
+from recsys.apps.api_server import api_port, serve_api
 from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
@@ -24,6 +26,21 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
     result = recommend(load_settings(), customer, k, include_rated=include_rated, ef_search=ef_search)
     for line in result.lines():
         click.echo(line)
+
+
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: the port of RECSYS_API_URL, 8000).")
+@click.option("--pool-size", type=click.IntRange(1, 64), default=contracts.DEFAULT_API_POOL_SIZE, show_default=True,
+              help="Database connections kept open.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -> None:
+    """Serve the recommendations API (OpenAPI docs at /docs) over the live model in pgvector."""
+    settings = load_settings()
+    port = port or api_port(settings)
+    click.echo(f"recommendations API on http://{host}:{port}/ (docs: /docs, OpenAPI: /openapi.json)")
+    serve_api(settings, host, port, pool_size, access_log)
 
 
 @click.command("demo")

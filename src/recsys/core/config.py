@@ -94,6 +94,14 @@ def _endpoint_url(text: str) -> str | None:
     return text.rstrip("/")
 
 
+def _http_url(text: str) -> str:
+    """A required http(s) URL (a service of ours)."""
+    url = _endpoint_url(text)
+    if url is None:
+        raise ValueError("an http(s) URL such as http://127.0.0.1:8000")
+    return url
+
+
 _PORT = _integer(1, 65535)
 _HOST = _matching(r"[A-Za-z0-9._:\[\]-]{1,253}", "a host name or IP address")
 _BUCKET = _matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 of a-z 0-9 . -)")
@@ -158,6 +166,8 @@ SETTINGS: tuple[Setting, ...] = (
             _path),
     Setting("RECSYS_LAMBDA_INVOKE", "lambda_invoke", "runtime",
             "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api", _choice("runtime", "api")),
+    Setting("RECSYS_API_URL", "api_url", "http://127.0.0.1:8000",
+            "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url),
     Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
@@ -196,6 +206,7 @@ class Settings:
     buffer_seconds: int
     lambda_zip: Path
     lambda_invoke: str
+    api_url: str
     pointer_ttl_seconds: float
     top_k: int
 
