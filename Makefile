@@ -78,6 +78,14 @@ load-embeddings: install ## Load the serving model's embeddings into pgvector
 lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambda.zip)
 	$(RECSYS) lambda-zip
 
+.PHONY: api-zip
+api-zip: install ## Build the recommendations API's Lambda zip (build/api.zip)
+	$(RECSYS) lambda-zip --api
+
+.PHONY: api
+api: install ## Serve the recommendations API on 127.0.0.1:8000 (docs at /docs)
+	$(RECSYS) api
+
 .PHONY: replay
 replay: install ## Send activity events to Kinesis (EVENTS, RATE)
 	$(RECSYS) replay --events $(EVENTS) --rate $(RATE)

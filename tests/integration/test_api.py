@@ -270,3 +270,38 @@ def test_openapi_document_validates_and_describes_the_api(client):
     assert "HTTPValidationError" not in document["components"]["schemas"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+# ---- the same app from its Lambda zip -------------------------------------------------------------
+
+def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, client, streaming_model, tmp_path):
+    """`recsys lambda-zip --api` output, unpacked and run by awslambdaric (as AWS runs it), answers a
+    Function URL event like the uvicorn server does."""
+    import zipfile
+    from pathlib import Path
+
+    from recsys import contracts
+    from recsys.deploy.lambda_zip import API_LAMBDA, build_lambda_zip
+    from recsys.local.lambda_runtime import LocalLambda
+
+    report = build_lambda_zip(tmp_path / "build" / "api.zip", function=API_LAMBDA)
+    names = zipfile.ZipFile(report.path).namelist()
+    assert {"inference/api.py", "inference/api_handler.py", "fastapi/__init__.py", "mangum/__init__.py",
+            "recsys/contracts.py"} <= set(names)
+    code = tmp_path / "code"
+    zipfile.ZipFile(report.path).extractall(code)
+    settings = api_db.settings
+    environment = {"PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
+                   "PGDATABASE": settings.pg_database, "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket,
+                   "AWS_ENDPOINT_URL": settings.endpoint_url, "AWS_ACCESS_KEY_ID": "test",
+                   "AWS_SECRET_ACCESS_KEY": "test", contracts.ENV_API_POOL_SIZE: "1"}
+    event = json.loads((Path(__file__).parents[1] / "unit" / "events" / "function_url_request.json").read_text())
+    customer = streaming_model.customer_numbers[3]
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/customers/{customer}/recommendations"
+    with LocalLambda(code, contracts.API_HANDLER, environment, function_name="recsys-api") as function:
+        result = function.invoke(json.dumps(event).encode())
+    assert result.ok, result.payload
+    response = json.loads(result.payload)
+    assert response["statusCode"] == 200 and response["headers"]["content-type"] == "application/json"
+    body = json.loads(base64.b64decode(response["body"]) if response["isBase64Encoded"] else response["body"])
+    assert body == client.get(f"/customers/{customer}/recommendations", params={"k": 5}).json()
