@@ -1,81 +1,30 @@
 """The recommendations API through a real HTTP client (httpx) against the real server (uvicorn on a
 free 127.0.0.1 port), over a PostgreSQL + pgvector of its own (so the test can stop and restart
-it) holding the model the streaming tests trained on the seeded source.
+it) holding the model the streaming tests trained on the seeded source (fixtures_api.py).
 """
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-import threading
-import time
 import uuid
 
 import httpx
 import pytest
-import uvicorn
+from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from openapi_spec_validator import validate
 
 from inference import vector_store
-from inference.api import create_app
 from inference.events import parse_event
 from inference.handler import ServingRuntime, transform
 from recsys.apps.api_server import api_runtime
 from recsys.core.db import connect_pg
-from recsys.local import pgembedded
-from recsys.local.stack import free_port
-from recsys.pipeline.vector_load import load_embeddings
-from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
 PROBLEM = "application/problem+json"
 
 
-@dataclasses.dataclass
-class ApiDatabase:
-    settings: object
-    data_dir: object
-    log: object
-
-    def stop(self) -> None:
-        pgembedded.stop(self.data_dir)
-
-    def start(self) -> None:
-        pgembedded.start(self.data_dir, self.settings.pg_port, self.log)
-
-
 @pytest.fixture(scope="module")
-def api_db(stack, streaming_model, tmp_path_factory):
-    """An embedded PostgreSQL of this module's own with the streaming model loaded."""
-    data = tmp_path_factory.mktemp("api-pg") / "data"
-    pgembedded.init_cluster(data)
-    port = free_port()
-    db = ApiDatabase(dataclasses.replace(stack, pg_port=port), data, data.parent / "postgres.log")
-    db.start()
-    load_embeddings(db.settings, streaming_model.version)
-    yield db
-    db.stop()
-
-
-@pytest.fixture(scope="module")
-def base_url(api_db):
-    """uvicorn serving the app on a free port, in a thread of the test process."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_runtime(api_db.settings, pool_size=4)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def client(base_url):
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+def client(api_url):
+    with httpx.Client(base_url=api_url, timeout=30) as http:
         yield http
 
 
@@ -153,9 +102,7 @@ def event(customer, browsed: list[str], **extra) -> dict:
 
 def firehose_record(api_db, body: dict) -> dict:
     """What the Firehose Lambda's handler writes for the same event (its own runtime, same database)."""
-    from recsys.apps.api_server import api_runtime as runtime_for
-
-    runtime: ServingRuntime = runtime_for(api_db.settings, pool_size=1)
+    runtime: ServingRuntime = api_runtime(api_db.settings, pool_size=1)
     data = base64.b64encode(json.dumps(body).encode()).decode()
     response = transform(KinesisFirehoseEvent({"invocationId": "i", "deliveryStreamArn": "arn", "region": "us-east-1",
                                                "records": [{"recordId": "r1", "data": data,

@@ -11,7 +11,7 @@ from recsys.apps.api_server import api_port, serve_api
 from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
-from recsys.apps.web import create_app
+from recsys.apps.web import serve_web
 from recsys.core.config import load_settings
 
 
@@ -70,8 +70,8 @@ def demo_command(customers, products, ratings, seed_value, events, rate, reset, 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=int)
 def web_command(host: str, port: int) -> None:
-    """Serve the recommendations page: recent sessions, a customer's browsed and recommended products."""
-    from werkzeug.serving import run_simple  # Flask's own server, only when serving
-
-    click.echo(f"recommendations page on http://{host}:{port}/")
-    run_simple(host, port, create_app(load_settings()), threaded=True)
+    """Serve the recommendations page: recent sessions, and per customer what the API recommends now,
+    similar products, and what they browsed."""
+    settings = load_settings()
+    click.echo(f"recommendations page on http://{host}:{port}/ (API: {settings.api_url})")
+    serve_web(settings, host, port)
