@@ -106,3 +106,10 @@ def test_localstack_init_hooks_exist_and_are_executable():
     for hook in hooks:
         assert hook.stat().st_mode & 0o111, f"{hook} is not executable"
         assert "recsys.resources" in hook.read_text()
+
+
+def test_api_runs_on_loopback_and_the_web_page_calls_it():
+    api, web = SERVICES["api"], SERVICES["web"]
+    assert api["command"][0] == "api" and api["ports"] == ["127.0.0.1:8000:8000"]
+    assert _env(web)["RECSYS_API_URL"] == "http://api:8000" and "api" in web["depends_on"]
+    assert "/version" in " ".join(api["healthcheck"]["test"])

@@ -53,7 +53,7 @@ def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -
 @click.option("--reset", is_flag=True,
               help="Rebuild the source tables even when they hold other data (by default a source seeded "
                    "differently is refused, and one seeded with these arguments is reused).")
-@click.option("--keep-up", is_flag=True, help="Leave the stack running (then: recsys web).")
+@click.option("--keep-up", is_flag=True, help="Leave the stack and the recommendations API running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
 def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
     """Run the whole pipeline end to end on the embedded stack and write a report."""
@@ -63,7 +63,8 @@ def demo_command(customers, products, ratings, seed_value, events, rate, reset, 
     click.echo(summary_text(run))
     click.echo(f"report: {page.resolve()}")
     if keep_up:
-        click.echo("stack left running: `recsys web` shows the recommendations; `recsys stack down` stops it")
+        click.echo(f"stack left running: the recommendations API answers on {run.figures['api_url']} "
+                   "(try /docs), `recsys web` shows the recommendations; `recsys stack down` stops it all")
 
 
 @click.command("web")
