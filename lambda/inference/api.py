@@ -39,7 +39,7 @@ from inference.database import DatabaseUnavailable
 from inference.events import InvalidEvent, parse_event
 from inference.handler import ServingRuntime
 from inference.model import ModelUnavailable
-from inference.recommend import known_customer_items, similar_to_item
+from inference.recommend import Lookup, known_customer_items, similar_to_item
 from recsys.contracts import (DEFAULT_TOP_K, MAX_TOP_K, STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER,
                               STRATEGY_POPULAR_FALLBACK)
 
@@ -173,12 +173,17 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
                   description=__doc__.split("\n\n")[1], docs_url="/docs", redoc_url=None)
     _install_error_handlers(app)
 
-    def in_database(work: Callable[[object], T]) -> T:
-        """``work(conn)`` inside one consistent read of the live model; 503 when it is unavailable."""
-        def consistent(conn):
-            with vector_store.consistent_read(conn):
+    def one_statement(work: Callable[[object], T]) -> T:
+        """``work(conn)`` on a pooled connection in autocommit: each lookup is one statement that reads
+        one model version by itself, so it needs no transaction (and no extra round trips)."""
+        def run(conn):
+            conn.autocommit = True
+            try:
                 return work(conn)
-        return runtime.db.run(consistent)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        return runtime.db.run(run)
 
     @app.get("/customers/{customerNumber}/recommendations", response_model=CustomerRecommendations,
              responses=_problems(400, 404, 503), tags=["recommendations"])
@@ -188,16 +193,14 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
             exclude_rated: Annotated[bool, Query(description="Leave out the items the customer rated")] = True,
     ) -> CustomerRecommendations:
         """A known customer's top k items now, from their vector in the live model."""
-        def work(conn):
-            live = _live(conn)
-            return live, known_customer_items(conn, customer_number, k, exclude_rated=exclude_rated)
-        live, items = in_database(work)
-        if items is None:
-            raise ApiProblem(404, f"customer {customer_number} is not in model version {live.version}",
-                             model_version=live.version)
-        return CustomerRecommendations(customer_number=customer_number, model_version=live.version,
+        found = one_statement(lambda conn: known_customer_items(conn, customer_number, k, exclude_rated=exclude_rated))
+        version = _live_version(found)
+        if found.items is None:
+            raise ApiProblem(404, f"customer {customer_number} is not in model version {version}",
+                             model_version=version)
+        return CustomerRecommendations(customer_number=customer_number, model_version=version,
                                        strategy=STRATEGY_KNOWN_CUSTOMER, exclude_rated=exclude_rated, k=k,
-                                       items=[ScoredItemOut(**i.as_record()) for i in items])
+                                       items=[ScoredItemOut(**i.as_record()) for i in found.items])
 
     @app.get("/products/{productCode}/similar", response_model=SimilarProducts, responses=_problems(400, 404, 503),
              tags=["recommendations"])
@@ -206,14 +209,13 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
             k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items")] = DEFAULT_TOP_K,
     ) -> SimilarProducts:
         """The k products nearest to one product in the live model."""
-        def work(conn):
-            return _live(conn), similar_to_item(conn, product_code, k)
-        live, items = in_database(work)
-        if items is None:
-            raise ApiProblem(404, f"product {product_code} is not in model version {live.version}",
-                             model_version=live.version)
-        return SimilarProducts(product_code=product_code, model_version=live.version, k=k,
-                               items=[ScoredItemOut(**i.as_record()) for i in items])
+        found = one_statement(lambda conn: similar_to_item(conn, product_code, k))
+        version = _live_version(found)
+        if found.items is None:
+            raise ApiProblem(404, f"product {product_code} is not in model version {version}",
+                             model_version=version)
+        return SimilarProducts(product_code=product_code, model_version=version, k=k,
+                               items=[ScoredItemOut(**i.as_record()) for i in found.items])
 
     @app.post("/recommendations", response_model=RecommendationRecordOut, responses=_problems(400, 422, 503),
               tags=["recommendations"], openapi_extra={"requestBody": {
@@ -259,11 +261,10 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
     return app
 
 
-def _live(conn) -> vector_store.LiveModel:
-    live = vector_store.live_model(conn)
-    if live is None:
+def _live_version(found: Lookup) -> str:
+    if found.model_version is None:
         raise ModelUnavailable("no model is live in pgvector: run `recsys load-embeddings`")
-    return live
+    return found.model_version
 
 
 def _health(runtime: ServingRuntime) -> Health:

@@ -139,23 +139,29 @@ def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, 
 
 # ---- on-request lookups (the API's GET endpoints, `recsys recommend`) ------------------------------
 
+@dataclass(frozen=True)
+class Lookup:
+    """An on-request answer: the live version that produced it, and the items (None when the live
+    model does not know the customer or product asked about)."""
+
+    model_version: str | None
+    items: list[ScoredItem] | None
+
+
 def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
-                         queries: BatchQueries | None = None) -> list[ScoredItem] | None:
-    """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy),
-    minus every item they rated when ``exclude_rated``; None when the live model has no such customer."""
-    q = queries or BatchQueries()
-    stored = q.user_vectors(conn, [customer_number])
-    if customer_number not in stored:
-        return None
-    [items] = q.nearest_items(conn, [stored[customer_number]], k,
-                              exclude_rated_by=[customer_number if exclude_rated else None])
-    return _scored(items)
+                         ef_search: int = vector_store.DEFAULT_EF_SEARCH) -> Lookup:
+    """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
+    as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
+    answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=exclude_rated, ef_search=ef_search)
+    return _lookup(conn, answer)
 
 
-def similar_to_item(conn, product_code: str, k: int, queries: BatchQueries | None = None) -> list[ScoredItem] | None:
-    """The ``k`` items most similar to one product; None when the live model has no such product."""
-    q = queries or BatchQueries()
-    if not vector_store.known_items(conn, [product_code]):
-        return None
-    [items] = q.similar_items(conn, [product_code], k)
-    return _scored(items)
+def similar_to_item(conn, product_code: str, k: int) -> Lookup:
+    """The ``k`` items most similar to one product (as ``similar_items`` of a record). One statement."""
+    return _lookup(conn, vector_store.similar_answer(conn, [product_code], k))
+
+
+def _lookup(conn, answer: vector_store.KnnAnswer) -> Lookup:
+    if 0 in answer.answered:
+        return Lookup(answer.version, _scored(answer.items[0]))
+    return Lookup(answer.version or vector_store.live_version(conn), None)  # unknown: say which version

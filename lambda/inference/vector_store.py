@@ -71,44 +71,61 @@ WHERE id = ANY(%(ids)s::integer[])
 
 RATED_COUNT_SQL = f"SELECT count(*) FROM {RATED_TABLE} WHERE user_id = %(user_id)s"
 
-KNOWN_ITEMS_SQL = f"SELECT id FROM {ITEM_TABLE} WHERE id = ANY(%(codes)s::varchar[])"
-
-# Each query's exclusions travel as one array literal (the lists differ in length); the
-# MATERIALIZED CTE parses them once per query, not once per candidate row.
-NEAREST_ITEMS_SQL = f"""
-WITH q AS MATERIALIZED (
-    SELECT u.ord, u.vec, u.excluded::varchar[] AS excluded, u.rater
-    FROM unnest(%(vectors)s::vector[], %(excluded)s::text[], %(raters)s::integer[])
-         WITH ORDINALITY AS u(vec, excluded, rater, ord)
-)
-SELECT q.ord, hit.id, 1 - hit.distance AS score
-FROM q
-CROSS JOIN LATERAL (
+# The k-NN subquery every lookup shares: the exclusions are conditions of the HNSW scan itself.
+# ``q`` provides the query vector ``vec``, the ``excluded`` codes and the customer (``rater``) whose
+# rated items are left out (NULL: none).
+KNN_SUBQUERY = f"""
     SELECT e.id, e.embedding <=> q.vec AS distance
     FROM {ITEM_TABLE} AS e
     WHERE e.id <> ALL (q.excluded)
       AND NOT EXISTS (SELECT 1 FROM {RATED_TABLE} AS r WHERE r.user_id = q.rater AND r.item_id = e.id)
     ORDER BY e.embedding <=> q.vec
     LIMIT %(k)s
-) AS hit
+"""
+
+# Every statement names the live version it read (one statement sees one version) and references
+# the tables in the loader's lock order (live_model, user_emb, item_emb, user_rated), so it needs
+# no surrounding transaction. Each query's exclusions travel as one array literal (the lists differ
+# in length); MATERIALIZED CTEs parse them once per query, not once per candidate row. A query
+# with a ``q`` row but no hit still yields one row (NULL id): "known, nothing eligible".
+LIVE_CTE = f"live AS MATERIALIZED (SELECT version FROM {LIVE_TABLE} WHERE singleton)"
+
+NEAREST_ITEMS_SQL = f"""
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, u.vec, u.excluded::varchar[] AS excluded, u.rater
+    FROM unnest(%(vectors)s::vector[], %(excluded)s::text[], %(raters)s::integer[])
+         WITH ORDINALITY AS u(vec, excluded, rater, ord)
+)
+SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
+FROM q
+LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
+ORDER BY q.ord, hit.distance
+"""
+
+CUSTOMER_ITEMS_SQL = f"""
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, e.embedding AS vec, '{{}}'::varchar[] AS excluded, u.rater
+    FROM unnest(%(customers)s::integer[], %(raters)s::integer[]) WITH ORDINALITY AS u(customer, rater, ord)
+    JOIN {USER_TABLE} AS e ON e.id = u.customer
+)
+SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
+FROM q
+LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
 ORDER BY q.ord, hit.distance
 """
 
 SIMILAR_ITEMS_SQL = f"""
-WITH q AS MATERIALIZED (
-    SELECT u.ord, u.code, u.excluded::varchar[] AS excluded
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, src.embedding AS vec, u.excluded::varchar[] || src.id AS excluded, NULL::integer AS rater
     FROM unnest(%(codes)s::varchar[], %(excluded)s::text[]) WITH ORDINALITY AS u(code, excluded, ord)
+    JOIN {ITEM_TABLE} AS src ON src.id = u.code
 )
-SELECT q.ord, hit.id, 1 - hit.distance AS score
+SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
 FROM q
-JOIN {ITEM_TABLE} AS src ON src.id = q.code
-CROSS JOIN LATERAL (
-    SELECT e.id, e.embedding <=> src.embedding AS distance
-    FROM {ITEM_TABLE} AS e
-    WHERE e.id <> src.id AND e.id <> ALL (q.excluded)
-    ORDER BY e.embedding <=> src.embedding
-    LIMIT %(k)s
-) AS hit
+LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
 ORDER BY q.ord, hit.distance
 """
 
@@ -138,6 +155,16 @@ class LiveModel:
     item_count: int
     user_count: int
     loaded_at: datetime
+
+
+@dataclass(frozen=True)
+class KnnAnswer:
+    """A batch's answers: ``items[i]`` for query ``i``, which queries had a vector to search from
+    (a known customer or product), and the live version the statement read (None: nothing live)."""
+
+    items: list[list[ScoredItem]]
+    answered: set[int]
+    version: str | None
 
 
 # ---- vector text form ----------------------------------------------------------------------------
@@ -198,16 +225,6 @@ def live_version(conn) -> str | None:
     return model.version if model else None
 
 
-def known_items(conn, product_codes: Iterable[str]) -> set[str]:
-    """The given product codes that the live model has an embedding for."""
-    codes = sorted({str(c) for c in product_codes})
-    if not codes:
-        return set()
-    with conn.cursor() as cur:
-        cur.execute(KNOWN_ITEMS_SQL, {"codes": codes})
-        return {code for (code,) in cur.fetchall()}
-
-
 def rated_count(conn, customer_number: int) -> int:
     """How many items the live version lists as rated by the customer (what ``exclude_rated_by`` removes)."""
     with conn.cursor() as cur:
@@ -243,7 +260,19 @@ def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
         return []
     params = {"vectors": [to_pgvector_text(v) for v in matrix], "excluded": [_array_text(e) for e in exclusions],
               "raters": raters}
-    return _run_knn(conn, NEAREST_ITEMS_SQL, params, k, ef_search, max_scan_tuples, dimension=matrix.shape[1])
+    return _run_knn(conn, NEAREST_ITEMS_SQL, params, k, ef_search, max_scan_tuples, dimension=matrix.shape[1]).items
+
+
+def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
+                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+    """Top-``k`` items for each customer from their stored vector (minus their rated items when
+    ``exclude_rated``), in ONE statement that needs no transaction; ``answered`` holds the indexes
+    of the customers the live model knows."""
+    customers = [int(c) for c in customer_numbers]
+    if not customers:
+        return KnnAnswer([], set(), None)
+    params = {"customers": customers, "raters": [c if exclude_rated else None for c in customers]}
+    return _run_knn(conn, CUSTOMER_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
 def similar_items(conn, product_codes: Sequence[str], k: int,
@@ -254,10 +283,16 @@ def similar_items(conn, product_codes: Sequence[str], k: int,
 
     One statement for the whole batch; an unknown product code gets an empty list.
     """
+    return similar_answer(conn, product_codes, k, exclude, ef_search=ef_search, max_scan_tuples=max_scan_tuples).items
+
+
+def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+    """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
     exclusions = _exclusions(exclude, len(codes))
     if not codes:
-        return []
+        return KnnAnswer([], set(), None)
     params = {"codes": codes, "excluded": [_array_text(e) for e in exclusions]}
     return _run_knn(conn, SIMILAR_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
@@ -304,9 +339,9 @@ def _array_text(codes: set[str]) -> str:
 
 
 def _run_knn(conn, query: str, params: dict, k: int, ef_search: int, max_scan_tuples: int,
-             dimension: int | None = None) -> list[list[ScoredItem]]:
+             dimension: int | None = None) -> KnnAnswer:
     """A batched k-NN statement with an iterative HNSW scan; queries that come back short are run
-    again as exact scans. Returns per-query lists of at most ``k`` items, best first.
+    again as exact scans. Each answer holds at most ``k`` items, best first.
 
     ``set_config`` and the query travel as one multi-statement string: they run in order in one
     (possibly implicit) transaction, so the transaction-local settings apply to the query even on
@@ -320,15 +355,15 @@ def _run_knn(conn, query: str, params: dict, k: int, ef_search: int, max_scan_tu
         raise VectorStoreError(f"max_scan_tuples must be positive, got {max_scan_tuples}")
     n_queries = len(next(iter(params.values())))
     settings = {"k": k, "ef_search": str(min(max(ef_search, k), MAX_EF_SEARCH)), "max_scan_tuples": str(max_scan_tuples)}
-    results = _grouped(_execute(conn, SET_SCAN_SQL + query, {**params, **settings}, dimension), n_queries)
-    short = [i for i, hits in enumerate(results) if len(hits) < k]
+    answer = _grouped(_execute(conn, SET_SCAN_SQL + query, {**params, **settings}, dimension), n_queries)
+    short = [i for i in sorted(answer.answered) if len(answer.items[i]) < k]
     if short:  # the iterative scan gave up (max_scan_tuples) or fewer than k items are eligible
         subset = {name: [values[i] for i in short] for name, values in params.items()}
         exact = _grouped(_execute(conn, SET_SCAN_SQL + EXACT_SCAN_SQL + query, {**subset, **settings}, dimension),
                          len(short))
-        for i, hits in zip(short, exact):
-            results[i] = hits
-    return results
+        for position, i in enumerate(short):
+            answer.items[i] = exact.items[position]
+    return answer
 
 
 def _execute(conn, statement: str, params: dict, dimension: int | None) -> list[tuple]:
@@ -339,12 +374,21 @@ def _execute(conn, statement: str, params: dict, dimension: int | None) -> list[
             conn.rollback()
             shape = f"query dimension {dimension}: " if dimension else ""
             raise VectorStoreError(f"{shape}{exc.diag.message_primary} (does the query match the live model?)") from exc
+        except psycopg2.errors.UndefinedTable as exc:
+            conn.rollback()
+            raise VectorStoreError(f"no embeddings schema in this database ({exc.diag.message_primary}): "
+                                   "run `recsys load-embeddings` first") from exc
         return cur.fetchall()
 
 
-def _grouped(rows: list[tuple], n_queries: int) -> list[list[ScoredItem]]:
-    """Group ``(ord, id, score)`` rows (1-based ord, best first) into per-query lists."""
-    results: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
-    for ordinal, code, score in rows:
-        results[ordinal - 1].append(ScoredItem(code, float(score)))
-    return results
+def _grouped(rows: list[tuple], n_queries: int) -> KnnAnswer:
+    """Group ``(ord, id, score, version)`` rows (1-based ord, best first; a NULL id marks a query
+    with a vector but no hit) into per-query lists."""
+    items: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
+    answered: set[int] = set()
+    version = None
+    for ordinal, code, score, version in rows:
+        answered.add(ordinal - 1)
+        if code is not None:
+            items[ordinal - 1].append(ScoredItem(code, float(score)))
+    return KnnAnswer(items, answered, version)

@@ -278,10 +278,13 @@ def test_explain_uses_hnsw_index_per_lateral_query(vectordb_live, vectordb_conn)
         cur.execute("EXPLAIN " + vs.SIMILAR_ITEMS_SQL, {"codes": list(vectordb_live.item_ids[:50]),
                                                         "excluded": ["{}"] * 50, "k": 11})
         similar_plan = "\n".join(r for (r,) in cur.fetchall())
+        cur.execute("EXPLAIN " + vs.CUSTOMER_ITEMS_SQL, {"customers": [1000, 1001], "raters": [1000, None], "k": 10})
+        customer_plan = "\n".join(r for (r,) in cur.fetchall())
     vectordb_conn.rollback()
-    for plan in (nearest_plan, similar_plan):
-        assert "Nested Loop" in plan and "Index Scan using item_emb_embedding_hnsw on item_emb" in plan, plan
-        assert "Seq Scan on item_emb" not in plan, plan
+    for plan in (nearest_plan, similar_plan, customer_plan):
+        # the k-NN subquery (alias e) is an HNSW index scan per query; the anchor lookup may hash-join
+        assert "Nested Loop" in plan and "Index Scan using item_emb_embedding_hnsw on item_emb e" in plan, plan
+        assert "Seq Scan on item_emb e " not in plan and "Anti Join" in plan, plan  # rated items: an anti join
 
 
 def test_scan_settings_are_set_per_transaction(vectordb_live, vectordb_conn):
