@@ -89,6 +89,12 @@ KNN_SUBQUERY = f"""
 # in length); MATERIALIZED CTEs parse them once per query, not once per candidate row. A query
 # with a ``q`` row but no hit still yields one row (NULL id): "known, nothing eligible".
 LIVE_CTE = f"live AS MATERIALIZED (SELECT version FROM {LIVE_TABLE} WHERE singleton)"
+KNN_SELECT = f"""
+SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
+FROM q
+LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
+ORDER BY q.ord, hit.distance
+"""
 
 NEAREST_ITEMS_SQL = f"""
 WITH {LIVE_CTE},
@@ -97,11 +103,7 @@ q AS MATERIALIZED (
     FROM unnest(%(vectors)s::vector[], %(excluded)s::text[], %(raters)s::integer[])
          WITH ORDINALITY AS u(vec, excluded, rater, ord)
 )
-SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
-FROM q
-LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
-ORDER BY q.ord, hit.distance
-"""
+{KNN_SELECT}"""
 
 CUSTOMER_ITEMS_SQL = f"""
 WITH {LIVE_CTE},
@@ -110,11 +112,7 @@ q AS MATERIALIZED (
     FROM unnest(%(customers)s::integer[], %(raters)s::integer[]) WITH ORDINALITY AS u(customer, rater, ord)
     JOIN {USER_TABLE} AS e ON e.id = u.customer
 )
-SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
-FROM q
-LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
-ORDER BY q.ord, hit.distance
-"""
+{KNN_SELECT}"""
 
 SIMILAR_ITEMS_SQL = f"""
 WITH {LIVE_CTE},
@@ -123,11 +121,7 @@ q AS MATERIALIZED (
     FROM unnest(%(codes)s::varchar[], %(excluded)s::text[]) WITH ORDINALITY AS u(code, excluded, ord)
     JOIN {ITEM_TABLE} AS src ON src.id = u.code
 )
-SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
-FROM q
-LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
-ORDER BY q.ord, hit.distance
-"""
+{KNN_SELECT}"""
 
 
 class VectorStoreError(ValueError):
