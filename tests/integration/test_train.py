@@ -193,7 +193,7 @@ def test_failed_publish_leaves_the_previous_version_serving(train_settings, trai
     monkeypatch.setattr(artifacts, "_put_object", put_then_fail_on_manifest)
     with pytest.raises(PipelineError, match=f"manifest.json.*serving still points to {before}"):
         train_and_publish(train_settings, TrainParams(), tmp_path)
-    assert len(written) == 6  # every data file had been written before the failure
+    assert len(written) == 7  # every data file (rated_items.csv too) had been written before the failure
     assert artifacts.serving_version(train_settings) == before
     assert _version_prefixes(train_settings) == prefixes  # the partial version was removed
 
