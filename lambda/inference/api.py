@@ -86,7 +86,8 @@ class ActivityEventIn(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="ActivityEvent")
     session_id: str = Field(min_length=1, examples=["5b0e3c1e-web"])
-    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103])
+    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103], ge=0,
+                                        le=MAX_CUSTOMER_NUMBER)
     event_time: datetime = Field(examples=["2026-11-26T14:00:00Z"])
     browse_history: list[BrowsedItemIn]
     city: str | None = None
@@ -234,6 +235,9 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
             event = parse_event(body)
         except InvalidEvent as exc:
             raise ApiProblem(422, str(exc)) from None
+        if event.customer_number is not None and not 0 <= event.customer_number <= MAX_CUSTOMER_NUMBER:
+            raise ApiProblem(422, f"field 'customer_number' must be 0..{MAX_CUSTOMER_NUMBER}, "
+                                  f"got {event.customer_number}")
         if event.is_droppable:
             raise ApiProblem(422, "nothing to serve: heartbeats and anonymous events with an empty browse "
                                   "history are dropped by the stream")
