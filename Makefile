@@ -103,6 +103,13 @@ lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambd
 
 $(LAMBDA_ZIP): $(LAMBDA_SOURCES) | $(STAMP)
 	$(RECSYS) lambda-zip --output $@
+.PHONY: api-zip
+api-zip: install ## Build the recommendations API's Lambda zip (build/api.zip)
+	$(RECSYS) lambda-zip --api
+
+.PHONY: api
+api: install ## Serve the recommendations API on 127.0.0.1:8000 (docs at /docs)
+	$(RECSYS) api
 
 .PHONY: replay
 replay: install ## Send activity events to Kinesis (EVENTS, RATE)

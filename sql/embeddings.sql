@@ -9,19 +9,22 @@
 -- Parameters (psql variables):
 --   bucket      required  the ml-artifacts bucket
 --   version     required  model version: reads s3://<bucket>/models/<version>/{item,user}_embeddings.csv
+--                         and rated_items.csv (versions trained before rated_items.csv existed: retrain)
 --   region      required  the bucket's region
 --   dimension   required  embedding_dim from models/<version>/manifest.json
 --   hnsw_m, hnsw_ef_construction   optional, default 16 / 64 (the loader's defaults)
 --   maintenance_work_mem           optional, default 512MB: the HNSW graph is built in memory when it fits
---   local_csv_dir  optional, for testing without aws_s3: read <dir>/item_embeddings.csv and
---                  <dir>/user_embeddings.csv with \copy instead of aws_s3.table_import_from_s3
+--   local_csv_dir  optional, for testing without aws_s3: read <dir>/item_embeddings.csv,
+--                  <dir>/user_embeddings.csv and <dir>/rated_items.csv with \copy instead of
+--                  aws_s3.table_import_from_s3
 --
 -- The RDS instance needs the s3Import role feature (terraform/modules/vector-db) for
 -- aws_s3.table_import_from_s3 with no credentials argument.
 --
--- Same design as `recsys load-embeddings` (src/recsys/vectordb.py): load into fresh tables
--- item_emb_<v> / user_emb_<v>, build their HNSW indexes, then in ONE transaction drop the old
--- tables, rename the new ones to item_emb / user_emb and record the version in live_model.
+-- Same design as `recsys load-embeddings` (src/recsys/pipeline/vector_load.py): load into fresh
+-- tables item_emb_<v> / user_emb_<v> / user_rated_<v>, build the HNSW indexes, then in ONE
+-- transaction drop the old tables, rename the new ones to item_emb / user_emb / user_rated and
+-- record the version in live_model.
 -- Readers never see a half-loaded table or items of one version with users of another.
 -- Re-running a version that is already live does nothing. Any error stops the script
 -- (ON_ERROR_STOP) before the switch: the live version is untouched.
@@ -97,16 +100,19 @@ SELECT EXISTS (SELECT 1 FROM live_model WHERE version = :'version') AS already_l
 -- Staged table names: the version folded to an identifier (the loader's staged_names()).
 SELECT 'item_emb_' || lower(regexp_replace(:'version', '[^A-Za-z0-9]+', '_', 'g')) AS item_stage,
        'user_emb_' || lower(regexp_replace(:'version', '[^A-Za-z0-9]+', '_', 'g')) AS user_stage,
+       'user_rated_' || lower(regexp_replace(:'version', '[^A-Za-z0-9]+', '_', 'g')) AS rated_stage,
        'models/' || :'version' || '/item_embeddings.csv' AS item_key,
        'models/' || :'version' || '/user_embeddings.csv' AS user_key,
+       'models/' || :'version' || '/rated_items.csv' AS rated_key,
        's3://' || :'bucket' || '/models/' || :'version' || '/' AS source_uri \gset
 \set item_stage_pkey :item_stage '_pkey'
 \set user_stage_pkey :user_stage '_pkey'
+\set rated_stage_pkey :rated_stage '_pkey'
 \set item_stage_hnsw :item_stage '_hnsw'
 \set user_stage_hnsw :user_stage '_hnsw'
 
 -- ---- load into fresh tables (leftovers of an interrupted load are replaced) ----------------
-DROP TABLE IF EXISTS :"item_stage", :"user_stage";
+DROP TABLE IF EXISTS :"item_stage", :"user_stage", :"rated_stage";
 CREATE TABLE :"item_stage" (
     id        varchar PRIMARY KEY,
     embedding vector(:dimension) NOT NULL
@@ -115,15 +121,23 @@ CREATE TABLE :"user_stage" (
     id        integer PRIMARY KEY,
     embedding vector(:dimension) NOT NULL
 );
+CREATE TABLE :"rated_stage" (
+    user_id integer NOT NULL,
+    item_id varchar NOT NULL,
+    PRIMARY KEY (user_id, item_id)
+);
 
 \if :{?local_csv_dir}
   -- Test variant: psql does not expand variables inside \copy, so build the command first.
   \set item_csv :local_csv_dir '/item_embeddings.csv'
   \set user_csv :local_csv_dir '/user_embeddings.csv'
+  \set rated_csv :local_csv_dir '/rated_items.csv'
   \set item_copy '\\copy ' :item_stage ' (id, embedding) FROM ' :'item_csv' ' WITH (FORMAT csv, HEADER true)'
   \set user_copy '\\copy ' :user_stage ' (id, embedding) FROM ' :'user_csv' ' WITH (FORMAT csv, HEADER true)'
+  \set rated_copy '\\copy ' :rated_stage ' (user_id, item_id) FROM ' :'rated_csv' ' WITH (FORMAT csv, HEADER true)'
   :item_copy
   :user_copy
+  :rated_copy
 \else
   SELECT aws_s3.table_import_from_s3(
       :'item_stage', 'id,embedding', '(format csv, header true)',
@@ -131,6 +145,9 @@ CREATE TABLE :"user_stage" (
   SELECT aws_s3.table_import_from_s3(
       :'user_stage', 'id,embedding', '(format csv, header true)',
       aws_commons.create_s3_uri(:'bucket', :'user_key', :'region'));
+  SELECT aws_s3.table_import_from_s3(
+      :'rated_stage', 'user_id,item_id', '(format csv, header true)',
+      aws_commons.create_s3_uri(:'bucket', :'rated_key', :'region'));
 \endif
 
 SELECT (SELECT count(*) FROM :"item_stage") AS item_count,
@@ -151,18 +168,22 @@ CREATE INDEX :"user_stage_hnsw" ON :"user_stage"
     USING hnsw (embedding vector_cosine_ops) WITH (m = :hnsw_m, ef_construction = :hnsw_ef_construction);
 ANALYZE :"item_stage";
 ANALYZE :"user_stage";
+ANALYZE :"rated_stage";
 \echo 'built HNSW indexes: m' :hnsw_m 'ef_construction' :hnsw_ef_construction
 
 -- ---- the switch: one transaction ------------------------------------------------------------
--- Lock order live_model, user_emb, item_emb is the readers' order too (vector_store.consistent_read).
+-- Lock order live_model, user_emb, item_emb, user_rated is the readers' order too (vector_store.consistent_read).
 BEGIN;
-LOCK TABLE live_model, user_emb, item_emb IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE live_model, user_emb, item_emb, user_rated IN ACCESS EXCLUSIVE MODE;
 DROP TABLE item_emb;
 DROP TABLE user_emb;
+DROP TABLE user_rated;
 ALTER TABLE :"item_stage" RENAME TO item_emb;
 ALTER TABLE :"user_stage" RENAME TO user_emb;
+ALTER TABLE :"rated_stage" RENAME TO user_rated;
 ALTER INDEX :"item_stage_pkey" RENAME TO item_emb_pkey;
 ALTER INDEX :"user_stage_pkey" RENAME TO user_emb_pkey;
+ALTER INDEX :"rated_stage_pkey" RENAME TO user_rated_pkey;
 ALTER INDEX :"item_stage_hnsw" RENAME TO item_emb_embedding_hnsw;
 ALTER INDEX :"user_stage_hnsw" RENAME TO user_emb_embedding_hnsw;
 INSERT INTO live_model (singleton, version, dimension, item_count, user_count,

@@ -1,5 +1,5 @@
 # Phased deployment of the two-speed recommender: enable_etl (batch), then enable_vector_db,
-# then enable_streaming. Each phase is one module, switched on by a boolean (count), so a phase
+# then enable_streaming and/or enable_api. Each phase is one module, switched on by a boolean (count), so a phase
 # is added with `-var enable_... = true` (or a .tfvars file), never by editing this file.
 
 provider "aws" {
@@ -16,10 +16,19 @@ data "aws_partition" "current" {}
 locals {
   account_id      = data.aws_caller_identity.current.account_id
   lambda_zip_path = coalesce(var.lambda_zip_path, "${path.root}/../build/lambda.zip")
-  # The DB accepts 5432 only from these security groups: the Lambda's (phase 3) and any admin host's.
+  api_zip_path    = coalesce(var.api_zip_path, "${path.root}/../build/api.zip")
+  # Both Lambdas run the zip `recsys lambda-zip` builds for recsys.contracts.LAMBDA_RUNTIME.
+  lambda_runtime = "python3.13"
+  # The DB accepts 5432 only from these security groups: the Lambdas' (phases 3 and 4) and any admin host's.
   # (module.x[0].output, not module.x[*]: a splat would depend on every output and form a cycle.)
-  lambda_security_group_ids    = var.enable_streaming ? [module.streaming_inference[0].lambda_security_group_id] : []
-  db_client_security_group_ids = merge(var.db_admin_security_group_ids, { for sg in local.lambda_security_group_ids : "lambda" => sg })
+  lambda_security_group_ids = var.enable_streaming ? [module.streaming_inference[0].lambda_security_group_id] : []
+  api_security_group_ids    = var.enable_api ? [module.api[0].security_group_id] : []
+
+  db_client_security_group_ids = merge(
+    var.db_admin_security_group_ids,
+    { for sg in local.lambda_security_group_ids : "lambda" => sg },
+    { for sg in local.api_security_group_ids : "api" => sg },
+  )
 }
 
 # One customer-managed key for the project's data at rest: S3, Glue, Kinesis, RDS, the RDS-managed
@@ -137,6 +146,7 @@ module "streaming_inference" {
   shard_count            = var.kinesis_shard_count
   buffer_seconds         = var.firehose_buffer_seconds
   lambda_zip_path        = local.lambda_zip_path
+  runtime                = local.lambda_runtime
   lambda_memory_mb       = var.lambda_memory_mb
   lambda_timeout_seconds = var.lambda_timeout_seconds
   reserved_concurrency   = var.lambda_reserved_concurrency
@@ -159,11 +169,12 @@ locals {
 
   endpoint_subnet_ids = distinct(concat(
     var.enable_etl ? [var.source_db_subnet_id] : [],
-    var.enable_vector_db || var.enable_streaming ? var.private_subnet_ids : [],
+    var.enable_vector_db || var.enable_streaming || var.enable_api ? var.private_subnet_ids : [],
   ))
   endpoint_clients = merge(
     { for name, client in { glue_job = { security_group_id = var.source_db_security_group_id, services = local.glue_job_services } } : name => client if var.enable_etl },
     { for name, client in { lambda = { security_group_id = one(local.lambda_security_group_ids), services = local.lambda_services } } : name => client if var.enable_streaming },
+    { for name, client in { api = { security_group_id = one(local.api_security_group_ids), services = local.lambda_services } } : name => client if var.enable_api },
   )
 }
 
@@ -176,4 +187,35 @@ module "vpc_endpoints" {
   subnet_ids          = local.endpoint_subnet_ids
   clients             = local.endpoint_clients
   route_only_services = var.enable_vector_db ? local.vector_db_services : []
+}
+
+module "api" {
+  source = "./modules/api"
+  count  = var.enable_api ? 1 : 0
+
+  project            = var.project
+  kms_key_arn        = aws_kms_key.main.arn
+  log_retention_days = var.log_retention_days
+
+  vpc_id               = var.vpc_id
+  subnet_ids           = var.private_subnet_ids
+  db_security_group_id = module.vector_db[0].security_group_id
+
+  artifacts_bucket_name = module.etl[0].artifacts_bucket_name
+  artifacts_bucket_arn  = module.etl[0].artifacts_bucket_arn
+
+  db_address    = module.vector_db[0].address
+  db_port       = module.vector_db[0].port
+  db_name       = module.vector_db[0].db_name
+  db_username   = module.vector_db[0].username
+  db_secret_arn = module.vector_db[0].master_user_secret_arn
+
+  zip_path             = local.api_zip_path
+  runtime              = local.lambda_runtime
+  memory_mb            = var.api_memory_mb
+  reserved_concurrency = var.api_reserved_concurrency
+  log_level            = var.lambda_log_level
+  top_k                = var.recommendations_top_k
+  pointer_ttl_seconds  = var.model_pointer_ttl_seconds
+  invoker_role_names   = var.api_invoker_role_names
 }

@@ -95,3 +95,18 @@ output "lambda_function_name" {
   description = "Firehose transformation Lambda (RECSYS_LAMBDA_FUNCTION)."
   value       = one(module.streaming_inference[*].lambda_function_name)
 }
+
+output "api_function_name" {
+  description = "The recommendations API Lambda."
+  value       = one(module.api[*].function_name)
+}
+
+output "api_url" {
+  description = "HTTPS endpoint of the recommendations API (AWS_IAM: SigV4-signed requests, service lambda)."
+  value       = one(module.api[*].function_url)
+}
+
+output "api_invoke_policy_arn" {
+  description = "Managed policy to attach to roles that call the API."
+  value       = one(module.api[*].invoke_policy_arn)
+}

@@ -56,6 +56,17 @@ variable "enable_streaming" {
   }
 }
 
+variable "enable_api" {
+  type        = bool
+  description = "Phase 4: the recommendations API Lambda behind an AWS_IAM function URL (needs enable_etl and enable_vector_db)."
+  default     = false
+
+  validation {
+    condition     = !var.enable_api || (var.enable_etl && var.enable_vector_db)
+    error_message = "enable_api needs enable_etl and enable_vector_db (the API reads artifacts and queries pgvector)."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Network: an existing VPC with private subnets; routes to AWS APIs by VPC endpoints or your NAT
 # ---------------------------------------------------------------------------------------------
@@ -281,4 +292,31 @@ variable "model_pointer_ttl_seconds" {
   type        = number
   description = "How long the Lambda caches the model-version pointer (RECSYS_POINTER_TTL_SECONDS)."
   default     = 60
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 4: the recommendations API
+# ---------------------------------------------------------------------------------------------
+variable "api_zip_path" {
+  type        = string
+  description = "Deployment zip built by `make api-zip`; null means <repo>/build/api.zip."
+  default     = null
+}
+
+variable "api_memory_mb" {
+  type        = number
+  description = "Memory of the API Lambda in MB."
+  default     = 1024
+}
+
+variable "api_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the API Lambda (caps its DB connections)."
+  default     = 20
+}
+
+variable "api_invoker_role_names" {
+  type        = list(string)
+  description = "IAM roles of this account that get the policy to call the API's function URL."
+  default     = []
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -77,6 +79,52 @@ class Database:
                     raise DatabaseUnavailable(f"pgvector unreachable: {str(exc).strip()}") from exc
                 log.warning("pgvector connection failed (%s); reconnecting", str(exc).strip())
         raise AssertionError("unreachable")
+
+
+class DatabasePool:
+    """``size`` reusable ``Database`` connections shared by threads (the API under uvicorn).
+
+    ``run`` borrows one for the duration of ``work`` (so each keeps ``Database``'s reconnect-once
+    behaviour) and raises ``DatabaseUnavailable`` when none is free within ``wait_seconds``.
+    Connections open lazily; the connect parameters are fetched once (one Secrets Manager call).
+    """
+
+    def __init__(self, params_provider: Callable[[], dict[str, str]], size: int, wait_seconds: float = 10.0):
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1, got {size}")
+        provide_once = _once(params_provider)
+        self._idle: queue.LifoQueue[Database] = queue.LifoQueue()
+        for _ in range(size):
+            self._idle.put(Database(provide_once))
+        self._all = list(self._idle.queue)
+        self._wait = wait_seconds
+
+    def run(self, work: Callable[[object], T]) -> T:
+        try:
+            database = self._idle.get(timeout=self._wait)
+        except queue.Empty:
+            raise DatabaseUnavailable(f"all {len(self._all)} database connections busy for {self._wait:g} s") from None
+        try:
+            return database.run(work)
+        finally:
+            self._idle.put(database)
+
+    def close(self) -> None:
+        for database in self._all:
+            database.close()
+
+
+def _once(provider: Callable[[], dict[str, str]]) -> Callable[[], dict[str, str]]:
+    """``provider`` called at most once successfully, however many threads ask."""
+    lock = threading.Lock()
+    cached: list[dict[str, str]] = []
+
+    def provide() -> dict[str, str]:
+        with lock:
+            if not cached:
+                cached.append(provider())
+            return dict(cached[0])
+    return provide
 
 
 def params_from_environment(secrets_client_factory: Callable[[], object]) -> Callable[[], dict[str, str]]:

@@ -43,7 +43,7 @@ from recsys import contracts
 from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 
 logger = Logger(service="recsys-inference")
-_BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)
+BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ class HandlerConfig:
         """Read and check the settings; ``ValueError`` naming the variable fails the cold start loudly."""
         return cls(
             artifacts_bucket=os.environ.get(contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET),
-            pointer_ttl_seconds=_number_setting(contracts.ENV_POINTER_TTL_SECONDS,
+            pointer_ttl_seconds=number_setting(contracts.ENV_POINTER_TTL_SECONDS,
                                                 contracts.DEFAULT_POINTER_TTL_SECONDS, float, 0, 86_400),
-            top_k=_number_setting(contracts.ENV_TOP_K, contracts.DEFAULT_TOP_K, int, 1, contracts.MAX_TOP_K),
+            top_k=number_setting(contracts.ENV_TOP_K, contracts.DEFAULT_TOP_K, int, 1, contracts.MAX_TOP_K),
         )
 
 
-def _number_setting(name: str, default, kind: type, low, high):
+def number_setting(name: str, default, kind: type, low, high):
     text = os.environ.get(name, str(default))
     try:
         value = kind(text)
@@ -81,10 +81,10 @@ class ServingRuntime:
 
     def __init__(self, config: HandlerConfig, s3=None, database: Database | None = None):
         self.config = config
-        s3 = s3 or boto3.client("s3", config=_BOTO_CONFIG)
+        s3 = s3 or boto3.client("s3", config=BOTO_CONFIG)
         self.models = ModelCache(s3, config.artifacts_bucket, config.pointer_ttl_seconds)
         self.db = database or Database(params_from_environment(
-            lambda: boto3.client("secretsmanager", config=_BOTO_CONFIG)))
+            lambda: boto3.client("secretsmanager", config=BOTO_CONFIG)))
 
     def _model_for(self, conn, pointer_model: ServingModel) -> ServingModel:
         """The model whose vectors pgvector serves: the pointer's, unless the database holds another.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,28 +122,34 @@ def read_pointer(s3, bucket: str) -> str:
 
 
 class ModelCache:
-    """Keeps the serving model across invocations; re-reads the pointer at most every ``ttl`` seconds."""
+    """Keeps the serving model across invocations; re-reads the pointer at most every ``ttl`` seconds.
+
+    Thread-safe (the API serves requests from a thread pool): one thread loads, the others wait for it.
+    """
 
     def __init__(self, s3, bucket: str, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
         self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl_seconds, clock
         self._models: dict[str, ServingModel] = {}
         self._pointer: str | None = None
         self._checked_at = float("-inf")
+        self._lock = threading.RLock()
 
     def current(self) -> ServingModel:
         """The model the pointer names (switching when it moved since the last check)."""
-        now = self._clock()
-        if self._pointer is None or now - self._checked_at >= self._ttl:
-            version = read_pointer(self._s3, self._bucket)
-            if version != self._pointer:
-                log.info("serving pointer: %s -> %s", self._pointer, version)
-            self._pointer, self._checked_at = version, now
-        return self.version(self._pointer)
+        with self._lock:
+            now = self._clock()
+            if self._pointer is None or now - self._checked_at >= self._ttl:
+                version = read_pointer(self._s3, self._bucket)
+                if version != self._pointer:
+                    log.info("serving pointer: %s -> %s", self._pointer, version)
+                self._pointer, self._checked_at = version, now
+            return self.version(self._pointer)
 
     def version(self, version: str) -> ServingModel:
         """A given version's model (loaded once; only the latest two are kept)."""
-        if version not in self._models:
-            self._models[version] = load_version(self._s3, self._bucket, version)
-            for stale in list(self._models)[:-2]:
-                del self._models[stale]
-        return self._models[version]
+        with self._lock:
+            if version not in self._models:
+                self._models[version] = load_version(self._s3, self._bucket, version)
+                for stale in list(self._models)[:-2]:
+                    del self._models[stale]
+            return self._models[version]

@@ -135,3 +135,33 @@ def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, 
             processed_at=processed_at,
         ))
     return records
+
+
+# ---- on-request lookups (the API's GET endpoints, `recsys recommend`) ------------------------------
+
+@dataclass(frozen=True)
+class Lookup:
+    """An on-request answer: the live version that produced it, and the items (None when the live
+    model does not know the customer or product asked about)."""
+
+    model_version: str | None
+    items: list[ScoredItem] | None
+
+
+def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
+                         ef_search: int = vector_store.DEFAULT_EF_SEARCH) -> Lookup:
+    """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
+    as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
+    answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=exclude_rated, ef_search=ef_search)
+    return _lookup(conn, answer)
+
+
+def similar_to_item(conn, product_code: str, k: int) -> Lookup:
+    """The ``k`` items most similar to one product (as ``similar_items`` of a record). One statement."""
+    return _lookup(conn, vector_store.similar_answer(conn, [product_code], k))
+
+
+def _lookup(conn, answer: vector_store.KnnAnswer) -> Lookup:
+    if 0 in answer.answered:
+        return Lookup(answer.version, _scored(answer.items[0]))
+    return Lookup(answer.version or vector_store.live_version(conn), None)  # unknown: say which version

@@ -1,4 +1,4 @@
-"""pgvector queries shared by the Lambda and the CLI: the live model, user vectors, nearest items.
+"""pgvector queries shared by the Lambdas, the API and the CLI: the live model, user vectors, nearest items.
 
 Pure psycopg2 + numpy: this module ships in the Lambda zip and takes only the table names from
 ``recsys.contracts``.
@@ -8,12 +8,15 @@ registered on the connection.
 Batches are ONE statement: ``unnest`` of the query array ``CROSS JOIN LATERAL`` a
 ``ORDER BY embedding <=> q LIMIT n`` subquery, so every lateral subquery is an HNSW index scan.
 
-Exclusions (already-seen items) are handled by over-fetching: every query of a batch asks the
-index for ``k + the longest exclusion list`` neighbours (in ``similar_items`` the item itself counts
-as excluded) and the excluded codes are dropped here. ``hnsw.ef_search`` is raised to at least that fetch size, because an HNSW
-scan without iterative scanning returns at most ``ef_search`` rows. This works on every pgvector
->= 0.5; pgvector 0.8's ``hnsw.iterative_scan`` is meant for selective ``WHERE`` filters and is not
-needed for a handful of exclusions known per query.
+Exclusions (browsed items, the item itself, and with ``exclude_rated_by`` every item the customer
+rated, from ``user_rated``) are ``WHERE`` conditions of the k-NN subquery, and the HNSW scan runs
+with pgvector 0.8's ``hnsw.iterative_scan = relaxed_order``: when the filter removes candidates the
+index scan goes on (up to ``hnsw.max_scan_tuples``) until ``LIMIT k`` rows pass, so a customer who
+rated most of a product line still gets k items. (A plain HNSW scan returns at most
+``ef_search`` candidates before filtering and silently comes back short.) Relaxed order is
+re-sorted by the outer ``ORDER BY``. A query that still comes back short (the scan hit
+``max_scan_tuples``) is run once more as an exact scan, so every query returns exactly k rows
+whenever k eligible items exist. Needs pgvector >= 0.8 (RDS PostgreSQL 17, the embedded 0.8.6).
 
 Version consistency: the loader swaps ``item_emb``/``user_emb`` and ``live_model`` in one
 transaction holding ACCESS EXCLUSIVE locks. A single statement always sees one version. Several
@@ -33,7 +36,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from recsys.contracts import ITEM_TABLE, LIVE_TABLE, USER_TABLE
+from recsys.contracts import ITEM_TABLE, LIVE_TABLE, RATED_TABLE, USER_TABLE
 
 DEFAULT_EF_SEARCH = 64
 """HNSW candidate list size per query: recall@10 0.97 on the benchmark's 100k x 64-d clustered
@@ -41,11 +44,18 @@ vectors with p99 under 10 ms on 2 shared cores (pgvector's default 40 gives 0.95
 at ~1.4x the latency); see docs/vectordb.md."""
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_K = 1000
+DEFAULT_MAX_SCAN_TUPLES = 20_000
+"""How many index tuples an iterative scan may visit before it gives up (pgvector's default); a
+query that runs out is answered by an exact scan instead."""
 
 # Readers lock in the same order as the loader's switch transaction (no lock-order deadlock).
-LOCK_FOR_READ_SQL = f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE} IN ACCESS SHARE MODE"
+LOCK_FOR_READ_SQL = f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS SHARE MODE"
 
-SET_EF_SEARCH_SQL = "SELECT set_config('hnsw.ef_search', %(ef_search)s, true);\n"
+# Transaction-local scan settings, sent in the same round trip as the query they apply to.
+SET_SCAN_SQL = ("SELECT set_config('hnsw.ef_search', %(ef_search)s, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.max_scan_tuples', %(max_scan_tuples)s, true);\n")
+EXACT_SCAN_SQL = "SELECT set_config('enable_indexscan', 'off', true);\n"
 
 LIVE_MODEL_SQL = f"""
 SELECT version, dimension, item_count, user_count, loaded_at
@@ -59,30 +69,59 @@ FROM {USER_TABLE}
 WHERE id = ANY(%(ids)s::integer[])
 """
 
-NEAREST_ITEMS_SQL = f"""
-SELECT q.ord, hit.id, 1 - hit.distance AS score
-FROM unnest(%(vectors)s::vector[]) WITH ORDINALITY AS q(vec, ord)
-CROSS JOIN LATERAL (
+RATED_COUNT_SQL = f"SELECT count(*) FROM {RATED_TABLE} WHERE user_id = %(user_id)s"
+
+# The k-NN subquery every lookup shares: the exclusions are conditions of the HNSW scan itself.
+# ``q`` provides the query vector ``vec``, the ``excluded`` codes and the customer (``rater``) whose
+# rated items are left out (NULL: none).
+KNN_SUBQUERY = f"""
     SELECT e.id, e.embedding <=> q.vec AS distance
     FROM {ITEM_TABLE} AS e
+    WHERE e.id <> ALL (q.excluded)
+      AND NOT EXISTS (SELECT 1 FROM {RATED_TABLE} AS r WHERE r.user_id = q.rater AND r.item_id = e.id)
     ORDER BY e.embedding <=> q.vec
-    LIMIT %(fetch)s
-) AS hit
+    LIMIT %(k)s
+"""
+
+# Every statement names the live version it read (one statement sees one version) and references
+# the tables in the loader's lock order (live_model, user_emb, item_emb, user_rated), so it needs
+# no surrounding transaction. Each query's exclusions travel as one array literal (the lists differ
+# in length); MATERIALIZED CTEs parse them once per query, not once per candidate row. A query
+# with a ``q`` row but no hit still yields one row (NULL id): "known, nothing eligible".
+LIVE_CTE = f"live AS MATERIALIZED (SELECT version FROM {LIVE_TABLE} WHERE singleton)"
+KNN_SELECT = f"""
+SELECT q.ord, hit.id, 1 - hit.distance AS score, (SELECT version FROM live) AS version
+FROM q
+LEFT JOIN LATERAL ({KNN_SUBQUERY}) AS hit ON true
 ORDER BY q.ord, hit.distance
 """
 
+NEAREST_ITEMS_SQL = f"""
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, u.vec, u.excluded::varchar[] AS excluded, u.rater
+    FROM unnest(%(vectors)s::vector[], %(excluded)s::text[], %(raters)s::integer[])
+         WITH ORDINALITY AS u(vec, excluded, rater, ord)
+)
+{KNN_SELECT}"""
+
+CUSTOMER_ITEMS_SQL = f"""
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, e.embedding AS vec, '{{}}'::varchar[] AS excluded, u.rater
+    FROM unnest(%(customers)s::integer[], %(raters)s::integer[]) WITH ORDINALITY AS u(customer, rater, ord)
+    JOIN {USER_TABLE} AS e ON e.id = u.customer
+)
+{KNN_SELECT}"""
+
 SIMILAR_ITEMS_SQL = f"""
-SELECT q.ord, hit.id, 1 - hit.distance AS score
-FROM unnest(%(codes)s::varchar[]) WITH ORDINALITY AS q(code, ord)
-JOIN {ITEM_TABLE} AS src ON src.id = q.code
-CROSS JOIN LATERAL (
-    SELECT e.id, e.embedding <=> src.embedding AS distance
-    FROM {ITEM_TABLE} AS e
-    ORDER BY e.embedding <=> src.embedding
-    LIMIT %(fetch)s
-) AS hit
-ORDER BY q.ord, hit.distance
-"""
+WITH {LIVE_CTE},
+q AS MATERIALIZED (
+    SELECT u.ord, src.embedding AS vec, u.excluded::varchar[] || src.id AS excluded, NULL::integer AS rater
+    FROM unnest(%(codes)s::varchar[], %(excluded)s::text[]) WITH ORDINALITY AS u(code, excluded, ord)
+    JOIN {ITEM_TABLE} AS src ON src.id = u.code
+)
+{KNN_SELECT}"""
 
 
 class VectorStoreError(ValueError):
@@ -110,6 +149,16 @@ class LiveModel:
     item_count: int
     user_count: int
     loaded_at: datetime
+
+
+@dataclass(frozen=True)
+class KnnAnswer:
+    """A batch's answers: ``items[i]`` for query ``i``, which queries had a vector to search from
+    (a known customer or product), and the live version the statement read (None: nothing live)."""
+
+    items: list[list[ScoredItem]]
+    answered: set[int]
+    version: str | None
 
 
 # ---- vector text form ----------------------------------------------------------------------------
@@ -170,6 +219,13 @@ def live_version(conn) -> str | None:
     return model.version if model else None
 
 
+def rated_count(conn, customer_number: int) -> int:
+    """How many items the live version lists as rated by the customer (what ``exclude_rated_by`` removes)."""
+    with conn.cursor() as cur:
+        cur.execute(RATED_COUNT_SQL, {"user_id": int(customer_number)})
+        return int(cur.fetchone()[0])
+
+
 def user_vectors(conn, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]:
     """Stored (query-form) vectors of the given customers; unknown customers are absent."""
     ids = sorted({int(c) for c in customer_numbers})
@@ -182,34 +238,57 @@ def user_vectors(conn, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]
 
 def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
-                  ef_search: int = DEFAULT_EF_SEARCH) -> list[list[ScoredItem]]:
-    """Top-``k`` items by cosine for each query vector, best first, minus that query's ``exclude`` codes.
+                  exclude_rated_by: Sequence[int | None] | None = None,
+                  ef_search: int = DEFAULT_EF_SEARCH,
+                  max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
+    """Top-``k`` items by cosine for each query vector, best first, minus that query's ``exclude``
+    codes and, where ``exclude_rated_by[i]`` names a customer, every item that customer rated.
 
-    One statement for the whole batch; result ``i`` answers ``vectors[i]``.
+    One statement for the whole batch; result ``i`` answers ``vectors[i]``; exactly ``k`` items
+    whenever ``k`` eligible items exist.
     """
     matrix = _query_matrix(vectors)
     exclusions = _exclusions(exclude, len(matrix))
+    raters = _raters(exclude_rated_by, len(matrix))
     if not len(matrix):
         return []
-    fetch = _fetch_size(k, exclusions)
-    params = {"vectors": [to_pgvector_text(v) for v in matrix], "fetch": fetch}
-    rows = _run_knn(conn, NEAREST_ITEMS_SQL, params, ef_search, dimension=matrix.shape[1])
-    return _top_k(rows, len(matrix), k, exclusions)
+    params = {"vectors": [to_pgvector_text(v) for v in matrix], "excluded": [_array_text(e) for e in exclusions],
+              "raters": raters}
+    return _run_knn(conn, NEAREST_ITEMS_SQL, params, k, ef_search, max_scan_tuples, dimension=matrix.shape[1]).items
+
+
+def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
+                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+    """Top-``k`` items for each customer from their stored vector (minus their rated items when
+    ``exclude_rated``), in ONE statement that needs no transaction; ``answered`` holds the indexes
+    of the customers the live model knows."""
+    customers = [int(c) for c in customer_numbers]
+    if not customers:
+        return KnnAnswer([], set(), None)
+    params = {"customers": customers, "raters": [c if exclude_rated else None for c in customers]}
+    return _run_knn(conn, CUSTOMER_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
 def similar_items(conn, product_codes: Sequence[str], k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
-                  ef_search: int = DEFAULT_EF_SEARCH) -> list[list[ScoredItem]]:
+                  ef_search: int = DEFAULT_EF_SEARCH,
+                  max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
     """Top-``k`` items most similar to each given item, excluding the item itself and its ``exclude`` codes.
 
     One statement for the whole batch; an unknown product code gets an empty list.
     """
+    return similar_answer(conn, product_codes, k, exclude, ef_search=ef_search, max_scan_tuples=max_scan_tuples).items
+
+
+def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+    """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
-    exclusions = [excluded | {code} for excluded, code in zip(_exclusions(exclude, len(codes)), codes)]
+    exclusions = _exclusions(exclude, len(codes))
     if not codes:
-        return []
-    rows = _run_knn(conn, SIMILAR_ITEMS_SQL, {"codes": codes, "fetch": _fetch_size(k, exclusions)}, ef_search)
-    return _top_k(rows, len(codes), k, exclusions)
+        return KnnAnswer([], set(), None)
+    params = {"codes": codes, "excluded": [_array_text(e) for e in exclusions]}
+    return _run_knn(conn, SIMILAR_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -238,42 +317,72 @@ def _exclusions(exclude: Sequence[Iterable[str]] | None, n_queries: int) -> list
     return [{str(code) for code in codes} for codes in exclude]
 
 
-def _fetch_size(k: int, exclusions: list[set[str]]) -> int:
-    """Rows to ask the index for: ``k`` plus the most any query may filter out afterwards.
+def _raters(exclude_rated_by: Sequence[int | None] | None, n_queries: int) -> list[int | None]:
+    """One customer number (whose rated items are excluded) or None per query."""
+    if exclude_rated_by is None:
+        return [None] * n_queries
+    if len(exclude_rated_by) != n_queries:
+        raise VectorStoreError(f"exclude_rated_by must hold one customer number or None per query ({n_queries})")
+    return [None if c is None else int(c) for c in exclude_rated_by]
 
-    One constant LIMIT for the batch (not one per query) so the planner costs the HNSW scan
-    with a known row count.
+
+def _array_text(codes: set[str]) -> str:
+    """A PostgreSQL array literal of the codes, every element quoted (codes may hold any character)."""
+    quoted = ('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in sorted(codes))
+    return "{" + ",".join(quoted) + "}"
+
+
+def _run_knn(conn, query: str, params: dict, k: int, ef_search: int, max_scan_tuples: int,
+             dimension: int | None = None) -> KnnAnswer:
+    """A batched k-NN statement with an iterative HNSW scan; queries that come back short are run
+    again as exact scans. Each answer holds at most ``k`` items, best first.
+
+    ``set_config`` and the query travel as one multi-statement string: they run in order in one
+    (possibly implicit) transaction, so the transaction-local settings apply to the query even on
+    an autocommit connection.
     """
     if not 1 <= k <= MAX_K:
         raise VectorStoreError(f"k must be 1..{MAX_K}, got {k}")
-    return min(k + max((len(excluded) for excluded in exclusions), default=0), MAX_EF_SEARCH)
-
-
-def _run_knn(conn, query: str, params: dict, ef_search: int, dimension: int | None = None) -> list[tuple]:
-    """Execute a batched k-NN statement with ``ef_search`` >= its fetch size, in one round trip.
-
-    ``set_config`` and the query travel as one multi-statement string: they run in order in one
-    (possibly implicit) transaction, so the transaction-local setting applies to the query even
-    on an autocommit connection.
-    """
     if not 1 <= ef_search <= MAX_EF_SEARCH:
         raise VectorStoreError(f"ef_search must be 1..{MAX_EF_SEARCH}, got {ef_search}")
-    params = {**params, "ef_search": str(min(max(ef_search, params["fetch"]), MAX_EF_SEARCH))}
+    if max_scan_tuples < 1:
+        raise VectorStoreError(f"max_scan_tuples must be positive, got {max_scan_tuples}")
+    n_queries = len(next(iter(params.values())))
+    settings = {"k": k, "ef_search": str(min(max(ef_search, k), MAX_EF_SEARCH)), "max_scan_tuples": str(max_scan_tuples)}
+    answer = _grouped(_execute(conn, SET_SCAN_SQL + query, {**params, **settings}, dimension), n_queries)
+    short = [i for i in sorted(answer.answered) if len(answer.items[i]) < k]
+    if short:  # the iterative scan gave up (max_scan_tuples) or fewer than k items are eligible
+        subset = {name: [values[i] for i in short] for name, values in params.items()}
+        exact = _grouped(_execute(conn, SET_SCAN_SQL + EXACT_SCAN_SQL + query, {**subset, **settings}, dimension),
+                         len(short))
+        for position, i in enumerate(short):
+            answer.items[i] = exact.items[position]
+    return answer
+
+
+def _execute(conn, statement: str, params: dict, dimension: int | None) -> list[tuple]:
     with conn.cursor() as cur:
         try:
-            cur.execute(SET_EF_SEARCH_SQL + query, params)
+            cur.execute(statement, params)
         except psycopg2.errors.DataException as exc:
             conn.rollback()
             shape = f"query dimension {dimension}: " if dimension else ""
             raise VectorStoreError(f"{shape}{exc.diag.message_primary} (does the query match the live model?)") from exc
+        except psycopg2.errors.UndefinedTable as exc:
+            conn.rollback()
+            raise VectorStoreError(f"no embeddings schema in this database ({exc.diag.message_primary}): "
+                                   "run `recsys load-embeddings` first") from exc
         return cur.fetchall()
 
 
-def _top_k(rows: list[tuple], n_queries: int, k: int, exclusions: list[set[str]]) -> list[list[ScoredItem]]:
-    """Group ``(ord, id, score)`` rows (1-based ord, best first) into per-query top-k lists."""
-    results: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
-    for ordinal, code, score in rows:
-        hits = results[ordinal - 1]
-        if len(hits) < k and code not in exclusions[ordinal - 1]:
-            hits.append(ScoredItem(code, float(score)))
-    return results
+def _grouped(rows: list[tuple], n_queries: int) -> KnnAnswer:
+    """Group ``(ord, id, score, version)`` rows (1-based ord, best first; a NULL id marks a query
+    with a vector but no hit) into per-query lists."""
+    items: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
+    answered: set[int] = set()
+    version = None
+    for ordinal, code, score, version in rows:
+        answered.add(ordinal - 1)
+        if code is not None:
+            items[ordinal - 1].append(ScoredItem(code, float(score)))
+    return KnnAnswer(items, answered, version)

@@ -29,6 +29,9 @@ ITEM_EMBEDDINGS = "item_embeddings.csv"
 USER_EMBEDDINGS = "user_embeddings.csv"
 MODEL_NPZ = "model.npz"
 POPULAR_ITEMS = "popular_items.json"
+# Every known customer's rated products, header ``user_id,item_id``, one row per rating: what
+# ``exclude_rated`` removes, served from the vector DB beside the embeddings of the same version.
+RATED_ITEMS = "rated_items.csv"
 EVALUATION_PNG = "evaluation.png"
 EVALUATION_HTML = "evaluation.html"
 
@@ -42,6 +45,7 @@ def artifact_key(version: str, name: str) -> str:
 ITEM_TABLE = "item_emb"
 USER_TABLE = "user_emb"
 LIVE_TABLE = "live_model"
+RATED_TABLE = "user_rated"  # (user_id, item_id): rated_items.csv of the live version
 LOAD_LOCK_KEY = "recsys.load_embeddings"  # pg_advisory_lock(hashtext(...)), also in sql/embeddings.sql
 
 # -- 4. streaming: the Lambda answers, Firehose (or the local delivery) delivers --------------------
@@ -75,6 +79,10 @@ DEFAULT_ARTIFACTS_BUCKET = "recsys-ml-artifacts"
 DEFAULT_POINTER_TTL_SECONDS = 60.0
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
+# The recommendations API (inference.api): the same package and runtime, its own zip and function.
+API_HANDLER = "inference.api_handler.lambda_handler"
+ENV_API_POOL_SIZE = "RECSYS_API_POOL_SIZE"  # database connections kept by one API process
+DEFAULT_API_POOL_SIZE = 8
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.
 LAMBDA_ENVIRONMENT = (
     ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures_api import *  # noqa: F401,F403
 from fixtures_etl import *  # noqa: F401,F403
 from fixtures_streaming import *  # noqa: F401,F403
 from fixtures_train import *  # noqa: F401,F403

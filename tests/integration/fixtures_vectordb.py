@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from recsys.contracts import ITEM_EMBEDDINGS, MODEL_MANIFEST, SERVING_POINTER_KEY, USER_EMBEDDINGS, artifact_key
+from recsys.contracts import (ITEM_EMBEDDINGS, MODEL_MANIFEST, RATED_ITEMS, SERVING_POINTER_KEY, USER_EMBEDDINGS,
+                              artifact_key)
 from recsys.pipeline.artifacts import embeddings_csv  # the trainer's writer: the files the loader really gets
 
 VECTORDB_DATABASE = "recsys_vectordb_test"
@@ -87,9 +88,9 @@ class ModelPublisher:
         return model
 
     def publish(self, version: str, item_csv: bytes | None, user_csv: bytes | None, dim: int | None,
-                manifest_extra: dict | None = None, checksums: bool = True) -> None:
+                manifest_extra: dict | None = None, checksums: bool = True, rated_csv: bytes | None = None) -> None:
         """Upload the files given (None = leave it out); the manifest records ``dim`` and sha256s."""
-        files = {ITEM_EMBEDDINGS: item_csv, USER_EMBEDDINGS: user_csv}
+        files = {ITEM_EMBEDDINGS: item_csv, USER_EMBEDDINGS: user_csv, RATED_ITEMS: rated_csv}
         for name, body in files.items():
             if body is not None:
                 self.s3.put_object(Bucket=self.bucket, Key=artifact_key(version, name), Body=body)

@@ -89,4 +89,21 @@ def test_model_beats_popularity_and_report_is_written(demo):
     assert (reports / "demo" / "freshness.png").stat().st_size > 1000
     summary = summary_text(run)
     assert f"{run.figures['delivered']} delivered" in summary
-    assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 7
+    assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
+
+
+def test_keep_up_leaves_the_api_answering_from_the_live_model(demo):
+    """`recsys demo --keep-up`: the API runs in the background, recorded in the stack for `down`."""
+    import httpx
+
+    from recsys.local.stack import EmbeddedStack
+
+    run, settings, _ = demo
+    url = run.figures["api_url"]
+    assert settings.api_url == url  # stack.env points clients (recsys web) at it
+    with httpx.Client(base_url=url, timeout=30) as api:
+        assert api.get("/health").json()["status"] == "ok"
+        body = api.get("/customers/103/recommendations", params={"k": 5}).json()
+    assert body["model_version"] == run.figures["model_version"] and len(body["items"]) == 5
+    [status] = [s for s in EmbeddedStack(settings).status() if s.name == "api"]
+    assert status.up and status.pid

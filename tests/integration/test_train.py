@@ -94,7 +94,7 @@ def test_pointer_names_the_new_version_and_checksums_match(train_settings, train
     assert artifacts.serving_version(train_settings) == train_published.version
     manifest = verify_version(train_settings, train_published.version)
     assert set(manifest["files"]) == {"item_embeddings.csv", "user_embeddings.csv", "model.npz",
-                                      "popular_items.json", REPORT_PNG, REPORT_HTML}
+                                      "popular_items.json", "rated_items.csv", REPORT_PNG, REPORT_HTML}
     assert manifest["dataset"]["run_id"]
     assert manifest["hyperparameters"] == TrainParams().hyperparameters()
     assert manifest["confidence"]["alpha"] == TrainParams.alpha
@@ -124,6 +124,17 @@ def test_popular_items_are_best_first_and_counted(train_settings, train_publishe
     assert scores == sorted(scores, reverse=True) and scores[0] == 1.0
     counts = pc.value_counts(train_table["productCode"]).to_pylist()
     assert popular[0]["product_code"] == max(counts, key=lambda c: c["counts"])["values"]
+
+
+def test_rated_items_are_every_training_pair(train_settings, train_published, train_table):
+    """What ``exclude_rated`` removes in serving: each (customer, product) of the training set, once."""
+    body = artifacts.read_artifact(train_settings, train_published.version, "rated_items.csv").decode()
+    lines = body.splitlines()
+    assert lines[0] == "user_id,item_id"
+    pairs = [tuple(line.split(",")) for line in lines[1:]]
+    expected = {(str(c), p) for c, p in zip(train_table["customerNumber"].to_pylist(),
+                                            train_table["productCode"].to_pylist())}
+    assert len(pairs) == len(set(pairs)) == len(expected) and set(pairs) == expected
 
 
 def test_report_written_locally_and_uploaded(train_settings, train_published):
@@ -182,7 +193,7 @@ def test_failed_publish_leaves_the_previous_version_serving(train_settings, trai
     monkeypatch.setattr(artifacts, "_put_object", put_then_fail_on_manifest)
     with pytest.raises(PipelineError, match=f"manifest.json.*serving still points to {before}"):
         train_and_publish(train_settings, TrainParams(), tmp_path)
-    assert len(written) == 6  # every data file had been written before the failure
+    assert len(written) == 7  # every data file (rated_items.csv too) had been written before the failure
     assert artifacts.serving_version(train_settings) == before
     assert _version_prefixes(train_settings) == prefixes  # the partial version was removed
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from inference import vector_store as vs
 from recsys.cli import apps, batch
 from recsys.pipeline import vector_load as vectordb
-from recsys.pipeline.artifacts import embeddings_csv
+from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
 from recsys.local.pgembedded import psql_path
 
@@ -67,11 +67,18 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
     assert f"\\set hnsw_m {defaults.m} " in script and f"\\set hnsw_ef_construction {defaults.ef_construction} " in script
     assert f"hashtext('{vectordb.LOAD_LOCK_KEY}')" in script
     assert f"INSERT INTO live_model ({', '.join(vectordb.LIVE_COLUMNS)})" in script
-    lock = f"LOCK TABLE {vs.LIVE_TABLE}, {vs.USER_TABLE}, {vs.ITEM_TABLE} IN ACCESS EXCLUSIVE MODE"
+    lock = f"LOCK TABLE {vs.LIVE_TABLE}, {vs.USER_TABLE}, {vs.ITEM_TABLE}, {vs.RATED_TABLE} IN ACCESS EXCLUSIVE MODE"
     assert lock in script and vs.LOCK_FOR_READ_SQL.replace("ACCESS SHARE", "ACCESS EXCLUSIVE") == lock
     assert "aws_s3.table_import_from_s3" in script and "'(format csv, header true)'" in script
     assert "CREATE EXTENSION IF NOT EXISTS aws_s3 CASCADE;" in script
     assert "\\ir pgvector.sql" in script
+    rated = _normalise(vectordb.rated_table_sql("V").as_string(vectordb_conn))
+    rated_columns = rated.split(" ", 3)[3]  # "(user_id integer NOT NULL, ...)" after "CREATE TABLE name"
+    tight = re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", script))
+    assert f'CREATE TABLE :"rated_stage" {rated_columns};' in tight
+    assert f'ALTER TABLE :"rated_stage" RENAME TO {vectordb.RATED.name};' in script
+    assert f"RENAME TO {vectordb.RATED.pkey_index};" in script
+    assert "'user_id,item_id', '(format csv, header true)'" in script
 
 
 def _run_embeddings_sql(settings, database: str, csv_dir, version: str, dimension: int, **extra: str):
@@ -110,6 +117,7 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
         (folder / "item_embeddings.csv").write_bytes(
             embeddings_csv([f"P{i}" for i in range(items)], rng.normal(size=(items, dim))))
         (folder / "user_embeddings.csv").write_bytes(embeddings_csv(range(100, 140), rng.normal(size=(40, dim))))
+        (folder / "rated_items.csv").write_bytes(rated_items_csv([100, 100, 101], ["P1", "P2", "P1"]))
     with open(bad / "item_embeddings.csv", "a") as f:
         f.write('P999,"[1,2,3]"\n')  # wrong dimension on line 52
 
@@ -141,9 +149,10 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
         assert any("USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')" in d
                    and "item_emb_embedding_hnsw" in d for d in indexdefs)
         # the refused version left its staged tables (the next run replaces them); the live pair is intact
-        assert {"item_emb", "user_emb", "live_model"} <= _tables(conn)
+        assert {"item_emb", "user_emb", "user_rated", "live_model"} <= _tables(conn)
         [[hit]] = vs.similar_items(conn, ["P1"], 1)
         assert hit.product_code.startswith("P")
+        assert (vs.rated_count(conn, 100), vs.rated_count(conn, 101), vs.rated_count(conn, 102)) == (2, 1, 0)
     finally:
         conn.close()
 
@@ -157,7 +166,7 @@ def test_load_records_live_version_and_is_idempotent(vectordb_settings, vectordb
     again = vectordb.load_embeddings(vectordb_settings, vectordb_live.version)
     assert not again.switched and "already live" in again.line()
     assert vs.live_model(vectordb_conn).loaded_at == model.loaded_at
-    assert not [t for t in _tables(vectordb_conn) if re.match(r"(item|user)_emb_", t)]  # staged tables gone
+    assert not [t for t in _tables(vectordb_conn) if re.match(r"(item_emb|user_emb|user_rated)_", t)]  # staged gone
 
 
 def test_user_vectors_round_trip(vectordb_live, vectordb_conn):
@@ -190,6 +199,55 @@ def test_exclusions_are_removed_and_k_still_returned(vectordb_live, vectordb_con
     assert [h.product_code for h in filtered[0][:5]] == [h.product_code for h in plain[0][5:]]
 
 
+@pytest.fixture(scope="module")
+def line_fan(vectordb_publisher):
+    """A model whose customer 1 rated the 1,450 products of line 0 nearest to their taste (of 1,500):
+    every neighbour an HNSW scan meets first is excluded, far more than ef_search or the old
+    over-fetch cap (1,000) could step over."""
+    rng = np.random.default_rng(5)
+    lines, per_line, dim = 4, 1500, 16
+    centres = rng.normal(size=(lines, dim)) * 3
+    items = np.vstack([centres[i] + rng.normal(size=(per_line, dim)) for i in range(lines)]).astype(np.float32)
+    codes = np.array([f"L{i // per_line}_{i % per_line:04d}" for i in range(len(items))])
+    users = np.vstack([centres[0], centres[1], centres[2]]).astype(np.float32)
+    normed = items / np.linalg.norm(items, axis=1, keepdims=True)
+    similarity = normed @ (users[0] / np.linalg.norm(users[0]))
+    line0 = np.arange(per_line)
+    rated = codes[line0[np.argsort(-similarity[line0])][:1450]]
+    version = vectordb_publisher.new_version()
+    vectordb_publisher.publish(version, embeddings_csv(codes, items), embeddings_csv([1, 2, 3], users), dim,
+                               rated_csv=rated_items_csv([1] * len(rated), rated))
+    eligible = np.array([c not in set(rated) for c in codes])
+    order = np.argsort(-similarity)
+    return {"version": version, "query": users[0], "rated": set(rated),
+            "exact": [str(c) for c in codes[order][eligible[order]]]}
+
+
+def test_customer_who_rated_most_of_a_line_still_gets_exactly_k(vectordb_settings, vectordb_conn, line_fan):
+    vectordb.load_embeddings(vectordb_settings, line_fan["version"])
+    assert vs.rated_count(vectordb_conn, 1) == 1450
+    for k in (1, 10, 100):
+        [hits] = vs.nearest_items(vectordb_conn, [line_fan["query"]], k, exclude_rated_by=[1])
+        codes = [h.product_code for h in hits]
+        assert len(codes) == k and not set(codes) & line_fan["rated"]
+        assert len(set(codes) & set(line_fan["exact"][:k])) >= 0.9 * k  # approximate, yet the true neighbours
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # the same query without the exclusion is all rated items: the filter is what removed them
+    [plain] = vs.nearest_items(vectordb_conn, [line_fan["query"]], 10)
+    assert {h.product_code for h in plain} <= line_fan["rated"]
+    # another customer in the same batch has nothing excluded
+    both = vs.nearest_items(vectordb_conn, [line_fan["query"], line_fan["query"]], 10, exclude_rated_by=[1, None])
+    assert [h.product_code for h in both[1]] == [h.product_code for h in plain]
+
+
+def test_a_scan_that_gives_up_is_answered_exactly(vectordb_settings, vectordb_conn, line_fan):
+    """With a tiny max_scan_tuples the iterative scan stops short; the exact scan fills in k items."""
+    vectordb.load_embeddings(vectordb_settings, line_fan["version"])
+    [hits] = vs.nearest_items(vectordb_conn, [line_fan["query"]], 10, [["L0_0000"]], exclude_rated_by=[1],
+                              max_scan_tuples=50)
+    assert [h.product_code for h in hits] == [c for c in line_fan["exact"] if c != "L0_0000"][:10]
+
+
 def test_similar_items_excludes_itself(vectordb_live, vectordb_conn):
     codes = list(vectordb_live.item_ids[:20])
     got = vs.similar_items(vectordb_conn, codes + ["NOT-AN-ITEM"], 10, [[codes[1]]] + [[]] * 20)
@@ -214,28 +272,33 @@ def test_batch_equals_one_query_at_a_time(vectordb_live, vectordb_conn):
 def test_explain_uses_hnsw_index_per_lateral_query(vectordb_live, vectordb_conn):
     vectors = [vs.to_pgvector_text(v) for v in vectordb_live.user_vectors[:50]]
     with vectordb_conn.cursor() as cur:
-        cur.execute("EXPLAIN " + vs.NEAREST_ITEMS_SQL, {"vectors": vectors, "fetch": 13})
+        cur.execute("EXPLAIN " + vs.NEAREST_ITEMS_SQL, {"vectors": vectors, "excluded": ['{"S00001"}'] * 50,
+                                                        "raters": [1000] * 50, "k": 13})
         nearest_plan = "\n".join(r for (r,) in cur.fetchall())
-        cur.execute("EXPLAIN " + vs.SIMILAR_ITEMS_SQL, {"codes": list(vectordb_live.item_ids[:50]), "fetch": 11})
+        cur.execute("EXPLAIN " + vs.SIMILAR_ITEMS_SQL, {"codes": list(vectordb_live.item_ids[:50]),
+                                                        "excluded": ["{}"] * 50, "k": 11})
         similar_plan = "\n".join(r for (r,) in cur.fetchall())
+        cur.execute("EXPLAIN " + vs.CUSTOMER_ITEMS_SQL, {"customers": [1000, 1001], "raters": [1000, None], "k": 10})
+        customer_plan = "\n".join(r for (r,) in cur.fetchall())
     vectordb_conn.rollback()
-    for plan in (nearest_plan, similar_plan):
-        assert "Nested Loop" in plan and "Index Scan using item_emb_embedding_hnsw on item_emb" in plan, plan
-        assert "Seq Scan on item_emb" not in plan, plan
+    for plan in (nearest_plan, similar_plan, customer_plan):
+        # the k-NN subquery (alias e) is an HNSW index scan per query; the anchor lookup may hash-join
+        assert "Nested Loop" in plan and "Index Scan using item_emb_embedding_hnsw on item_emb e" in plan, plan
+        assert "Seq Scan on item_emb e " not in plan and "Anti Join" in plan, plan  # rated items: an anti join
 
 
-def test_ef_search_is_set_per_transaction(vectordb_live, vectordb_conn):
+def test_scan_settings_are_set_per_transaction(vectordb_live, vectordb_conn):
     vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 10, ef_search=77)
     with vectordb_conn.cursor() as cur:
-        cur.execute("SHOW hnsw.ef_search")
-        assert cur.fetchone()[0] == "77"
+        cur.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+        assert cur.fetchone() == ("77", "relaxed_order")
         vectordb_conn.commit()
-        cur.execute("SHOW hnsw.ef_search")
-        assert cur.fetchone()[0] == "40"  # pgvector's default again after the transaction
-    vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 10, [list(vectordb_live.item_ids[:500])])
+        cur.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+        assert cur.fetchone() == ("40", "off")  # pgvector's defaults again after the transaction
+    vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 200, [list(vectordb_live.item_ids[:500])])
     with vectordb_conn.cursor() as cur:
         cur.execute("SHOW hnsw.ef_search")
-        assert cur.fetchone()[0] == "510"  # raised to the fetch size k + exclusions
+        assert cur.fetchone()[0] == "200"  # at least k; exclusions are left to the iterative scan
     vectordb_conn.rollback()
 
 
@@ -419,7 +482,8 @@ def vectordb_cli_env(vectordb_settings, monkeypatch):
 
 
 def test_recommend_cli_prints_named_items_from_the_live_model(seeded, vectordb_cli_env, vectordb_publisher):
-    """A model over the seeded source's real ids: the CLI names products and skips rated ones."""
+    """A model over the seeded source's real ids: the CLI names products and skips the rated ones the
+    version lists (served from pgvector's user_rated, not looked up in MySQL)."""
     from recsys.core.db import connect_mysql
 
     with connect_mysql(vectordb_cli_env) as conn, conn.cursor() as cur:
@@ -434,8 +498,10 @@ def test_recommend_cli_prints_named_items_from_the_live_model(seeded, vectordb_c
     rng = np.random.default_rng(4)
     version = vectordb_publisher.new_version()
     item_vectors, user_vectors = rng.normal(size=(len(products), 8)), rng.normal(size=(len(customers), 8))
+    pairs = [(c, code) for c, codes in rated.items() for code in sorted(codes)]
     vectordb_publisher.publish(version, embeddings_csv(list(products), item_vectors),
-                               embeddings_csv(customers, user_vectors), 8)
+                               embeddings_csv(customers, user_vectors), 8,
+                               rated_csv=rated_items_csv(*zip(*pairs)))  # what the trainer publishes
     runner = CliRunner()
     loaded = runner.invoke(batch.load_embeddings_command, ["--version", version], catch_exceptions=False)
     assert loaded.exit_code == 0 and f"version {version} is live" in loaded.output

@@ -269,6 +269,8 @@ COMPONENTS = (
               "glue_job_services", "var.source_db_subnet_id"),
     Component("lambda", LAMBDA_FILES, "streaming-inference", "lambda", "var.kms_key_arn",
               "lambda_services", "var.private_subnet_ids"),
+    # the API Lambda runs the same package (lambda/inference) under its own role, in the same subnets
+    Component("api", LAMBDA_FILES, "api", "api", "var.kms_key_arn", "lambda_services", "var.private_subnet_ids"),
 )
 DATA_KEY = "var.kms_key_arn"  # SSE-KMS key of every bucket
 

@@ -153,3 +153,8 @@ def test_glue_brings_its_own_mysql_driver():
     assert job_args["jdbc_driver"] == "com.mysql.cj.jdbc.Driver"
     packages = command[command.index("--packages") + 1].split(",")
     assert any(re.fullmatch(r"com\.mysql:mysql-connector-j:\d+\.\d+\.\d+", p) for p in packages), packages
+def test_api_runs_on_loopback_and_the_web_page_calls_it():
+    api, web = SERVICES["api"], SERVICES["web"]
+    assert api["command"][0] == "api" and api["ports"] == ["127.0.0.1:8000:8000"]
+    assert _env(web)["RECSYS_API_URL"] == "http://api:8000" and "api" in web["depends_on"]
+    assert "/version" in " ".join(api["healthcheck"]["test"])

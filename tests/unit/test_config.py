@@ -55,6 +55,7 @@ def test_aws_region_alias_and_client_factory_honours_endpoint(tmp_path):
     ("AWS_ENDPOINT_URL", "not-a-url", "AWS_ENDPOINT_URL='not-a-url': expected an http(s) URL"),
     ("AWS_ENDPOINT_URL", "http://127.0.0.1:99999", "expected an http(s) URL"),
     ("RECSYS_LAMBDA_INVOKE", "docker", "RECSYS_LAMBDA_INVOKE='docker': expected one of runtime, api"),
+    ("RECSYS_API_URL", "", "RECSYS_API_URL='': expected an http(s) URL such as http://127.0.0.1:8000"),
     ("MYSQL_DATABASE", "a`; DROP DATABASE x; --", "expected a database name"),
     ("RECSYS_ARTIFACTS_BUCKET", "Not_A_Bucket", "expected an S3 bucket name"),
     ("AWS_DEFAULT_REGION", "mars", "expected an AWS region"),

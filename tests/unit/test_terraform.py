@@ -34,7 +34,8 @@ CHECKOV_CONFIG = TF / ".checkov.yaml"
 GLUE_SCRIPT = ROOT / "glue" / "etl_job.py"
 LAMBDA_HANDLER = ROOT / "lambda" / "inference" / "handler.py"
 
-PHASES = {"etl": "enable_etl", "vector_db": "enable_vector_db", "streaming_inference": "enable_streaming"}
+PHASES = {"etl": "enable_etl", "vector_db": "enable_vector_db", "streaming_inference": "enable_streaming",
+          "api": "enable_api"}
 MODULE_META_ARGUMENTS = {"source", "version", "count", "for_each", "providers", "depends_on"}
 # Arguments Glue itself interprets ("Using job parameters in AWS Glue jobs" in the Glue guide).
 GLUE_RESERVED_PREFIXES = (
@@ -209,7 +210,7 @@ DIRS = [pytest.param(d, id=str(d.relative_to(TF)) or "root") for d in tf_dirs()]
 def test_layout():
     for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "backend.tf.example"):
         assert (TF / name).is_file(), f"terraform/{name} missing"
-    for name in ("etl", "vector-db", "streaming-inference"):
+    for name in ("etl", "vector-db", "streaming-inference", "api"):
         for file in ("main.tf", "variables.tf", "outputs.tf"):
             assert (MODULES / name / file).is_file(), f"terraform/modules/{name}/{file} missing"
 
@@ -487,7 +488,9 @@ def test_kinesis_stream_is_encrypted_with_selectable_capacity():
 def test_lambda_function_definition():
     streaming = module_tf("streaming-inference")
     function = streaming.only("aws_lambda_function")
-    assert function["runtime"] == LAMBDA_RUNTIME == "python3.13"
+    # the root's one lambda_runtime (= the contract's, python3.13) reaches the function
+    assert function["runtime"] == "${var.runtime}" and LAMBDA_RUNTIME == "python3.13"
+    assert parse_dir(TF).modules["streaming_inference"]["runtime"] == "${local.lambda_runtime}"
     assert function["handler"] == LAMBDA_HANDLER_STRING
     assert function["filename"] == "${var.lambda_zip_path}"
     assert "filebase64sha256(var.lambda_zip_path)" in function["source_code_hash"]
@@ -508,6 +511,49 @@ def test_lambda_handler_exists_in_the_repo():
     assert LAMBDA_HANDLER == ROOT / "lambda" / Path(*module_path.split(".")).with_suffix(".py")
     defined = {n.name for n in ast.parse(LAMBDA_HANDLER.read_text()).body if isinstance(n, ast.FunctionDef)}
     assert function in defined, f"{LAMBDA_HANDLER} defines no {function}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The recommendations API
+# ---------------------------------------------------------------------------------------------
+API_ENVIRONMENT = LAMBDA_ENVIRONMENT | {contracts.ENV_API_POOL_SIZE}
+
+
+def test_api_function_runs_the_api_handler_on_the_firehose_lambdas_runtime(root):
+    api = module_tf("api")
+    function = api.only("aws_lambda_function")
+    assert function["handler"] == contracts.API_HANDLER
+    module_path, name = contracts.API_HANDLER.rsplit(".", 1)
+    source = ROOT / "lambda" / Path(*module_path.split(".")).with_suffix(".py")
+    assert name in {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.FunctionDef)}
+    # one runtime for both Lambdas: the one the zips are built for
+    assert function["runtime"] == "${var.runtime}" and root.modules["api"]["runtime"] == "${local.lambda_runtime}"
+    assert root.locals["lambda_runtime"] == contracts.LAMBDA_RUNTIME
+    assert root.modules["streaming_inference"]["runtime"] == "${local.lambda_runtime}"
+    assert function["filename"] == "${var.zip_path}" and "filebase64sha256(var.zip_path)" in function["source_code_hash"]
+    assert "build/api.zip" in root.locals["api_zip_path"]
+    assert any("fileexists(var.zip_path)" in v["condition"] for v in api.variables["zip_path"]["validation"])
+    assert set(single_block(function, "environment")["variables"]) == API_ENVIRONMENT
+    assert single_block(function, "tracing_config")["mode"] == "Active"
+    vpc = single_block(function, "vpc_config")
+    assert vpc["subnet_ids"] and "aws_security_group.api" in str(vpc["security_group_ids"])
+
+
+def test_api_is_never_open_without_auth():
+    api = module_tf("api")
+    assert api.only("aws_lambda_function_url")["authorization_type"] == "AWS_IAM"
+    assert not api.resources_of("aws_lambda_permission"), "callers get an identity policy, not a resource grant"
+    invoke = (MODULES / "api" / "iam.tf").read_text()
+    assert '"lambda:FunctionUrlAuthType"' in invoke and '"lambda:InvokedViaFunctionUrl"' in invoke
+    assert '"*"' not in invoke.split('data "aws_iam_policy_document" "invoke"')[1]
+
+
+def test_api_reaches_the_db_through_its_own_security_group(root):
+    assert "local.api_security_group_ids" in root.locals["db_client_security_group_ids"]
+    assert "module.api[0].security_group_id" in root.locals["api_security_group_ids"]
+    api = module_tf("api")
+    db_rule = api.resources[("aws_vpc_security_group_egress_rule", "api_db")]
+    assert db_rule["referenced_security_group_id"] == "${var.db_security_group_id}"
 
 
 @pytest.mark.parametrize("path", DIRS)

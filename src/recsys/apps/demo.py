@@ -2,7 +2,8 @@
 
 stack up → seed → ETL (Glue script on local Spark) → train + evaluate → load embeddings →
 Lambda zip → local Firehose delivery (a separate ``recsys firehose`` process, as in compose) →
-replay events (plus a few malformed ones) → wait until every event is accounted for → report.
+replay events (plus a few malformed ones) → wait until every event is accounted for → report; with
+``keep_up`` the recommendations API is started in the background and left running with the stack.
 Each stage is the same function its own command runs.
 """
 from __future__ import annotations
@@ -185,6 +186,10 @@ def run_demo(settings: Settings, *, customers: int, products: int, ratings: int,
     try:
         run_batch(run, settings, SeedSpec(customers, products, ratings, seed), reset=reset, reports_dir=reports_dir)
         run_streaming(run, settings, events=events, rate=rate, seed=seed)
+        if keep_up:
+            with stage(run, "recommendations API (left running)") as s:
+                run.figures["api_url"] = stack.start_api()
+                s["detail"] = f"recsys api on {run.figures['api_url']} (docs: /docs)"
     finally:
         if not keep_up:
             stack.down()

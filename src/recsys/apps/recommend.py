@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass
-
-from inference.vector_store import (DEFAULT_EF_SEARCH, ScoredItem, VectorStoreError, consistent_read, live_model,
-                                    nearest_items, user_vectors)
-from recsys.apps.source import product_names, rated_products
+from inference.recommend import known_customer_items
+from inference.vector_store import DEFAULT_EF_SEARCH, ScoredItem, VectorStoreError, consistent_read, rated_count
+from recsys.apps.source import product_names
 from recsys.core.config import Settings
 from recsys.core.db import connect_pg
 from recsys.core.errors import PipelineError
@@ -32,19 +31,20 @@ class Recommendation:
 
 def recommend(settings: Settings, customer: int, k: int = 10, *, include_rated: bool = False,
               ef_search: int = DEFAULT_EF_SEARCH) -> Recommendation:
-    """The customer's top ``k`` items by cosine between their stored vector and the item vectors."""
-    rated = [] if include_rated else rated_products(settings, customer)
+    """The customer's top ``k`` items, as the API's ``GET /customers/{n}/recommendations`` serves them:
+    cosine between their stored vector and the item vectors, minus the items the live version lists
+    as rated (``user_rated``) unless ``include_rated``."""
     with closing(connect_pg(settings)) as conn:
         try:
-            with consistent_read(conn):
-                current = live_model(conn)
-                if current is None:
-                    raise PipelineError("no model is live in pgvector: run `recsys load-embeddings` first")
-                vectors = user_vectors(conn, [customer])
-                if customer not in vectors:
-                    raise PipelineError(f"customer {customer} has no embedding in model version {current.version}")
-                [items] = nearest_items(conn, [vectors[customer]], k, [rated], ef_search=ef_search)
+            with consistent_read(conn):  # the count of excluded items from the same version
+                found = known_customer_items(conn, customer, k, exclude_rated=not include_rated, ef_search=ef_search)
+                excluded = 0 if include_rated else rated_count(conn, customer)
         except VectorStoreError as exc:
             raise PipelineError(str(exc)) from exc
+    if found.model_version is None:
+        raise PipelineError("no model is live in pgvector: run `recsys load-embeddings` first")
+    if found.items is None:
+        raise PipelineError(f"customer {customer} has no embedding in model version {found.model_version}")
+    items = found.items
     names = product_names(settings, [item.product_code for item in items])
-    return Recommendation(customer, current.version, items, names, len(rated))
+    return Recommendation(customer, found.model_version, items, names, excluded)

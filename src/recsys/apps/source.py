@@ -1,5 +1,4 @@
-"""The MySQL source as the apps see it: seeding it, product names and lines, a customer's rated
-products, and the seeder's planted truth (the offline evaluation's ceiling)."""
+"""The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted truth (the offline evaluation's ceiling)."""
 from __future__ import annotations
 
 from contextlib import closing
@@ -53,13 +52,6 @@ def product_names(settings: Settings, product_codes: list[str]) -> dict[str, str
     with closing(connect_mysql(settings)) as conn, conn.cursor() as cur:
         cur.execute("SELECT productCode, productName FROM products WHERE productCode IN %s", (tuple(product_codes),))
         return dict(cur.fetchall())
-
-
-def rated_products(settings: Settings, customer: int) -> list[str]:
-    """Product codes the customer has already rated."""
-    with closing(connect_mysql(settings)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT productCode FROM ratings WHERE customerNumber = %s", (customer,))
-        return [code for (code,) in cur.fetchall()]
 
 
 def planted_truth_for(settings: Settings) -> tuple[PlantedTruth | None, str]:

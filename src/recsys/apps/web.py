@@ -1,16 +1,27 @@
 """The recommendations web page: what the front end consumes, made visible.
 
-Reads the delivered recommendation objects (JSON lines under ``YYYY/MM/DD/HH/``) from the
-recommendations bucket, lists recent sessions, and shows for a customer the products browsed and
-recommended, with names, lines, scores and the model version. Flask serves it; Jinja renders it.
+Two sources, each read through its real interface:
+
+* the **recommendations API** (``RECSYS_API_URL``, ``recsys api``) over HTTP: a customer's
+  recommendations now and products similar to a product, for any customer or product the live
+  model knows, whether or not they sent events;
+* the **delivered stream** (JSON lines under ``YYYY/MM/DD/HH/`` in the recommendations bucket):
+  recent sessions, and per customer what they browsed and what the stream recommended then.
+
+Delivered objects are parsed once and kept by key and ETag (Firehose never rewrites an object),
+so a page view reads only objects that are new since the last one. A line that is not a
+recommendation record is skipped and counted, never a failed page. Flask serves it; Jinja renders it.
 """
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from dataclasses import dataclass, field
 from importlib import resources as package_files
 
+import httpx
 from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 
 from recsys.apps.source import Product, product_catalogue
@@ -20,6 +31,8 @@ from recsys.core.config import Settings
 
 log = logging.getLogger(__name__)
 MAX_OBJECTS = 500
+API_TIMEOUT_SECONDS = 10.0
+PAGE_K = 10
 
 
 @dataclass
@@ -39,7 +52,7 @@ class SessionRecommendations:
     @classmethod
     def from_line(cls, line: dict, key: str) -> "SessionRecommendations":
         return cls(
-            session_id=line["session_id"],
+            session_id=str(line["session_id"]),
             customer_number=line.get("customer_number"),
             model_version=line.get("model_version", ""),
             strategy=line.get("strategy", ""),
@@ -51,44 +64,133 @@ class SessionRecommendations:
         )
 
 
+@dataclass(frozen=True)
+class DeliveredObject:
+    """One delivered object, parsed: its records and how many of its lines were not records."""
+
+    etag: str
+    records: list[SessionRecommendations]
+    bad_lines: int
+
+
+def parse_object(body: bytes, key: str, etag: str = "") -> DeliveredObject:
+    """The records of one delivered object; a line that is not a recommendation record is counted."""
+    records, bad = [], 0
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(SessionRecommendations.from_line(json.loads(line), key))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            bad += 1
+            log.warning("s3 object %s line %d is not a recommendation record (%s): skipped", key, number, exc)
+    return DeliveredObject(etag, records, bad)
+
+
 @dataclass
 class RecommendationFeed:
     """The newest delivered records, newest first."""
 
     sessions: list[SessionRecommendations] = field(default_factory=list)
-    objects_read: int = 0
+    objects_read: int = 0  # fetched from S3 for this view
+    objects_cached: int = 0  # parsed at an earlier view
+    bad_lines: int = 0
 
     def customers(self) -> list[int]:
-        return sorted({s.customer_number for s in self.sessions if s.customer_number is not None})
+        return sorted({s.customer_number for s in self.sessions if isinstance(s.customer_number, int)})
 
     def for_customer(self, number: int) -> list[SessionRecommendations]:
         return [s for s in self.sessions if s.customer_number == number]
 
 
-def read_feed(settings: Settings, max_objects: int = MAX_OBJECTS) -> RecommendationFeed:
-    """Read up to ``max_objects`` of the newest delivered objects (error prefix excluded)."""
-    s3 = aws.client("s3", settings)
-    bucket = settings.recommendations_bucket
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys += [(o["LastModified"], o["Key"]) for o in page.get("Contents", [])
-                 if not o["Key"].startswith(ERROR_KEY_PREFIX)]
-    keys.sort(reverse=True)
-    feed = RecommendationFeed()
-    for _, key in keys[:max_objects]:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        records = [SessionRecommendations.from_line(json.loads(l), key) for l in body.splitlines() if l.strip()]
-        feed.sessions += sorted(records, key=lambda r: r.processed_at, reverse=True)
-        feed.objects_read += 1
-    feed.sessions.sort(key=lambda r: r.processed_at, reverse=True)
-    return feed
+class FeedReader:
+    """Reads the newest ``max_objects`` delivered objects, each fetched and parsed once (by key and ETag)."""
+
+    def __init__(self, settings: Settings, max_objects: int = MAX_OBJECTS):
+        self._s3 = aws.client("s3", settings)
+        self._bucket = settings.recommendations_bucket
+        self._max = max_objects
+        self._parsed: dict[str, DeliveredObject] = {}
+        self._lock = threading.Lock()
+
+    def _newest(self) -> list[tuple[str, str]]:
+        listed = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket):
+            listed += [(o["LastModified"], o["Key"], o.get("ETag", "")) for o in page.get("Contents", [])
+                       if not o["Key"].startswith(ERROR_KEY_PREFIX)]
+        listed.sort(reverse=True)
+        return [(key, etag) for _, key, etag in listed[:self._max]]
+
+    def read(self) -> RecommendationFeed:
+        feed = RecommendationFeed()
+        newest = self._newest()
+        with self._lock:
+            for key, etag in newest:
+                cached = self._parsed.get(key)
+                if cached is not None and cached.etag == etag:
+                    feed.objects_cached += 1
+                else:
+                    body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+                    cached = self._parsed[key] = parse_object(body, key, etag)
+                    feed.objects_read += 1
+                feed.sessions += cached.records
+                feed.bad_lines += cached.bad_lines
+            for stale in set(self._parsed) - {key for key, _ in newest}:
+                del self._parsed[stale]  # only the newest objects are kept
+        feed.sessions.sort(key=lambda r: r.processed_at, reverse=True)
+        return feed
+
+
+class ApiError(RuntimeError):
+    """The API answered with a problem (or did not answer): ``status`` and its ``detail``."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class ApiClient:
+    """The page's HTTP client of the recommendations API."""
+
+    def __init__(self, base_url: str, timeout: float = API_TIMEOUT_SECONDS):
+        self.base_url = base_url
+        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+
+    def _get(self, path: str, **params) -> dict:
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, f"recommendations API not reachable at {self.base_url} ({exc}): "
+                                "start it with `recsys api`") from exc
+        if response.status_code != 200:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json()
+
+    def customer_recommendations(self, number: int, k: int = PAGE_K) -> dict:
+        return self._get(f"/customers/{number}/recommendations", k=k)
+
+    def similar(self, product_code: str, k: int = PAGE_K) -> dict:
+        return self._get(f"/products/{product_code}/similar", k=k)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _pairs(items: list[dict]) -> list[tuple[str, float]]:
+    return [(i["product_code"], float(i["score"])) for i in items]
 
 
 def create_app(settings: Settings) -> Flask:
-    """The Flask app; the feed is re-read on each page view so new deliveries show up."""
+    """The Flask app: the feed is re-listed on each page view so new deliveries show up."""
     templates = str(package_files.files("recsys.apps") / "templates")
     app = Flask(__name__, template_folder=templates)
     catalogue: dict[str, Product] = {}
+    feeds = FeedReader(settings)
+    api = ApiClient(settings.api_url)
 
     def product(code: str) -> Product:
         if not catalogue:
@@ -96,6 +198,7 @@ def create_app(settings: Settings) -> Flask:
         return catalogue.get(code, Product(code, "(unknown product)", ""))
 
     app.jinja_env.globals["product"] = product
+    app.jinja_env.globals["api_url"] = settings.api_url
 
     @app.get("/healthz")
     def healthz():
@@ -103,26 +206,73 @@ def create_app(settings: Settings) -> Flask:
 
     @app.get("/")
     def index():
-        feed = read_feed(settings)
         chosen = request.args.get("customer", type=int)
         if chosen is not None:
             return redirect(url_for("customer_page", number=chosen))
+        code = request.args.get("product", "").strip()
+        if code:
+            return redirect(url_for("product_page", code=code))
+        feed = feeds.read()
         return render_template("index.html", feed=feed, sessions=feed.sessions[:100])
 
     @app.get("/customer/<int:number>")
     def customer_page(number: int):
-        feed = read_feed(settings)
+        feed = feeds.read()
         sessions = feed.for_customer(number)
-        if not sessions:
-            abort(404, f"no delivered recommendations for customer {number}")
-        return render_template("customer.html", feed=feed, number=number, latest=sessions[0],
-                               earlier=sessions[1:])
+        latest = sessions[0] if sessions else None
+        live, live_error = None, None
+        try:
+            live = api.customer_recommendations(number)
+        except ApiError as exc:
+            if exc.status == 404 and not sessions:
+                abort(404, f"customer {number} is neither in the live model nor in the delivered sessions")
+            live_error = exc.detail
+        anchor = (latest.browsed[0] if latest and latest.browsed
+                  else live["items"][0]["product_code"] if live and live["items"] else None)
+        similar, similar_error = None, None
+        if anchor:
+            try:
+                similar = api.similar(anchor)
+            except ApiError as exc:
+                similar_error = exc.detail
+        return render_template("customer.html", feed=feed, number=number, latest=latest, earlier=sessions[1:],
+                               live=live, recommended=_pairs(live["items"]) if live else [], live_error=live_error,
+                               anchor=anchor, similar=_pairs(similar["items"]) if similar else [],
+                               similar_error=similar_error)
+
+    @app.get("/product/<code>")
+    def product_page(code: str):
+        try:
+            similar = api.similar(code)
+        except ApiError as exc:
+            abort(exc.status if exc.status in (400, 404) else 503, exc.detail)
+        return render_template("product.html", feed=feeds.read(), code=code, model_version=similar["model_version"],
+                               similar=_pairs(similar["items"]))
 
     @app.get("/api/customer/<int:number>")
     def customer_api(number: int):
-        sessions = read_feed(settings).for_customer(number)
+        sessions = feeds.read().for_customer(number)
         if not sessions:
             abort(404)
         return jsonify([s.__dict__ for s in sessions])
 
     return app
+
+
+def serve_web(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, also as a background job (whose SIGINT a shell sets to ignored)."""
+    from werkzeug.serving import make_server  # Flask's own server, only when serving
+
+    server = make_server(host, port, create_app(settings), threaded=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

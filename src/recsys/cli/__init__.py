@@ -24,6 +24,7 @@ STAGE_COMMANDS = {
     "train": ("recsys.cli.batch:train_command", "Train implicit ALS, evaluate, publish model artifacts."),
     "load-embeddings": ("recsys.cli.batch:load_embeddings_command", "Load a model's embeddings into pgvector."),
     "recommend": ("recsys.cli.apps:recommend_command", "Print a customer's top items from pgvector."),
+    "api": ("recsys.cli.apps:api_command", "Serve the recommendations API (HTTP JSON) on 127.0.0.1."),
     "lambda-zip": ("recsys.cli.streaming:lambda_zip_command", "Build the transformation Lambda's zip."),
     "replay": ("recsys.cli.streaming:replay_command", "Send activity events to the Kinesis stream."),
     "firehose": ("recsys.cli.streaming:firehose_command", "Local Firehose delivery: Kinesis -> Lambda -> S3."),

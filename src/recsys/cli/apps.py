@@ -1,4 +1,4 @@
-"""Application commands: ``recommend``, ``demo``, ``web``."""
+"""Application commands: ``recommend``, ``api``, ``demo``, ``web``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +6,12 @@ from pathlib import Path
 import click
 
 from inference.vector_store import DEFAULT_EF_SEARCH
+from recsys import contracts
+from recsys.apps.api_server import api_port, serve_api
 from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
-from recsys.apps.web import create_app
+from recsys.apps.web import serve_web
 from recsys.cli.options import CUSTOMER_NUMBER, SEED, EventRate
 from recsys.core.config import load_settings
 
@@ -27,6 +29,21 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
         click.echo(line)
 
 
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: the port of RECSYS_API_URL, 8000).")
+@click.option("--pool-size", type=click.IntRange(1, 64), default=contracts.DEFAULT_API_POOL_SIZE, show_default=True,
+              help="Database connections kept open.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -> None:
+    """Serve the recommendations API (OpenAPI docs at /docs) over the live model in pgvector."""
+    settings = load_settings()
+    port = port or api_port(settings)
+    click.echo(f"recommendations API on http://{host}:{port}/ (docs: /docs, OpenAPI: /openapi.json)")
+    serve_api(settings, host, port, pool_size, access_log)
+
+
 @click.command("demo")
 @click.option("--customers", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--products", default=300, show_default=True, type=click.IntRange(1))
@@ -38,7 +55,7 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
 @click.option("--reset", is_flag=True,
               help="Rebuild the source tables even when they hold other data (by default a source seeded "
                    "differently is refused, and one seeded with these arguments is reused).")
-@click.option("--keep-up", is_flag=True, help="Leave the stack running (then: recsys web).")
+@click.option("--keep-up", is_flag=True, help="Leave the stack and the recommendations API running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
 def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
     """Run the whole pipeline end to end on the embedded stack and write a report."""
@@ -48,15 +65,16 @@ def demo_command(customers, products, ratings, seed_value, events, rate, reset, 
     click.echo(summary_text(run))
     click.echo(f"report: {page.resolve()}")
     if keep_up:
-        click.echo("stack left running: `recsys web` shows the recommendations; `recsys stack down` stops it")
+        click.echo(f"stack left running: the recommendations API answers on {run.figures['api_url']} "
+                   "(try /docs), `recsys web` shows the recommendations; `recsys stack down` stops it all")
 
 
 @click.command("web")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=int)
 def web_command(host: str, port: int) -> None:
-    """Serve the recommendations page: recent sessions, a customer's browsed and recommended products."""
-    from werkzeug.serving import run_simple  # Flask's own server, only when serving
-
-    click.echo(f"recommendations page on http://{host}:{port}/")
-    run_simple(host, port, create_app(load_settings()), threaded=True)
+    """Serve the recommendations page: recent sessions, and per customer what the API recommends now,
+    similar products, and what they browsed."""
+    settings = load_settings()
+    click.echo(f"recommendations page on http://{host}:{port}/ (API: {settings.api_url})")
+    serve_web(settings, host, port)

@@ -12,19 +12,23 @@ from recsys.apps.replay import MAX_RATE, MIN_RATE, replay
 from recsys.cli.options import FRACTION, SEED, EventRate, FiniteFloatRange
 from recsys.contracts import LAMBDA_HANDLER
 from recsys.core.config import load_settings
-from recsys.deploy.lambda_zip import build_lambda_zip
+from recsys.deploy.lambda_zip import API_LAMBDA, API_ZIP, FIREHOSE_LAMBDA, build_lambda_zip
 from recsys.local.firehose.delivery import build_delivery
 from recsys.local.firehose.invokers import INVOKE_MODES
 
 
 @click.command("lambda-zip")
+@click.option("--api", "api", is_flag=True,
+              help="Build the recommendations API's zip instead (default output: api.zip beside RECSYS_LAMBDA_ZIP).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Zip to write (default: RECSYS_LAMBDA_ZIP, build/lambda.zip).")
 @click.option("--rebuild-deps", is_flag=True, help="Reinstall the dependencies even when cached.")
-def lambda_zip_command(output: Path | None, rebuild_deps: bool) -> None:
-    """Build the Firehose transformation Lambda's deployment zip (reproducible)."""
-    target = output or load_settings().lambda_zip
-    for line in build_lambda_zip(target, force_dependencies=rebuild_deps).lines():
+def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool) -> None:
+    """Build the Firehose transformation Lambda's deployment zip, or with --api the API's (reproducible)."""
+    default = load_settings().lambda_zip
+    target = output or (default.with_name(API_ZIP) if api else default)
+    function = API_LAMBDA if api else FIREHOSE_LAMBDA
+    for line in build_lambda_zip(target, force_dependencies=rebuild_deps, function=function).lines():
         click.echo(line)
 
 

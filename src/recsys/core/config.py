@@ -103,6 +103,14 @@ def _endpoint_url(text: str) -> str | None:
     return text.rstrip("/")
 
 
+def _http_url(text: str) -> str:
+    """A required http(s) URL (a service of ours)."""
+    url = _endpoint_url(text)
+    if url is None:
+        raise ValueError("an http(s) URL such as http://127.0.0.1:8000")
+    return url
+
+
 _PORT = _integer(1, 65535)
 _HOST = _matching(r"[A-Za-z0-9._:\[\]-]{1,253}", "a host name or IP address")
 _BUCKET = _matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 of a-z 0-9 . -)")
@@ -172,6 +180,8 @@ SETTINGS: tuple[Setting, ...] = (
             "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable),
     Setting("RECSYS_LAMBDA_CONCURRENCY", "lambda_concurrency", "2",
             "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16)),
+    Setting("RECSYS_API_URL", "api_url", "http://127.0.0.1:8000",
+            "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url),
     Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
@@ -212,6 +222,7 @@ class Settings:
     lambda_invoke: str
     lambda_python: Path | None
     lambda_concurrency: int
+    api_url: str
     pointer_ttl_seconds: float
     top_k: int
 

@@ -1,14 +1,16 @@
-"""The transformation Lambda's deployment zip, built reproducibly.
+"""The Lambdas' deployment zips, built reproducibly: the Firehose transformation Lambda
+(``build/lambda.zip``) and the recommendations API (``build/api.zip``).
 
-The zip holds the Lambda's pinned requirements (``lambda/requirements.txt``) installed for the
-Lambda runtime (``contracts.LAMBDA_RUNTIME``: cp313 wheels for Amazon Linux 2023, x86_64) with
-pip's cross-platform flags, the ``inference`` package, and ``recsys/contracts.py`` (with the
-package's ``__init__``), which it imports. Entries are sorted, timestamps fixed and permissions
-normalised, and each ``*.dist-info/RECORD`` lists only the files that ship (pip's ``bin/`` scripts,
-whose shebang names the building interpreter's path, are left out with their RECORD lines), so
-the same inputs give the same bytes on any machine and in any checkout (Terraform's
-``source_code_hash`` then changes only when the code does). Dependencies are installed once per
-requirements hash under ``<output dir>/lambda-deps/``.
+A zip holds its function's pinned requirements (``lambda/requirements.txt``, or
+``lambda/requirements-api.txt``, which includes the former) installed for the one Lambda runtime
+(``contracts.LAMBDA_RUNTIME``: cp313 wheels for Amazon Linux 2023, x86_64) with pip's
+cross-platform flags, the ``inference`` package, and ``recsys/contracts.py`` (with the package's
+``__init__``), which it imports. Entries are sorted, timestamps fixed and permissions normalised,
+and each ``*.dist-info/RECORD`` lists only the files that ship (pip's ``bin/`` scripts, whose
+shebang names the building interpreter's path, are left out with their RECORD lines), so the same
+inputs give the same bytes on any machine and in any checkout (Terraform's ``source_code_hash``
+then changes only when the code does). Dependencies are installed once per requirements hash under
+``<output dir>/lambda-deps/``.
 """
 from __future__ import annotations
 
@@ -54,6 +56,24 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 
 
 @dataclass(frozen=True)
+class LambdaFunction:
+    """What one of the project's Lambdas ships: its requirements file and its handler."""
+
+    name: str
+    requirements: str  # under lambda/
+    handler: str  # "module.function", module under lambda/
+
+    @property
+    def handler_file(self) -> Path:
+        return Path(*self.handler.rsplit(".", 1)[0].split(".")).with_suffix(".py")
+
+
+API_ZIP = "api.zip"  # written beside the Firehose Lambda's zip (RECSYS_LAMBDA_ZIP) unless told otherwise
+FIREHOSE_LAMBDA = LambdaFunction("transformation Lambda", "requirements.txt", contracts.LAMBDA_HANDLER)
+API_LAMBDA = LambdaFunction("recommendations API", "requirements-api.txt", contracts.API_HANDLER)
+
+
+@dataclass(frozen=True)
 class ZipReport:
     """What was built and how it compares with Lambda's size limits."""
 
@@ -71,9 +91,20 @@ class ZipReport:
         ]
 
 
+def requirements_files(requirements: Path) -> list[Path]:
+    """The requirements file and those it includes (``-r other.txt``, relative to it), recursively."""
+    files = [requirements]
+    for line in requirements.read_text().splitlines():
+        if line.strip().startswith(("-r ", "--requirement ")):
+            files += requirements_files(requirements.parent / line.split(None, 1)[1].strip())
+    return files
+
+
 def requirements_hash(requirements: Path) -> str:
-    """Cache key of an installed dependency tree: the requirements and the pip platform flags."""
-    digest = hashlib.sha256(requirements.read_bytes())
+    """Cache key of an installed dependency tree: the requirements (included files too) and the pip flags."""
+    digest = hashlib.sha256()
+    for path in requirements_files(requirements):
+        digest.update(path.read_bytes())
     digest.update(" ".join(PIP_PLATFORM_ARGS).encode())
     return digest.hexdigest()[:16]
 
@@ -166,12 +197,13 @@ def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> Zi
                      hashlib.sha256(output.read_bytes()).hexdigest())
 
 
-def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_dependencies: bool = False) -> ZipReport:
-    """Build ``output``; raises ``PipelineError`` when it exceeds Lambda's size limits."""
-    requirements = lambda_dir / "requirements.txt"
+def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_dependencies: bool = False,
+                     function: LambdaFunction = FIREHOSE_LAMBDA) -> ZipReport:
+    """Build ``function``'s zip at ``output``; raises ``PipelineError`` when it exceeds Lambda's size limits."""
+    requirements = lambda_dir / function.requirements
     package = lambda_dir / PACKAGE
-    if not requirements.is_file() or not (package / "handler.py").is_file():
-        raise PipelineError(f"{lambda_dir} does not hold requirements.txt and {PACKAGE}/handler.py")
+    if not requirements.is_file() or not (lambda_dir / function.handler_file).is_file():
+        raise PipelineError(f"{lambda_dir} does not hold {function.requirements} and {function.handler_file}")
     deps = install_dependencies(requirements, output.parent / "lambda-deps", force=force_dependencies)
     report = write_deterministic_zip(zip_entries(deps, package), output)
     if report.zip_bytes > ZIP_LIMIT_BYTES or report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:

@@ -1,7 +1,9 @@
-"""The embedded local stack (no Docker): moto server + embedded PostgreSQL/pgvector + the MySQL source.
+"""The embedded local stack (no Docker): moto server + embedded PostgreSQL/pgvector + the MySQL source,
+and on request the recommendations API (``recsys api``) in the background.
 
 ``up`` starts what is not running, creates the AWS resources, and writes ``<state>/stack.env``
-(read by ``recsys.core.config``, printed by ``recsys stack env``). ``down`` stops by PID what ``up``
+(read by ``recsys.core.config``, printed by ``recsys stack env``). ``start_api`` adds the API
+(``recsys demo --keep-up`` does) and its URL to ``stack.env``. ``down`` stops by PID what was
 started. (The compose file runs the LocalStack product instead; this is the Docker-free stack.)
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from recsys.core.errors import SourceUnavailable, StackError
 from recsys.local import aws_resources, pgembedded
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # moto accepts any
+API_PREFERRED_PORT = 8000
 
 
 
@@ -130,8 +133,9 @@ class EmbeddedStack:
         connect_mysql(self.settings, database="").close()
 
     def stack_env(self, state: dict) -> dict[str, str]:
-        """The settings that point clients at this stack."""
-        return {
+        """The settings that point clients at this stack (and at its API, when that runs)."""
+        api = state.get("api", {})
+        return ({"RECSYS_API_URL": f"http://127.0.0.1:{api['port']}"} if pid_alive(api.get("pid")) else {}) | {
             "RECSYS_STATE_DIR": str(self.state_dir),
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{state['moto']['port']}",
             "AWS_DEFAULT_REGION": self.settings.region,
@@ -161,10 +165,41 @@ class EmbeddedStack:
         self.settings = live
         return env
 
+    def start_api(self) -> str:
+        """Start ``recsys api`` in the background on a free port (8000 when free) unless it runs;
+        record it for ``status``/``down`` and its URL in ``stack.env``. Returns the URL."""
+        state = self._load()
+        api = state.get("api", {})
+        if not (pid_alive(api.get("pid")) and port_answers(api["port"])):
+            port = free_port(api.get("port") or API_PREFERRED_PORT)
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with open(self.logs / "api.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [str(Path(sys.executable).with_name("recsys")), "api", "--port", str(port)],
+                    env={**os.environ, **self.settings.as_env()}, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 60
+            while not port_answers(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise StackError(f"recsys api did not start on 127.0.0.1:{port}; see {self.logs / 'api.log'}")
+                time.sleep(0.1)
+            state["api"] = api = {"pid": proc.pid, "port": port}
+            self._save(state)
+        stack_env_file(self.state_dir).write_text("".join(f"{k}={v}\n" for k, v in self.stack_env(state).items()))
+        return f"http://127.0.0.1:{api['port']}"
+
     def down(self) -> list[str]:
-        """Stop, by PID, what ``up`` started; the PostgreSQL data folder is kept."""
+        """Stop, by PID, what ``up`` and ``start_api`` started; the PostgreSQL data folder is kept."""
         state = self._load()
         stopped = []
+        api = state.get("api", {})
+        if pid_alive(api.get("pid")):
+            os.kill(api["pid"], signal.SIGTERM)
+            if not _wait_gone(api["pid"]):
+                os.kill(api["pid"], signal.SIGKILL)
+            stopped.append(f"api (pid {api['pid']})")
+        api.pop("pid", None)
         moto = state.get("moto", {})
         if pid_alive(moto.get("pid")):
             os.kill(moto["pid"], signal.SIGTERM)
@@ -191,12 +226,16 @@ class EmbeddedStack:
             mysql_up = True
         except SourceUnavailable:
             mysql_up = False
+        api = state.get("api", {})
+        api_status = [ServiceStatus("api", pid_alive(api.get("pid")) and port_answers(api.get("port", 0)),
+                                    f"http://127.0.0.1:{api.get('port', '-')}", api.get("pid"))] if api.get("pid") else []
         return [
             ServiceStatus("moto", pid_alive(moto.get("pid")) and port_answers(moto.get("port", 0)),
                           f"http://127.0.0.1:{moto.get('port', '-')}", moto.get("pid")),
             ServiceStatus("postgres", pid_alive(pg.get("pid")) and port_answers(pg.get("port", 0)),
                           f"postgresql://postgres@127.0.0.1:{pg.get('port', '-')}/postgres", pg.get("pid")),
             ServiceStatus("mysql", mysql_up, f"mysql://{s.mysql_user}@{s.mysql_host}:{s.mysql_port}/{s.mysql_database}"),
+            *api_status,
         ]
 
 

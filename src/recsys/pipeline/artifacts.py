@@ -6,6 +6,7 @@ Layout in the ml-artifacts bucket::
     models/<version>/user_embeddings.csv
     models/<version>/model.npz             raw ALS factors + everything fold-in needs
     models/<version>/popular_items.json    the fallback, best first
+    models/<version>/rated_items.csv       header user_id,item_id: what exclude_rated removes
     models/<version>/evaluation.png|html   the offline evaluation report
     models/<version>/manifest.json         written after the files above; sha256 of each
     models/serving.json                    the pointer, moved last
@@ -90,6 +91,15 @@ def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
     writer.writerow(["id", "embedding"])
     for ident, vector in zip(ids, vectors):
         writer.writerow([ident, to_pgvector_text(vector)])
+    return out.getvalue().encode("utf-8")
+
+
+def rated_items_csv(user_ids, item_ids) -> bytes:
+    """CSV with header ``user_id,item_id``, one row per rating, as COPY and ``aws_s3`` read it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["user_id", "item_id"])
+    writer.writerows(zip(user_ids, item_ids))
     return out.getvalue().encode("utf-8")
 
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("customerNumber", "productCode", "productRating")
 CONFIDENCE_FORMULA = "c = 1 + alpha * max(rating - rating_offset, 0); unobserved: p = 0, c = 1"
-POPULAR_ITEMS_KEPT = 100
+# The fallback list: the API's largest k plus room for a long browse history to be excluded.
+POPULAR_ITEMS_KEPT = 1000
 MODEL_RANKER = "als"
 PLAIN_COSINE_RANKER = "als (cosine, no transform)"
 MIPS_RANKER = "als (mips-augment)"
@@ -213,6 +214,7 @@ def model_files(data: evaluate.Interactions, factors: Factors, params: TrainPara
         contracts.USER_EMBEDDINGS: artifacts.embeddings_csv(data.user_ids, user_emb),
         contracts.MODEL_NPZ: npz,
         contracts.POPULAR_ITEMS: json.dumps(popular_items(data), indent=1).encode(),
+        contracts.RATED_ITEMS: artifacts.rated_items_csv(data.user_ids[data.users], data.item_ids[data.items]),
     }
 
 

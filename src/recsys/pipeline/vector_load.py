@@ -2,9 +2,10 @@
 
 A load streams ``models/<version>/{item,user}_embeddings.csv`` from S3 into PostgreSQL with
 ``COPY ... FROM STDIN`` (psycopg2 ``copy_expert`` reading the S3 body), into fresh tables
-``item_emb_<v>`` / ``user_emb_<v>``; builds their HNSW cosine indexes; then, in ONE transaction
-that holds ACCESS EXCLUSIVE locks on ``live_model``, ``user_emb`` and ``item_emb``, drops the old
-tables, renames the new ones into place and records the version in ``live_model``. Readers see
+``item_emb_<v>`` / ``user_emb_<v>`` (and ``rated_items.csv`` into ``user_rated_<v>``, what the
+API's ``exclude_rated`` removes); builds their HNSW cosine indexes; then, in ONE transaction that
+holds ACCESS EXCLUSIVE locks on ``live_model``, ``user_emb``, ``item_emb`` and ``user_rated``, drops
+the old tables, renames the new ones into place and records the version in ``live_model``. Readers see
 either the old version or the new one, never a half-loaded table or a mix (see
 ``inference.vector_store.consistent_read``). ``sql/embeddings.sql`` does the same on RDS with
 ``aws_s3.table_import_from_s3``; ``tests/test_vectordb.py`` checks the two agree.
@@ -25,7 +26,8 @@ from tqdm import tqdm
 
 from inference.vector_store import LiveModel, live_model
 from recsys.contracts import (ITEM_EMBEDDINGS, ITEM_TABLE, LIVE_TABLE, LOAD_LOCK_KEY, MODEL_MANIFEST, MODELS_PREFIX,
-                              SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE, artifact_key)
+                              RATED_ITEMS, RATED_TABLE, SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE,
+                              artifact_key)
 from recsys.core.aws import client, is_missing
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.db import connect_pg
@@ -43,12 +45,12 @@ SWITCH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class EmbeddingTable:
-    """One of the two served tables and the CSV it is loaded from."""
+class ServedTable:
+    """A table readers query, loaded per version from one CSV and swapped in by the switch."""
 
     name: str  # the name readers query
-    id_type: str  # SQL type of the id column
     csv_file: str
+    columns: tuple[str, ...]  # the CSV's header, copied in this order
 
     def staged(self, version: str) -> str:
         """The table a version is loaded into before the switch (same folding as embeddings.sql)."""
@@ -58,14 +60,23 @@ class EmbeddingTable:
     def pkey_index(self) -> str:
         return f"{self.name}_pkey"
 
+
+@dataclass(frozen=True)
+class EmbeddingTable(ServedTable):
+    """One of the two embedding tables: ``id`` and ``embedding``, with an HNSW index."""
+
+    id_type: str = "varchar"  # SQL type of the id column
+
     @property
     def hnsw_index(self) -> str:
         return f"{self.name}_embedding_hnsw"
 
 
-ITEMS = EmbeddingTable(ITEM_TABLE, "varchar", ITEM_EMBEDDINGS)
-USERS = EmbeddingTable(USER_TABLE, "integer", USER_EMBEDDINGS)
+ITEMS = EmbeddingTable(ITEM_TABLE, ITEM_EMBEDDINGS, ("id", "embedding"), "varchar")
+USERS = EmbeddingTable(USER_TABLE, USER_EMBEDDINGS, ("id", "embedding"), "integer")
 TABLES = (ITEMS, USERS)
+RATED = ServedTable(RATED_TABLE, RATED_ITEMS, ("user_id", "item_id"))
+SERVED_TABLES = (*TABLES, RATED)
 LIVE_COLUMNS = ("singleton", "version", "dimension", "item_count", "user_count",
                 "hnsw_m", "hnsw_ef_construction", "source_uri", "loaded_at")
 
@@ -94,6 +105,11 @@ class ModelVersion:
     @property
     def source_uri(self) -> str:
         return f"s3://{self.bucket}/{MODELS_PREFIX}{self.version}/"
+
+    @property
+    def has_rated_items(self) -> bool:
+        """Whether the version ships ``rated_items.csv`` (versions trained before it do not)."""
+        return RATED_ITEMS in (self.manifest.get("files") or {})
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,7 @@ def resolve_model_version(settings: Settings, version: str) -> ModelVersion:
         raise PipelineError(f"model version {version}: {MODEL_MANIFEST} has no valid embedding_dim (got {dimension!r})")
     model = ModelVersion(version, bucket, dimension, manifest)
     s3 = client("s3", settings)
-    for table in TABLES:
+    for table in (*TABLES, *([RATED] if model.has_rated_items else [])):
         try:
             s3.head_object(Bucket=bucket, Key=model.key(table.csv_file))
         except s3.exceptions.ClientError as exc:
@@ -200,22 +216,28 @@ def hnsw_index_sql(table: EmbeddingTable, version: str, params: HnswParams) -> s
         opclass=sql.SQL(INDEX_OPCLASS), m=sql.Literal(int(params.m)), ef=sql.Literal(int(params.ef_construction)))
 
 
-def copy_sql(table: EmbeddingTable, version: str) -> sql.Composed:
-    # HEADER MATCH (PostgreSQL 15+) also refuses a file whose header is not exactly id,embedding.
-    return sql.SQL("COPY {table} (id, embedding) FROM STDIN WITH (FORMAT csv, HEADER MATCH)").format(
-        table=sql.Identifier(table.staged(version)))
+def rated_table_sql(version: str) -> sql.Composed:
+    """DDL of the table a version's rated items are copied into (mirrors sql/embeddings.sql)."""
+    return sql.SQL("CREATE TABLE {table} (user_id integer NOT NULL, item_id varchar NOT NULL, "
+                   "PRIMARY KEY (user_id, item_id))").format(table=sql.Identifier(RATED.staged(version)))
+
+
+def copy_sql(table: ServedTable, version: str) -> sql.Composed:
+    # HEADER MATCH (PostgreSQL 15+) also refuses a file whose header is not exactly the table's columns.
+    return sql.SQL("COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER MATCH)").format(
+        table=sql.Identifier(table.staged(version)), columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)))
 
 
 def drop_staged(conn, version: str) -> None:
     """Drop a version's staged tables (leftovers of an interrupted or refused load)."""
     conn.rollback()
     with conn.cursor() as cur:
-        for table in TABLES:
+        for table in SERVED_TABLES:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table.staged(version))))
     conn.commit()
 
 
-def copy_table(conn, settings: Settings, model: ModelVersion, table: EmbeddingTable) -> int:
+def copy_table(conn, settings: Settings, model: ModelVersion, table: ServedTable) -> int:
     """Stream one CSV from S3 into its staged table; returns the row count. Not committed."""
     key = model.key(table.csv_file)
     obj = client("s3", settings).get_object(Bucket=model.bucket, Key=key)
@@ -237,7 +259,7 @@ def copy_table(conn, settings: Settings, model: ModelVersion, table: EmbeddingTa
     return rows
 
 
-def _bad_csv(model: ModelVersion, table: EmbeddingTable, exc: psycopg2.Error) -> PipelineError:
+def _bad_csv(model: ModelVersion, table: ServedTable, exc: psycopg2.Error) -> PipelineError:
     """A PipelineError naming version, file and line (from COPY's error context) of a bad row."""
     context = exc.diag.context or ""
     line = re.search(r"line (\d+)", context)
@@ -282,15 +304,16 @@ def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswP
 
 def _switch_statements(cur, model: ModelVersion, counts: dict[str, int], params: HnswParams) -> None:
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (SWITCH_LOCK_TIMEOUT,))
-    cur.execute(f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE} IN ACCESS EXCLUSIVE MODE")
-    for table in TABLES:
+    cur.execute(f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS EXCLUSIVE MODE")
+    for table in SERVED_TABLES:
         staged = table.staged(model.version)
         cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table.name)))
         cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(staged), sql.Identifier(table.name)))
         cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
             sql.Identifier(f"{staged}_pkey"), sql.Identifier(table.pkey_index)))
-        cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            sql.Identifier(f"{staged}_hnsw"), sql.Identifier(table.hnsw_index)))
+        if isinstance(table, EmbeddingTable):
+            cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(f"{staged}_hnsw"), sql.Identifier(table.hnsw_index)))
     updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in LIVE_COLUMNS[1:])
     cur.execute(sql.SQL("INSERT INTO {table} ({columns}) VALUES (true, %s, %s, %s, %s, %s, %s, %s, now()) "
                         "ON CONFLICT (singleton) DO UPDATE SET {updates}").format(
@@ -336,11 +359,19 @@ def _load_new_version(conn, settings: Settings, model: ModelVersion, params: Hns
     with conn.cursor() as cur:
         for table in TABLES:
             cur.execute(staged_table_sql(table, model.version, model.dimension))
+        cur.execute(rated_table_sql(model.version))
     for table in TABLES:
         counts[table.name] = copy_table(conn, settings, model, table)
+    if model.has_rated_items:
+        counts[RATED.name] = copy_table(conn, settings, model, RATED)
+    else:
+        log.warning("model version %s has no %s (trained before it existed): exclude_rated removes nothing "
+                    "until a newer version is loaded", model.version, RATED_ITEMS)
     conn.commit()
     copy_seconds = time.perf_counter() - started
     index_seconds = sum(build_index(conn, model, table, params) for table in TABLES)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(RATED.staged(model.version))))
     conn.commit()
     switch_live(conn, model, counts, params)
     log.info("version %s is live (previous: %s)", model.version, current.version if current else "none")

@@ -73,7 +73,7 @@ resource "aws_lambda_function" "inference" {
   role                           = aws_iam_role.lambda.arn
   filename                       = var.lambda_zip_path
   source_code_hash               = filebase64sha256(var.lambda_zip_path)
-  runtime                        = "python3.13"
+  runtime                        = var.runtime
   handler                        = "inference.handler.lambda_handler"
   memory_size                    = var.lambda_memory_mb
   timeout                        = var.lambda_timeout_seconds

@@ -102,6 +102,11 @@ variable "buffer_seconds" {
   }
 }
 
+variable "runtime" {
+  type        = string
+  description = "Lambda runtime the zip is built for (recsys.contracts.LAMBDA_RUNTIME)."
+}
+
 variable "lambda_zip_path" {
   type        = string
   description = "Deployment zip of the inference Lambda (built by `make lambda-zip`)."

@@ -1,0 +1,338 @@
+"""The online recommendations API: HTTP JSON over the live model in pgvector (FastAPI).
+
+One ASGI app, run unchanged by uvicorn (``recsys api``, 127.0.0.1) and by AWS Lambda behind a
+Function URL (``inference.api_handler``, through Mangum). It serves the Firehose Lambda's own code:
+
+* ``GET /customers/{customerNumber}/recommendations``: ``inference.recommend.known_customer_items``
+  (the stored vector, minus the items the live version lists as rated unless ``exclude_rated=false``);
+* ``GET /products/{productCode}/similar``: ``inference.recommend.similar_to_item``;
+* ``POST /recommendations``: an activity event, validated by ``inference.events.parse_event`` and
+  served by ``inference.handler.ServingRuntime.serve``: the very record the stream writes;
+* ``GET /health`` (database, live model, serving pointer) and ``GET /version``.
+
+Every answer names the model version that produced it. Errors are RFC 9457 problem details
+(``application/problem+json``): 400 for a malformed request (bad path or query parameter, body
+that is not JSON), 404 for a customer or product the live model does not know (or an unknown
+path), 422 for a JSON body that is not a servable activity event, 503 when pgvector or the model
+artifacts cannot be reached (never made-up results). Parameters are validated (types, ranges,
+the product code's characters) before any SQL runs, and every query is parameterised.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Literal, TypeVar
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference import vector_store
+from inference.database import DatabaseUnavailable
+from inference.events import InvalidEvent, parse_event
+from inference.handler import ServingRuntime
+from inference.model import ModelUnavailable
+from inference.recommend import Lookup, known_customer_items, similar_to_item
+from recsys.contracts import (DEFAULT_TOP_K, MAX_TOP_K, STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER,
+                              STRATEGY_POPULAR_FALLBACK)
+
+API_VERSION = "1.0.0"
+SERVICE = "recsys-api"
+PROBLEM_JSON = "application/problem+json"
+MAX_CUSTOMER_NUMBER = 2**31 - 1  # customerNumber is an INT in the source and the vector DB
+PRODUCT_CODE_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+T = TypeVar("T")
+
+
+# ---- response and request documents ---------------------------------------------------------------
+
+class ScoredItemOut(BaseModel):
+    product_code: str = Field(examples=["S18_1749"])
+    score: float = Field(description="Cosine similarity (1 - cosine distance) to the query", examples=[0.5438])
+
+
+class CustomerRecommendations(BaseModel):
+    customer_number: int
+    model_version: str = Field(description="The live model version that produced the items")
+    strategy: str = Field(description=f"How the query vector was obtained: always {STRATEGY_KNOWN_CUSTOMER!r} here")
+    exclude_rated: bool
+    k: int
+    items: list[ScoredItemOut] = Field(description="Best first; exactly k when k eligible items exist")
+
+
+class SimilarProducts(BaseModel):
+    product_code: str
+    model_version: str
+    k: int
+    items: list[ScoredItemOut] = Field(description="Best first, the product itself excluded")
+
+
+class BrowsedItemIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    product_code: str = Field(min_length=1, examples=["S10_1678"])
+    quantity: int = Field(1, ge=1)
+    in_shopping_cart: bool = False
+
+
+class ActivityEventIn(BaseModel):
+    """The activity event the Kinesis stream carries (docs/architecture.md, "Activity event")."""
+
+    model_config = ConfigDict(extra="allow", title="ActivityEvent")
+    session_id: str = Field(min_length=1, examples=["5b0e3c1e-web"])
+    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103], ge=0,
+                                        le=MAX_CUSTOMER_NUMBER)
+    event_time: datetime = Field(examples=["2026-11-26T14:00:00Z"])
+    browse_history: list[BrowsedItemIn]
+    city: str | None = None
+    country: str | None = None
+    credit_limit: float | None = None
+    event_type: str | None = Field(None, description='"heartbeat" events are not served (the stream drops them)')
+
+
+class RecommendationRecordOut(BaseModel):
+    """The recommendation record the Firehose Lambda writes for the same event."""
+
+    model_config = ConfigDict(title="RecommendationRecord")
+    session_id: str
+    customer_number: int | None
+    event_time: str
+    browsed_items: list[str]
+    model_version: str
+    strategy: str = Field(description=f"{STRATEGY_KNOWN_CUSTOMER!r} (the stored vector), {STRATEGY_FOLD_IN!r} "
+                                      f"(a customer the model has never seen, from the browse history) or "
+                                      f"{STRATEGY_POPULAR_FALLBACK!r} (nothing browsed is known)")
+    recommended_items: list[ScoredItemOut]
+    similar_items: list[ScoredItemOut]
+    processed_at: str
+
+
+class Check(BaseModel):
+    status: Literal["ok", "failed"]
+    detail: str | None = None
+    version: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="unavailable (HTTP 503): no database or no live model; degraded: the model "
+                    "artifacts cannot be read, so POST /recommendations fails while the GET endpoints work")
+    database: Check
+    live_model: Check
+    model_pointer: Check
+
+
+class VersionInfo(BaseModel):
+    service: str
+    api_version: str
+    model_version: str | None = Field(description="The live model version, null when the database does not answer")
+    python: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class ApiProblem(Exception):
+    """An error answered as problem details."""
+
+    def __init__(self, status: int, detail: str, **extra):
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+def problem_response(status: int, detail: str, instance: str | None = None, **extra) -> JSONResponse:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
+            **({"instance": instance} if instance else {}), **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _problems(*statuses: int) -> dict:
+    descriptions = {400: "Malformed request", 404: "Unknown customer, product or path",
+                    422: "Not a servable activity event", 503: "pgvector or the model artifacts unavailable"}
+    return {s: {"description": descriptions[s], "model": Problem} for s in statuses}
+
+
+# ---- the app --------------------------------------------------------------------------------------
+
+def create_app(runtime: ServingRuntime) -> FastAPI:
+    """The API over ``runtime`` (its database pool and model cache), for uvicorn or Mangum."""
+    app = FastAPI(title="recsys recommendations API", version=API_VERSION,
+                  description=__doc__.split("\n\n")[1], docs_url="/docs", redoc_url=None)
+    _install_error_handlers(app)
+
+    def one_statement(work: Callable[[object], T]) -> T:
+        """``work(conn)`` on a pooled connection in autocommit: each lookup is one statement that reads
+        one model version by itself, so it needs no transaction (and no extra round trips)."""
+        def run(conn):
+            conn.autocommit = True
+            try:
+                return work(conn)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        return runtime.db.run(run)
+
+    @app.get("/customers/{customerNumber}/recommendations", response_model=CustomerRecommendations,
+             responses=_problems(400, 404, 503), tags=["recommendations"])
+    def customer_recommendations(
+            customer_number: Annotated[int, Path(alias="customerNumber", ge=0, le=MAX_CUSTOMER_NUMBER)],
+            k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items")] = DEFAULT_TOP_K,
+            exclude_rated: Annotated[bool, Query(description="Leave out the items the customer rated")] = True,
+    ) -> CustomerRecommendations:
+        """A known customer's top k items now, from their vector in the live model."""
+        found = one_statement(lambda conn: known_customer_items(conn, customer_number, k, exclude_rated=exclude_rated))
+        version = _live_version(found)
+        if found.items is None:
+            raise ApiProblem(404, f"customer {customer_number} is not in model version {version}",
+                             model_version=version)
+        return CustomerRecommendations(customer_number=customer_number, model_version=version,
+                                       strategy=STRATEGY_KNOWN_CUSTOMER, exclude_rated=exclude_rated, k=k,
+                                       items=[ScoredItemOut(**i.as_record()) for i in found.items])
+
+    @app.get("/products/{productCode}/similar", response_model=SimilarProducts, responses=_problems(400, 404, 503),
+             tags=["recommendations"])
+    def similar_products(
+            product_code: Annotated[str, Path(alias="productCode", pattern=PRODUCT_CODE_PATTERN)],
+            k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items")] = DEFAULT_TOP_K,
+    ) -> SimilarProducts:
+        """The k products nearest to one product in the live model."""
+        found = one_statement(lambda conn: similar_to_item(conn, product_code, k))
+        version = _live_version(found)
+        if found.items is None:
+            raise ApiProblem(404, f"product {product_code} is not in model version {version}",
+                             model_version=version)
+        return SimilarProducts(product_code=product_code, model_version=version, k=k,
+                               items=[ScoredItemOut(**i.as_record()) for i in found.items])
+
+    @app.post("/recommendations", response_model=RecommendationRecordOut, responses=_problems(400, 422, 503),
+              tags=["recommendations"], openapi_extra={"requestBody": {
+                  "required": True, "content": {"application/json": {"schema": {
+                      "$ref": "#/components/schemas/ActivityEvent"}}}}})
+    async def recommend_for_event(request: Request) -> Response:
+        """Recommendations for an activity event (session browse history, customer features): the
+        record the Firehose Lambda writes for the same event (fold-in for customers the model has
+        never seen, the popular fallback when nothing browsed is known)."""
+        body = await request.body()
+        try:
+            json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiProblem(400, f"request body is not JSON: {exc}") from None
+        try:
+            event = parse_event(body)
+        except InvalidEvent as exc:
+            raise ApiProblem(422, str(exc)) from None
+        if event.customer_number is not None and not 0 <= event.customer_number <= MAX_CUSTOMER_NUMBER:
+            raise ApiProblem(422, f"field 'customer_number' must be 0..{MAX_CUSTOMER_NUMBER}, "
+                                  f"got {event.customer_number}")
+        if event.is_droppable:
+            raise ApiProblem(422, "nothing to serve: heartbeats and anonymous events with an empty browse "
+                                  "history are dropped by the stream")
+        [line] = await run_in_threadpool(runtime.serve, [event])
+        return Response(line.rstrip(b"\n"), media_type="application/json")
+
+    @app.get("/health", response_model=Health, responses={503: {"description": "unavailable", "model": Health}},
+             tags=["operations"])
+    def health() -> JSONResponse:
+        """Database reachable, a model live in pgvector, the serving pointer readable."""
+        report = _health(runtime)
+        return JSONResponse(report.model_dump(), status_code=503 if report.status == "unavailable" else 200)
+
+    @app.get("/version", response_model=VersionInfo, tags=["operations"])
+    def version() -> VersionInfo:
+        """The API's version and the live model version."""
+        try:
+            model_version = runtime.db.run(vector_store.live_version)
+        except (DatabaseUnavailable, vector_store.VectorStoreError):
+            model_version = None
+        return VersionInfo(service=SERVICE, api_version=API_VERSION, model_version=model_version,
+                           python=platform.python_version())
+
+    app.openapi = lambda: _openapi_document(app)
+    return app
+
+
+def _live_version(found: Lookup) -> str:
+    if found.model_version is None:
+        raise ModelUnavailable("no model is live in pgvector: run `recsys load-embeddings`")
+    return found.model_version
+
+
+def _health(runtime: ServingRuntime) -> Health:
+    try:
+        live = runtime.db.run(vector_store.live_model)
+        database = Check(status="ok")
+        live_check = (Check(status="ok", version=live.version) if live
+                      else Check(status="failed", detail="no model is live in pgvector: run `recsys load-embeddings`"))
+    except (DatabaseUnavailable, vector_store.VectorStoreError) as exc:
+        database = Check(status="failed", detail=str(exc))
+        live_check = Check(status="failed", detail="database unavailable")
+    try:
+        pointer = Check(status="ok", version=runtime.models.current().version)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the artifacts is reported, not raised
+        pointer = Check(status="failed", detail=f"{type(exc).__name__}: {exc}")
+    status = ("unavailable" if "failed" in (database.status, live_check.status)
+              else "degraded" if pointer.status == "failed" else "ok")
+    return Health(status=status, database=database, live_model=live_check, model_pointer=pointer)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem):
+        return problem_response(exc.status, exc.detail, request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        errors = [{"parameter": ".".join(str(part) for part in e["loc"][1:]) or e["loc"][0], "message": e["msg"]}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+        return problem_response(400, detail, request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return problem_response(exc.status_code, str(exc.detail), request.url.path)
+
+    @app.exception_handler(DatabaseUnavailable)
+    @app.exception_handler(ModelUnavailable)
+    @app.exception_handler(vector_store.VectorStoreError)
+    async def unavailable(request: Request, exc: Exception):
+        return problem_response(503, str(exc), request.url.path)
+
+
+def _openapi_document(app: FastAPI) -> dict:
+    """FastAPI's document, made to say what the app does: problem details (not FastAPI's 422
+    validation body) for errors, and the activity-event schema for the POST body."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    event_schema = ActivityEventIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(event_schema.pop("$defs", {}))
+    schemas["ActivityEvent"] = event_schema
+    for path in document["paths"].values():
+        for operation in path.values():
+            responses = operation["responses"]
+            for status, response in list(responses.items()):
+                body = response.get("content", {}).get("application/json", {})
+                reference = body.get("schema", {}).get("$ref", "")
+                if reference.endswith("/HTTPValidationError"):  # FastAPI's own 422: this app answers 400
+                    del responses[status]
+                elif reference.endswith("/Problem"):
+                    response["content"] = {PROBLEM_JSON: body}
+    app.openapi_schema = document
+    return document

@@ -1,0 +1,40 @@
+"""AWS Lambda entry point of the recommendations API (``inference.api_handler.lambda_handler``).
+
+Mangum turns a Lambda Function URL (or API Gateway HTTP API) event into an ASGI request for the
+same FastAPI app ``recsys api`` serves with uvicorn. Settings come from the environment, as for
+the Firehose Lambda (names in ``recsys.contracts``), plus ``RECSYS_API_POOL_SIZE`` (default 8; 1
+is enough on Lambda, which sends one request at a time to an execution environment). The app, its
+model cache and its database connections are built once per cold start and reused.
+"""
+from __future__ import annotations
+
+import os
+
+import boto3
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+
+from inference.api import PROBLEM_JSON, create_app
+from inference.database import DatabasePool, params_from_environment
+from inference.handler import BOTO_CONFIG, HandlerConfig, ServingRuntime, number_setting
+from recsys import contracts
+
+
+def runtime_from_environment() -> ServingRuntime:
+    """The serving runtime the API needs, configured by its environment (a bad value fails the cold start)."""
+    size = number_setting(contracts.ENV_API_POOL_SIZE, contracts.DEFAULT_API_POOL_SIZE, int, 1, 64)
+    pool = DatabasePool(params_from_environment(lambda: boto3.client("secretsmanager", config=BOTO_CONFIG)), size)
+    return ServingRuntime(HandlerConfig.from_environment(), database=pool)
+
+
+_handler: Mangum | None = None
+
+
+def lambda_handler(event: dict, context) -> dict:
+    """Function URL / HTTP API entry point."""
+    global _handler
+    if _handler is None:
+        # problem details are text too: sent as is, not base64
+        _handler = Mangum(create_app(runtime_from_environment()), lifespan="off",
+                          text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_JSON])
+    return _handler(event, context)

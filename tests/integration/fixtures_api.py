@@ -1,0 +1,59 @@
+"""Fixtures for the API and the web page: a PostgreSQL + pgvector of their own (tests stop and
+restart it) holding the streaming tests' model, and the API served by uvicorn on a free port."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from inference.api import create_app
+from recsys.apps.api_server import api_runtime
+from recsys.local import pgembedded
+from recsys.local.stack import free_port
+from recsys.pipeline.vector_load import load_embeddings
+
+
+@dataclasses.dataclass
+class ApiDatabase:
+    settings: object
+    data_dir: object
+    log: object
+
+    def stop(self) -> None:
+        pgembedded.stop(self.data_dir)
+
+    def start(self) -> None:
+        pgembedded.start(self.data_dir, self.settings.pg_port, self.log)
+
+
+@pytest.fixture(scope="session")
+def api_db(stack, streaming_model, tmp_path_factory):
+    """An embedded PostgreSQL of the API tests' own with the streaming model loaded."""
+    data = tmp_path_factory.mktemp("api-pg") / "data"
+    pgembedded.init_cluster(data)
+    port = free_port()
+    db = ApiDatabase(dataclasses.replace(stack, pg_port=port), data, data.parent / "postgres.log")
+    db.start()
+    load_embeddings(db.settings, streaming_model.version)
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(api_db):
+    """uvicorn serving the app on a free port, in a thread of the test process."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(api_runtime(api_db.settings, pool_size=4)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
