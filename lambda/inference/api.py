@@ -40,13 +40,12 @@ from inference.events import InvalidEvent, parse_event
 from inference.handler import ServingRuntime
 from inference.model import ModelUnavailable
 from inference.recommend import Lookup, known_customer_items, similar_to_item
-from recsys.contracts import (DEFAULT_TOP_K, MAX_TOP_K, STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER,
-                              STRATEGY_POPULAR_FALLBACK)
+from recsys.contracts import (DEFAULT_TOP_K, MAX_CUSTOMER_NUMBER, MAX_TOP_K, STRATEGY_FOLD_IN,
+                              STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
 
 API_VERSION = "1.0.0"
 SERVICE = "recsys-api"
 PROBLEM_JSON = "application/problem+json"
-MAX_CUSTOMER_NUMBER = 2**31 - 1  # customerNumber is an INT in the source and the vector DB
 PRODUCT_CODE_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 T = TypeVar("T")
 
@@ -86,7 +85,7 @@ class ActivityEventIn(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="ActivityEvent")
     session_id: str = Field(min_length=1, examples=["5b0e3c1e-web"])
-    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103], ge=0,
+    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103], ge=1,
                                         le=MAX_CUSTOMER_NUMBER)
     event_time: datetime = Field(examples=["2026-11-26T14:00:00Z"])
     browse_history: list[BrowsedItemIn]
@@ -189,7 +188,7 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
     @app.get("/customers/{customerNumber}/recommendations", response_model=CustomerRecommendations,
              responses=_problems(400, 404, 503), tags=["recommendations"])
     def customer_recommendations(
-            customer_number: Annotated[int, Path(alias="customerNumber", ge=0, le=MAX_CUSTOMER_NUMBER)],
+            customer_number: Annotated[int, Path(alias="customerNumber", ge=1, le=MAX_CUSTOMER_NUMBER)],
             k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items")] = DEFAULT_TOP_K,
             exclude_rated: Annotated[bool, Query(description="Leave out the items the customer rated")] = True,
     ) -> CustomerRecommendations:
@@ -235,9 +234,6 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
             event = parse_event(body)
         except InvalidEvent as exc:
             raise ApiProblem(422, str(exc)) from None
-        if event.customer_number is not None and not 0 <= event.customer_number <= MAX_CUSTOMER_NUMBER:
-            raise ApiProblem(422, f"field 'customer_number' must be 0..{MAX_CUSTOMER_NUMBER}, "
-                                  f"got {event.customer_number}")
         if event.is_droppable:
             raise ApiProblem(422, "nothing to serve: heartbeats and anonymous events with an empty browse "
                                   "history are dropped by the stream")

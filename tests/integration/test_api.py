@@ -174,7 +174,7 @@ def test_bad_bodies(client, streaming_model):
                    "'customer_number' must be int")
     assert_problem(client.post("/recommendations", json=[1, 2]), 422, "JSON object")
     # a number the database's INT cannot hold never reaches SQL (it would fail the whole request)
-    assert_problem(client.post("/recommendations", json=event(2**40, ["S10_1678"])), 422, "must be 0..2147483647")
+    assert_problem(client.post("/recommendations", json=event(2**40, ["S10_1678"])), 422, "must be 1..2,147,483,647")
     assert_problem(client.post("/recommendations", json=event(103, [], event_type="heartbeat")), 422,
                    "nothing to serve")
     assert_problem(client.post("/recommendations", json=event(None, [])), 422, "nothing to serve")
@@ -231,6 +231,7 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
 
     from recsys import contracts
     from recsys.deploy.lambda_zip import API_LAMBDA, build_lambda_zip
+    from recsys.local.lambda_python import lambda_python
     from recsys.local.lambda_runtime import LocalLambda
 
     report = build_lambda_zip(tmp_path / "build" / "api.zip", function=API_LAMBDA)
@@ -247,7 +248,8 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
     event = json.loads((Path(__file__).parents[1] / "unit" / "events" / "function_url_request.json").read_text())
     customer = streaming_model.customer_numbers[3]
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/customers/{customer}/recommendations"
-    with LocalLambda(code, contracts.API_HANDLER, environment, function_name="recsys-api") as function:
+    with LocalLambda(code, contracts.API_HANDLER, environment, function_name="recsys-api",
+                     python=lambda_python(settings)) as function:
         result = function.invoke(json.dumps(event).encode())
     assert result.ok, result.payload
     response = json.loads(result.payload)
