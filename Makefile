@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
+LOCALSTACK_STAMP := .venv-localstack/.installed
+LOCALSTACK_FILES := $(addprefix localstack/host/,install.sh requirements.txt constraints.txt kinesis-mock/package-lock.json)
 APT_PACKAGES := libmariadb-java chromium chromium-driver
 
 # seeding scale (the lab's by default)
@@ -36,6 +38,11 @@ $(TOOLS_STAMP):
 	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
 	touch $@
 
+# LocalStack community for `recsys stack up --emulator localstack`: Python 3.13 venv, pinned, + kinesis-mock
+$(LOCALSTACK_STAMP): $(LOCALSTACK_FILES)
+	localstack/host/install.sh .venv-localstack
+	touch $@
+
 .PHONY: system-deps
 system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver, Chromium)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -44,7 +51,7 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
 up: install ## Start the local stack (docker compose when a Docker engine answers, else embedded)

@@ -10,6 +10,7 @@ from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
 from recsys.apps.web import create_app
+from recsys.cli.stack import EMULATOR_OPTION, settings_with_emulator
 from recsys.core.config import load_settings
 
 
@@ -38,9 +39,11 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
                    "differently is refused, and one seeded with these arguments is reused).")
 @click.option("--keep-up", is_flag=True, help="Leave the stack running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
-def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
+@EMULATOR_OPTION
+def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir,
+                 emulator) -> None:
     """Run the whole pipeline end to end on the embedded stack and write a report."""
-    run = run_demo(load_settings(), customers=customers, products=products, ratings=ratings, seed=seed_value,
+    run = run_demo(settings_with_emulator(emulator), customers=customers, products=products, ratings=ratings, seed=seed_value,
                    events=events, rate=rate, reset=reset, keep_up=keep_up, reports_dir=reports_dir)
     page = write_report(run, reports_dir / "demo")
     click.echo(summary_text(run))
