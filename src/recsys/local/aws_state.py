@@ -52,13 +52,19 @@ TRANSFER_THREADS = 8
 class StateSummary:
     """What a save or restore moved, and how long it took."""
 
-    buckets: int = 0
-    objects: int = 0
-    bytes: int = 0
-    streams: int = 0
-    records: int = 0
-    seconds: float = 0.0
-    saved_at: str = ""
+    buckets: int
+    objects: int
+    bytes: int
+    streams: int
+    records: int
+    seconds: float
+    saved_at: str
+
+    @classmethod
+    def of(cls, buckets: dict[str, dict], streams: dict[str, dict], seconds: float, saved_at: str) -> StateSummary:
+        """Totals of a save's per-bucket and per-stream figures."""
+        return cls(len(buckets), sum(b["objects"] for b in buckets.values()), sum(b["bytes"] for b in buckets.values()),
+                   len(streams), sum(s["records"] for s in streams.values()), seconds, saved_at)
 
     def line(self, verb: str, where: Path) -> str:
         return (f"{verb} AWS state: {self.objects:,} objects ({self.bytes / 2**20:.1f} MiB) in {self.buckets} buckets, "
@@ -174,9 +180,7 @@ def save(settings: Settings, state_dir: Path, *, emulator: str, show_progress: b
                                                    "buckets": buckets, "streams": streams}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    return StateSummary(len(buckets), sum(b["objects"] for b in buckets.values()),
-                        sum(b["bytes"] for b in buckets.values()), len(streams),
-                        sum(s["records"] for s in streams.values()), time.monotonic() - started, saved_at)
+    return StateSummary.of(buckets, streams, time.monotonic() - started, saved_at)
 
 
 def _put_in_order(kinesis, stream: str, records: list[dict]) -> None:
@@ -258,11 +262,7 @@ def restore(settings: Settings, state_dir: Path, *, show_progress: bool = True) 
     done = state_dir / RESTORED
     shutil.rmtree(done, ignore_errors=True)
     root.rename(done)
-    buckets, streams = manifest["buckets"], manifest["streams"]
-    return StateSummary(len(buckets), sum(b["objects"] for b in buckets.values()),
-                        sum(b["bytes"] for b in buckets.values()), len(streams),
-                        sum(s["records"] for s in streams.values()), time.monotonic() - started,
-                        manifest["saved_at"])
+    return StateSummary.of(manifest["buckets"], manifest["streams"], time.monotonic() - started, manifest["saved_at"])
 
 
 def discard(state_dir: Path) -> bool:
