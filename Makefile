@@ -18,6 +18,8 @@ LAMBDA_PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/py
   "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { command -v "$$p"; break; }; done)
 LAMBDA_ZIP := build/lambda.zip
 LAMBDA_SOURCES := $(wildcard lambda/inference/*.py) lambda/requirements.txt src/recsys/contracts.py src/recsys/__init__.py
+LOCALSTACK_STAMP := .venv-localstack/.installed
+LOCALSTACK_FILES := $(addprefix localstack/host/,install.sh requirements.txt constraints.txt kinesis-mock/package-lock.json)
 APT_PACKAGES := libmariadb-java chromium chromium-driver
 
 # seeding scale (the lab's by default)
@@ -59,6 +61,11 @@ $(LAMBDA_STAMP): lambda/runtime-requirements.txt
 	  touch $@; \
 	fi
 
+# LocalStack community for `recsys stack up --emulator localstack`: Python 3.13 venv, pinned, + kinesis-mock
+$(LOCALSTACK_STAMP): $(LOCALSTACK_FILES)
+	localstack/host/install.sh .venv-localstack
+	touch $@
+
 .PHONY: system-deps
 system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver, Chromium)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -67,7 +74,7 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(LAMBDA_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
 up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)

@@ -9,6 +9,7 @@ import pytest
 
 from fixtures_api import *  # noqa: F401,F403
 from fixtures_etl import *  # noqa: F401,F403
+from fixtures_stack import *  # noqa: F401,F403
 from fixtures_streaming import *  # noqa: F401,F403
 from fixtures_train import *  # noqa: F401,F403
 from fixtures_vectordb import *  # noqa: F401,F403
@@ -18,13 +19,13 @@ from recsys_seed import SeedSpec
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
     """The embedded local stack in a temporary state dir, with a MySQL database of the tests' own.
 
     The process environment points at it (as ``eval "$(recsys stack env)"`` would), so CLI
     commands and subprocesses run in tests talk to it. Yields ``Settings``.
     """
-    with scratch_stack("test", tmp_path_factory.mktemp("stack")) as settings:
+    with scratch_stack("test") as settings:  # its own state dir under /tmp: reachable by PostgreSQL's user
         yield settings
 
 

@@ -1,11 +1,12 @@
-"""`recsys demo` at a small scale on a stack of its own: the summary's numbers match what is in
-MySQL, S3 and pgvector, and the report is written."""
+"""`recsys demo` at a small scale on a stack of its own, once per AWS emulator (moto, LocalStack): the
+summary's numbers match what is in MySQL, S3 and pgvector, and the report is written."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+from fixtures_stack import EMULATORS
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, connect_pg
@@ -16,11 +17,13 @@ from recsys.local.stack import scratch_stack
 SCALE = {"customers": 150, "products": 60, "ratings": 3_000, "seed": 5, "events": 60, "rate": 120.0}
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One demo run on a stack of its own (own moto, PostgreSQL and MySQL database), left up to inspect."""
+@pytest.fixture(scope="module", params=EMULATORS)
+def demo(request, tmp_path_factory):
+    """One demo run per emulator (`recsys demo --emulator moto|localstack`) on a stack of its own (own
+    emulator, PostgreSQL and MySQL database), left up to inspect: the whole batch and streaming
+    pipeline end to end against both."""
     reports = tmp_path_factory.mktemp("demo-reports")
-    with scratch_stack("demo", tmp_path_factory.mktemp("demo-state")) as settings:
+    with scratch_stack("demo", RECSYS_EMULATOR=request.param) as settings:
         run = run_demo(settings, reset=True, keep_up=True, reports_dir=reports, **SCALE)
         yield run, load_settings(), reports
 

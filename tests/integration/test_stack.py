@@ -49,10 +49,10 @@ def test_stack_has_pgvector(stack):
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
 
 
-def test_stack_cli_lifecycle_keeps_postgres_data(tmp_path, stack):
+def test_stack_cli_lifecycle_keeps_postgres_data(state_dir, stack):
     """up → env → status → down → status → up again: data under the state dir survives."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
-    env["RECSYS_STATE_DIR"] = str(tmp_path / "cli-stack")
+    env["RECSYS_STATE_DIR"] = str(state_dir)
     run_cli("stack", "up", env=env)
     try:
         exports = run_cli("stack", "env", env=env).stdout

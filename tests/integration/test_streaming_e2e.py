@@ -226,7 +226,7 @@ def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(st
     from recsys.core import aws
 
     secret = aws.client("secretsmanager", stack).create_secret(
-        Name=f"rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps({"username": stack.pg_user, "password": "unused",
+        Name=f"rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps({"username": stack.pg_user, "password": stack.pg_password,
                                                                       "host": stack.pg_host, "port": int(stack.pg_port)}))
     monkeypatch.setenv("RECSYS_DB_SECRET_ARN", secret["ARN"])
     monkeypatch.setenv("PGHOST", "127.0.0.1")

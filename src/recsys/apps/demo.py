@@ -182,7 +182,10 @@ def run_demo(settings: Settings, *, customers: int, products: int, ratings: int,
     stack = EmbeddedStack(settings)
     with stage(run, "stack up") as s:
         settings = settings.replace(**stack.up())
-        s["detail"] = f"moto at {settings.endpoint_url}, PostgreSQL + pgvector on port {settings.pg_port}"
+        for note in stack.notes:
+            click.echo(f"    {note}")
+        s["detail"] = (f"{settings.emulator} at {settings.endpoint_url}, "
+                       f"PostgreSQL + pgvector on port {settings.pg_port}")
     try:
         run_batch(run, settings, SeedSpec(customers, products, ratings, seed), reset=reset, reports_dir=reports_dir)
         run_streaming(run, settings, events=events, rate=rate, seed=seed)

@@ -13,6 +13,7 @@ from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
 from recsys.apps.web import serve_web
 from recsys.cli.options import CUSTOMER_NUMBER, SEED, EventRate
+from recsys.cli.stack import EMULATOR_OPTION, settings_with_emulator
 from recsys.core.config import load_settings
 
 
@@ -57,9 +58,11 @@ def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -
                    "differently is refused, and one seeded with these arguments is reused).")
 @click.option("--keep-up", is_flag=True, help="Leave the stack and the recommendations API running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
-def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir) -> None:
+@EMULATOR_OPTION
+def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir,
+                 emulator) -> None:
     """Run the whole pipeline end to end on the embedded stack and write a report."""
-    run = run_demo(load_settings(), customers=customers, products=products, ratings=ratings, seed=seed_value,
+    run = run_demo(settings_with_emulator(emulator), customers=customers, products=products, ratings=ratings, seed=seed_value,
                    events=events, rate=rate, reset=reset, keep_up=keep_up, reports_dir=reports_dir)
     page = write_report(run, reports_dir / "demo")
     click.echo(summary_text(run))

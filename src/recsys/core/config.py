@@ -89,6 +89,11 @@ def _optional_executable(text: str) -> Path | None:
     return Path(os.path.abspath(Path(text).expanduser()))
 
 
+def _optional_path(text: str) -> Path | None:
+    """Empty means "the default location" (chosen by the code that reads it); else a path."""
+    return _path(text) if text else None
+
+
 def _endpoint_url(text: str) -> str | None:
     """Empty means real AWS (boto3 resolves the service endpoint); else an http(s) URL."""
     if not text:
@@ -137,6 +142,12 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("RECSYS_STATE_DIR", "state_dir", ".recsys",
             "Local stack state: PIDs, ports, embedded PostgreSQL data, logs", _path),
+    Setting("RECSYS_EMULATOR", "emulator", "moto",
+            "AWS API emulator the embedded stack runs: moto (server) | localstack (community, on the host)",
+            _choice("moto", "localstack")),
+    Setting("RECSYS_LOCALSTACK_VENV", "localstack_venv", "",
+            "LocalStack's Python 3.13 venv (`make install`); empty: .venv-localstack in the checkout",
+            _optional_path),
     Setting("AWS_ENDPOINT_URL", "endpoint_url", "",
             "AWS API endpoint; empty means real AWS, the stack sets its emulator", _endpoint_url),
     Setting("AWS_DEFAULT_REGION", "region", "us-east-1", "AWS region", _REGION),
@@ -195,6 +206,8 @@ class Settings:
     """A resolved, typed snapshot of every setting (``SETTINGS`` names the variable behind each field)."""
 
     state_dir: Path
+    emulator: str
+    localstack_venv: Path | None
     endpoint_url: str | None
     region: str
     aws_access_key_id: str

@@ -1,10 +1,14 @@
-"""The embedded local stack (no Docker): moto server + embedded PostgreSQL/pgvector + the MySQL source,
-and on request the recommendations API (``recsys api``) in the background.
+"""The embedded local stack (no Docker): an AWS emulator (moto or LocalStack) + embedded
+PostgreSQL/pgvector + the MySQL source, and on request the recommendations API (``recsys api``).
 
-``up`` starts what is not running, creates the AWS resources, and writes ``<state>/stack.env``
-(read by ``recsys.core.config``, printed by ``recsys stack env``). ``start_api`` adds the API
-(``recsys demo --keep-up`` does) and its URL to ``stack.env``. ``down`` stops by PID what was
-started. (The compose file runs the LocalStack product instead; this is the Docker-free stack.)
+``up`` starts what is not running, restores the AWS state saved by the last ``down`` (the emulators
+keep it in memory only), creates the AWS resources, and writes ``<state>/stack.env`` (mode 0600: it
+holds the PostgreSQL password; read by ``recsys.core.config``, printed by ``recsys stack env``).
+``down`` saves the AWS state (``recsys.local.aws_state``) and stops by PID what ``up`` started.
+``start_api`` adds the API in the background (``recsys demo --keep-up`` does) and its URL to
+``stack.env``; ``status`` and ``down`` include it. Ports are kept across restarts when free. Which
+emulator runs is ``RECSYS_EMULATOR`` (``recsys.local.emulators``); nothing else in the project
+depends on it.
 """
 from __future__ import annotations
 
@@ -17,20 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys.core.config import Settings, load_settings, stack_env_file
 from recsys.core.db import connect_mysql, connect_pg, drop_database
 from recsys.core.errors import SourceUnavailable, StackError
-from recsys.local import aws_resources, pgembedded
+from recsys.local import aws_resources, aws_state, pgembedded
+from recsys.local.emulators import Emulator, emulator_for, process_is
 
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # moto accepts any
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # emulators accept any
 API_PREFERRED_PORT = 8000
-
 
 
 @dataclass
@@ -47,9 +50,14 @@ class ServiceStatus:
 
 
 def free_port(preferred: int | None = None) -> int:
-    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    """``preferred`` when it is free on 127.0.0.1, else any free port.
+
+    The probe binds with SO_REUSEADDR, as the servers do: a port whose last connections are in
+    TIME_WAIT (a server just stopped) is free for them, and the stack keeps its ports across restarts.
+    """
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -76,8 +84,42 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+@dataclass
+class StackState:
+    """``<state>/stack.json``: per service its PID (while running), start time and port (kept after down)."""
+
+    aws: dict = field(default_factory=dict)  # emulator, pid, started, port
+    postgres: dict = field(default_factory=dict)  # pid, port, data
+    api: dict = field(default_factory=dict)  # pid, port (while `recsys api` runs in the background)
+
+    @classmethod
+    def load(cls, path: Path) -> StackState:
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        aws = saved.get("aws") or ({"emulator": "moto", **saved["moto"]} if "moto" in saved else {})  # before 2 emulators
+        return cls(aws=aws, postgres=saved.get("postgres", {}), api=saved.get("api", {}))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"aws": self.aws, "postgres": self.postgres, "api": self.api}, indent=2))
+
+    def api_running(self) -> bool:
+        return pid_alive(self.api.get("pid")) and port_answers(self.api.get("port", 0))
+
+    def emulator_running(self) -> bool:
+        return process_is(self.aws.get("pid"), self.aws.get("started")) and port_answers(self.aws.get("port", 0))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), replacing it in one rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 class EmbeddedStack:
-    """The embedded stack rooted at a state directory."""
+    """The embedded stack rooted at a state directory; ``notes`` collects what ``up``/``down`` want said."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -85,79 +127,105 @@ class EmbeddedStack:
         self.state_file = self.state_dir / "stack.json"
         self.pg_data = self.state_dir / "pgdata"
         self.logs = self.state_dir / "logs"
+        self.notes: list[str] = []
 
-    # -- state ------------------------------------------------------------------------------
-    def _load(self) -> dict:
-        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+    def _load(self) -> StackState:
+        return StackState.load(self.state_file)
 
-    def _save(self, state: dict) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=2))
+    def _save(self, state: StackState) -> None:
+        state.save(self.state_file)
+
+    def emulator(self, state: StackState | None = None) -> Emulator:
+        """The running emulator's strategy when one runs, else the configured one's."""
+        running = state.aws.get("emulator") if state and state.emulator_running() else None
+        return emulator_for(self.settings, running)
 
     # -- services ---------------------------------------------------------------------------
-    def _start_moto(self, state: dict) -> None:
-        moto = state.get("moto", {})
-        if pid_alive(moto.get("pid")) and port_answers(moto["port"]):
-            return
-        port = free_port(moto.get("port"))
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / "moto.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"moto server exited with {proc.returncode}; see {self.logs / 'moto.log'}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            proc.kill()
-            raise StackError(f"moto server did not answer on 127.0.0.1:{port} within 30 s")
-        state["moto"] = {"pid": proc.pid, "port": port}
+    def _start_emulator(self, state: StackState) -> bool:
+        """Start the configured emulator unless it runs; True when it was started now (empty)."""
+        wanted = self.settings.emulator
+        if state.emulator_running():
+            if state.aws["emulator"] != wanted:
+                raise StackError(f"the stack runs {state.aws['emulator']}, not {wanted}: stop it first "
+                                 f"(`recsys stack down`; its AWS state is saved and restored into {wanted})")
+            return False
+        if state.aws.get("pid"):  # recorded as running, but gone: it was not stopped by `stack down`
+            self.notes.append(
+                f"warning: the previous {state.aws.get('emulator', 'emulator')} (pid {state.aws['pid']}) was not "
+                "stopped by `recsys stack down` (killed or crashed): the S3 objects and Kinesis records it held "
+                "since the last `up` are lost (only `down` saves them); PostgreSQL kept its data, so re-run "
+                "`recsys train` and `recsys load-embeddings` if a model's artifacts are gone")
+        emulator = emulator_for(self.settings)
+        port = free_port(state.aws.get("port"))
+        started = emulator.start(port, self.state_dir / emulator.name, self.logs / f"{emulator.name}.log")
+        state.aws = {"emulator": emulator.name, "pid": started.pid, "started": started.started, "port": port}
+        return True
 
-    def _start_postgres(self, state: dict) -> None:
-        pg = state.get("postgres", {})
+    def _start_postgres(self, state: StackState) -> None:
+        pg = state.postgres
         if pid_alive(pg.get("pid")) and port_answers(pg["port"]):
             return
-        pgembedded.init_cluster(self.pg_data)
+        password, created = pgembedded.read_or_create_password(self.state_dir)
+        existed = (self.pg_data / "PG_VERSION").exists()
+        pgembedded.init_cluster(self.pg_data, password)
+        if existed and created:  # a cluster from before passwords: give it one before it listens
+            pgembedded.set_password(self.pg_data, password)
         port = free_port(pg.get("port"))
         pid = pgembedded.start(self.pg_data, port, self.logs / "postgres.log")
-        state["postgres"] = {"pid": pid, "port": port, "data": str(self.pg_data)}
+        state.postgres = {"pid": pid, "port": port, "data": str(self.pg_data)}
 
     def _check_mysql(self) -> None:
         connect_mysql(self.settings, database="").close()
 
-    def stack_env(self, state: dict) -> dict[str, str]:
+    def stack_env(self, state: StackState) -> dict[str, str]:
         """The settings that point clients at this stack (and at its API, when that runs)."""
-        api = state.get("api", {})
-        return ({"RECSYS_API_URL": f"http://127.0.0.1:{api['port']}"} if pid_alive(api.get("pid")) else {}) | {
+        password, _ = pgembedded.read_or_create_password(self.state_dir)
+        api = {"RECSYS_API_URL": f"http://127.0.0.1:{state.api['port']}"} if pid_alive(state.api.get("pid")) else {}
+        return api | {
             "RECSYS_STATE_DIR": str(self.state_dir),
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{state['moto']['port']}",
+            "RECSYS_EMULATOR": state.aws["emulator"],
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{state.aws['port']}",
             "AWS_DEFAULT_REGION": self.settings.region,
             **LOCAL_CREDENTIALS,
             "PGHOST": "127.0.0.1",
-            "PGPORT": str(state["postgres"]["port"]),
+            "PGPORT": str(state.postgres["port"]),
             "PGUSER": "postgres",
+            "PGPASSWORD": password,
             "PGDATABASE": "postgres",
         }
 
+    def _restore_aws_state(self, live: Settings, state: StackState) -> None:
+        """Put the state saved by the last ``down`` into the fresh emulator; on failure stop it again."""
+        try:
+            restored = aws_state.restore(live, self.state_dir)
+        except Exception as exc:
+            self.emulator(state).stop(state.aws["pid"])
+            state.aws.pop("pid", None)
+            self._save(state)
+            stack_env_file(self.state_dir).unlink(missing_ok=True)
+            raise StackError(f"could not restore the AWS state saved in {aws_state.saved_dir(self.state_dir)} "
+                             f"({type(exc).__name__}: {exc}); it is kept: fix the cause and run `recsys stack up` "
+                             "again, or drop it with `recsys stack down --discard`") from exc
+        if restored:
+            self.notes.append(restored.line(f"restored (saved {restored.saved_at})", self.state_dir / aws_state.RESTORED))
+
     def up(self) -> dict[str, str]:
-        """Start everything not yet running, create AWS resources and the vector extension."""
+        """Start everything not yet running, restore saved AWS state, create AWS resources and the vector extension."""
         self._check_mysql()
         state = self._load()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not pid_alive(state.postgres.get("pid")):
+            pgembedded.preflight(self.pg_data)  # before anything starts
         try:
-            self._start_moto(state)
+            fresh = self._start_emulator(state)
             self._start_postgres(state)
         finally:
             self._save(state)
         env = self.stack_env(state)
-        stack_env_file(self.state_dir).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        write_private(stack_env_file(self.state_dir), "".join(f"{k}={v}\n" for k, v in env.items()))
         live = self.settings.replace(**env)
+        if fresh:
+            self._restore_aws_state(live, state)
         aws_resources.ensure_resources(live)
         with connect_pg(live) as conn, conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -169,9 +237,8 @@ class EmbeddedStack:
         """Start ``recsys api`` in the background on a free port (8000 when free) unless it runs;
         record it for ``status``/``down`` and its URL in ``stack.env``. Returns the URL."""
         state = self._load()
-        api = state.get("api", {})
-        if not (pid_alive(api.get("pid")) and port_answers(api["port"])):
-            port = free_port(api.get("port") or API_PREFERRED_PORT)
+        if not state.api_running():
+            port = free_port(state.api.get("port") or API_PREFERRED_PORT)
             self.logs.mkdir(parents=True, exist_ok=True)
             with open(self.logs / "api.log", "ab") as log:
                 proc = subprocess.Popen(
@@ -184,58 +251,85 @@ class EmbeddedStack:
                     proc.kill()
                     raise StackError(f"recsys api did not start on 127.0.0.1:{port}; see {self.logs / 'api.log'}")
                 time.sleep(0.1)
-            state["api"] = api = {"pid": proc.pid, "port": port}
+            state.api = {"pid": proc.pid, "port": port}
             self._save(state)
-        stack_env_file(self.state_dir).write_text("".join(f"{k}={v}\n" for k, v in self.stack_env(state).items()))
-        return f"http://127.0.0.1:{api['port']}"
+        write_private(stack_env_file(self.state_dir), "".join(f"{k}={v}\n" for k, v in self.stack_env(state).items()))
+        return f"http://127.0.0.1:{state.api['port']}"
 
-    def down(self) -> list[str]:
-        """Stop, by PID, what ``up`` and ``start_api`` started; the PostgreSQL data folder is kept."""
+    def _stop_api(self, state: StackState) -> list[str]:
+        if not pid_alive(state.api.get("pid")):
+            state.api.pop("pid", None)
+            return []
+        pid = state.api.pop("pid")
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+        return [f"api (pid {pid})"]
+
+    def down(self, *, discard: bool = False, show_progress: bool = True) -> list[str]:
+        """Save the emulator's AWS state (unless ``discard``), then stop, by PID, what ``up`` and
+        ``start_api`` started. The PostgreSQL data folder is kept; ports are remembered for the next ``up``."""
         state = self._load()
-        stopped = []
-        api = state.get("api", {})
-        if pid_alive(api.get("pid")):
-            os.kill(api["pid"], signal.SIGTERM)
-            if not _wait_gone(api["pid"]):
-                os.kill(api["pid"], signal.SIGKILL)
-            stopped.append(f"api (pid {api['pid']})")
-        api.pop("pid", None)
-        moto = state.get("moto", {})
-        if pid_alive(moto.get("pid")):
-            os.kill(moto["pid"], signal.SIGTERM)
-            _wait_gone(moto["pid"])
-            stopped.append(f"moto (pid {moto['pid']})")
-        pg = state.get("postgres", {})
+        stopped = self._stop_api(state)
+        if state.emulator_running():
+            emulator = self.emulator(state)
+            if discard:
+                aws_state.discard(self.state_dir)
+                self.notes.append("AWS state discarded: the S3 objects and Kinesis records were not saved")
+            else:
+                self._save_aws_state(state, show_progress)
+            emulator.stop(state.aws["pid"])
+            stopped.append(f"{emulator.name} (pid {state.aws['pid']})")
+        else:
+            if state.aws.get("pid"):
+                self.notes.append(f"warning: {state.aws.get('emulator', 'the emulator')} (pid {state.aws['pid']}) had "
+                                  "stopped without `recsys stack down`: the S3 objects and Kinesis records it held "
+                                  "since the last `up` are lost")
+            if discard and aws_state.discard(self.state_dir):
+                self.notes.append("discarded the saved AWS state")
+        pg = state.postgres
         if pid_alive(pg.get("pid")):
             pgembedded.stop(self.pg_data)
             if not _wait_gone(pg["pid"]):
                 os.kill(pg["pid"], signal.SIGQUIT)
             stopped.append(f"postgres (pid {pg['pid']})")
-        for service in (moto, pg):
-            service.pop("pid", None)  # the port is kept so the next `up` reuses it when free
+        state.aws.pop("pid", None)  # the ports are kept so the next `up` reuses them when free
+        state.aws.pop("started", None)
+        pg.pop("pid", None)
         self._save(state)
         stack_env_file(self.state_dir).unlink(missing_ok=True)
         return stopped
 
+    def _save_aws_state(self, state: StackState, show_progress: bool) -> None:
+        """Save before stopping; when that fails nothing is stopped, so nothing is lost."""
+        live = self.settings.replace(AWS_ENDPOINT_URL=f"http://127.0.0.1:{state.aws['port']}", **LOCAL_CREDENTIALS)
+        try:
+            saved = aws_state.save(live, self.state_dir, emulator=state.aws["emulator"], show_progress=show_progress)
+        except Exception as exc:
+            raise StackError(f"could not save the AWS state ({type(exc).__name__}: {exc}); the stack is left running "
+                             "so that nothing is lost: retry `recsys stack down`, or stop it without saving with "
+                             "`recsys stack down --discard`") from exc
+        self.notes.append(saved.line("saved", aws_state.saved_dir(self.state_dir)))
+
     def status(self) -> list[ServiceStatus]:
         state = self._load()
-        moto, pg = state.get("moto", {}), state.get("postgres", {})
+        pg = state.postgres
         s = self.settings
         try:
             self._check_mysql()
             mysql_up = True
         except SourceUnavailable:
             mysql_up = False
-        api = state.get("api", {})
-        api_status = [ServiceStatus("api", pid_alive(api.get("pid")) and port_answers(api.get("port", 0)),
-                                    f"http://127.0.0.1:{api.get('port', '-')}", api.get("pid"))] if api.get("pid") else []
+        emulator = self.emulator(state)
+        api = [ServiceStatus("api", state.api_running(), f"http://127.0.0.1:{state.api.get('port', '-')}",
+                             state.api.get("pid"))] if state.api.get("pid") else []
         return [
-            ServiceStatus("moto", pid_alive(moto.get("pid")) and port_answers(moto.get("port", 0)),
-                          f"http://127.0.0.1:{moto.get('port', '-')}", moto.get("pid")),
+            ServiceStatus(emulator.name, state.emulator_running() and emulator.healthy(state.aws["port"]),
+                          f"http://127.0.0.1:{state.aws.get('port', '-')}", state.aws.get("pid")),
             ServiceStatus("postgres", pid_alive(pg.get("pid")) and port_answers(pg.get("port", 0)),
                           f"postgresql://postgres@127.0.0.1:{pg.get('port', '-')}/postgres", pg.get("pid")),
             ServiceStatus("mysql", mysql_up, f"mysql://{s.mysql_user}@{s.mysql_host}:{s.mysql_port}/{s.mysql_database}"),
-            *api_status,
+            *api,
         ]
 
 
@@ -271,7 +365,7 @@ def scratch_stack(name: str, state_dir: Path | None = None, **extra_env: str) ->
         os.environ.update(local.up())
         yield load_settings()
     finally:
-        local.down()
+        local.down(discard=True, show_progress=False)
         with suppress(SourceUnavailable):
             drop_database(load_settings())
         os.environ.clear()

@@ -101,7 +101,11 @@ class ShardReader:
             try:
                 return self._kinesis.get_shard_iterator(ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                                                         StartingSequenceNumber=after, **args)["ShardIterator"]
-            except self._kinesis.exceptions.InvalidArgumentException:
+            except (self._kinesis.exceptions.InvalidArgumentException,
+                    self._kinesis.exceptions.ResourceNotFoundException):
+                # AWS documents InvalidArgumentException for a position the shard does not hold; LocalStack
+                # answers ResourceNotFoundException (docs/emulators.md). A missing stream or shard raises
+                # again from the TRIM_HORIZON call below.
                 log.warning("checkpoint %s of %s is not in the stream any more; reading from the oldest record",
                             after, shard_id)
         return self._kinesis.get_shard_iterator(ShardIteratorType="TRIM_HORIZON", **args)["ShardIterator"]
