@@ -75,6 +75,16 @@ def test_batched_training_solve_equals_the_lambdas_fold_in():
                                    rtol=2e-3, atol=2e-4)  # float32 batched systems vs float64
 
 
+def test_the_batched_solve_gives_the_same_vectors_on_any_number_of_threads():
+    rng = np.random.default_rng(8)
+    V = rng.normal(size=(50, 4))
+    weights = sp.random(33, 50, density=0.2, random_state=9, format="csr", dtype=np.float32)
+    base, rhs = V.T @ V + 10 * np.eye(4), rng.normal(size=(33, 4))
+    one = hybrid._batched_solve(weights, V, base, rhs, threads=1)
+    np.testing.assert_array_equal(one, hybrid._batched_solve(weights, V, base, rhs, threads=3))
+    np.testing.assert_allclose(one[5], np.linalg.solve(base + (V.T * weights[5].toarray()) @ V, rhs[5]), rtol=1e-4)
+
+
 def _prior(features_alone: bool = True, dims: int = 3) -> AttributePrior:
     rng = np.random.default_rng(3)
     return AttributePrior(ENCODER, rng.normal(size=(ENCODER.dim, dims)), np.full(ENCODER.dim, 0.3), features_alone)
