@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from fixtures_train import publish_training_table, training_attributes
+from fixtures_vectordb import fresh_pg_database
 
 from recsys.contracts import (RESULT_OK, STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
                               STRATEGY_POPULAR_FALLBACK)
@@ -31,18 +32,12 @@ def cold_start(train_settings, train_table, tmp_path_factory):
     """A model trained without ``NEW_CUSTOMERS`` of the source's customers, published to a bucket and
     loaded into a PostgreSQL database of this module's own."""
     from recsys.apps.source import planted_truth_for
-    from recsys.core.db import connect_pg
     from recsys.local.aws_resources import ensure_bucket
     from recsys.pipeline.train import TrainParams, train_and_publish
     from recsys.pipeline.vector_load import load_embeddings
 
     settings = replace(train_settings, pg_database=COLD_DATABASE, **COLD_BUCKETS)
-    conn = connect_pg(train_settings)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {COLD_DATABASE} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {COLD_DATABASE}")
-    conn.close()
+    fresh_pg_database(train_settings, COLD_DATABASE)
     for bucket in COLD_BUCKETS.values():
         ensure_bucket(settings, bucket)
     customers = np.unique(train_table["customerNumber"].to_numpy())

@@ -337,9 +337,9 @@ def evaluate_views(data: Interactions, split: ColdSplit, known: dict[str, Scorer
                    browsed_items: int, ceiling_note: str = "") -> ViewReports:
     """Score each view's rankers on its own test ratings (see ``cold_split``)."""
     common = dict(k=k, relevant_min_rating=relevant_min_rating, holdout_fraction=holdout_fraction,
-                  split_seed=split.seed, ceiling_note=ceiling_note)
+                  split_seed=split.seed)
     return ViewReports(
-        known=evaluate_rankers(data, split.known_test, known, **common),
+        known=evaluate_rankers(data, split.known_test, known, ceiling_note=ceiling_note, **common),
         cold_features=evaluate_rankers(data, split.cold, cold_features, **common),
         cold_browsed=evaluate_rankers(data, split.cold & ~split.browsed, cold_browsed, **common),
         cold_customers=len(split.cold_users), browsed_items=browsed_items,

@@ -14,6 +14,24 @@ def _colour(name: str, model_ranker: str) -> str:
             else "#2ca02c" if name in (PLANTED_TRUTH, ATTRIBUTES_TRUTH) else "#bbbbbb")
 
 
+def _bars(ax, names: list[str], values: list[float], colours: list[str], title: str) -> None:
+    """Horizontal bars with their values printed at the tips."""
+    ax.barh(names, values, color=colours)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(0, max(values + [1e-9]) * 1.35)
+
+
+def _finish(fig, plt, title: str) -> bytes:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def report_png(report: EvaluationReport, model_ranker: str, title: str = "") -> bytes:
     """A bar chart of each ranker's metrics @k as PNG bytes; ``model_ranker`` and its variants stand out."""
     import matplotlib  # heavy; only reports draw
@@ -28,18 +46,8 @@ def report_png(report: EvaluationReport, model_ranker: str, title: str = "") -> 
     axes[0].invert_yaxis()  # shared y: first ranker on top in every panel
     colours = [_colour(n, model_ranker) for n in names]
     for ax, (attr, label) in zip(axes, metrics):
-        values = [getattr(report.rankers[n], attr) for n in names]
-        ax.barh(names, values, color=colours)
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
-        ax.set_title(label)
-        ax.set_xlim(0, max(values + [1e-9]) * 1.35)
-    fig.suptitle(title or "offline evaluation", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+        _bars(ax, names, [getattr(report.rankers[n], attr) for n in names], colours, label)
+    return _finish(fig, plt, title or "offline evaluation")
 
 
 def cold_start_png(views: ViewReports, model_ranker: str, title: str = "") -> bytes:
@@ -49,25 +57,16 @@ def cold_start_png(views: ViewReports, model_ranker: str, title: str = "") -> by
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(views.cold_features, "attributes only"),
-              (views.cold_browsed, f"attributes + first {views.browsed_items} ratings browsed")]
+    panels = [(views.cold_features, "(a) attributes only"),
+              (views.cold_browsed, f"(b) attributes + {views.browsed_items} browsed")]
     rows = max(len(report.rankers) for report, _ in panels)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * rows + 1.8))
     for ax, (report, label) in zip(axes, panels):
         names = list(report.rankers)
-        values = [report.rankers[n].ndcg for n in names]
-        ax.barh(names, values, color=[_colour(n, model_ranker) for n in names])
         ax.invert_yaxis()
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
-        ax.set_title(f"{label}: NDCG@{report.k}, {views.cold_customers} held-out customers", fontsize=9)
-        ax.set_xlim(0, max(values + [1e-9]) * 1.35)
-    fig.suptitle(title or "cold start", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+        _bars(ax, names, [report.rankers[n].ndcg for n in names], [_colour(n, model_ranker) for n in names],
+              f"{label}: NDCG@{report.k}")
+    return _finish(fig, plt, f"{title or 'cold start'} ({views.cold_customers} customers held out of training)")
 
 
 def _metrics_table(report: EvaluationReport) -> str:

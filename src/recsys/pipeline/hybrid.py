@@ -285,12 +285,11 @@ def fit_hybrid(stars: sp.csr_matrix, side: SideInfo, params: HybridParams, show_
     for sweep in tqdm(range(params.iterations), desc="hybrid", unit="sweep", disable=not show_progress):
         Y = np.hstack([Q, F])
         X = solve_customers(Y, conf, lam, A @ B if params.use_prior else None)
-        if sweep == params.iterations - 1:
-            break  # end with the customers: stored vectors = the serving fold-in with this B
-        if params.use_prior:
-            B = ridge.fit(X)
-        if k:
-            Q = _solve_free_item_factors(X, F, conf, extra_items, rows, cols, k, params.reg_item)
+        if sweep < params.iterations - 1:  # the last sweep ends with the customers: stored = serving fold-in
+            if params.use_prior:
+                B = ridge.fit(X)
+            if k:
+                Q = _solve_free_item_factors(X, F, conf, extra_items, rows, cols, k, params.reg_item)
     Y = np.hstack([Q, F])
     B = B if params.use_prior else np.zeros_like(B)
     users = A_all @ B  # customers without training ratings: the features vector
