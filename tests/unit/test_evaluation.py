@@ -6,7 +6,7 @@ import pytest
 
 from inference.foldin import fold_in
 from recsys.pipeline import evaluate
-from recsys_seed import SeedSpec, planted_truth
+from recsys_seed import Catalogue, SeedSpec, planted_truth, synthesize_events
 from recsys_seed.generate import generate
 
 
@@ -171,3 +171,22 @@ def test_cold_split_without_cold_customers_is_the_plain_holdout():
     split = evaluate.cold_split(data, 0.2, seed=3, cold_fraction=0.0)
     assert split.cold_users.size == 0 and not split.cold.any()
     np.testing.assert_array_equal(split.known_test, evaluate.holdout_mask(data, 0.2, 3))
+
+
+def test_new_customer_events_carry_the_attributes_of_the_taste_they_browse_with():
+    """Cold start from attributes is judged against a taste consistent with them."""
+    customers = [(103 + i, f"city{i}", f"country{i}", 1000.0 * (i + 1)) for i in range(6)]
+    codes = np.array([f"P{j}" for j in range(6)])
+
+    def affinity(row: int) -> np.ndarray:  # customer i likes product i overwhelmingly
+        scores = np.full(6, -50.0)
+        scores[row] = 50.0
+        return scores
+
+    catalogue = Catalogue(customers, codes, affinity, {c[0]: i for i, c in enumerate(customers)}, planted=True)
+    events = synthesize_events(catalogue, 300, new_customer_fraction=0.5, empty_history_fraction=0.0, seed=1)
+    new = [e for e in events if e["customer_number"] > 108]
+    assert len(new) > 100
+    for event in new:
+        owner = int(event["browse_history"][0]["product_code"][1:])
+        assert (event["city"], event["country"], event["credit_limit"]) == customers[owner][1:]

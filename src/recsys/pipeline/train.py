@@ -214,6 +214,7 @@ class SplitFits:
 
 
 def candidate_kinds(params: TrainParams, side: hybrid.SideInfo | None) -> list[str]:
+    """The models to fit: ``--model``'s choice, or both (ALS alone when the hybrid's columns are missing)."""
     if params.model not in MODEL_CHOICES:
         raise PipelineError(f"unknown model {params.model!r}; expected one of {', '.join(MODEL_CHOICES)}")
     if params.model == ALS_RANKER:
@@ -260,15 +261,19 @@ def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: Sp
     known: dict[str, evaluate.Scorer] = {}
     cold_features: dict[str, evaluate.Scorer] = {}
     cold_browsed: dict[str, evaluate.Scorer] = {}
-    browse_conf = data.matrix(confidence(data.ratings, params.alpha, params.rating_offset), split.browsed)
     cold = split.cold_users
+
+    def browsed(alpha: float, rating_offset: float):  # the cold customers' browse histories as confidences
+        return data.matrix(confidence(data.ratings, alpha, rating_offset), split.browsed)[cold]
+
     n_users = data.shape[0]
     if fits.als is not None:
         als = fits.als
         other = TRANSFORM_NONE if transform == TRANSFORM_MIPS else TRANSFORM_MIPS
         known[ALS_RANKER] = serving_scorer(als.user_factors, als.item_factors, transform)
         known[_transform_ranker(other)] = serving_scorer(als.user_factors, als.item_factors, other)
-        folded = hybrid.solve_customers(als.item_factors, browse_conf[cold], params.regularization)
+        folded = hybrid.solve_customers(als.item_factors, browsed(params.alpha, params.rating_offset),
+                                        params.regularization)
         cold_browsed[cold_ranker(ALS_RANKER, contracts.STRATEGY_FOLD_IN)] = serving_scorer(
             _cold_queries(n_users, cold, folded), als.item_factors, transform)
     if fits.hybrid is not None:
@@ -277,9 +282,10 @@ def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: Sp
         # cold customers did not train: their stored row is already their features vector, a @ B
         cold_features[cold_ranker(HYBRID_RANKER, contracts.STRATEGY_FEATURES)] = serving_scorer(
             fit.user_vectors, fit.item_vectors, transform)
-        with_attributes = hybrid.solve_customers(fit.item_vectors, browse_conf[cold], fit.precision,
+        history = browsed(fit.params.alpha, fit.params.rating_offset)
+        with_attributes = hybrid.solve_customers(fit.item_vectors, history, fit.precision,
                                                  fit.prior.mean(fit.attributes[cold]))
-        without = hybrid.solve_customers(fit.item_vectors, browse_conf[cold], fit.precision,
+        without = hybrid.solve_customers(fit.item_vectors, history, fit.precision,
                                          np.broadcast_to(fit.prior.mean(None), with_attributes.shape))
         for strategy, vectors in ((contracts.STRATEGY_FEATURES_FOLD_IN, with_attributes),
                                   (contracts.STRATEGY_FOLD_IN, without)):
