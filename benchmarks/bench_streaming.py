@@ -116,7 +116,7 @@ def bench_freshness(settings, catalogue, events: int, rate: float, *, concurrenc
     delivery.stop_requested.set()
     worker.join(10)
     delivery.close()
-    lat, _, _ = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
+    lat = collect_outputs(settings, sent.accepted_at, watcher.first_seen).freshness
     return {"events": events, "delivered": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
             "latencies": lat, "objects": delivery.stats.objects, "buffer_s": float(settings.buffer_seconds),
             "batch_p50": delivery.stats.batch_percentile(50), "concurrency": concurrency, "warm_up": warm_up}

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS seed_metadata (
   ratings    INT          NOT NULL,
   seed       INT          NOT NULL,
   generator  VARCHAR(20)  NOT NULL,
+  attribute_share DOUBLE  NOT NULL,  -- share of taste variance planted as a function of country and creditLimit
   seeded_at  TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP,
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

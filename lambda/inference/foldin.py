@@ -37,11 +37,15 @@ def confidence(ratings: Sequence[float] | np.ndarray, alpha: float, rating_offse
 
 
 def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: Sequence[float],
-            regularization: float) -> np.ndarray:
+            regularization: float | np.ndarray, prior_mean: np.ndarray | None = None) -> np.ndarray:
     """The ALS user vector for a history of items with confidences, the item factors held fixed.
 
     Solves (YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i in float64 and returns float32 (F,).
     Repeated item indices are summed like duplicate entries of a sparse matrix row.
+
+    The hybrid model (``inference.hybrid_foldin``) shrinks towards a prior mean m instead of 0, with a
+    precision per coordinate: ``regularization`` (F,) = diag Λ, and the right-hand side gains Λm.
+    With a scalar λ and no prior mean this is plain ALS.
     """
     Y = np.asarray(item_factors, dtype=np.float64)
     idx = np.asarray(item_indices, dtype=np.int64)
@@ -55,8 +59,11 @@ def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: 
         idx, inverse = np.unique(idx, return_inverse=True)
         c = np.bincount(inverse, weights=c)
     Yh = Y[idx]
-    A = Y.T @ Y + regularization * np.eye(Y.shape[1]) + (Yh.T * (c - 1.0)) @ Yh
+    precision = np.broadcast_to(np.asarray(regularization, dtype=np.float64), (Y.shape[1],))
+    A = Y.T @ Y + np.diag(precision) + (Yh.T * (c - 1.0)) @ Yh
     b = Yh.T @ c
+    if prior_mean is not None:
+        b = b + precision * np.asarray(prior_mean, dtype=np.float64)
     return np.linalg.solve(A, b).astype(np.float32)
 
 

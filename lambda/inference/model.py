@@ -1,7 +1,8 @@
 """The serving model: artifacts read from S3 at cold start, kept, and switched when the pointer moves.
 
 ``models/serving.json`` names the version; ``models/<version>/`` holds ``model.npz`` (item factors
-and ALS hyper-parameters for fold-in), ``popular_items.json`` (the fallback) and ``manifest.json``
+and ALS hyper-parameters for fold-in; for the hybrid model also the attribute prior of
+``inference.hybrid_foldin``), ``popular_items.json`` (the fallback) and ``manifest.json``
 (embedding transform, confidence formula). See docs/contracts.md section 2.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.foldin import confidence, fold_in, to_query_vector
-from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
+from inference.foldin import confidence, to_query_vector
+from inference.hybrid_foldin import AttributePrior, cold_start_vector
+from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, NPZ_PRECISION, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +46,28 @@ class ServingModel:
     version: str
     item_factors: np.ndarray  # (P, F) float32, raw ALS
     item_index: dict[str, int]  # productCode -> row of item_factors
-    regularization: float
+    regularization: float | np.ndarray  # λ, or the hybrid's per-coordinate precision Λ
     alpha: float
     rating_offset: float
     embedding_transform: str
     popular: list[PopularItem]
     manifest: dict = field(repr=False, default_factory=dict)
+    prior: AttributePrior | None = None  # the hybrid's attribute prior; None for plain ALS
 
     def browse_confidences(self, engagements: list[float]) -> np.ndarray:
         """Confidence of browsed items by the manifest's formula, browses read as ratings."""
         ratings = np.minimum(BROWSE_RATING_BASE + np.asarray(engagements, dtype=np.float64), MAX_RATING)
         return confidence(ratings, self.alpha, self.rating_offset)
 
-    def fold_in_query(self, codes: list[str], engagements: list[float]) -> np.ndarray | None:
-        """The query vector of an unknown customer from their browse history; None if no item is known."""
+    def cold_start_query(self, codes: list[str], engagements: list[float], *, country: str | None = None,
+                         credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+        """(strategy, query vector or None) of a customer without a stored vector, from their browse
+        history (items the model does not know are ignored) and attributes (``inference.hybrid_foldin``)."""
         known = [(self.item_index[c], e) for c, e in zip(codes, engagements) if c in self.item_index]
-        if not known:
-            return None
-        rows, weights = zip(*known)
-        user = fold_in(self.item_factors, list(rows), self.browse_confidences(list(weights)), self.regularization)
-        return to_query_vector(user, self.embedding_transform)
+        rows, weights = [r for r, _ in known], [e for _, e in known]
+        strategy, user = cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),
+                                           self.regularization, self.prior, country=country, credit_limit=credit_limit)
+        return strategy, None if user is None else to_query_vector(user, self.embedding_transform)
 
     def popular_items(self, k: int, exclude: set[str]) -> list[PopularItem]:
         """The k most popular items not in ``exclude``."""
@@ -100,15 +104,17 @@ def load_version(s3, bucket: str, version: str) -> ServingModel:
             version=version,
             item_factors=np.asarray(npz["item_factors"], dtype=np.float32),
             item_index={code: i for i, code in enumerate(item_ids)},
-            regularization=float(npz["regularization"]),
+            regularization=(np.asarray(npz[NPZ_PRECISION], dtype=np.float64) if NPZ_PRECISION in npz.files
+                            else float(npz["regularization"])),
             alpha=alpha,
             rating_offset=offset,
             embedding_transform=str(manifest.get("embedding_transform", "none")),
             popular=[PopularItem(str(p["product_code"]), float(p["score"])) for p in popular],
             manifest=manifest,
+            prior=AttributePrior.from_arrays(npz),
         )
-    log.info("loaded model %s: %d items, %d factors, transform %s", version, len(item_ids),
-             model.item_factors.shape[1], model.embedding_transform)
+    log.info("loaded model %s: %d items, %d factors, transform %s, attribute prior %s", version, len(item_ids),
+             model.item_factors.shape[1], model.embedding_transform, "yes" if model.prior else "no")
     return model
 
 

@@ -1,8 +1,9 @@
 """Recommendation building for a batch of validated events.
 
-Per event: find the customer's query vector (stored ``user_emb`` vector for a known customer,
-ALS fold-in of the browse history for an unknown one, nothing → popular items), then the nearest
-items to it and the items similar to the most engaged browsed product, browsed items excluded.
+Per event: find the customer's query vector (stored ``user_emb`` vector for a known customer; for
+an unknown one, from their attributes and/or browse history, ``inference.hybrid_foldin``; nothing
+usable → popular items), then the nearest items to it and the items similar to the most engaged
+browsed product, browsed items excluded.
 The whole batch costs three database round trips: one user-vector lookup, one nearest-items query
 for every vector, one similar-items query for every anchor.
 """
@@ -19,7 +20,7 @@ from inference import vector_store
 from inference.events import ActivityEvent
 from inference.model import ServingModel
 from inference.vector_store import ScoredItem
-from recsys.contracts import STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK
+from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 
 SCORE_DECIMALS = 6
 
@@ -75,10 +76,9 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     if event.customer_number is not None and event.customer_number in stored:
         return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32), exclude, anchor)
     codes = [item.product_code for item in event.browse_history]
-    query = model.fold_in_query(codes, [item.engagement for item in event.browse_history])
-    if query is not None:
-        return Plan(event, STRATEGY_FOLD_IN, query, exclude, anchor)
-    return Plan(event, STRATEGY_POPULAR_FALLBACK, None, exclude, anchor)
+    strategy, query = model.cold_start_query(codes, [item.engagement for item in event.browse_history],
+                                             country=event.country, credit_limit=event.credit_limit)
+    return Plan(event, strategy, query, exclude, anchor)
 
 
 def _scored(items: Sequence) -> list[ScoredItem]:

@@ -2,8 +2,10 @@
 
 Browse histories are products sampled without replacement by softmax of the customer's true
 affinity (``PlantedTruth``), so the recommendations that come back can be judged. A fraction of
-events come from new customers (numbers not in the source, hence unknown to the model) and a
-fraction have empty histories. Events have the activity-event shape of docs/architecture.md.
+events come from new customers (numbers not in the source, hence unknown to the model; they carry
+the city, country and credit limit of the customer whose taste they borrow, which planted-v2 ties
+to that taste) and a fraction have empty histories. Events have the activity-event shape of
+docs/architecture.md.
 """
 from __future__ import annotations
 

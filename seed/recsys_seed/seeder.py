@@ -35,21 +35,25 @@ class SeedSummary:
     def line(self) -> str:
         if self.skipped:
             return (f"source already seeded with customers={self.spec.customers} products={self.spec.products} "
-                    f"ratings={self.spec.ratings} seed={self.spec.seed}: nothing to do (use --reset to rebuild)")
+                    f"ratings={self.spec.ratings} seed={self.spec.seed} attribute_share={self.spec.attribute_share:g}: "
+                    "nothing to do (use --reset to rebuild)")
         rate = self.ratings / self.seconds if self.seconds else 0
         return (f"seeded {self.customers:,} customers, {self.products:,} products, {self.ratings:,} ratings "
                 f"in {self.seconds:.1f} s ({rate:,.0f} ratings/s)")
 
 
 def source_spec(conn) -> SeedSpec | None:
-    """The arguments that seeded this database, or None when it was not seeded by us."""
-    with conn.cursor() as cur:
+    """The arguments that seeded this database, or None when this generator did not seed it
+    (not seeded by us, or by an older generator whose planted truth this one cannot regenerate)."""
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
         try:
-            cur.execute("SELECT customers, products, ratings, seed FROM seed_metadata WHERE id = 1")
+            cur.execute("SELECT * FROM seed_metadata WHERE id = 1")  # older generators lack columns
         except pymysql.err.ProgrammingError:  # table missing
             return None
         row = cur.fetchone()
-    return SeedSpec(*row) if row else None
+    if not row or row["generator"] != GENERATOR_VERSION:
+        return None
+    return SeedSpec(row["customers"], row["products"], row["ratings"], row["seed"], float(row["attribute_share"]))
 
 
 def _row_count(cur, table: str) -> int:
@@ -104,9 +108,9 @@ def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *
             load.load_ratings_overlapped(conn, chunks, tables.truth.product_codes, progress=bar.update)
         with conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO seed_metadata (id, customers, products, ratings, seed, generator) "
-                "VALUES (1, %s, %s, %s, %s, %s)",
-                (spec.customers, spec.products, spec.ratings, spec.seed, GENERATOR_VERSION),
+                "INSERT INTO seed_metadata (id, customers, products, ratings, seed, generator, attribute_share) "
+                "VALUES (1, %s, %s, %s, %s, %s, %s)",
+                (spec.customers, spec.products, spec.ratings, spec.seed, GENERATOR_VERSION, spec.attribute_share),
             )
         conn.commit()
     finally:

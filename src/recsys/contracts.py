@@ -34,6 +34,16 @@ POPULAR_ITEMS = "popular_items.json"
 RATED_ITEMS = "rated_items.csv"
 EVALUATION_PNG = "evaluation.png"
 EVALUATION_HTML = "evaluation.html"
+# model.npz arrays of the hybrid model (absent for plain ALS, whose fold-in shrinks towards 0 with λI);
+# ``item_factors`` then holds the hybrid's item vectors [free factors | fixed item features].
+NPZ_PRECISION = "prior_precision"  # (D,) diagonal of Λ: how strongly a customer vector keeps to its prior mean
+NPZ_PRIOR_MAP = "prior_map"  # (A, D) B: encoded attributes a -> prior mean a @ B of the customer vector
+NPZ_POPULATION_ATTRIBUTES = "population_attributes"  # (A,) the training customers' mean a
+NPZ_ATTRIBUTE_COUNTRIES = "attribute_countries"  # country one-hot vocabulary
+NPZ_ATTRIBUTE_REGIONS = "attribute_regions"  # region one-hot vocabulary
+NPZ_COUNTRY_REGIONS = "country_regions"  # (n, 2) country, region
+NPZ_LOG_CREDIT = "log_credit_scale"  # (2,) mean and std of ln creditLimit of the training customers
+NPZ_FEATURES_ALONE = "serve_features_alone"  # bool: validation found the features strategy beats popularity
 
 
 def artifact_key(version: str, name: str) -> str:
@@ -58,9 +68,13 @@ RESULTS = (RESULT_OK, RESULT_DROPPED, RESULT_FAILED)
 PROCESSING_FAILED = "processing-failed"
 ERROR_KEY_PREFIX = PROCESSING_FAILED + "/"
 # Recommendation record ``strategy`` values: how the query vector was obtained, or the fallback.
-STRATEGY_KNOWN_CUSTOMER = "known_customer"
-STRATEGY_FOLD_IN = "fold_in"
-STRATEGY_POPULAR_FALLBACK = "popular_fallback"
+STRATEGY_KNOWN_CUSTOMER = "known_customer"  # the customer's stored vector
+STRATEGY_FEATURES = "features"  # a new customer's vector from their attributes (country, credit limit)
+STRATEGY_FEATURES_FOLD_IN = "features+fold_in"  # ... and their browse history
+STRATEGY_FOLD_IN = "fold_in"  # a new customer's vector from their browse history alone
+STRATEGY_POPULAR_FALLBACK = "popular_fallback"  # no vector: the popular items
+STRATEGIES = (STRATEGY_KNOWN_CUSTOMER, STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
+              STRATEGY_POPULAR_FALLBACK)
 # Activity-event limits shared by the producer, the Lambda's validation and the CLI.
 MAX_CUSTOMER_NUMBER = 2**31 - 1  # customerNumber is INT in MySQL and integer in user_emb
 MAX_PARTITION_KEY_CHARS = 256  # Kinesis partition keys are 1-256 Unicode characters; session ids fit one

@@ -23,6 +23,21 @@ class ServedModel:
     product_codes: list[str]
     customer_numbers: list[int]
     rated: dict[int, set[str]]
+    kind: str  # "als" or "hybrid": the validation winner
+    serves_features_alone: bool  # the hybrid's features strategy is on (validation beat popularity)
+
+    def expected_strategy(self, event: dict) -> str:
+        """The strategy the Lambda must pick for a synthesized event (they carry country and credit limit)."""
+        from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
+                                      STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
+
+        if event["customer_number"] in self.rated:
+            return STRATEGY_KNOWN_CUSTOMER
+        browsed = bool(event["browse_history"])
+        if self.kind == "als":
+            return STRATEGY_FOLD_IN if browsed else STRATEGY_POPULAR_FALLBACK
+        return (STRATEGY_FEATURES_FOLD_IN if browsed else
+                STRATEGY_FEATURES if self.serves_features_alone else STRATEGY_POPULAR_FALLBACK)
 
 
 def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
@@ -48,7 +63,9 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     rated: dict[int, set[str]] = {}
     for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist()):
         rated.setdefault(int(customer), set()).add(code)
-    return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated)
+    model = result.manifest["model"]
+    return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated,
+                       model["kind"], bool(model.get("serve_features_alone", False)))
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,12 @@ def training_table_from_mysql(settings: Settings) -> pa.Table:
     return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA)], schema=TRAINING_SCHEMA)
 
 
+def training_attributes(table: pa.Table) -> dict[int, tuple[str | None, float | None]]:
+    """customerNumber -> (country, creditLimit) as the training set carries them."""
+    rows = zip(table["customerNumber"].to_pylist(), table["country"].to_pylist(), table["creditLimit"].to_pylist())
+    return {int(c): (country, None if credit is None else float(credit)) for c, country, credit in rows}
+
+
 def publish_training_table(settings: Settings, table: pa.Table, partition_key: str = "productLine") -> dict:
     """Publish ``table`` as a training-set snapshot + ``_manifest.json`` in the datalake bucket."""
     s3 = client("s3", settings)

@@ -108,18 +108,24 @@ class ModelPublisher:
         self.s3.put_object(Bucket=self.bucket, Key=SERVING_POINTER_KEY, Body=json.dumps(pointer))
 
 
+def fresh_pg_database(settings, name: str) -> None:
+    """(Re)create an empty PostgreSQL database ``name`` on the settings' server."""
+    from recsys.core.db import connect_pg
+
+    conn = connect_pg(settings)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+
+
 @pytest.fixture(scope="session")
 def vectordb_settings(stack):
     """The stack's settings pointed at a PostgreSQL database and an artifacts bucket of our own."""
     from recsys.core.aws import client
-    from recsys.core.db import connect_pg
 
-    conn = connect_pg(stack)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {VECTORDB_DATABASE} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {VECTORDB_DATABASE}")
-    conn.close()
+    fresh_pg_database(stack, VECTORDB_DATABASE)
     client("s3", stack).create_bucket(Bucket=VECTORDB_BUCKET)
     return dataclasses.replace(stack, pg_database=VECTORDB_DATABASE, artifacts_bucket=VECTORDB_BUCKET)
 

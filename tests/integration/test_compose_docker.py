@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from recsys.contracts import STRATEGIES
+
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "http://127.0.0.1:4566"
 AWS = {"endpoint_url": ENDPOINT, "region_name": "us-east-1", "aws_access_key_id": "test",
@@ -103,4 +105,4 @@ def test_events_come_out_as_recommendations(compose_stack):
             break
         time.sleep(5)
     assert len(lines) >= 45, f"only {len(lines)} recommendations arrived"  # a few may be dropped on purpose
-    assert all(line["strategy"] in {"known_customer", "fold_in", "popular_fallback"} for line in lines)
+    assert all(line["strategy"] in STRATEGIES for line in lines)

@@ -93,6 +93,8 @@ def test_model_beats_popularity_and_report_is_written(demo):
     summary = summary_text(run)
     assert f"{run.figures['delivered']} delivered" in summary
     assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
+    assert "Cold start" in text and "Strategies of the delivered records" in text
+    assert (reports / "demo" / "cold-start.png").stat().st_size > 1000
 
 
 def test_keep_up_leaves_the_api_answering_from_the_live_model(demo):
@@ -110,3 +112,28 @@ def test_keep_up_leaves_the_api_answering_from_the_live_model(demo):
     assert body["model_version"] == run.figures["model_version"] and len(body["items"]) == 5
     [status] = [s for s in EmbeddedStack(settings).status() if s.name == "api"]
     assert status.up and status.pid
+
+
+def test_summary_and_report_show_the_model_cold_start_and_strategy_mix(demo):
+    run, settings, reports = demo
+    f = run.figures
+    assert f["model"] in ("als", "hybrid") and f["model_choice"]
+    assert f["cold_customers"] == round(0.1 * SCALE["customers"]) and f["cold_features_vs_popularity"] is not None
+    # the strategy mix counts exactly the delivered records, read back from S3
+    s3 = aws.client("s3", settings)
+    counted: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.recommendations_bucket):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].startswith("processing-failed/"):
+                body = s3.get_object(Bucket=settings.recommendations_bucket, Key=obj["Key"])["Body"].read()
+                for line in body.splitlines():
+                    strategy = json.loads(line)["strategy"]
+                    counted[strategy] = counted.get(strategy, 0) + 1
+    assert run.strategies == counted and sum(counted.values()) == f["delivered"]
+    assert "known_customer" in counted and set(counted) - {"known_customer"}  # and new customers
+    summary = summary_text(run)
+    for line in ("model ", "known customers", "cold start", "strategies"):
+        assert f"  {line}" in summary
+    assert f"known_customer {counted['known_customer']}" in summary
+    page = write_report(run, reports / "demo").read_text()
+    assert all(f"<td>{strategy}</td><td class=num>{n}</td>" in page for strategy, n in counted.items())

@@ -1,8 +1,9 @@
 """The demo: the whole pipeline, end to end, on the embedded stack, then a report.
 
-stack up → seed → ETL (Glue script on local Spark) → train + evaluate → load embeddings →
-Lambda zip → local Firehose delivery (a separate ``recsys firehose`` process, as in compose) →
-replay events (plus a few malformed ones) → wait until every event is accounted for → report; with
+stack up → seed → ETL (Glue script on local Spark) → train + evaluate (ALS and the hybrid, the
+validation winner published) → load embeddings → Lambda zip → local Firehose delivery (a separate
+``recsys firehose`` process, as in compose) → replay events (plus a few malformed ones) → wait
+until every event is accounted for → report (with the strategy mix of the delivered records); with
 ``keep_up`` the recommendations API is started in the background and left running with the stack.
 Each stage is the same function its own command runs.
 """
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -33,6 +35,7 @@ from recsys.deploy.lambda_zip import build_lambda_zip
 from recsys.local.firehose.delivery import state_file
 from recsys.local.stack import EmbeddedStack
 from recsys.pipeline.etl import run_etl
+from recsys.pipeline.evaluation_report import cold_start_png
 from recsys.pipeline.train import TrainParams, headline_metrics, train_and_publish
 from recsys.pipeline.vector_load import load_embeddings
 from recsys_seed import SeedSpec
@@ -43,6 +46,9 @@ MALFORMED_EVENTS = [  # the error path, shown in the report
                 "browse_history": []}).encode(),
     json.dumps({"customer_number": 103, "browse_history": [{"product_code": "S10_1678"}]}).encode(),
 ]
+# More new customers (and empty histories) than `recsys replay`'s 5 %, so every cold-start strategy
+# shows in the report: a new customer with nothing browsed is served from their attributes alone.
+NEW_CUSTOMER_FRACTION = EMPTY_HISTORY_FRACTION = 0.1
 
 
 @contextmanager
@@ -146,15 +152,25 @@ class ArrivalWatcher:
                 self.first_seen.setdefault(key, now)
 
 
-def collect_outputs(settings: Settings, accepted_at: dict[str, float],
-                    first_seen: dict[str, float]) -> tuple[list[float], dict[str, int], int]:
-    """Freshness (PutRecords accepted -> object in S3) per delivered event, failure reasons, records delivered.
+@dataclass
+class Outputs:
+    """What delivery wrote: freshness per delivered event, failure reasons, strategies, records delivered."""
+
+    freshness: list[float] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    strategies: dict[str, int] = field(default_factory=dict)
+    delivered: int = 0
+
+
+def collect_outputs(settings: Settings, accepted_at: dict[str, float], first_seen: dict[str, float]) -> Outputs:
+    """Freshness (PutRecords accepted -> object in S3) per delivered event, failure reasons, the strategy
+    mix of the delivered records, records delivered.
 
     A parked record's reason comes from running its raw data through the Lambda's own validator.
     """
     s3 = aws.client("s3", settings)
     bucket = settings.recommendations_bucket
-    freshness, reasons, delivered = [], {}, 0
+    out = Outputs()
     for key, landed in first_seen.items():
         if key.startswith(REDRIVE_MARKER_PREFIX):
             continue
@@ -167,12 +183,13 @@ def collect_outputs(settings: Settings, accepted_at: dict[str, float],
                     reason = record.get("errorMessage") or record.get("errorCode", "unknown")
                 except InvalidEvent as exc:
                     reason = str(exc).split(": ")[0]
-                reasons[reason] = reasons.get(reason, 0) + 1
+                out.reasons[reason] = out.reasons.get(reason, 0) + 1
             else:
-                delivered += 1
+                out.delivered += 1
+                out.strategies[record["strategy"]] = out.strategies.get(record["strategy"], 0) + 1
                 if record["session_id"] in accepted_at:
-                    freshness.append(landed - accepted_at[record["session_id"]])
-    return freshness, reasons, delivered
+                    out.freshness.append(landed - accepted_at[record["session_id"]])
+    return out
 
 
 def run_demo(settings: Settings, *, customers: int, products: int, ratings: int, seed: int, events: int,
@@ -210,15 +227,23 @@ def run_batch(run: DemoRun, settings: Settings, spec: SeedSpec, *, reset: bool, 
         run.figures["training_rows"] = manifest["row_count"]
         s["detail"] = (f"{manifest['row_count']:,} rows published as snapshot {manifest['run_id']}, "
                        f"partitioned by {manifest['partition_key']}")
-    with stage(run, "train + evaluate implicit ALS") as s:
+    with stage(run, "train + evaluate ALS and the hybrid") as s:
         truth, note = planted_truth_for(settings)
         result = train_and_publish(settings, TrainParams(), reports_dir, truth=truth, ceiling_note=note,
                                    show_progress=True)
-        run.metrics_table = result.report.table()
+        views, selection = result.evaluation.views, result.evaluation.selection
+        run.metrics_table = result.evaluation.text()
         run.metrics = {name: vars(m) for name, m in result.report.rankers.items()}
-        run.figures.update(model_version=result.version, **headline_metrics(result.report))
+        run.cold_metrics = {view: {name: vars(m) for name, m in report.rankers.items()}
+                            for view, report in (("attributes only", views.cold_features),
+                                                 (f"attributes + first {views.browsed_items} ratings browsed",
+                                                  views.cold_browsed))}
+        run.figures.update(model_version=result.version, model_choice=selection.reason,
+                           cold_customers=views.cold_customers, browsed_items=views.browsed_items,
+                           **headline_metrics(result.evaluation))
         run.train_report_png = next(result.report_dir.glob("*.png"), None)
-        s["detail"] = f"model {result.version} published, serving pointer moved"
+        run.cold_start_png = cold_start_png(views, selection.kind, title=f"model {result.version}: cold start")
+        s["detail"] = f"{selection.kind} model {result.version} published ({selection.reason}), serving pointer moved"
     with stage(run, "load embeddings into pgvector") as s:
         loaded = load_embeddings(settings)
         run.figures.update(items_live=loaded.item_count, users_live=loaded.user_count, embedding_dim=loaded.dimension)
@@ -235,7 +260,8 @@ def run_streaming(run: DemoRun, settings: Settings, *, events: int, rate: float,
         run.figures["concurrency"] = wait_warm(settings, delivery)["concurrency"]
         with stage(run, "replay events -> Kinesis -> Firehose + Lambda -> S3") as s, \
                 ArrivalWatcher(settings) as watcher:
-            sent = replay(settings, events=events, rate=rate, seed=seed, show_progress=True)
+            sent = replay(settings, events=events, rate=rate, seed=seed, show_progress=True,
+                          new_customer_fraction=NEW_CUSTOMER_FRACTION, empty_history_fraction=EMPTY_HISTORY_FRACTION)
             bad = send_records(settings, [OutgoingRecord(data, f"malformed-{i}")
                                           for i, data in enumerate(MALFORMED_EVENTS)])
             produced = sent.sent + bad.sent
@@ -244,8 +270,8 @@ def run_streaming(run: DemoRun, settings: Settings, *, events: int, rate: float,
                            f"{stats['delivered']} delivered, {stats['dropped']} dropped, {stats['failed']} failed")
     finally:
         stop_delivery(delivery)
-    freshness, reasons, delivered_in_s3 = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
-    run.freshness, run.failure_reasons = freshness, reasons
+    outputs = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
+    run.freshness, run.failure_reasons, run.strategies = outputs.freshness, outputs.reasons, outputs.strategies
     run.figures.update(events_produced=produced, delivered=stats["delivered"], dropped=stats["dropped"],
-                       failed=stats["failed"], delivered_in_s3=delivered_in_s3,
+                       failed=stats["failed"], delivered_in_s3=outputs.delivered,
                        new_customers=sent.new_customers, empty_histories=sent.empty_histories)

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys.contracts import ERROR_KEY_PREFIX
+from recsys.contracts import ERROR_KEY_PREFIX, STRATEGIES
 from recsys.core.stats import percentile
 
 
@@ -44,7 +44,10 @@ class DemoRun:
     failure_reasons: dict[str, int] = field(default_factory=dict)
     metrics_table: str = ""
     metrics: dict = field(default_factory=dict)
+    cold_metrics: dict[str, dict] = field(default_factory=dict)  # view -> ranker -> metrics
     train_report_png: Path | None = None
+    cold_start_png: bytes | None = None
+    strategies: dict[str, int] = field(default_factory=dict)  # strategy -> delivered records
 
 
 def _figure_png(draw) -> bytes:
@@ -87,20 +90,45 @@ def freshness_png(run: DemoRun) -> bytes:
     return _figure_png(draw)
 
 
+def strategies_png(run: DemoRun) -> bytes:
+    def draw(ax):
+        names = [s for s in STRATEGIES if s in run.strategies][::-1]
+        counts = [run.strategies[s] for s in names]
+        bars = ax.barh(names, counts, color="#8a5cd0")
+        ax.bar_label(bars, padding=3, fontsize=8)
+        ax.set_xlabel("delivered recommendation records")
+        ax.set_title("How each record's query vector was obtained")
+        ax.margins(x=0.15)
+    return _figure_png(draw)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def strategy_mix(run: DemoRun) -> str:
+    """``known_customer 270, features+fold_in 25, ...`` in contract order."""
+    return ", ".join(f"{s} {run.strategies[s]}" for s in STRATEGIES if s in run.strategies) or "none"
+
+
 def summary_text(run: DemoRun) -> str:
     f = run.figures
-    ratio = f.get("ndcg_vs_popularity")
-    ceiling = f.get("ndcg_vs_planted_truth")
     lines = [
         "",
         "demo summary",
         f"  seeded            {f['customers']:,} customers, {f['products']:,} products, {f['ratings']:,} ratings",
         f"  training rows     {f['training_rows']:,}",
-        f"  model             {f['model_version']}: NDCG@10 {ratio:.2f}x popularity, "
-        f"{ceiling:.2f}x planted-truth ceiling" if ratio and ceiling else f"  model             {f['model_version']}",
+        f"  model             {f['model_version']}: {f.get('model', '?')} ({f.get('model_choice', '')})",
+        f"  known customers   NDCG@10 {_ratio(f.get('ndcg_vs_popularity'))} popularity, "
+        f"{_ratio(f.get('ndcg_vs_planted_truth'))} planted-truth ceiling",
+        f"  cold start        {f.get('cold_customers', 0)} held-out customers: from attributes "
+        f"{_ratio(f.get('cold_features_vs_popularity'))} popularity, "
+        f"{_ratio(f.get('cold_features_vs_attributes_truth'))} attributes-only ceiling; "
+        f"+{f.get('browsed_items', 0)} browsed {_ratio(f.get('cold_browsed_vs_popularity'))} popularity",
         f"  embeddings live   {f['items_live']:,} items, {f['users_live']:,} users, {f['embedding_dim']}-d",
         f"  events            {f['events_produced']} produced: {f['delivered']} delivered, {f['dropped']} dropped, "
         f"{f['failed']} failed ({f['new_customers']} new customers, {f['empty_histories']} empty histories)",
+        f"  strategies        {strategy_mix(run)}",
         f"  freshness         {freshness_text(run.freshness)}",
     ]
     return "\n".join(lines)
@@ -110,22 +138,34 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _metrics_table(metrics: dict[str, dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(
+            f"<td class=num>{m.get(key, float('nan')):.4f}</td>"
+            for key in ("precision", "recall", "ndcg", "map", "coverage")) + "</tr>"
+        for name, m in metrics.items())
+    return ("<table><tr><th>ranker</th><th>P@10</th><th>R@10</th><th>NDCG@10</th><th>MAP@10</th><th>coverage</th>"
+            f"</tr>{rows}</table>")
+
+
 def write_report(run: DemoRun, out_dir: Path) -> Path:
     """Write ``index.html`` and its PNGs into ``out_dir``; returns the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = {"stages.png": stage_timings_png(run), "freshness.png": freshness_png(run)}
+    pngs = {"stages.png": stage_timings_png(run), "freshness.png": freshness_png(run),
+            "strategies.png": strategies_png(run)}
     if run.train_report_png and run.train_report_png.exists():
         pngs["offline-metrics.png"] = run.train_report_png.read_bytes()
         shutil.copyfile(run.train_report_png, out_dir / "offline-metrics.png")
+    if run.cold_start_png:
+        pngs["cold-start.png"] = run.cold_start_png
     for name, png in pngs.items():
         (out_dir / name).write_bytes(png)
     stage_rows = "".join(f"<tr><td>{html.escape(s.name)}</td><td class=num>{s.seconds:.1f}</td>"
                          f"<td>{html.escape(s.detail)}</td></tr>" for s in run.stages)
-    metric_rows = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(
-            f"<td class=num>{m.get(key, float('nan')):.4f}</td>"
-            for key in ("precision", "recall", "ndcg", "map", "coverage")) + "</tr>"
-        for name, m in run.metrics.items())
+    cold_tables = "".join(f"<h3>{html.escape(view)}</h3>{_metrics_table(metrics)}"
+                          for view, metrics in run.cold_metrics.items())
+    strategy_rows = "".join(f"<tr><td>{html.escape(s)}</td><td class=num>{run.strategies[s]}</td></tr>"
+                            for s in STRATEGIES if s in run.strategies) or "<tr><td colspan=2>none</td></tr>"
     reason_rows = "".join(f"<tr><td>{html.escape(r)}</td><td class=num>{n}</td></tr>"
                           for r, n in sorted(run.failure_reasons.items(), key=lambda kv: -kv[1])) \
         or "<tr><td colspan=2>none</td></tr>"
@@ -136,7 +176,7 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
  table {{ border-collapse: collapse; width: 100%; margin: 8px 0 24px; }}
  th, td {{ text-align: left; padding: 5px 9px; border-bottom: 1px solid #e3e6eb; }}
  th {{ background: #eef0f4; }} td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
- .kpis {{ display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; }}
+ .kpis {{ display: grid; grid-template-columns: repeat(5, 1fr); gap: 12px; }}
  .kpi {{ background: #f3f5f9; padding: 10px 14px; border-radius: 8px; }} .kpi b {{ display: block; font-size: 22px; }}
  img {{ max-width: 100%; }}
 </style></head><body>
@@ -144,6 +184,7 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
 <div class="kpis">
  <div class="kpi"><b>{f['training_rows']:,}</b>training rows</div>
  <div class="kpi"><b>{(f.get('ndcg_vs_popularity') or float('nan')):.2f}×</b>NDCG@10 vs popularity</div>
+ <div class="kpi"><b>{(f.get('cold_features_vs_popularity') or float('nan')):.2f}×</b>new customers from attributes vs popularity</div>
  <div class="kpi"><b>{f['delivered']}/{f['events_produced']}</b>events delivered ({f['dropped']} dropped, {f['failed']} failed)</div>
  <div class="kpi"><b>{percentile(run.freshness, 99):.2f} s</b>freshness p99</div>
 </div>
@@ -151,8 +192,18 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
 <table><tr><th>stage</th><th>seconds</th><th>what happened</th></tr>{stage_rows}</table>
 {_img(pngs['stages.png'], 'stage timings')}
 <h2>Offline evaluation (held-out ratings, model {html.escape(str(f['model_version']))})</h2>
-<table><tr><th>ranker</th><th>P@10</th><th>R@10</th><th>NDCG@10</th><th>MAP@10</th><th>coverage</th></tr>{metric_rows}</table>
+<p>Published: <b>{html.escape(str(f.get('model', '?')))}</b> ({html.escape(str(f.get('model_choice', '')))}).</p>
+<h3>Known customers</h3>{_metrics_table(run.metrics)}
 {_img(pngs['offline-metrics.png'], 'offline metrics') if 'offline-metrics.png' in pngs else ''}
+<h2>Cold start ({f.get('cold_customers', 0)} customers held out of training)</h2>
+<p>From attributes (country, credit limit) only: {_ratio(f.get('cold_features_vs_popularity'))} popularity,
+{_ratio(f.get('cold_features_vs_attributes_truth'))} the attributes-only ceiling (the best possible without history);
+with their first {f.get('browsed_items', 0)} ratings as a browse history: {_ratio(f.get('cold_browsed_vs_popularity'))} popularity.</p>
+{cold_tables}
+{_img(pngs['cold-start.png'], 'cold-start metrics') if 'cold-start.png' in pngs else ''}
+<h2>Strategies of the delivered records</h2>
+<table><tr><th>strategy</th><th>records</th></tr>{strategy_rows}</table>
+{_img(pngs['strategies.png'], 'strategy mix')}
 <h2>Streaming freshness</h2>
 <p>{len(run.freshness)} delivered events; {html.escape(freshness_text(run.freshness))}. Delivery ran
 {f.get('concurrency', 1)} invocation(s) at once and warmed its runtimes before the first event was sent.</p>

@@ -66,5 +66,6 @@ def planted_truth_for(settings: Settings) -> tuple[PlantedTruth | None, str]:
     with closing(conn):
         spec = source_spec(conn)
     if spec is None:
-        return None, "planted-truth ceiling unavailable: the source was not seeded by recsys_seed (no seed_metadata)"
+        return None, ("planted-truth ceiling unavailable: the source was not seeded by this version of recsys_seed "
+                      "(no seed_metadata, or an older generator: reseed with --reset)")
     return planted_truth(spec), f"planted-truth ceiling from seed_metadata {spec}"

@@ -12,7 +12,7 @@ from recsys.cli.options import SEED, FiniteFloatRange
 from recsys.contracts import EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key
 from recsys.core.config import load_settings
 from recsys.pipeline.etl import MARIADB_JDBC_JAR, job_argument_defaults, run_etl, summary_line
-from recsys.pipeline.train import TrainParams, headline_metrics, train_and_publish
+from recsys.pipeline.train import MODEL_CHOICES, TrainParams, headline_metrics, train_and_publish
 from recsys.pipeline.vector_load import load_embeddings
 from recsys_seed import SeedSpec
 
@@ -24,10 +24,13 @@ _JOB_DEFAULTS = job_argument_defaults()
 @click.option("--products", default=SeedSpec.products, show_default=True, type=int, help="Products to create.")
 @click.option("--ratings", default=SeedSpec.ratings, show_default=True, type=int, help="Ratings to draw.")
 @click.option("--seed", "seed_value", default=SeedSpec.seed, show_default=True, type=SEED, help="Random seed.")
+@click.option("--attribute-share", default=SeedSpec.attribute_share, show_default=True, type=FiniteFloatRange(0, 1),
+              help="Share of each customer's taste planted as a function of their country and credit limit (0..1).")
 @click.option("--reset", is_flag=True, help="Drop and rebuild the source tables.")
-def seed_command(customers: int, products: int, ratings: int, seed_value: int, reset: bool) -> None:
+def seed_command(customers: int, products: int, ratings: int, seed_value: int, attribute_share: float,
+                 reset: bool) -> None:
     """Fill the MySQL source with classicmodels-shaped data whose ratings carry planted tastes."""
-    spec = SeedSpec(customers, products, ratings, seed_value)
+    spec = SeedSpec(customers, products, ratings, seed_value, attribute_share)
     try:
         spec.validate()
     except ValueError as exc:
@@ -78,18 +81,26 @@ def etl_command(partition_key: str, num_partitions: int, fetch_size: int, max_or
               default=TrainParams.holdout_fraction, show_default=True, help="Share of each customer's ratings held out.")
 @click.option("--relevant-min-rating", type=FiniteFloatRange(1, 5), default=TrainParams.relevant_min_rating,
               show_default=True, help="A held-out rating at least this counts as relevant.")
+@click.option("--model", type=click.Choice(MODEL_CHOICES), default=TrainParams.model, show_default=True,
+              help="Model to publish: als, hybrid (ALS plus customer attributes and product line, price and scale), "
+                   "or auto = the better of the two on a validation split.")
+@click.option("--cold-fraction", type=click.FloatRange(0, 1, max_open=True), default=TrainParams.cold_fraction,
+              show_default=True, help="Share of customers held out entirely for the cold-start evaluation.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
               show_default=True, help="Where the evaluation report is written locally.")
 def train_command(reports_dir: Path, **options) -> None:
-    """Train implicit ALS on the published training set, evaluate it, publish a model version."""
+    """Train ALS and the hybrid on the published training set, evaluate them, publish the better one."""
     params = TrainParams(**options)
     settings = load_settings()
     truth, note = planted_truth_for(settings)
     result = train_and_publish(settings, params, reports_dir, truth=truth, ceiling_note=note, show_progress=True)
-    click.echo(result.report.table())
-    ratios = headline_metrics(result.report)
-    click.echo(f"NDCG@{params.k}: {_ratio_text(ratios['ndcg_vs_popularity'])} popularity, "
-               f"{_ratio_text(ratios['ndcg_vs_planted_truth'])} planted-truth ceiling")
+    click.echo(result.evaluation.text())
+    ratios = headline_metrics(result.evaluation)
+    click.echo(f"NDCG@{params.k} of {ratios['model']}: {_ratio_text(ratios['ndcg_vs_popularity'])} popularity, "
+               f"{_ratio_text(ratios['ndcg_vs_planted_truth'])} planted-truth ceiling; cold start from attributes "
+               f"{_ratio_text(ratios['cold_features_vs_popularity'])} popularity, "
+               f"{_ratio_text(ratios['cold_features_vs_attributes_truth'])} attributes-only ceiling; "
+               f"with {params.browse} browsed {_ratio_text(ratios['cold_browsed_vs_popularity'])} popularity")
     click.echo(f"report: {(result.report_dir / EVALUATION_HTML).resolve()}")
     click.echo(f"published model {result.version} to s3://{settings.artifacts_bucket}/"
                f"{artifact_key(result.version, '')} (embedding_dim {result.manifest['embedding_dim']}, "

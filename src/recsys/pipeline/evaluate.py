@@ -14,6 +14,17 @@ Protocol (see docs/train.md):
   top-k lists / catalogue size.
 * Reference rankers on the same split and candidates: popularity (training-part counts), random
   (seeded), and the seeder's planted truth (true affinity: the ceiling any model can reach).
+
+Cold start (``cold_split``): a seeded ``cold_fraction`` of the customers is held out entirely (none
+of their ratings trains anything); the per-customer hold-out above applies to the others (the
+"known" customers). Two views score the cold customers:
+
+* features only: all their ratings are the test set, every item is a candidate;
+* features + browsed: their first ``browse`` ratings (seeded order) are a browse history the model
+  may fold in; the rest is the test set, the browsed items are not candidates.
+
+Both compare with popularity, the planted truth and the attributes-only truth (the affinity
+expected from the customer's attributes alone: the best possible without history).
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # names of the reference rankers in every report
 POPULARITY, RANDOM, PLANTED_TRUTH = "popularity", "random", "planted truth"
+ATTRIBUTES_TRUTH = "attributes-only truth"
 MIN_RATINGS_TO_SPLIT = 2
 SCORE_CHUNK_ROWS = 2048  # customers scored at once: bounds the (rows × catalogue) score matrix
 
@@ -77,20 +89,60 @@ def interactions_from_table(table: pa.Table) -> Interactions:
                         item_idx[order].astype(np.int32), ratings[order].astype(np.float32))
 
 
+def _rank_within_customer(data: Interactions, keys: np.ndarray) -> np.ndarray:
+    """Each rating's position among its customer's ratings when ordered by ``keys``."""
+    order = np.lexsort((keys, data.users))  # by customer, then key
+    counts = np.bincount(data.users, minlength=data.shape[0])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(starts, counts)
+    return rank
+
+
 def holdout_mask(data: Interactions, fraction: float, seed: int) -> np.ndarray:
     """True for the held-out ratings: a seeded ``fraction`` of each eligible customer's ratings."""
     if not 0 < fraction < 1:
         raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    keys = rng.random(len(data.users))
-    order = np.lexsort((keys, data.users))  # by customer, then random
+    rank = _rank_within_customer(data, rng.random(len(data.users)))
     counts = np.bincount(data.users, minlength=data.shape[0])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(starts, counts)
     n_test = np.where(counts >= MIN_RATINGS_TO_SPLIT,
                       np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
     return rank < n_test[data.users]
+
+
+@dataclass(frozen=True)
+class ColdSplit:
+    """Masks over the ratings (``Interactions`` rows) for the known and the two cold-start views."""
+
+    train: np.ndarray  # ratings that train
+    known_test: np.ndarray  # held-out ratings of known customers
+    cold: np.ndarray  # every rating of a cold customer
+    browsed: np.ndarray  # the cold customers' browse histories (a subset of ``cold``)
+    cold_users: np.ndarray  # (n,) row indices of the cold customers
+    seed: int
+
+
+def cold_split(data: Interactions, holdout_fraction: float, seed: int, cold_fraction: float = 0.1,
+               browse: int = 3) -> ColdSplit:
+    """Hold a seeded ``cold_fraction`` of the customers out entirely; ``holdout_mask`` for the rest."""
+    if not 0 <= cold_fraction < 1:
+        raise ValueError(f"cold fraction must be in [0, 1), got {cold_fraction}")
+    counts = np.bincount(data.users, minlength=data.shape[0])
+    active = np.flatnonzero(counts > 0)
+    rng = np.random.default_rng([seed, 16])
+    cold_users = np.sort(rng.choice(active, int(round(len(active) * cold_fraction)), replace=False))
+    is_cold = np.zeros(data.shape[0], dtype=bool)
+    is_cold[cold_users] = True
+    cold = is_cold[data.users]
+    known_test = holdout_mask(data, holdout_fraction, seed) & ~cold
+    browsed = cold & (_rank_within_customer(data, rng.random(len(data.users))) < browse)
+    return ColdSplit(~known_test & ~cold, known_test, cold, browsed, cold_users, seed)
+
+
+def subset(data: Interactions, mask: np.ndarray) -> Interactions:
+    """The ratings under ``mask`` in the same id space (customers and products keep their rows)."""
+    return Interactions(data.user_ids, data.item_ids, data.users[mask], data.items[mask], data.ratings[mask])
 
 
 @dataclass(frozen=True)
@@ -187,6 +239,17 @@ def planted_truth_scorer(data: Interactions, truth) -> Scorer | None:
     return lambda rows: truth.affinity(user_rows[rows])[:, item_cols]
 
 
+def attributes_truth_scorer(data: Interactions, truth) -> Scorer | None:
+    """Rank by the affinity the seeder's truth expects from a customer's attributes alone (the
+    cold-start ceiling), or None when the truth does not cover the training set or has no such part."""
+    if not hasattr(truth, "expected_affinity") or planted_truth_scorer(data, truth) is None:
+        return None
+    user_rows = np.array([truth.customer_index[int(c)] for c in data.user_ids], dtype=np.int64)
+    code_index = {str(code): j for j, code in enumerate(truth.product_codes)}
+    item_cols = np.array([code_index[str(p)] for p in data.item_ids], dtype=np.int64)
+    return lambda rows: truth.expected_affinity(user_rows[rows])[:, item_cols]
+
+
 # -- the whole evaluation -----------------------------------------------------------------------
 
 @dataclass
@@ -251,3 +314,33 @@ def evaluate_rankers(data: Interactions, test: np.ndarray, scorers: dict[str, Sc
         report.rankers[name] = ranking_metrics(recommended, relevant, rows, data.shape[1])
         log.info("evaluated %-20s NDCG@%d=%.4f over %d customers", name, k, report.rankers[name].ndcg, rows.size)
     return report
+
+
+@dataclass
+class ViewReports:
+    """One split scored three ways: known customers (per-customer hold-out) and the two cold-start views."""
+
+    known: EvaluationReport
+    cold_features: EvaluationReport
+    cold_browsed: EvaluationReport
+    cold_customers: int
+    browsed_items: int
+
+    def as_dict(self) -> dict:
+        return {"known": self.known.as_dict(), "cold_features": self.cold_features.as_dict(),
+                "cold_browsed": self.cold_browsed.as_dict(), "cold_customers": self.cold_customers,
+                "browsed_items": self.browsed_items}
+
+
+def evaluate_views(data: Interactions, split: ColdSplit, known: dict[str, Scorer], cold_features: dict[str, Scorer],
+                   cold_browsed: dict[str, Scorer], *, k: int, relevant_min_rating: float, holdout_fraction: float,
+                   browsed_items: int, ceiling_note: str = "") -> ViewReports:
+    """Score each view's rankers on its own test ratings (see ``cold_split``)."""
+    common = dict(k=k, relevant_min_rating=relevant_min_rating, holdout_fraction=holdout_fraction,
+                  split_seed=split.seed)
+    return ViewReports(
+        known=evaluate_rankers(data, split.known_test, known, ceiling_note=ceiling_note, **common),
+        cold_features=evaluate_rankers(data, split.cold, cold_features, **common),
+        cold_browsed=evaluate_rankers(data, split.cold & ~split.browsed, cold_browsed, **common),
+        cold_customers=len(split.cold_users), browsed_items=browsed_items,
+    )
