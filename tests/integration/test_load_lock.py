@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from psycopg2 import sql
 
 from recsys.contracts import LOAD_LOCK_KEY
 from recsys.core.db import connect_pg
@@ -103,10 +104,10 @@ def test_a_live_holder_is_never_killed_and_the_wait_ends_in_one_line(holder, vec
         held.close()
 
 
-def _index_build_on(conn, table: str) -> int | None:
-    """The backend pid building an index on ``table`` now, else None."""
+def _blocked_drop_of(conn, table: str) -> int | None:
+    """The backend pid whose ``DROP TABLE ... table`` waits for a lock now, else None."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'CREATE INDEX%%' "
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%%' "
                     "AND query LIKE %s", (f"%{table}%",))
         row = cur.fetchone()
     conn.commit()
@@ -115,19 +116,29 @@ def _index_build_on(conn, table: str) -> int | None:
 
 def test_a_loader_killed_mid_load_does_not_hold_up_the_next(vectordb_settings, vectordb_publisher, vectordb_conn,
                                                             small_version):
-    """SIGKILL a real `recsys load-embeddings` while its backend builds an HNSW index: the backend keeps
-    building (and holding the lock); the next load terminates it and goes ahead at once, saying so."""
-    big = vectordb_publisher.synthetic(items=60_000, users=100, dim=64, seed=22).version
-    loader = subprocess.Popen([RECSYS, "load-embeddings", "--version", big], env=_env(vectordb_settings),
+    """SIGKILL a real `recsys load-embeddings` while its backend is busy with a statement: the backend
+    carries on (holding the lock); the next load terminates it and goes ahead at once, saying so.
+
+    The statement is the loader's first, dropping a leftover staged table of its version, kept waiting
+    by a reader of that table (the test's), so the backend outlives its client for as long as the test
+    needs, as one building a large HNSW index does for minutes.
+    """
+    version = vectordb_publisher.synthetic(items=200, users=20, dim=8, seed=22).version
+    staged = vector_load.ITEMS.staged(version)
+    reader = connect_pg(vectordb_settings)
+    with reader.cursor() as cur:
+        cur.execute(sql.SQL("CREATE TABLE {} (id varchar)").format(sql.Identifier(staged)))
+        reader.commit()
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(staged)))  # holds ACCESS SHARE
+    loader = subprocess.Popen([RECSYS, "load-embeddings", "--version", version], env=_env(vectordb_settings),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        staged = vector_load.ITEMS.staged(big)
-        while (backend := _index_build_on(vectordb_conn, staged)) is None and loader.poll() is None:
+        while (backend := _blocked_drop_of(vectordb_conn, staged)) is None and loader.poll() is None:
             time.sleep(0.1)
-        assert backend is not None, f"the load ended before its index build was seen: {loader.stderr.read()}"
+        assert backend is not None, f"the loader ended before it was seen at work: {loader.stderr.read()}"
         loader.kill()
         loader.wait()
-        assert _backend_alive(vectordb_conn, backend)  # the orphan: still building, still holding the lock
+        assert _backend_alive(vectordb_conn, backend)  # the orphan: still at work, still holding the lock
         done = _load(vectordb_settings, small_version)
         assert done.returncode == 0, done.stderr
         assert f"version {small_version} is live" in done.stdout
@@ -139,4 +150,5 @@ def test_a_loader_killed_mid_load_does_not_hold_up_the_next(vectordb_settings, v
         if loader.poll() is None:
             loader.kill()
             loader.wait()
-        vector_load.drop_staged(vectordb_conn, big)
+        reader.close()
+        vector_load.drop_staged(vectordb_conn, version)
