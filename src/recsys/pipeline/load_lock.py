@@ -128,6 +128,8 @@ def acquire_load_lock(conn, timeout_seconds: int) -> None:
     if _try_lock(conn):
         return
     holder = lock_holder(conn)
+    if holder is None and _try_lock(conn):  # released in between
+        return
     loader_pid = holder.gone_loader_pid() if holder else None
     if holder and loader_pid is not None and _terminate(conn, holder, loader_pid) and _try_lock(conn):
         return
