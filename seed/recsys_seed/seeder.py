@@ -8,6 +8,7 @@ pymysql connection (``connect(database="")`` selects no database; keyword argume
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,19 @@ def _ensure_database(connect: Connect, database: str) -> None:
         conn.close()
 
 
+def seeding_lock_name(database: str) -> str:
+    """The MySQL named lock (``GET_LOCK``, at most 64 characters) one seeding of ``database`` holds."""
+    return "recsys_seed." + hashlib.sha1(database.encode()).hexdigest()
+
+
+def _take_seeding_lock(cur, database: str) -> None:
+    """One seeding per database at a time (a second would drop the first's staging tables as leftovers).
+    The lock is the session's: a killed seeding's ends with its connection."""
+    cur.execute("SELECT GET_LOCK(%s, 0)", (seeding_lock_name(database),))
+    if cur.fetchone()[0] != 1:
+        raise SeedError(f"another seeding of database {database!r} is running; try again when it has finished")
+
+
 def _staged(table: str) -> str:
     return table + load.STAGING_SUFFIX
 
@@ -135,6 +149,8 @@ def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *
     _ensure_database(connect, database)
     conn = connect(database=database, local_infile=True)
     try:
+        with conn.cursor() as cur:
+            _take_seeding_lock(cur, database)
         existing = source_spec(conn)
         with conn.cursor() as cur:
             if not reset:

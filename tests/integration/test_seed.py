@@ -206,3 +206,23 @@ def test_ctrl_c_during_reseed_keeps_the_previous_data(scratch_db):
     assert proc.returncode != 0, err
     assert _checksums(scratch_db) == before
     assert _table_names(scratch_db) == tables
+
+
+def test_a_second_seeding_at_the_same_time_is_refused(scratch_db):
+    """While a seeding runs (its named lock held), another changes nothing and says why in one line."""
+    from recsys_seed.seeder import seeding_lock_name
+
+    seed_configured_source(scratch_db, SMALL)
+    before = _checksums(scratch_db)
+    running = connect_mysql(scratch_db)
+    try:
+        with running.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (seeding_lock_name(scratch_db.mysql_database),))
+            assert cur.fetchone()[0] == 1
+        with pytest.raises(PipelineError, match=f"another seeding of database '{scratch_db.mysql_database}' is running"):
+            seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4), reset=True)
+        assert _checksums(scratch_db) == before
+    finally:
+        running.close()
+    assert not seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4),
+                                      reset=True).skipped  # the lock went with its session
