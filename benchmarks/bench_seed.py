@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from recsys.core.config import load_settings
-from recsys.core.db import connect_mysql, drop_database
+from recsys.core.db import connect_mysql, drop_database, quote_mysql_identifier
 from recsys.apps.source import seed_configured_source
 from recsys_seed import SeedSpec
 from recsys_seed import load
@@ -26,7 +26,7 @@ def _fresh_database(settings) -> None:
     drop_database(settings)
     conn = connect_mysql(settings, database="")
     with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{settings.mysql_database}` CHARACTER SET utf8mb4")
+        cur.execute(f"CREATE DATABASE {quote_mysql_identifier(settings.mysql_database)} CHARACTER SET utf8mb4")
     conn.close()
 
 
@@ -52,7 +52,7 @@ def raw_load_seconds(settings, spec: SeedSpec) -> float:
         started = time.perf_counter()
         for table, path in files:
             with conn.cursor() as cur:
-                cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table}` CHARACTER SET utf8mb4 "
+                cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {load.quote_identifier(table)} CHARACTER SET utf8mb4 "
                             "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'", (path,))
             conn.commit()
         elapsed = time.perf_counter() - started

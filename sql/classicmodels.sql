@@ -1,6 +1,9 @@
 -- MySQL source schema: the shape of the `classicmodels` sample database, plus `ratings`.
 -- Applied by the seeder (`recsys seed`) when missing and by the MySQL container at first start.
 -- Runs inside whichever database the connection selected (MYSQL_DATABASE, default classicmodels).
+-- Constraints are unnamed on purpose: the seeder creates these tables as <table>__staging beside the
+-- live ones and swaps them in with RENAME TABLE. Constraint names are unique per database, and the
+-- generated ones (<table>_ibfk_<n>) follow the table through the rename.
 
 CREATE TABLE IF NOT EXISTS productlines (
   productLine     VARCHAR(50)   NOT NULL,
@@ -20,7 +23,7 @@ CREATE TABLE IF NOT EXISTS products (
   MSRP               DECIMAL(10,2) NOT NULL,
   PRIMARY KEY (productCode),
   KEY productLine (productLine),
-  CONSTRAINT products_ibfk_1 FOREIGN KEY (productLine) REFERENCES productlines (productLine)
+  FOREIGN KEY (productLine) REFERENCES productlines (productLine)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS customers (
@@ -46,9 +49,9 @@ CREATE TABLE IF NOT EXISTS ratings (
   productRating  TINYINT     NOT NULL,
   PRIMARY KEY (customerNumber, productCode),
   KEY productCode (productCode),
-  CONSTRAINT ratings_customer_fk FOREIGN KEY (customerNumber) REFERENCES customers (customerNumber),
-  CONSTRAINT ratings_product_fk FOREIGN KEY (productCode) REFERENCES products (productCode),
-  CONSTRAINT ratings_range CHECK (productRating BETWEEN 1 AND 5)
+  FOREIGN KEY (customerNumber) REFERENCES customers (customerNumber),
+  FOREIGN KEY (productCode) REFERENCES products (productCode),
+  CHECK (productRating BETWEEN 1 AND 5)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Written last by the seeder: the arguments of the seeding that produced these tables, so a rerun

@@ -1,7 +1,9 @@
-"""Bulk loading into the MySQL source with ``LOAD DATA LOCAL INFILE``, chunk by chunk."""
+"""Bulk loading into the MySQL source with ``LOAD DATA LOCAL INFILE``, chunk by chunk, into
+staging tables that one ``RENAME TABLE`` swaps in."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,9 @@ import numpy as np
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "sql" / "classicmodels.sql"
 SOURCE_TABLES = ("ratings", "customers", "products", "productlines", "seed_metadata")  # drop order
+STAGING_SUFFIX = "__staging"  # a seeding writes into <table>__staging ...
+OLD_SUFFIX = "__old"  # ... and the swap moves the tables it replaces to <table>__old, then drops them
+_TABLE_NAMES = re.compile(r"\b(CREATE TABLE IF NOT EXISTS|REFERENCES)\s+(\w+)")
 
 
 def _field(value) -> str:
@@ -33,17 +38,38 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def apply_schema(cur) -> None:
-    """Create the source tables that are missing (``CREATE TABLE IF NOT EXISTS``)."""
+def schema_statements(suffix: str = "") -> list[str]:
+    """The schema's ``CREATE TABLE`` statements, every table name (and foreign key target) + ``suffix``."""
+    statements = []
     for statement in SCHEMA_FILE.read_text().split(";"):
         body = "\n".join(l for l in statement.splitlines() if not l.strip().startswith("--")).strip()
         if body:
-            cur.execute(body)
+            statements.append(_TABLE_NAMES.sub(lambda m: f"{m[1]} {quote_identifier(m[2] + suffix)}", body))
+    return statements
 
 
-def drop_tables(cur) -> None:
+def apply_schema(cur, suffix: str = "") -> None:
+    """Create the source tables (named with ``suffix``) that are missing (``CREATE TABLE IF NOT EXISTS``)."""
+    for statement in schema_statements(suffix):
+        cur.execute(statement)
+
+
+def drop_tables(cur, suffix: str = "") -> None:
+    """Drop the source tables named with ``suffix``, referencing tables first."""
     for table in SOURCE_TABLES:
-        cur.execute(f"DROP TABLE IF EXISTS {quote_identifier(table)}")
+        cur.execute(f"DROP TABLE IF EXISTS {quote_identifier(table + suffix)}")
+
+
+def swap_in_staged(cur) -> None:
+    """Replace the live tables with the staged ones in ONE ``RENAME TABLE`` (atomic: readers see the old
+    tables or the new ones), then drop the old. Foreign keys follow their renamed targets, and their
+    generated names (``<table>_ibfk_<n>``) the renamed tables, so the next staging reuses no name."""
+    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
+    present = {name for (name,) in cur.fetchall()}
+    moves = [(t, t + OLD_SUFFIX) for t in SOURCE_TABLES if t in present]
+    moves += [(t + STAGING_SUFFIX, t) for t in SOURCE_TABLES]
+    cur.execute("RENAME TABLE " + ", ".join(f"{quote_identifier(a)} TO {quote_identifier(b)}" for a, b in moves))
+    drop_tables(cur, OLD_SUFFIX)
 
 
 def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
@@ -65,7 +91,7 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
 
 
 def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
-                            progress: Callable[[int], None] | None = None) -> int:
+                            progress: Callable[[int], None] | None = None, table: str = "ratings") -> int:
     """Load rating chunks while the next one is drawn: one loader thread owns the connection, and
     the MySQL server works on chunk i while this thread draws and formats chunk i+1."""
     total = 0
@@ -75,7 +101,7 @@ def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
             tsv = ratings_to_tsv(chunk.customers, product_codes[chunk.products], chunk.stars)
             if pending is not None:
                 total += pending.result()
-            pending = loader.submit(load_tsv, conn, "ratings", tsv)
+            pending = loader.submit(load_tsv, conn, table, tsv)
             if progress:
                 progress(len(chunk.stars))
         if pending is not None:

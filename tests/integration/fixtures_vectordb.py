@@ -110,13 +110,15 @@ class ModelPublisher:
 
 def fresh_pg_database(settings, name: str) -> None:
     """(Re)create an empty PostgreSQL database ``name`` on the settings' server."""
+    from psycopg2 import sql
+
     from recsys.core.db import connect_pg
 
     conn = connect_pg(settings)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     conn.close()
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,110 @@ def test_unreachable_server_raises_naming_host_and_port(stack):
     with pytest.raises(SourceUnavailable, match="127.0.0.1:1 "):
         seed_configured_source(dataclasses.replace(stack, mysql_port=1), SeedSpec())
 
+
+
+def _table_names(settings) -> set[str]:
+    return {name for (name,) in _query(settings, "SELECT table_name FROM information_schema.tables "
+                                                 "WHERE table_schema = DATABASE()")}
+
+
+SMALL = SeedSpec(customers=40, products=30, ratings=400, seed=3)
+
+
+def test_failed_reseed_keeps_the_previous_data_and_leaves_no_staging(scratch_db, monkeypatch):
+    """A reseed that fails after writing rows (a fault injected into the rating generator) changes nothing."""
+    import recsys_seed.seeder as seeder
+
+    seed_configured_source(scratch_db, SMALL)
+    before, tables = _checksums(scratch_db), _table_names(scratch_db)
+    real = seeder.generate_streaming
+
+    def failing_after_the_rows(spec):
+        data, chunks = real(spec)
+
+        def chunks_then_fault():
+            yield from chunks  # every rating is drawn and written before the fault
+            raise RuntimeError("injected fault in generation")
+        return data, chunks_then_fault()
+
+    monkeypatch.setattr(seeder, "generate_streaming", failing_after_the_rows)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4), reset=True)
+    assert _checksums(scratch_db) == before
+    assert _table_names(scratch_db) == tables  # no staging or old tables left behind
+    conn = connect_mysql(scratch_db)
+    assert source_spec(conn) == SMALL
+    conn.close()
+
+
+def test_reseed_swaps_in_new_data_with_its_metadata(scratch_db):
+    seed_configured_source(scratch_db, SMALL)
+    tables = _table_names(scratch_db)
+    bigger = SeedSpec(customers=60, products=50, ratings=900, seed=4, attribute_share=0.25)
+    seed_configured_source(scratch_db, bigger, reset=True)
+    (counts,) = _query(scratch_db, "SELECT (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM products), "
+                                   "(SELECT COUNT(*) FROM ratings)")
+    assert counts == (60, 50, 900)
+    assert _table_names(scratch_db) == tables
+    conn = connect_mysql(scratch_db)
+    assert source_spec(conn) == bigger  # all of seed_metadata's columns, attribute_share included
+    conn.close()
+    # the swapped-in tables keep their foreign keys, now pointing at the live tables
+    refs = set(_query(scratch_db, "SELECT table_name, referenced_table_name FROM "
+                                  "information_schema.referential_constraints WHERE constraint_schema = DATABASE()"))
+    assert refs == {("products", "productlines"), ("ratings", "customers"), ("ratings", "products")}
+    seed_configured_source(scratch_db, SMALL, reset=True)  # and a reseed over swapped-in tables works again
+    assert _table_names(scratch_db) == tables
+
+
+def _ratings_being_written(settings, old_count: int) -> bool:
+    """Whether a running reseed has written ratings: into its staging table, or (a seeder that
+    writes in place) into the live one, which then no longer holds the old count."""
+    try:
+        return _query(settings, "SELECT COUNT(*) FROM ratings__staging")[0][0] > 0
+    except Exception:  # no staging table (yet)
+        try:
+            return _query(settings, "SELECT COUNT(*) FROM ratings")[0][0] != old_count
+        except Exception:
+            return True  # the live table is gone: the reseed dropped it
+
+
+def test_ctrl_c_during_reseed_keeps_the_previous_data(scratch_db):
+    """SIGINT to a real `recsys seed --reset` once it writes ratings: the old rows stay, staging goes."""
+    seed_configured_source(scratch_db, SMALL)
+    before, tables = _checksums(scratch_db), _table_names(scratch_db)
+    proc = subprocess.Popen([RECSYS, "seed", "--customers", "20000", "--products", "2000", "--ratings", "1000000",
+                             "--reset"], env={**os.environ, "MYSQL_DATABASE": scratch_db.mysql_database},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None and not _ratings_being_written(scratch_db, SMALL.ratings):
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the reseed ended before it was interrupted: {proc.stderr.read()}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, err
+    assert _checksums(scratch_db) == before
+    assert _table_names(scratch_db) == tables
+
+
+def test_a_second_seeding_at_the_same_time_is_refused(scratch_db):
+    """While a seeding runs (its named lock held), another changes nothing and says why in one line."""
+    from recsys_seed.seeder import seeding_lock_name
+
+    seed_configured_source(scratch_db, SMALL)
+    before = _checksums(scratch_db)
+    running = connect_mysql(scratch_db)
+    try:
+        with running.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (seeding_lock_name(scratch_db.mysql_database),))
+            assert cur.fetchone()[0] == 1
+        with pytest.raises(PipelineError, match=f"another seeding of database '{scratch_db.mysql_database}' is running"):
+            seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4), reset=True)
+        assert _checksums(scratch_db) == before
+    finally:
+        running.close()
+    assert not seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4),
+                                      reset=True).skipped  # the lock went with its session

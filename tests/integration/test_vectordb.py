@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from inference import vector_store as vs
 from recsys.cli import apps, batch
+from recsys.contracts import LOAD_LOCK_KEY
 from recsys.pipeline import vector_load as vectordb
 from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
@@ -65,7 +66,7 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
         f"ef_construction = {defaults.ef_construction}", "ef_construction = :hnsw_ef_construction")
     assert script.count(in_script) == 2, in_script
     assert f"\\set hnsw_m {defaults.m} " in script and f"\\set hnsw_ef_construction {defaults.ef_construction} " in script
-    assert f"hashtext('{vectordb.LOAD_LOCK_KEY}')" in script
+    assert f"hashtext('{LOAD_LOCK_KEY}')" in script
     assert f"INSERT INTO live_model ({', '.join(vectordb.LIVE_COLUMNS)})" in script
     lock = f"LOCK TABLE {vs.LIVE_TABLE}, {vs.USER_TABLE}, {vs.ITEM_TABLE}, {vs.RATED_TABLE} IN ACCESS EXCLUSIVE MODE"
     assert lock in script and vs.LOCK_FOR_READ_SQL.replace("ACCESS SHARE", "ACCESS EXCLUSIVE") == lock

@@ -51,6 +51,7 @@ def test_aws_region_alias_and_client_factory_honours_endpoint(tmp_path):
     ("MYSQL_PORT", "abc", "MYSQL_PORT='abc': expected an integer 1..65535"),
     ("PGPORT", "70000", "PGPORT='70000': expected an integer 1..65535"),
     ("RECSYS_BUFFER_SECONDS", "901", "RECSYS_BUFFER_SECONDS='901': expected an integer 0..900"),
+    ("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "-1", "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS='-1': expected an integer 0..86400"),
     ("RECSYS_POINTER_TTL_SECONDS", "nan", "RECSYS_POINTER_TTL_SECONDS='nan': expected a number 0..86400"),
     ("AWS_ENDPOINT_URL", "not-a-url", "AWS_ENDPOINT_URL='not-a-url': expected an http(s) URL"),
     ("AWS_ENDPOINT_URL", "http://127.0.0.1:99999", "expected an http(s) URL"),

@@ -178,6 +178,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PGUSER", "pg_user", "postgres", "PostgreSQL user", _DB_USER),
     Setting("PGPASSWORD", "pg_password", "", "PostgreSQL password", _any_text, secret=True),
     Setting("PGDATABASE", "pg_database", "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE),
+    Setting("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "load_lock_timeout_seconds", "300",
+            "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
+            _integer(0, 86_400)),
     Setting(contracts.ENV_DB_SECRET_ARN, "db_secret_arn", "",
             "Lambda: Secrets Manager secret with the database credentials (AWS); empty: the PG* settings", _any_text),
     Setting("RECSYS_BUFFER_SECONDS", "buffer_seconds", "1",
@@ -229,6 +232,7 @@ class Settings:
     pg_user: str
     pg_password: str
     pg_database: str
+    load_lock_timeout_seconds: int
     db_secret_arn: str
     buffer_seconds: int
     lambda_zip: Path

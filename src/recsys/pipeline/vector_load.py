@@ -25,7 +25,7 @@ from psycopg2 import sql
 from tqdm import tqdm
 
 from inference.vector_store import LiveModel, live_model
-from recsys.contracts import (ITEM_EMBEDDINGS, ITEM_TABLE, LIVE_TABLE, LOAD_LOCK_KEY, MODEL_MANIFEST, MODELS_PREFIX,
+from recsys.contracts import (ITEM_EMBEDDINGS, ITEM_TABLE, LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX,
                               RATED_ITEMS, RATED_TABLE, SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE,
                               artifact_key)
 from recsys.core.aws import client, is_missing
@@ -33,6 +33,7 @@ from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.db import connect_pg
 from recsys.core.errors import PipelineError
 from recsys.pipeline.artifacts import read_manifest, serving_version
+from recsys.pipeline.load_lock import acquire_load_lock, application_name
 
 log = logging.getLogger(__name__)
 
@@ -328,14 +329,13 @@ def load_embeddings(settings: Settings, version: str | None = None,
     """Make ``version`` (default: the serving pointer's) the live model in pgvector.
 
     A no-op when it is already live. On any error the staged tables are dropped and the previous
-    version keeps being served. One load at a time per database (advisory lock).
+    version keeps being served. One load at a time per database (``load_lock``: an advisory lock,
+    a bounded wait for a live holder, an orphaned loader's backend terminated).
     """
     version = version or required_serving_version(settings)
     model = resolve_model_version(settings, version)
-    with closing(connect_pg(settings)) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (LOAD_LOCK_KEY,))
-        conn.commit()
+    with closing(connect_pg(settings, application_name=application_name())) as conn:
+        acquire_load_lock(conn, settings.load_lock_timeout_seconds)
         apply_schema(conn)
         current = live_model(conn)
         conn.commit()
