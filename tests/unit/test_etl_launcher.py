@@ -37,8 +37,10 @@ def test_first_run_dumps_an_archive_that_a_later_run_uses(tmp_path):
     assert not (tmp_path / f"{key}.jsa").exists()
 
     # a finished dump (its writer gone) becomes the archive every later run starts from
+    # (two first runs at once leave two; the second is removed, not kept beside the archive)
     (tmp_path / f"{key}.{writer}.jsa").unlink()
-    (tmp_path / f"{key}.{finished_pid()}.jsa").write_bytes(b"archive")
+    for dumped in (finished_pid(), finished_pid()):
+        (tmp_path / f"{key}.{dumped}.jsa").write_bytes(b"archive")
     later = etl.cds_options(etl.MARIADB_JDBC_JAR, tmp_path)
     assert f"-XX:SharedArchiveFile={tmp_path / f'{key}.jsa'}" in later
     assert (tmp_path / f"{key}.jsa").read_bytes() == b"archive"

@@ -112,12 +112,13 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     key = hashlib.sha256("|".join([_java_version(), pyspark.__version__, jdbc_jar,
                                    str(Path(jdbc_jar).stat().st_mtime_ns)]).encode()).hexdigest()[:16]
     archive = directory / f"{key}.jsa"
-    if not archive.is_file():
-        for dumped in directory.glob(f"{key}.*.jsa"):
-            writer = dumped.name.split(".")[1]
-            if writer.isdigit() and not _pid_alive(int(writer)):
+    for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
+        writer = dumped.name.split(".")[1]
+        if writer.isdigit() and not _pid_alive(int(writer)):
+            if archive.is_file():
+                dumped.unlink(missing_ok=True)  # another run's, made at the same time: not needed
+            else:
                 os.replace(dumped, archive)
-                break
     if archive.is_file():
         return [f"-XX:SharedArchiveFile={archive}", *CDS_QUIET]
     directory.mkdir(parents=True, exist_ok=True)
