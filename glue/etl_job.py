@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +90,27 @@ class JobError(RuntimeError):
 
 class QualityError(JobError):
     """A data-quality invariant does not hold; nothing was published."""
+
+
+class Stopwatch:
+    """Wall seconds per named phase of a run (a phase entered twice adds up), logged in one line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def line(self) -> str:
+        return " ".join(f"{name}={seconds:.2f}" for name, seconds in self.seconds.items())
+
+
+last_run_seconds: dict[str, float] = {}  # the phases of this process's last run (also logged by it)
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -269,17 +291,24 @@ def java_root_cause(exc: BaseException) -> str:
     return f"{java.getClass().getSimpleName()}: {java.getMessage()}"
 
 
-def read_bounds(spark: SparkSession, options: dict[str, str], table: str, key: str | None) -> TableBounds:
-    """COUNT(*) (and MIN/MAX of the numeric ``key``) of ``table`` in one small query."""
-    select = f"SELECT COUNT(*) AS n, MIN({key}) AS lo, MAX({key}) AS hi FROM {table}" if key \
-        else f"SELECT COUNT(*) AS n FROM {table}"
+def read_bounds(spark: SparkSession, options: dict[str, str],
+                tables: dict[str, str | None]) -> dict[str, TableBounds]:
+    """COUNT(*) (and MIN/MAX of the numeric key, when named) of every table in ``tables`` (name -> key),
+    in ONE small query: one JDBC round trip and one Spark job however many tables."""
+    selects = [f"SELECT '{table}' AS t, COUNT(*) AS n, " + (f"MIN({key}) AS lo, MAX({key}) AS hi" if key
+                                                             else "NULL AS lo, NULL AS hi") + f" FROM {table}"
+               for table, key in tables.items()]
     try:
-        row = spark.read.format("jdbc").options(**options).option("query", select).load().collect()[0]
+        rows = spark.read.format("jdbc").options(**options).option("query", " UNION ALL ".join(selects)).load().collect()
     except Exception as exc:  # Py4JJavaError and friends: the driver's message is what matters
-        raise JobError(f"cannot query {table} at {options['url']}: {java_root_cause(exc)}") from exc
-    if key is None:
-        return TableBounds(int(row["n"]))
-    return TableBounds(int(row["n"]), row["lo"], row["hi"])
+        raise JobError(f"cannot query {', '.join(tables)} at {options['url']}: {java_root_cause(exc)}") from exc
+    found = {row["t"]: row for row in rows}
+    return {table: TableBounds(int(found[table]["n"]), *(_int_or_none(found[table][end]) for end in ("lo", "hi")))
+            if key else TableBounds(int(found[table]["n"])) for table, key in tables.items()}
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def read_table(spark: SparkSession, options: dict[str, str], table: str, columns: tuple[str, ...],
@@ -410,12 +439,14 @@ def write_snapshot(frame: DataFrame, config: JobConfig, path: str) -> None:
         raise JobError(f"writing the snapshot to {path} failed: {java_root_cause(exc)}") from exc
 
 
-def snapshot_file_rows(spark: SparkSession, path: str) -> dict[str, int]:
+def snapshot_file_rows(spark: SparkSession, path: str, schema=None) -> dict[str, int]:
     """Rows of every Parquet file under ``path``, keyed by path relative to it (``<key>=<v>/part-…``).
 
-    Read back with Spark so it works the same for a local staging folder and for S3.
+    Read back with Spark so it works the same for a local staging folder and for S3; only the
+    footers are read, and with the written frame's ``schema`` Spark does not infer one first.
     """
-    counts = (spark.read.parquet(path).groupBy(F.input_file_name().alias("file")).count().collect())
+    reader = spark.read.schema(schema) if schema is not None else spark.read
+    counts = (reader.parquet(path).groupBy(F.input_file_name().alias("file")).count().collect())
     return {"/".join(unquote(row["file"]).rstrip("/").split("/")[-2:]): int(row["count"]) for row in counts}
 
 
@@ -605,24 +636,27 @@ def aws_client(service: str):
 
 def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=None) -> dict:
     """Extract, transform, check, write and publish one snapshot; returns the published manifest."""
+    global last_run_seconds
     started = time.perf_counter()
+    watch = Stopwatch()
+    last_run_seconds = watch.seconds
     s3 = s3 or aws_client("s3")
     user, password = source_credentials(config, secrets_client_factory or (lambda: aws_client("secretsmanager")))
     options = jdbc_options(config, user, password)
     log.info("run %s: %s -> s3://%s/%s (partition_key=%s)", config.run_id, config.source_jdbc_url,
              config.target_bucket, config.snapshot_prefix, config.partition_key)
 
-    bounds = {"ratings": read_bounds(spark, options, "ratings", "customerNumber"),
-              "customers": read_bounds(spark, options, "customers", "customerNumber"),
-              "products": read_bounds(spark, options, "products", None)}
+    with watch.phase("bounds"):  # the source's sizes and key ranges, then each table's schema
+        bounds = read_bounds(spark, options, {"ratings": "customerNumber", "customers": "customerNumber",
+                                              "products": None})
+        ratings = read_table(spark, options, "ratings", RATING_COLUMNS, bounds["ratings"], config, "customerNumber")
+        customers = read_table(spark, options, "customers", CUSTOMER_COLUMNS, bounds["customers"], config,
+                               "customerNumber")
+        products = read_table(spark, options, "products", PRODUCT_COLUMNS, bounds["products"], config)
     if config.partition_key == "customerNumber":
         log.warning("partition_key=customerNumber writes one directory and file per customer "
                     "(~%s here): fine for lab parity, slow to list and read at scale; prefer productLine",
                     f"{bounds['customers'].rows:,}")
-    ratings = read_table(spark, options, "ratings", RATING_COLUMNS, bounds["ratings"], config, "customerNumber")
-    customers = read_table(spark, options, "customers", CUSTOMER_COLUMNS, bounds["customers"], config,
-                           "customerNumber")
-    products = read_table(spark, options, "products", PRODUCT_COLUMNS, bounds["products"], config)
 
     probes = QualityProbes.create()
     frame = training_frame(ratings, customers, products, probes,
@@ -631,31 +665,37 @@ def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=
     columns = check_contract(frame)
     spark_path = config.spark_snapshot_path()
     try:
-        write_snapshot(frame, config, spark_path)
+        with watch.phase("write"):  # the JDBC reads, the join and the Parquet write: one Spark job
+            write_snapshot(frame, config, spark_path)
         quality = probes.report()
         log.info("quality: %s", json.dumps(asdict(quality)))
         broken = quality.violations(config.max_orphan_ratio)
         if broken:
             raise QualityError("data quality check failed, nothing published: " + "; ".join(broken))
-        rows_by_file = snapshot_file_rows(spark, spark_path)
+        with watch.phase("file_rows"):
+            rows_by_file = snapshot_file_rows(spark, spark_path, frame.schema)
         log.info("wrote %s rows in %d files (%s)", f"{sum(rows_by_file.values()):,}", len(rows_by_file),
                  "staged locally" if config.staging_dir else "directly to S3")
         if len(rows_by_file) > MANY_FILES:
             log.warning("%d files in one snapshot: consider a partition key with fewer values", len(rows_by_file))
         if config.staging_dir:
-            upload_staging(s3, Path(config.staging_dir, config.run_id), config.target_bucket,
-                           config.snapshot_prefix)
-        manifest = build_manifest(config, columns, snapshot_files(s3, config, rows_by_file), quality)
-        publish_manifest(s3, config, manifest)
+            with watch.phase("upload"):
+                upload_staging(s3, Path(config.staging_dir, config.run_id), config.target_bucket,
+                               config.snapshot_prefix)
+        with watch.phase("publish"):
+            manifest = build_manifest(config, columns, snapshot_files(s3, config, rows_by_file), quality)
+            publish_manifest(s3, config, manifest)
     except BaseException:
         discard_snapshot(s3, config)
         raise
     finally:
         if config.staging_dir:
             shutil.rmtree(Path(config.staging_dir, config.run_id), ignore_errors=True)
-    if config.catalog_table:
-        point_catalog_at_snapshot(aws_client("glue"), config, manifest)
-    removed = delete_older_snapshots(s3, config)
+    with watch.phase("publish"):
+        if config.catalog_table:
+            point_catalog_at_snapshot(aws_client("glue"), config, manifest)
+        removed = delete_older_snapshots(s3, config)
+    log.info("phase seconds: %s", watch.line())
     log.info("published s3://%s/%s -> %s: %s rows, %d files; removed %d older snapshot(s); %.1f s",
              config.target_bucket, config.manifest_key, config.run_id, f"{manifest['row_count']:,}",
              len(manifest["files"]), len(removed), time.perf_counter() - started)

@@ -211,10 +211,39 @@ def test_sort_merge_join_and_split_reads_give_the_same_rows(stack, etl_published
     assert len(manifest["files"]) >= 2500 // 200
 
 
+def test_one_bounds_query_gives_each_tables_size_and_key_range(stack, etl_published, etl_job, etl_spark):
+    """The sizes and key ranges that cut the JDBC range reads come from one query for all tables;
+    they must be exactly the source's, or a range read would miss (or repeat) rows at the edges."""
+    from recsys.pipeline.etl import MARIADB_JDBC_DRIVER
+
+    options = {"url": stack.mysql_jdbc_url, "driver": MARIADB_JDBC_DRIVER, "user": stack.mysql_user,
+               "password": stack.mysql_password, "fetchsize": "1000"}
+    bounds = etl_job.read_bounds(etl_spark, options, {"ratings": "customerNumber", "customers": "customerNumber",
+                                                      "products": None})
+    for table in ("ratings", "customers"):
+        rows, low, high = source_rows(stack, f"SELECT COUNT(*), MIN(customerNumber), MAX(customerNumber) FROM {table}")[0]
+        assert bounds[table] == etl_job.TableBounds(rows, low, high)
+        assert isinstance(bounds[table].low, int) and isinstance(bounds[table].high, int)
+    assert bounds["products"] == etl_job.TableBounds(110)
+
+
+def test_split_reads_at_the_key_range_edges_read_every_row_once(stack, etl_published):
+    """Ratings of the lowest and highest customer (the range reads' edges) each arrive once, with
+    range reads smaller than one customer's ratings."""
+    low, high = source_rows(stack, "SELECT MIN(customerNumber), MAX(customerNumber) FROM ratings")[0]
+    expected = sorted(source_rows(stack), key=lambda row: (row[0], row[6]))
+    run_etl(stack, rows_per_read_partition=7, num_partitions=64, broadcast_max_rows=0)
+    table = read_training_set(stack)
+    assert sorted_rows(table) == expected
+    numbers = table["customerNumber"].to_pylist()
+    assert numbers.count(low) == sum(1 for row in expected if row[0] == low) > 0
+    assert numbers.count(high) == sum(1 for row in expected if row[0] == high) > 0
+
+
 # -- failures publish nothing -------------------------------------------------------------------
 def test_wrong_password_changes_nothing_and_says_why(stack, etl_published):
     before = sorted_rows(read_training_set(stack))
-    with pytest.raises(PipelineError, match=r"cannot query ratings at jdbc:mysql://.*Access denied"):
+    with pytest.raises(PipelineError, match=r"cannot query ratings, customers, products at jdbc:mysql://.*Access denied"):
         run_etl(stack, source_password="not-the-password")
     assert_unchanged(stack, etl_published, before)
 

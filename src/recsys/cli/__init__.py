@@ -20,7 +20,7 @@ from recsys.core.errors import RecsysError
 STAGE_COMMANDS = {
     "stack": ("recsys.cli.stack:stack", "The embedded local stack: up | down | status | env."),
     "seed": ("recsys.cli.batch:seed_command", "Fill the MySQL source with classicmodels-shaped data."),
-    "etl": ("recsys.cli.batch:etl_command", "Run the Glue job locally: MySQL -> Parquet training set in S3."),
+    "etl": ("recsys.cli.etl:etl_command", "Run the Glue job locally: MySQL -> Parquet training set in S3."),
     "train": ("recsys.cli.batch:train_command", "Train implicit ALS, evaluate, publish model artifacts."),
     "load-embeddings": ("recsys.cli.batch:load_embeddings_command", "Load a model's embeddings into pgvector."),
     "recommend": ("recsys.cli.apps:recommend_command", "Print a customer's top items from pgvector."),

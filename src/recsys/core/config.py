@@ -116,6 +116,19 @@ def _http_url(text: str) -> str:
     return url
 
 
+def _java_options(text: str) -> str:
+    """Space-separated JVM options, each starting with -X or -D (empty: none)."""
+    if any(not option.startswith(("-X", "-D")) for option in text.split()):
+        raise ValueError("space-separated JVM options such as -XX:TieredStopAtLevel=1 (each -X... or -D...)")
+    return " ".join(text.split())
+
+
+# A short local job on few cores: C2 compiles only the per-row code that runs >= 200k times (the
+# rest stays C1), which costs 1M ratings what C1 alone costs and halves the per-row time beyond
+# (benchmarks/bench_etl.py; docs/etl.md "Start-up").
+DEFAULT_SPARK_JAVA_OPTIONS = ("-XX:Tier4InvocationThreshold=200000 -XX:Tier4MinInvocationThreshold=20000 "
+                              "-XX:Tier4CompileThreshold=600000 -XX:Tier4BackEdgeThreshold=1600000")
+
 _PORT = _integer(1, 65535)
 _HOST = _matching(r"[A-Za-z0-9._:\[\]-]{1,253}", "a host name or IP address")
 _BUCKET = _matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 of a-z 0-9 . -)")
@@ -200,6 +213,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
             "Lambda: recommended and similar items per event", _integer(1, contracts.MAX_TOP_K)),
+    Setting("RECSYS_SPARK_JAVA_OPTIONS", "spark_java_options", DEFAULT_SPARK_JAVA_OPTIONS,
+            "Local ETL: JVM options of the Spark driver (JIT tuned for a short job on few cores)", _java_options),
+    Setting("RECSYS_SPARK_CDS", "spark_cds", "on",
+            "Local ETL: on = a class-data sharing archive of Spark's classes (made by the first run, "
+            "under build/spark-cds/) starts the JVM faster; off = none", _choice("on", "off")),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
 
@@ -242,6 +260,8 @@ class Settings:
     api_url: str
     pointer_ttl_seconds: float
     top_k: int
+    spark_java_options: str
+    spark_cds: str
 
     def __repr__(self) -> str:
         shown = {s.field: ("***" if s.secret and getattr(self, s.field) else getattr(self, s.field)) for s in SETTINGS}

@@ -9,8 +9,11 @@ with boto3; everything else (reads, quality rules, publishing) is the exact code
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
+import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,13 +23,14 @@ from pathlib import Path
 from types import ModuleType
 
 from recsys.contracts import TRAINING_PREFIX
-from recsys.core.config import PROJECT_ROOT, Settings
+from recsys.core.config import PROJECT_ROOT, Settings, load_settings
 from recsys.core.errors import PipelineError
 
 GLUE_SCRIPT = PROJECT_ROOT / "glue" / "etl_job.py"
 MARIADB_JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"  # Debian package libmariadb-java
 # The MariaDB driver with a jdbc:mysql:// URL: Spark then picks its MySQL dialect (docs/architecture.md).
 MARIADB_JDBC_DRIVER = "org.mariadb.jdbc.Driver"
+log = logging.getLogger(__name__)
 AWS_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -52,28 +56,121 @@ def load_job_module(script: Path = GLUE_SCRIPT) -> ModuleType:
 
 
 def local_spark_session(jdbc_jar: str = MARIADB_JDBC_JAR, *, master: str = "local[*]", driver_memory: str = "2g",
-                        shuffle_partitions: int | None = None):
-    """The local SparkSession with the JDBC driver on the driver classpath.
+                        shuffle_partitions: int | None = None, settings: Settings | None = None):
+    """The local SparkSession with the JDBC driver on the driver classpath, tuned for a short job.
 
     Created once per process: later calls (and the job's own ``getOrCreate()``) get the same session.
+    The JVM options (``RECSYS_SPARK_JAVA_OPTIONS``) and the class-data sharing archive
+    (``RECSYS_SPARK_CDS``) come from ``settings``; start-up seconds go to ``SPARK_START_SECONDS``.
     """
     if not Path(jdbc_jar).is_file():
         raise PipelineError(f"JDBC driver jar not found at {jdbc_jar}: install it with `make system-deps` "
                             "(Debian package libmariadb-java)")
-    from pyspark.sql import SparkSession  # heavy (JVM); only the ETL stage needs it
+    from pyspark import SparkConf, SparkContext  # heavy (JVM); only the ETL stage needs it
+    from pyspark.sql import SparkSession
 
-    return (SparkSession.builder.master(master).appName("recsys-etl")
-            .config("spark.jars", jdbc_jar)
-            .config("spark.driver.extraClassPath", jdbc_jar)
-            .config("spark.driver.memory", driver_memory)
-            # A local job is short and has few cores: the C1 JIT alone warms up faster than C1+C2
-            # (measured ~25-45 % less wall time for 1M ratings on 2 cores).
-            .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
-            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * (os.cpu_count() or 2)))
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate())
+    settings = settings or load_settings()
+    java_options = settings.spark_java_options.split()
+    if settings.spark_cds == "on":
+        java_options += cds_options(jdbc_jar)
+    conf = (SparkConf().setMaster(master).setAppName("recsys-etl")
+            .set("spark.jars", jdbc_jar)
+            .set("spark.driver.extraClassPath", jdbc_jar)
+            .set("spark.driver.memory", driver_memory)
+            .set("spark.driver.extraJavaOptions", " ".join(java_options))
+            .set("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * (os.cpu_count() or 2)))
+            .set("spark.ui.enabled", "false")
+            .set("spark.ui.showConsoleProgress", "false")
+            .set("spark.eventLog.enabled", "false")
+            .set("spark.sql.session.timeZone", "UTC"))
+    started = time.perf_counter()
+    if SparkContext._active_spark_context is None:  # the JVM alone, timed apart from the session
+        SparkContext._ensure_initialized(conf=conf)
+        SPARK_START_SECONDS["jvm"] = time.perf_counter() - started
+    session_started = time.perf_counter()
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
+    SPARK_START_SECONDS["session"] = time.perf_counter() - session_started
+    return spark
+
+
+SPARK_START_SECONDS: dict[str, float] = {}  # this process's JVM launch and session creation
+CDS_DIR = PROJECT_ROOT / "build" / "spark-cds"
+# CDS logging off: dumping an archive lists thousands of classes it cannot share (signed jars etc.)
+CDS_QUIET = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+
+
+def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
+    """JVM options that start Spark's JVM from a dynamic class-data sharing archive.
+
+    The archive is keyed by everything its validity depends on (Java, PySpark, the JDBC jar). The
+    first run without one writes ``<key>.<pid>.jsa`` when its JVM exits; a later run promotes a
+    finished one (its writer gone) to ``<key>.jsa`` and uses it. The JVM ignores an archive that
+    does not match its class path, so a stale one costs nothing but the time it would have saved.
+    """
+    import pyspark
+
+    key = hashlib.sha256("|".join([_java_version(), pyspark.__version__, jdbc_jar,
+                                   str(Path(jdbc_jar).stat().st_mtime_ns)]).encode()).hexdigest()[:16]
+    archive = directory / f"{key}.jsa"
+    for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
+        writer = dumped.name.split(".")[1]
+        if writer.isdigit() and not _pid_alive(int(writer)):
+            if archive.is_file():
+                dumped.unlink(missing_ok=True)  # another run's, made at the same time: not needed
+            else:
+                os.replace(dumped, archive)
+    if archive.is_file():
+        return [f"-XX:SharedArchiveFile={archive}", *CDS_QUIET]
+    directory.mkdir(parents=True, exist_ok=True)
+    return [f"-XX:ArchiveClassesAtExit={directory / f'{key}.{os.getpid()}.jsa'}", *CDS_QUIET]
+
+
+def _java_version() -> str:
+    """The ``java -version`` banner of the JVM Spark will start (JAVA_HOME's, else PATH's)."""
+    java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
+    try:
+        return subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PipelineError(f"cannot run {java} -version: {exc} (Spark needs Java 17)") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def parquet_write_seconds(spark, after_stage: int) -> float:
+    """Wall seconds of the Spark stages after ``after_stage`` that wrote output (the Parquet write).
+
+    Read from Spark's status store (kept with the UI off), so the job itself needs no timing code
+    for it: the rest of the job's write phase is the JDBC read, the join and the shuffle.
+    """
+    stages = _stage_list(spark)
+    seconds = 0.0
+    for i in range(stages.size()):
+        stage = stages.apply(i)
+        if stage.stageId() > after_stage and stage.outputRecords() > 0 and stage.submissionTime().isDefined() \
+                and stage.completionTime().isDefined():
+            seconds += (stage.completionTime().get().getTime() - stage.submissionTime().get().getTime()) / 1000
+    return seconds
+
+
+def last_stage_id(spark) -> int:
+    """The highest stage id so far (-1 before any), to tell a run's stages from earlier ones."""
+    stages = _stage_list(spark)
+    return max((stages.apply(i).stageId() for i in range(stages.size())), default=-1)
+
+
+def _stage_list(spark):
+    context = spark.sparkContext
+    store = context._jsc.sc().statusStore()
+    return store.stageList(None, False, False, context._gateway.new_array(context._jvm.double, 0),
+                           context._jvm.java.util.ArrayList())
 
 
 def job_arguments(settings: Settings, staging_dir: str, **options) -> dict[str, str]:
@@ -132,11 +229,26 @@ def run_etl(settings: Settings, *, jdbc_jar: str = MARIADB_JDBC_JAR, **options) 
         argv = as_argv(job_arguments(settings, staging, **options))
         try:
             job.JobConfig.from_arguments(job.parse_arguments(argv))  # refuse bad options before Spark starts
-            local_spark_session(jdbc_jar)  # first, so the script's getOrCreate() gets this session and its jar
+            # first, so the script's getOrCreate() gets this session and its jar
+            spark = local_spark_session(jdbc_jar, settings=settings)
+            before = last_stage_id(spark)
             with aws_environment(settings):
-                return job.main(argv)
+                manifest = job.main(argv)
         except job.JobError as exc:
             raise PipelineError(str(exc)) from exc
+    log.info("etl seconds: %s", " ".join(f"{name}={seconds:.2f}" for name, seconds in
+                                         run_seconds(job.last_run_seconds, parquet_write_seconds(spark, before))))
+    return manifest
+
+
+def run_seconds(phases: dict[str, float], parquet_write: float) -> list[tuple[str, float]]:
+    """Where a run's time went: JVM start and session (this process's first run only), then the
+    job's phases with its write split into the JDBC read + join + shuffle and the Parquet write."""
+    split = {"read_join": max(0.0, phases.get("write", 0.0) - parquet_write), "parquet_write": parquet_write}
+    timed = {**SPARK_START_SECONDS, **{k: v for k, v in phases.items() if k != "write"}, **split}
+    SPARK_START_SECONDS.clear()  # counted once
+    order = ["jvm", "session", "bounds", "read_join", "parquet_write", "file_rows", "upload", "publish"]
+    return [(name, timed[name]) for name in order if name in timed]
 
 
 def summary_line(manifest: dict, seconds: float, bucket: str) -> str:
