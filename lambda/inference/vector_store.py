@@ -39,7 +39,7 @@ import psycopg2.extensions
 from recsys.contracts import ITEM_TABLE, LIVE_TABLE, RATED_TABLE, USER_TABLE
 
 DEFAULT_EF_SEARCH = 64
-"""HNSW candidate list size when the live version has no measured one (``live_model.ef_search`` is
+"""HNSW candidate list size when the live version has no measured one (its ``ef_search`` column is
 NULL: loaded before the loader measured it). Readers normally use the live version's: the loader
 stores the smallest ef_search reaching recall@10 0.95 for that model; see docs/vectordb.md."""
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
