@@ -37,12 +37,22 @@ CREATE TABLE IF NOT EXISTS live_model (
     hnsw_m               integer     NOT NULL,
     hnsw_ef_construction integer     NOT NULL,
     source_uri           text        NOT NULL,   -- s3://<artifacts>/models/<version>/
-    loaded_at            timestamptz NOT NULL DEFAULT now()
+    loaded_at            timestamptz NOT NULL DEFAULT now(),
+    -- The hnsw.ef_search readers use for this version (set per transaction): the smallest value whose
+    -- measured recall@10 reaches the target (recsys_ef_search_recall below). NULL (versions loaded
+    -- before the column existed): readers use their built-in default.
+    ef_search            integer     CHECK (ef_search BETWEEN 1 AND 1000)
 );
--- The hnsw.ef_search readers use for this version (SET LOCAL per transaction): the smallest value
--- whose measured recall@10 reaches the target (recsys_ef_search_recall below). NULL (versions
--- loaded before the column existed): readers use their built-in default.
-ALTER TABLE live_model ADD COLUMN IF NOT EXISTS ef_search integer CHECK (ef_search BETWEEN 1 AND 1000);
+-- Databases created before ef_search existed get the column once. Checked first: ALTER TABLE would
+-- take an ACCESS EXCLUSIVE lock on every load, waiting for (and queueing) the readers.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = 'live_model'::regclass AND attname = 'ef_search' AND NOT attisdropped) THEN
+        ALTER TABLE live_model ADD COLUMN ef_search integer CHECK (ef_search BETWEEN 1 AND 1000);
+    END IF;
+END
+$$;
 
 -- Recall@k of the HNSW index on items(embedding) at increasing hnsw.ef_search, against exact
 -- search, with a fixed sample of the customers' vectors (users) as queries: one row per candidate

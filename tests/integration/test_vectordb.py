@@ -394,7 +394,7 @@ def test_load_sizes_server_memory_from_the_index(vectordb_settings, vectordb_liv
     takes shared_buffers from its configuration files (a command-line value would override it)."""
     with vectordb_conn.cursor() as cur:
         cur.execute(vectordb.INDEX_SIZES_SQL)
-        total, largest = cur.fetchone()
+        total, largest = (int(v) for v in cur.fetchone())
     vectordb_conn.rollback()
     wanted = vectordb.memory_settings(total, largest, vectordb.host_ram_bytes())
     memory, note = vectordb.size_server_memory(vectordb_conn, vectordb_settings)
