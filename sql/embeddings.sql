@@ -12,7 +12,7 @@
 --                         and rated_items.csv (versions trained before rated_items.csv existed: retrain)
 --   region      required  the bucket's region
 --   dimension   required  embedding_dim from models/<version>/manifest.json
---   hnsw_m, hnsw_ef_construction   optional, default 16 / 64 (the loader's defaults, recsys.contracts)
+--   hnsw_m, hnsw_ef_construction   optional, default 16 / 128 (the loader's defaults, recsys.contracts)
 --   maintenance_work_mem           optional: this session's value for the HNSW builds (default: the DB
 --                                  parameter group's, sized for the index in terraform/modules/vector-db;
 --                                  the graph is built in memory when it fits: ~2x the index size)
@@ -65,7 +65,7 @@ SET client_min_messages = warning;
 \endif
 \if :{?hnsw_ef_construction}
 \else
-  \set hnsw_ef_construction 64
+  \set hnsw_ef_construction 128
 \endif
 \if :{?ef_search_recall}
 \else

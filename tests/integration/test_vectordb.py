@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from inference import vector_store as vs
 from inference.recommend import known_customer_items
 from recsys.cli import apps, batch
-from recsys.contracts import EF_SEARCH_RECALL_TARGET
+from recsys.contracts import EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M
 from recsys.pipeline import vector_load as vectordb
 from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
@@ -157,7 +157,7 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
             cur.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                         "WHERE attrelid = 'item_emb'::regclass AND attname = 'embedding'")
             assert cur.fetchone()[0] == "vector(12)"
-        assert any("USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')" in d
+        assert any(f"USING hnsw (embedding vector_cosine_ops) WITH (m='{HNSW_M}', ef_construction='{HNSW_EF_CONSTRUCTION}')" in d
                    and "item_emb_embedding_hnsw" in d for d in indexdefs)
         # the refused version left its staged tables (the next run replaces them); the live pair is intact
         assert {"item_emb", "user_emb", "user_rated", "live_model"} <= _tables(conn)
