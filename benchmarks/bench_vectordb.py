@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clusters", type=int, default=200)
     parser.add_argument("--queries", type=int, default=1000, help="single-query latency sample")
     parser.add_argument("--seqscan-queries", type=int, default=20)
-    parser.add_argument("--ef-search", default="16,24,32,40,64,100,150,200,300,400",
+    parser.add_argument("--ef-search", default="16,24,32,40,64,100,128,150,200,250,300,400",
                         help="comma-separated values to sweep")
     parser.add_argument("--m", type=int, default=HNSW_M)
     parser.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
