@@ -3,8 +3,11 @@ restart it) holding the streaming tests' model, and the API served by uvicorn on
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -30,16 +33,21 @@ class ApiDatabase:
 
 
 @pytest.fixture(scope="session")
-def api_db(stack, streaming_model, tmp_path_factory):
-    """An embedded PostgreSQL of the API tests' own with the streaming model loaded."""
-    data = tmp_path_factory.mktemp("api-pg") / "data"
-    pgembedded.init_cluster(data)
+def api_db(stack, streaming_model):
+    """An embedded PostgreSQL of the API tests' own with the streaming model loaded (in a state dir
+    of its own, which the server's account may pass through, like the stack's)."""
+    data = Path(tempfile.mkdtemp(prefix="recsys-api-pg-")) / "data"
+    pgembedded.preflight(data)
+    pgembedded.init_cluster(data, stack.pg_password)
     port = free_port()
     db = ApiDatabase(dataclasses.replace(stack, pg_port=port), data, data.parent / "postgres.log")
-    db.start()
-    load_embeddings(db.settings, streaming_model.version)
-    yield db
-    db.stop()
+    try:
+        db.start()
+        load_embeddings(db.settings, streaming_model.version)
+        yield db
+    finally:
+        db.stop()
+        shutil.rmtree(data.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def deliver(settings, handlers_dir: Path):
     try:
         return delivery.run(until_idle=1.5)
     finally:
-        delivery.invoker.close()
+        delivery.close()
 
 
 def delivered_lines(settings) -> list[dict]:

@@ -61,6 +61,11 @@ def stop(proc: subprocess.Popen) -> tuple[str, str]:
         return proc.communicate()
 
 
+def wait_until_warm(settings, proc: subprocess.Popen, what: str = "the delivery to be warm") -> None:
+    """Until ``proc`` (not an earlier test's delivery, whose stats file remains) reports its runtimes warm."""
+    wait_for(lambda: stats_of(settings).get("pid") == proc.pid and stats_of(settings).get("warm"), 90, what)
+
+
 def stats_of(settings) -> dict:
     path = state_file(settings, settings.firehose_stream, "stats")
     return json.loads(path.read_text()) if path.exists() else {}
@@ -88,7 +93,7 @@ def test_each_poison_record_fails_alone_through_the_zip(stack, streaming_model, 
 def test_a_second_delivery_process_on_the_same_state_is_refused(stack, streaming_model, streaming_zip, catalogue):
     first = start_firehose()
     try:
-        wait_for(lambda: stats_of(stack).get("warm"), 90, "the first delivery to be warm")
+        wait_until_warm(stack, first, "the first delivery to be warm")
         second = subprocess.run([RECSYS, "firehose", "--until-idle", "1"], capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
         assert second.stderr.strip() == (
@@ -109,7 +114,7 @@ def test_delivery_follows_postgres_to_another_port(stack, streaming_model, strea
     """PostgreSQL restarts on another port while `recsys firehose` runs (its environment holds the old
     PGPORT, inherited from the stack): later events are delivered, not parked."""
     from recsys.local import pgembedded
-    from recsys.local.stack import EmbeddedStack, free_port
+    from recsys.local.stack import EmbeddedStack, StackState, free_port
 
     local = EmbeddedStack(stack)
     original = json.loads(local.state_file.read_text())
@@ -117,14 +122,14 @@ def test_delivery_follows_postgres_to_another_port(stack, streaming_model, strea
     def move_postgres(port: int) -> None:
         """What `recsys stack up` does when PostgreSQL comes back on ``port``: start it, record it, rewrite stack.env."""
         pgembedded.stop(local.pg_data)
-        state = json.loads(local.state_file.read_text())
-        state["postgres"].update(port=port, pid=pgembedded.start(local.pg_data, port, local.logs / "postgres.log"))
-        local.state_file.write_text(json.dumps(state, indent=2))
+        state = StackState.load(local.state_file)
+        state.postgres.update(port=port, pid=pgembedded.start(local.pg_data, port, local.logs / "postgres.log"))
+        state.save(local.state_file)
         stack_env_file(stack.state_dir).write_text("".join(f"{k}={v}\n" for k, v in local.stack_env(state).items()))
 
     proc = start_firehose()
     try:
-        wait_for(lambda: stats_of(stack).get("warm"), 90, "the delivery to be warm")
+        wait_until_warm(stack, proc)
         before = synthesize_events(catalogue, 20, seed=44)
         send_records(stack, events_to_records(before))
         delivered = lambda events: {e["session_id"] for e in events} <= {  # noqa: E731
@@ -156,7 +161,7 @@ def test_delivery_stops_in_one_line_when_a_setting_it_runs_on_changes(stack, str
     original = path.read_text()
     proc = start_firehose()
     try:
-        wait_for(lambda: stats_of(stack).get("warm"), 90, "the delivery to be warm")
+        wait_until_warm(stack, proc)
         moved = original.replace(stack.endpoint_url, stack.endpoint_url.rsplit(":", 1)[0] + ":1")
         assert moved != original
         path.write_text(moved)

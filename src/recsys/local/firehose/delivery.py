@@ -141,6 +141,7 @@ class DeliveryStats:
     concurrency: int = 1
     warm: bool = False  # every runtime has answered its warm-up invocation
     runtime_restarts: int = 0  # times the runtimes were restarted with changed stack settings
+    pid: int = field(default_factory=os.getpid)  # the delivering process: the file outlives it
     batch_seconds: list[float] = field(default_factory=list)
 
     def batch_percentile(self, q: float) -> float:
