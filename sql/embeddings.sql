@@ -176,17 +176,21 @@ CREATE INDEX :"user_stage_hnsw" ON :"user_stage"
 ANALYZE :"item_stage";
 ANALYZE :"user_stage";
 ANALYZE :"rated_stage";
-SELECT pg_size_pretty(pg_relation_size(:'item_stage_hnsw')) AS item_hnsw_size,
-       pg_size_pretty(pg_relation_size(:'user_stage_hnsw')) AS user_hnsw_size \gset
-\echo 'built HNSW indexes: m' :hnsw_m 'ef_construction' :hnsw_ef_construction '(items' :item_hnsw_size ', users' :user_hnsw_size '; size shared_buffers for them: docs/vectordb.md)'
+SELECT format('built HNSW indexes: m %s ef_construction %s (items %s, users %s: size shared_buffers '
+              'for them, terraform/modules/vector-db)', :hnsw_m, :hnsw_ef_construction,
+              pg_size_pretty(pg_relation_size(:'item_stage_hnsw')),
+              pg_size_pretty(pg_relation_size(:'user_stage_hnsw'))) AS built \gset
+\echo :built
 
 -- ---- the ef_search readers use for this version ---------------------------------------------
 \if :{?ef_search}
 \else
   -- The function returns the candidates in increasing order, stopping at the first that reaches the target.
-  SELECT max(ef_search) AS ef_search, (array_agg(recall ORDER BY ef_search DESC))[1] AS ef_search_recall_measured
+  SELECT max(ef_search) AS ef_search,
+         format('ef_search %s: measured recall@10 %s (target %s)', max(ef_search),
+                round((array_agg(recall ORDER BY ef_search DESC))[1]::numeric, 3), :ef_search_recall) AS measured
   FROM recsys_ef_search_recall(:'item_stage', :'user_stage', :ef_search_recall) \gset
-  \echo 'ef_search' :ef_search 'measured recall@10' :ef_search_recall_measured '(target' :ef_search_recall ')'
+  \echo :measured
 \endif
 
 -- ---- the switch: one transaction ------------------------------------------------------------

@@ -129,7 +129,8 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     done = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, first, "20261126T000001Z-aaaaaaaa", 8)
     assert done.returncode == 0, done.stderr
     assert "imported 300 item and 40 user embeddings" in done.stdout
-    measured = re.search(r"ef_search (\d+) measured recall@10 ([0-9.]+) \(target 0.95 \)", done.stdout)
+    measured = re.search(rf"ef_search (\d+): measured recall@10 ([0-9.]+) \(target {EF_SEARCH_RECALL_TARGET}\)",
+                         done.stdout)
     assert measured and float(measured.group(2)) >= EF_SEARCH_RECALL_TARGET, done.stdout
     conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
     assert vs.live_model(conn).ef_search == int(measured.group(1))
