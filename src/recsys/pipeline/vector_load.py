@@ -404,7 +404,7 @@ def size_server_memory(conn, settings: Settings) -> tuple[MemorySettings, str]:
         cur.execute(INDEX_SIZES_SQL)
         total, largest = (int(v) for v in cur.fetchone())
     conn.commit()
-    sizes = f"HNSW indexes {total / MB:,.0f} MB"
+    sizes = f"HNSW indexes {total / MB:,.1f} MB"
     if not is_local(settings):
         memory = memory_settings(total, largest, 1 << 50)
         return memory, f"{sizes}: size the server's parameters to at least {_settings_text(memory)}"
@@ -540,8 +540,7 @@ def _load_new_version(conn, settings: Settings, model: ModelVersion, params: Hns
     switch_live(conn, model, counts, params, ef_search)
     log.info("version %s is live with ef_search %d (previous: %s)", model.version, ef_search,
              current.version if current else "none")
-    memory, note = size_server_memory(conn, settings)
-    log.info("%s", note)
+    memory, note = size_server_memory(conn, settings)  # the note ends LoadResult.line()
     return LoadResult(model.version, current.version if current else None, True, model.dimension,
                       counts[ITEM_TABLE], counts[USER_TABLE], copy_seconds, index_seconds, ef_search, curve,
                       memory, note)
