@@ -12,8 +12,13 @@
 --                         and rated_items.csv (versions trained before rated_items.csv existed: retrain)
 --   region      required  the bucket's region
 --   dimension   required  embedding_dim from models/<version>/manifest.json
---   hnsw_m, hnsw_ef_construction   optional, default 16 / 64 (the loader's defaults)
---   maintenance_work_mem           optional, default 512MB: the HNSW graph is built in memory when it fits
+--   hnsw_m, hnsw_ef_construction   optional, default 16 / 128 (the loader's defaults, recsys.contracts)
+--   maintenance_work_mem           optional: this session's value for the HNSW builds (default: the DB
+--                                  parameter group's, sized for the index in terraform/modules/vector-db;
+--                                  the graph is built in memory when it fits: ~2x the index size)
+--   ef_search                      optional: the hnsw.ef_search readers use for this version; default:
+--                                  measured, the smallest reaching recall@10 :ef_search_recall (0.95) on
+--                                  200 customer vectors against exact search (recsys_ef_search_recall)
 --   local_csv_dir  optional, for testing without aws_s3: read <dir>/item_embeddings.csv,
 --                  <dir>/user_embeddings.csv and <dir>/rated_items.csv with \copy instead of
 --                  aws_s3.table_import_from_s3
@@ -60,11 +65,11 @@ SET client_min_messages = warning;
 \endif
 \if :{?hnsw_ef_construction}
 \else
-  \set hnsw_ef_construction 64
+  \set hnsw_ef_construction 128
 \endif
-\if :{?maintenance_work_mem}
+\if :{?ef_search_recall}
 \else
-  \set maintenance_work_mem 512MB
+  \set ef_search_recall 0.95
 \endif
 
 SELECT :'version' ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$' AS version_ok,
@@ -161,7 +166,9 @@ SELECT :item_count > 0 AND :user_count > 0 AS has_rows \gset
 \echo 'imported' :item_count 'item and' :user_count 'user embeddings of version' :version
 
 -- ---- HNSW indexes (cosine), built before readers can see the tables ------------------------
-SET maintenance_work_mem = :'maintenance_work_mem';
+\if :{?maintenance_work_mem}
+  SET maintenance_work_mem = :'maintenance_work_mem';
+\endif
 CREATE INDEX :"item_stage_hnsw" ON :"item_stage"
     USING hnsw (embedding vector_cosine_ops) WITH (m = :hnsw_m, ef_construction = :hnsw_ef_construction);
 CREATE INDEX :"user_stage_hnsw" ON :"user_stage"
@@ -169,7 +176,22 @@ CREATE INDEX :"user_stage_hnsw" ON :"user_stage"
 ANALYZE :"item_stage";
 ANALYZE :"user_stage";
 ANALYZE :"rated_stage";
-\echo 'built HNSW indexes: m' :hnsw_m 'ef_construction' :hnsw_ef_construction
+SELECT format('built HNSW indexes: m %s ef_construction %s (items %s, users %s: size shared_buffers '
+              'for them, terraform/modules/vector-db)', :hnsw_m, :hnsw_ef_construction,
+              pg_size_pretty(pg_relation_size(:'item_stage_hnsw')),
+              pg_size_pretty(pg_relation_size(:'user_stage_hnsw'))) AS built \gset
+\echo :built
+
+-- ---- the ef_search readers use for this version ---------------------------------------------
+\if :{?ef_search}
+\else
+  -- The function returns the candidates in increasing order, stopping at the first that reaches the target.
+  SELECT max(ef_search) AS ef_search,
+         format('ef_search %s: measured recall@10 %s (target %s)', max(ef_search),
+                round((array_agg(recall ORDER BY ef_search DESC))[1]::numeric, 3), :ef_search_recall) AS measured
+  FROM recsys_ef_search_recall(:'item_stage', :'user_stage', :ef_search_recall) \gset
+  \echo :measured
+\endif
 
 -- ---- the switch: one transaction ------------------------------------------------------------
 -- Lock order live_model, user_emb, item_emb, user_rated is the readers' order too (vector_store.consistent_read).
@@ -187,14 +209,14 @@ ALTER INDEX :"rated_stage_pkey" RENAME TO user_rated_pkey;
 ALTER INDEX :"item_stage_hnsw" RENAME TO item_emb_embedding_hnsw;
 ALTER INDEX :"user_stage_hnsw" RENAME TO user_emb_embedding_hnsw;
 INSERT INTO live_model (singleton, version, dimension, item_count, user_count,
-                        hnsw_m, hnsw_ef_construction, source_uri, loaded_at)
+                        hnsw_m, hnsw_ef_construction, source_uri, loaded_at, ef_search)
 VALUES (true, :'version', :dimension, :item_count, :user_count,
-        :hnsw_m, :hnsw_ef_construction, :'source_uri', now())
+        :hnsw_m, :hnsw_ef_construction, :'source_uri', now(), :ef_search)
 ON CONFLICT (singleton) DO UPDATE SET
     version = EXCLUDED.version, dimension = EXCLUDED.dimension,
     item_count = EXCLUDED.item_count, user_count = EXCLUDED.user_count,
     hnsw_m = EXCLUDED.hnsw_m, hnsw_ef_construction = EXCLUDED.hnsw_ef_construction,
-    source_uri = EXCLUDED.source_uri, loaded_at = EXCLUDED.loaded_at;
+    source_uri = EXCLUDED.source_uri, loaded_at = EXCLUDED.loaded_at, ef_search = EXCLUDED.ef_search;
 COMMIT;
 
 \echo 'version' :version 'is live'

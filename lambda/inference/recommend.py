@@ -149,7 +149,7 @@ class Lookup:
 
 
 def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
-                         ef_search: int = vector_store.DEFAULT_EF_SEARCH) -> Lookup:
+                         ef_search: int | None = None) -> Lookup:
     """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
     as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
     answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=exclude_rated, ef_search=ef_search)

@@ -39,9 +39,9 @@ import psycopg2.extensions
 from recsys.contracts import ITEM_TABLE, LIVE_TABLE, RATED_TABLE, USER_TABLE
 
 DEFAULT_EF_SEARCH = 64
-"""HNSW candidate list size per query: recall@10 0.97 on the benchmark's 100k x 64-d clustered
-vectors with p99 under 10 ms on 2 shared cores (pgvector's default 40 gives 0.95, 100 gives 0.98
-at ~1.4x the latency); see docs/vectordb.md."""
+"""HNSW candidate list size when the live version has no measured one (its ``ef_search`` column is
+NULL: loaded before the loader measured it). Readers normally use the live version's: the loader
+stores the smallest ef_search reaching recall@10 0.95 for that model; see docs/vectordb.md."""
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_K = 1000
 DEFAULT_MAX_SCAN_TUPLES = 20_000
@@ -51,14 +51,17 @@ query that runs out is answered by an exact scan instead."""
 # Readers lock in the same order as the loader's switch transaction (no lock-order deadlock).
 LOCK_FOR_READ_SQL = f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS SHARE MODE"
 
-# Transaction-local scan settings, sent in the same round trip as the query they apply to.
-SET_SCAN_SQL = ("SELECT set_config('hnsw.ef_search', %(ef_search)s, true), "
+# Transaction-local scan settings, sent in the same round trip as the query they apply to. ef_search:
+# the caller's, else the live version's measured one, else the default; at least k, at most the maximum.
+SET_SCAN_SQL = ("SELECT set_config('hnsw.ef_search', least(greatest(coalesce(%(ef_search)s::integer, "
+                f"(SELECT ef_search FROM {LIVE_TABLE} WHERE singleton), {DEFAULT_EF_SEARCH}), %(k)s), "
+                f"{MAX_EF_SEARCH})::text, true), "
                 "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                 "set_config('hnsw.max_scan_tuples', %(max_scan_tuples)s, true);\n")
 EXACT_SCAN_SQL = "SELECT set_config('enable_indexscan', 'off', true);\n"
 
 LIVE_MODEL_SQL = f"""
-SELECT version, dimension, item_count, user_count, loaded_at
+SELECT version, dimension, item_count, user_count, loaded_at, ef_search
 FROM {LIVE_TABLE}
 WHERE singleton
 """
@@ -149,6 +152,7 @@ class LiveModel:
     item_count: int
     user_count: int
     loaded_at: datetime
+    ef_search: int | None = None  # measured by the loader for this version (None: DEFAULT_EF_SEARCH)
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,7 @@ def user_vectors(conn, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]
 def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
                   exclude_rated_by: Sequence[int | None] | None = None,
-                  ef_search: int = DEFAULT_EF_SEARCH,
+                  ef_search: int | None = None,
                   max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
     """Top-``k`` items by cosine for each query vector, best first, minus that query's ``exclude``
     codes and, where ``exclude_rated_by[i]`` names a customer, every item that customer rated.
@@ -258,7 +262,7 @@ def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
 
 
 def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
-                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+                   ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """Top-``k`` items for each customer from their stored vector (minus their rated items when
     ``exclude_rated``), in ONE statement that needs no transaction; ``answered`` holds the indexes
     of the customers the live model knows."""
@@ -271,7 +275,7 @@ def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rat
 
 def similar_items(conn, product_codes: Sequence[str], k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
-                  ef_search: int = DEFAULT_EF_SEARCH,
+                  ef_search: int | None = None,
                   max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
     """Top-``k`` items most similar to each given item, excluding the item itself and its ``exclude`` codes.
 
@@ -281,7 +285,7 @@ def similar_items(conn, product_codes: Sequence[str], k: int,
 
 
 def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
-                   ef_search: int = DEFAULT_EF_SEARCH, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+                   ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
     exclusions = _exclusions(exclude, len(codes))
@@ -332,7 +336,7 @@ def _array_text(codes: set[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _run_knn(conn, query: str, params: dict, k: int, ef_search: int, max_scan_tuples: int,
+def _run_knn(conn, query: str, params: dict, k: int, ef_search: int | None, max_scan_tuples: int,
              dimension: int | None = None) -> KnnAnswer:
     """A batched k-NN statement with an iterative HNSW scan; queries that come back short are run
     again as exact scans. Each answer holds at most ``k`` items, best first.
@@ -343,12 +347,12 @@ def _run_knn(conn, query: str, params: dict, k: int, ef_search: int, max_scan_tu
     """
     if not 1 <= k <= MAX_K:
         raise VectorStoreError(f"k must be 1..{MAX_K}, got {k}")
-    if not 1 <= ef_search <= MAX_EF_SEARCH:
+    if ef_search is not None and not 1 <= ef_search <= MAX_EF_SEARCH:
         raise VectorStoreError(f"ef_search must be 1..{MAX_EF_SEARCH}, got {ef_search}")
     if max_scan_tuples < 1:
         raise VectorStoreError(f"max_scan_tuples must be positive, got {max_scan_tuples}")
     n_queries = len(next(iter(params.values())))
-    settings = {"k": k, "ef_search": str(min(max(ef_search, k), MAX_EF_SEARCH)), "max_scan_tuples": str(max_scan_tuples)}
+    settings = {"k": k, "ef_search": ef_search, "max_scan_tuples": str(max_scan_tuples)}
     answer = _grouped(_execute(conn, SET_SCAN_SQL + query, {**params, **settings}, dimension), n_queries)
     short = [i for i in sorted(answer.answered) if len(answer.items[i]) < k]
     if short:  # the iterative scan gave up (max_scan_tuples) or fewer than k items are eligible

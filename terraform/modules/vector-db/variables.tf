@@ -132,3 +132,25 @@ variable "slow_query_ms" {
   description = "log_min_duration_statement: log statements slower than this (ms)."
   default     = 1000
 }
+
+variable "hnsw_index_mb" {
+  type        = number
+  description = "Total size in MB of the HNSW indexes (item_emb + user_emb) the parameter group is sized for: what `recsys load-embeddings` or sql/embeddings.sql reports (555 MB for 1M items + 20k users x 64-d, m 16)."
+  default     = 555
+
+  validation {
+    condition     = var.hnsw_index_mb >= 0
+    error_message = "hnsw_index_mb must be >= 0."
+  }
+}
+
+variable "hnsw_largest_index_mb" {
+  type        = number
+  description = "Size in MB of the largest single HNSW index (item_emb's): the graph built in memory by one CREATE INDEX."
+  default     = 544
+
+  validation {
+    condition     = var.hnsw_largest_index_mb >= 0
+    error_message = "hnsw_largest_index_mb must be >= 0."
+  }
+}
