@@ -51,17 +51,21 @@ query that runs out is answered by an exact scan instead."""
 # Readers lock in the same order as the loader's switch transaction (no lock-order deadlock).
 LOCK_FOR_READ_SQL = f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS SHARE MODE"
 
+# The live version's ef_search, read through the row's JSON so that a database loaded by an older
+# release (no ef_search column until its next load) is still served, with the default.
+LIVE_EF_SEARCH_SQL = f"(SELECT (to_jsonb(l) ->> 'ef_search')::integer FROM {LIVE_TABLE} l WHERE singleton)"
+
 # Transaction-local scan settings, sent in the same round trip as the query they apply to. ef_search:
 # the caller's, else the live version's measured one, else the default; at least k, at most the maximum.
 SET_SCAN_SQL = ("SELECT set_config('hnsw.ef_search', least(greatest(coalesce(%(ef_search)s::integer, "
-                f"(SELECT ef_search FROM {LIVE_TABLE} WHERE singleton), {DEFAULT_EF_SEARCH}), %(k)s), "
+                f"{LIVE_EF_SEARCH_SQL}, {DEFAULT_EF_SEARCH}), %(k)s), "
                 f"{MAX_EF_SEARCH})::text, true), "
                 "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                 "set_config('hnsw.max_scan_tuples', %(max_scan_tuples)s, true);\n")
 EXACT_SCAN_SQL = "SELECT set_config('enable_indexscan', 'off', true);\n"
 
 LIVE_MODEL_SQL = f"""
-SELECT version, dimension, item_count, user_count, loaded_at, ef_search
+SELECT version, dimension, item_count, user_count, loaded_at, {LIVE_EF_SEARCH_SQL}
 FROM {LIVE_TABLE}
 WHERE singleton
 """

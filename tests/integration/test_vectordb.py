@@ -381,6 +381,16 @@ def test_readers_run_with_the_live_versions_ef_search(vectordb_live, vectordb_co
     assert _ef_search_in_transaction(vectordb_conn) == "150"
 
 
+def test_a_database_loaded_by_an_older_release_is_still_served(vectordb_live, vectordb_conn):
+    """live_model without the ef_search column (it is added at the next load): readers use the default."""
+    with vectordb_conn.cursor() as cur:
+        cur.execute("ALTER TABLE live_model DROP COLUMN ef_search")  # undone by the rollback below
+    assert vs.live_model(vectordb_conn).ef_search is None
+    vs.nearest_items(vectordb_conn, vectordb_live.user_vectors[:1], 10)
+    assert _ef_search_in_transaction(vectordb_conn) == str(vs.DEFAULT_EF_SEARCH)  # rolls back: the column is back
+    assert vs.live_model(vectordb_conn).ef_search is not None
+
+
 def test_ef_search_can_be_told_and_is_checked(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
     model = vectordb_publisher.synthetic(items=300, users=40, dim=8, seed=11)
     result = vectordb.load_embeddings(vectordb_settings, model.version, ef_search=55)
