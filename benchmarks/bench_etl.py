@@ -92,12 +92,25 @@ def process_tree_cpu(proc: psutil.Process, seen: dict[int, float]) -> None:
             pass
 
 
-def measure(name: str, command: list[str], env: dict[str, str], rows: int) -> Measurement:
-    """Run ``command`` to completion, sampling its process tree's RSS and CPU time every 0.1 s."""
+@dataclass
+class Watched:
+    """A finished command: wall and CPU seconds and peak RSS of its process tree, its stdout lines."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    load: tuple[float, float]  # 1-minute load average before and after
+    returncode: int
+    output: list[str]
+
+
+def run_watched(command: list[str], env: dict[str, str] | None = None, *, merge_stderr: bool = True) -> Watched:
+    """Run ``command`` to completion, sampling its process tree's RSS and CPU time every 0.1 s
+    (stderr joins stdout unless ``merge_stderr`` is False, when it passes through, progress bars included)."""
     load_before = os.getloadavg()[0]
-    print(f"  running {name} (load average {load_before:.1f}) ...", flush=True)
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else None, text=True)
     peak = 0
     cpu: dict[int, float] = {}
     watched = psutil.Process(proc.pid)
@@ -113,12 +126,19 @@ def measure(name: str, command: list[str], env: dict[str, str], rows: int) -> Me
         time.sleep(0.1)
     seconds = time.perf_counter() - started
     reader.join()
-    if proc.returncode != 0:
-        sys.exit(f"{name} failed ({proc.returncode}):\n" + "".join(output[-30:]))
-    last = [line for line in output if line.strip()][-1].strip()
+    return Watched(seconds, sum(cpu.values()), peak / 2**20, (load_before, os.getloadavg()[0]), proc.returncode,
+                   output)
+
+
+def measure(name: str, command: list[str], env: dict[str, str], rows: int) -> Measurement:
+    """Run ``command`` to completion, watched (``run_watched``); exit with its output if it fails."""
+    print(f"  running {name} (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
+    run = run_watched(command, env)
+    if run.returncode != 0:
+        sys.exit(f"{name} failed ({run.returncode}):\n" + "".join(run.output[-30:]))
+    last = [line for line in run.output if line.strip()][-1].strip()
     print(f"  {name}: {last}")
-    return Measurement(name, seconds, peak / 2**20, rows, sum(cpu.values()), (load_before, os.getloadavg()[0]),
-                       output)
+    return Measurement(name, run.seconds, run.peak_rss_mb, rows, run.cpu_seconds, run.load, run.output)
 
 
 def phase_seconds(output: list[str]) -> dict[str, float]:

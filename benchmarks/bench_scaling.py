@@ -21,17 +21,12 @@ import argparse
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from bench_etl import process_tree_cpu, process_tree_rss  # benchmarks/ is this script's folder
+from bench_etl import run_watched  # benchmarks/ is this script's folder
 
 REPO = Path(__file__).resolve().parents[1]
 RECSYS = REPO / ".venv" / "bin" / "recsys"
@@ -90,31 +85,14 @@ def stage_command(stage: str, ratings: int, reports_dir: Path) -> list[str]:
 
 def run_stage(stage: str, ratings: int, reports_dir: Path) -> StageRun:
     """Run one stage's command; its stderr (progress bars) passes through, its stdout is kept."""
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    proc = subprocess.Popen(stage_command(stage, ratings, reports_dir), stdout=subprocess.PIPE, text=True)
-    watched = psutil.Process(proc.pid)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
-    peak, cpu = 0, {}
-    while proc.poll() is None:
-        try:
-            peak = max(peak, process_tree_rss(watched))
-            process_tree_cpu(watched, cpu)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    seconds = time.perf_counter() - started
-    reader.join()
-    if proc.returncode != 0:
-        sys.exit(f"{stage} at {size_label(ratings)} failed ({proc.returncode}):\n" + "".join(output[-30:]))
-    lines = [line.strip() for line in output if line.strip()]
+    run = run_watched(stage_command(stage, ratings, reports_dir), merge_stderr=False)
+    if run.returncode != 0:
+        sys.exit(f"{stage} at {size_label(ratings)} failed ({run.returncode}):\n" + "".join(run.output[-30:]))
+    lines = [line.strip() for line in run.output if line.strip()]
     summary = next((line for line in reversed(lines) if line.startswith(("etl:", "seeded", "version ", "published"))),
                    lines[-1] if lines else "")
     rows, unit = stage_rows(stage, ratings, summary)
-    return StageRun(ratings, stage, seconds, sum(cpu.values()), peak / 2**20, rows, unit,
-                    (load_before, os.getloadavg()[0]), summary)
+    return StageRun(ratings, stage, run.seconds, run.cpu_seconds, run.peak_rss_mb, rows, unit, run.load, summary)
 
 
 def stage_rows(stage: str, ratings: int, summary: str) -> tuple[int, str]:

@@ -26,6 +26,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from recsys.core.config import Settings, load_settings, stack_env_file
 from recsys.core.db import connect_mysql, connect_pg, drop_database
 from recsys.core.errors import SourceUnavailable, StackError
@@ -73,15 +75,7 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(pid) and psutil.pid_exists(pid)
 
 
 @dataclass

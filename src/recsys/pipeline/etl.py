@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
+import psutil
+
 from recsys.contracts import TRAINING_PREFIX
 from recsys.core.config import PROJECT_ROOT, Settings, load_settings
 from recsys.core.errors import PipelineError
@@ -114,7 +116,7 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     archive = directory / f"{key}.jsa"
     for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
         writer = dumped.name.split(".")[1]
-        if writer.isdigit() and not _pid_alive(int(writer)):
+        if writer.isdigit() and not psutil.pid_exists(int(writer)):
             if archive.is_file():
                 dumped.unlink(missing_ok=True)  # another run's, made at the same time: not needed
             else:
@@ -132,16 +134,6 @@ def _java_version() -> str:
         return subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.SubprocessError) as exc:
         raise PipelineError(f"cannot run {java} -version: {exc} (Spark needs Java 17)") from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def parquet_write_seconds(spark, after_stage: int) -> float:
