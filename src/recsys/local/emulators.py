@@ -41,18 +41,6 @@ class EmulatorProcess:
     port: int
 
 
-def process_is(pid: int | None, started: float | None) -> bool:
-    """True when ``pid`` runs and is the process created at ``started`` (not a recycled PID)."""
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-        return alive and (started is None or abs(process.create_time() - started) < 1.0)
-    except psutil.Error:
-        return False
-
-
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:

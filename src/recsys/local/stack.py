@@ -26,13 +26,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from recsys.core.config import Settings, load_settings, stack_env_file
 from recsys.core.db import connect_mysql, connect_pg, drop_database
 from recsys.core.errors import SourceUnavailable, StackError
+from recsys.core.processes import pid_alive, process_is
 from recsys.local import aws_resources, aws_state, pgembedded
-from recsys.local.emulators import Emulator, emulator_for, process_is
+from recsys.local.emulators import Emulator, emulator_for
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # emulators accept any
 API_PREFERRED_PORT = 8000
@@ -72,10 +71,6 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def pid_alive(pid: int | None) -> bool:
-    return bool(pid) and psutil.pid_exists(pid)
 
 
 @dataclass

@@ -22,11 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-import psutil
-
 from recsys.contracts import TRAINING_PREFIX
 from recsys.core.config import PROJECT_ROOT, Settings, load_settings
 from recsys.core.errors import PipelineError
+from recsys.core.processes import pid_alive
 
 GLUE_SCRIPT = PROJECT_ROOT / "glue" / "etl_job.py"
 MARIADB_JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"  # Debian package libmariadb-java
@@ -116,7 +115,7 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     archive = directory / f"{key}.jsa"
     for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
         writer = dumped.name.split(".")[1]
-        if writer.isdigit() and not psutil.pid_exists(int(writer)):
+        if writer.isdigit() and not pid_alive(int(writer)):
             if archive.is_file():
                 dumped.unlink(missing_ok=True)  # another run's, made at the same time: not needed
             else:

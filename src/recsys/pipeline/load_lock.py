@@ -23,6 +23,7 @@ import psycopg2.errors
 
 from recsys.contracts import LOAD_LOCK_KEY
 from recsys.core.errors import PipelineError
+from recsys.core.processes import process_is
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,7 @@ class LockHolder:
         pid, started = int(match[1]), int(match[2])
         if application_name(pid, started) != self.application_name:
             return None  # another host's loader: its processes are not ours to see
-        try:
-            process = psutil.Process(pid)
-            alive = process.status() != psutil.STATUS_ZOMBIE and int(process.create_time()) == started
-        except psutil.NoSuchProcess:
-            alive = False
-        return None if alive else pid
+        return None if process_is(pid, started) else pid
 
 
 def lock_holder(conn) -> LockHolder | None:
