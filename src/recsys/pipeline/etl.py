@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import logging
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -110,7 +110,7 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     """
     import pyspark
 
-    key = hashlib.sha256("|".join([_java_version(), pyspark.__version__, jdbc_jar,
+    key = hashlib.sha256("|".join([_java_identity(), pyspark.__version__, jdbc_jar,
                                    str(Path(jdbc_jar).stat().st_mtime_ns)]).encode()).hexdigest()[:16]
     archive = directory / f"{key}.jsa"
     for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
@@ -126,13 +126,15 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     return [f"-XX:ArchiveClassesAtExit={directory / f'{key}.{os.getpid()}.jsa'}", *CDS_QUIET]
 
 
-def _java_version() -> str:
-    """The ``java -version`` banner of the JVM Spark will start (JAVA_HOME's, else PATH's)."""
-    java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
+def _java_identity() -> str:
+    """The JVM Spark will start (JAVA_HOME's, else PATH's) by resolved path and modification time,
+    which a JDK upgrade changes; read from the file system: no JVM started just to ask its version."""
+    java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     try:
-        return subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise PipelineError(f"cannot run {java} -version: {exc} (Spark needs Java 17)") from None
+        path = Path(java).resolve(strict=True)
+    except (TypeError, OSError):
+        raise PipelineError(f"no java found ({java or 'not on PATH'}; Spark needs Java 17)") from None
+    return f"{path}@{path.stat().st_mtime_ns}"
 
 
 def parquet_write_seconds(spark, after_stage: int) -> float:
