@@ -11,7 +11,7 @@ from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
 from recsys.apps.web import serve_web
-from recsys.cli.options import CUSTOMER_NUMBER, SEED, EventRate
+from recsys.cli.options import CUSTOMER_NUMBER, EF_SEARCH, SEED, EventRate
 from recsys.cli.stack import EMULATOR_OPTION, settings_with_emulator
 from recsys.core.config import load_settings
 
@@ -20,7 +20,7 @@ from recsys.core.config import load_settings
 @click.option("--customer", type=CUSTOMER_NUMBER, required=True, help="customerNumber to recommend for.")
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
 @click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
-@click.option("--ef-search", type=click.IntRange(1, 1000), default=None,
+@click.option("--ef-search", type=EF_SEARCH, default=None,
               help="HNSW candidate list size (recall vs latency; default: the one measured for the live version).")
 def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int | None) -> None:
     """Print a customer's top items (names from MySQL) from the live model in pgvector."""

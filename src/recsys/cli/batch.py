@@ -7,7 +7,7 @@ import click
 
 from inference.foldin import TRANSFORMS
 from recsys.apps.source import planted_truth_for, seed_configured_source
-from recsys.cli.options import SEED, FiniteFloatRange
+from recsys.cli.options import EF_SEARCH, SEED, FiniteFloatRange
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key
 from recsys.core.config import load_settings
 from recsys.pipeline.train import MODEL_CHOICES, TrainParams, headline_metrics, train_and_publish
@@ -85,7 +85,7 @@ def _ratio_text(ratio: float | None) -> str:
 @click.command("load-embeddings")
 @click.option("--version", "version", default=None,
               help=f"Model version to load (default: the one {SERVING_POINTER_KEY} names).")
-@click.option("--ef-search", type=click.IntRange(1, 1000), default=None,
+@click.option("--ef-search", type=EF_SEARCH, default=None,
               help=f"hnsw.ef_search readers use for this version (default: the smallest measured to reach "
                    f"recall@10 {EF_SEARCH_RECALL_TARGET}).")
 def load_embeddings_command(version: str | None, ef_search: int | None) -> None:

@@ -5,6 +5,7 @@ import math
 
 import click
 
+from inference.vector_store import MAX_EF_SEARCH
 from recsys.apps.replay import MAX_RATE, MIN_RATE
 from recsys.contracts import MAX_CUSTOMER_NUMBER
 
@@ -36,4 +37,5 @@ class EventRate(FiniteFloatRange):
 
 CUSTOMER_NUMBER = click.IntRange(1, MAX_CUSTOMER_NUMBER)
 SEED = click.IntRange(0, 2**32 - 1)
+EF_SEARCH = click.IntRange(1, MAX_EF_SEARCH)  # pgvector's range for hnsw.ef_search
 FRACTION = FiniteFloatRange(0, 1)

@@ -26,7 +26,7 @@ import psycopg2.errors
 from psycopg2 import sql
 from tqdm import tqdm
 
-from inference.vector_store import LiveModel, live_model
+from inference.vector_store import MAX_EF_SEARCH, LiveModel, live_model
 from recsys.contracts import (EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE,
                               LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX, RATED_ITEMS, RATED_TABLE,
                               SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE, artifact_key)
@@ -493,8 +493,8 @@ def load_embeddings(settings: Settings, version: str | None = None,
     version keeps being served. One load at a time per database (``load_lock``: an advisory lock,
     a bounded wait for a live holder, an orphaned loader's backend terminated).
     """
-    if ef_search is not None and not 1 <= ef_search <= 1000:
-        raise PipelineError(f"ef_search must be 1..1000 (pgvector's range), got {ef_search}")
+    if ef_search is not None and not 1 <= ef_search <= MAX_EF_SEARCH:
+        raise PipelineError(f"ef_search must be 1..{MAX_EF_SEARCH} (pgvector's range), got {ef_search}")
     version = version or required_serving_version(settings)
     model = resolve_model_version(settings, version)
     with closing(connect_pg(settings, application_name=application_name())) as conn:
