@@ -178,24 +178,26 @@ def set_password(data_dir: Path, password: str, superuser: str = "postgres") -> 
         raise StackError(f"could not set the PostgreSQL password in {data_dir}: {proc.stderr.strip()[-300:]}")
 
 
-def write_hba(data_dir: Path) -> None:
-    """Replace pg_hba.conf with password-only loopback rules (the file belongs to the server's account)."""
-    path = data_dir / "pg_hba.conf"
-    info = path.stat()
-    path.write_text(HBA_CONF)
-    os.chown(path, info.st_uid, info.st_gid)
+def _write_server_file(data_dir: Path, name: str, text: str) -> None:
+    """Write ``<data_dir>/<name>`` (mode 0600) owned like the cluster's postgresql.conf: the server's account."""
+    owner = (data_dir / "postgresql.conf").stat()
+    path = data_dir / name
+    path.write_text(text)
+    os.chown(path, owner.st_uid, owner.st_gid)
     path.chmod(0o600)
+
+
+def write_hba(data_dir: Path) -> None:
+    """Replace pg_hba.conf with password-only loopback rules."""
+    _write_server_file(data_dir, "pg_hba.conf", HBA_CONF)
 
 
 def write_defaults(data_dir: Path) -> None:
     """(Re)write ``recsys.conf`` with MEMORY_DEFAULTS and make postgresql.conf include it (once)."""
+    _write_server_file(data_dir, DEFAULTS_CONF,
+                       "# Written by recsys (recsys.local.pgembedded) at every start; ALTER SYSTEM overrides.\n"
+                       + "".join(f"{name} = '{value}'\n" for name, value in MEMORY_DEFAULTS.items()))
     conf = data_dir / "postgresql.conf"
-    info = conf.stat()
-    defaults = data_dir / DEFAULTS_CONF
-    defaults.write_text("# Written by recsys (recsys.local.pgembedded) at every start; ALTER SYSTEM overrides.\n"
-                        + "".join(f"{name} = '{value}'\n" for name, value in MEMORY_DEFAULTS.items()))
-    os.chown(defaults, info.st_uid, info.st_gid)
-    defaults.chmod(0o600)
     if INCLUDE_LINE not in conf.read_text():
         with conf.open("a") as handle:
             handle.write("\n" + INCLUDE_LINE)
