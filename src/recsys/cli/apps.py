@@ -11,14 +11,14 @@ from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
 from recsys.apps.web import serve_web
-from recsys.cli.options import CUSTOMER_NUMBER, EF_SEARCH, SEED, EventRate
+from recsys.cli.options import CUSTOMER_NUMBER, EF_SEARCH, SEED, TOP_K, EventRate
 from recsys.cli.stack import EMULATOR_OPTION, settings_with_emulator
 from recsys.core.config import load_settings
 
 
 @click.command("recommend")
 @click.option("--customer", type=CUSTOMER_NUMBER, required=True, help="customerNumber to recommend for.")
-@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
+@click.option("--k", type=TOP_K, default=10, show_default=True, help="How many items.")
 @click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
 @click.option("--ef-search", type=EF_SEARCH, default=None,
               help="HNSW candidate list size (recall vs latency; default: the one measured for the live version).")

@@ -5,7 +5,7 @@ import math
 
 import click
 
-from inference.vector_store import MAX_EF_SEARCH
+from inference.vector_store import MAX_EF_SEARCH, MAX_K
 from recsys.apps.replay import MAX_RATE, MIN_RATE
 from recsys.contracts import MAX_CUSTOMER_NUMBER
 
@@ -38,4 +38,5 @@ class EventRate(FiniteFloatRange):
 CUSTOMER_NUMBER = click.IntRange(1, MAX_CUSTOMER_NUMBER)
 SEED = click.IntRange(0, 2**32 - 1)
 EF_SEARCH = click.IntRange(1, MAX_EF_SEARCH)  # pgvector's range for hnsw.ef_search
+TOP_K = click.IntRange(1, MAX_K)  # what one nearest-neighbour query returns at most
 FRACTION = FiniteFloatRange(0, 1)
