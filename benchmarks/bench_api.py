@@ -5,7 +5,7 @@ end), publishes a clustered synthetic model (100k items x 64-d, 20k customers wh
 items) in the contract layout, loads it with ``recsys load-embeddings``' loader, then serves it
 twice, each time as its own uvicorn process with one worker and the same FastAPI app:
 
-* ``recsys api``: the connection pool (``inference.database.DatabasePool``), the way it ships;
+* ``recsys api``: the connection pool (``recsys.serving.database.DatabasePool``), the way it ships;
 * the baseline: the same app whose database opens a new connection for every request.
 
 For each, a closed loop at concurrency 1, 8 and 32 (keep-alive HTTP clients in threads of this
@@ -70,7 +70,7 @@ class ConnectionPerRequest:
     def run(self, work):
         import psycopg2
 
-        from inference.database import CONNECTION_ERRORS, DatabaseUnavailable
+        from recsys.serving.database import CONNECTION_ERRORS, DatabaseUnavailable
 
         try:
             conn = psycopg2.connect(connect_timeout=3, **self.params)
@@ -86,7 +86,7 @@ def serve_baseline(port: int) -> None:
     """The shipped app, its pool swapped for a connection per request, under the same uvicorn."""
     import uvicorn
 
-    from inference.api import create_app
+    from recsys.serving.api import create_app
     from recsys.apps.api_server import api_runtime
     from recsys.core.config import load_settings
 

@@ -31,8 +31,8 @@ def firehose_event(events: list[dict]) -> dict:
 
 def per_record_runtime(handler_module, runtime):
     """The same handler, but every record costs its own lookups (3 round trips per record)."""
-    from inference import vector_store
-    from inference.recommend import recommend_batch
+    from recsys.serving import vector_store
+    from recsys.serving.recommend import recommend_batch
 
     class PerRecord(type(runtime)):
         def serve(self, events):
@@ -55,7 +55,7 @@ def per_record_runtime(handler_module, runtime):
 def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
-    from inference import handler
+    from recsys.serving import handler
     from recsys.local.lambda_runtime import LocalLambda
     from recsys.local.aws_resources import lambda_environment
     from recsys.local.firehose.invokers import unpack_zip
@@ -79,7 +79,7 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     timed(runtime)  # warm: model loaded, connection open
     batched, per_record = timed(runtime), timed(slow)
     code_dir = unpack_zip(settings.lambda_zip, settings.state_dir / "lambda")
-    with LocalLambda(code_dir, "inference.handler.lambda_handler", lambda_environment(settings),
+    with LocalLambda(code_dir, "recsys.serving.handler.lambda_handler", lambda_environment(settings),
                      log_file=settings.state_dir / "bench-lambda.log", python=lambda_python(settings)) as fn:
         body = json.dumps(payload).encode()
         cold = fn.invoke(body)

@@ -3,7 +3,7 @@
 Starts its own embedded stack (temporary RECSYS_STATE_DIR, own MySQL database name, dropped at
 the end), publishes a clustered synthetic model to moto S3 in the contract layout, loads it with
 ``recsys.pipeline.vector_load.load_embeddings`` (which measures the version's ef_search and sizes
-the server's memory from the index, as in production) and queries it with ``inference.vector_store``
+the server's memory from the index, as in production) and queries it with ``recsys.serving.vector_store``
 (what the Lambda, the API and the CLI use). Exact top-k comes from numpy in the same run.
 
 The curve is measured with the loader's memory settings (server restarted so shared_buffers
@@ -165,7 +165,7 @@ def restart_and_warm(settings, vs, queries, k):
 
 
 def run(args, settings) -> int:
-    from inference import vector_store as vs
+    from recsys.serving import vector_store as vs
     from recsys.core.aws import client
     from recsys.pipeline.vector_load import HnswParams, load_embeddings
 

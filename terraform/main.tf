@@ -160,7 +160,7 @@ module "streaming_inference" {
 # ---------------------------------------------------------------------------------------------
 locals {
   # AWS services each component calls from inside the VPC. tests/unit/test_aws_access.py derives
-  # the boto3 calls of glue/etl_job.py and lambda/inference from the code and checks these lists
+  # the boto3 calls of glue/etl_job.py and src/recsys/serving from the code and checks these lists
   # and the IAM policies against them. Glue itself adds sts, kms (its security configuration) and
   # logs (real-time logging from the workers); RDS's aws_s3.table_import_from_s3 needs s3.
   glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs"]

@@ -92,7 +92,7 @@ REDRIVE_MARKER_DIR = "redriven/"
 REDRIVE_MARKER_PREFIX = ERROR_KEY_PREFIX + REDRIVE_MARKER_DIR
 
 # -- 5. the transformation Lambda: handler, runtime and the environment it reads ------------------
-LAMBDA_HANDLER = "inference.handler.lambda_handler"
+LAMBDA_HANDLER = "recsys.serving.handler.lambda_handler"
 LAMBDA_RUNTIME = "python3.13"  # Amazon Linux 2023; AWS supports it into 2029 (3.11 left standard support in 2026)
 ENV_ARTIFACTS_BUCKET = "RECSYS_ARTIFACTS_BUCKET"
 ENV_POINTER_TTL_SECONDS = "RECSYS_POINTER_TTL_SECONDS"
@@ -102,8 +102,8 @@ DEFAULT_ARTIFACTS_BUCKET = "recsys-ml-artifacts"
 DEFAULT_POINTER_TTL_SECONDS = 60.0
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
-# The recommendations API (inference.api): the same package and runtime, its own zip and function.
-API_HANDLER = "inference.api_handler.lambda_handler"
+# The recommendations API (recsys.serving.api): the same package and runtime, its own zip and function.
+API_HANDLER = "recsys.serving.api_handler.lambda_handler"
 ENV_API_POOL_SIZE = "RECSYS_API_POOL_SIZE"  # database connections kept by one API process
 DEFAULT_API_POOL_SIZE = 8
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from inference.api import create_app
+from recsys.serving.api import create_app
 from recsys.apps.api_server import api_runtime
 from recsys.local import pgembedded
 from recsys.local.stack import free_port

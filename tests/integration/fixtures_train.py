@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.contracts import SNAPSHOT_SUCCESS, SNAPSHOTS_DIR, TRAINING_MANIFEST, TRAINING_PREFIX
-from inference.vector_store import parse_pgvector_text
+from recsys.serving.vector_store import parse_pgvector_text
 from recsys.core.aws import client
 from recsys.pipeline.artifacts import read_artifact, read_manifest
 from recsys.core.config import Settings

@@ -13,9 +13,9 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from openapi_spec_validator import validate
 
-from inference import vector_store
-from inference.events import parse_event
-from inference.handler import ServingRuntime, transform
+from recsys.serving import vector_store
+from recsys.serving.events import parse_event
+from recsys.serving.handler import ServingRuntime, transform
 from recsys.apps.api_server import api_runtime
 from recsys.core.db import connect_pg
 
@@ -244,7 +244,7 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
 
     report = build_lambda_zip(tmp_path / "build" / "api.zip", function=API_LAMBDA)
     names = zipfile.ZipFile(report.path).namelist()
-    assert {"inference/api.py", "inference/api_handler.py", "fastapi/__init__.py", "mangum/__init__.py",
+    assert {"recsys/serving/api.py", "recsys/serving/api_handler.py", "fastapi/__init__.py", "mangum/__init__.py",
             "recsys/contracts.py"} <= set(names)
     code = tmp_path / "code"
     zipfile.ZipFile(report.path).extractall(code)

@@ -52,7 +52,7 @@ def cold_start(train_settings, train_table, tmp_path_factory):
 
 def _serve(settings, monkeypatch, events: list[dict]) -> list[dict]:
     """The events through ``handler.transform`` with the Lambda's own settings (PG* from the environment)."""
-    from inference import handler
+    from recsys.serving import handler
 
     for name, value in (("PGHOST", settings.pg_host), ("PGPORT", str(settings.pg_port)),
                         ("PGUSER", settings.pg_user), ("PGDATABASE", settings.pg_database)):

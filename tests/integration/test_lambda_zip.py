@@ -11,7 +11,7 @@ import zipfile
 
 from recsys import contracts
 from recsys.core.config import load_settings
-from recsys.deploy.lambda_zip import LAMBDA_DIR, PACKAGE, install_dependencies, write_deterministic_zip, zip_entries
+from recsys.deploy.lambda_zip import LAMBDA_DIR, install_dependencies, write_deterministic_zip, zip_entries
 from recsys.local.firehose.invokers import unpack_zip
 from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import LocalLambda
@@ -35,7 +35,7 @@ def test_zip_bytes_do_not_depend_on_where_the_building_python_lives(streaming_zi
     deps = install_dependencies(LAMBDA_DIR / "requirements.txt", tmp_path / "deps", force=True,
                                 python=str(other / "bin" / "python"))
     assert str(other) in (deps / "bin" / "f2py").read_text(), "pip wrote this interpreter's path into the script"
-    rebuilt = write_deterministic_zip(zip_entries(deps, LAMBDA_DIR / PACKAGE), tmp_path / "lambda.zip")
+    rebuilt = write_deterministic_zip(zip_entries(deps), tmp_path / "lambda.zip")
     assert rebuilt.path.read_bytes() == streaming_zip.read_bytes()
 
 

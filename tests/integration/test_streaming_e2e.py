@@ -44,7 +44,7 @@ def test_lambda_zip_is_reproducible_and_within_limits(streaming_zip, tmp_path):
     assert again.path.read_bytes() == streaming_zip.read_bytes()
     assert again.zip_bytes < 50 * 2**20 and again.unzipped_bytes < 250 * 2**20
     names = zipfile.ZipFile(streaming_zip).namelist()
-    assert names == sorted(names) and "inference/handler.py" in names and "numpy/__init__.py" in names
+    assert names == sorted(names) and "recsys/serving/handler.py" in names and "numpy/__init__.py" in names
     assert not any("__pycache__" in n or n.startswith(("boto3/", "bin/")) for n in names)
 
 
@@ -221,7 +221,7 @@ def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(st
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
     from fixtures_streaming import train_and_publish
-    from inference import handler
+    from recsys.serving import handler
     from recsys.core import aws
 
     secret = aws.client("secretsmanager", stack).create_secret(
@@ -259,6 +259,6 @@ def test_localstack_init_hook_creates_resources_and_the_lambda(stack, streaming_
     assert result.returncode == 0, result.stderr
     assert "resources ready" in result.stdout
     function = aws.client("lambda", stack).get_function(FunctionName=stack.lambda_function)["Configuration"]
-    assert function["Handler"] == "inference.handler.lambda_handler" and function["Runtime"] == "python3.13"
+    assert function["Handler"] == "recsys.serving.handler.lambda_handler" and function["Runtime"] == "python3.13"
     assert function["Environment"]["Variables"]["PGHOST"] == os.environ["PGHOST"]
     assert function["Role"].endswith(":role/recsys-lambda")  # the hook made the role moto insists on

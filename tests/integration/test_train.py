@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from fixtures_train import load_npz, parse_embeddings_csv, publish_training_table, training_attributes, verify_version
 
-from inference.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding,
+from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding,
                               to_query_vector)
-from inference.model import load_version
+from recsys.serving.model_cache import load_version
 from recsys.pipeline import artifacts, evaluate
 from recsys.core.aws import client
 from recsys.core.errors import PipelineError

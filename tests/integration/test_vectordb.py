@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from inference import vector_store as vs
-from inference.recommend import known_customer_items
+from recsys.serving import vector_store as vs
+from recsys.serving.recommend import known_customer_items
 from recsys.cli import apps, batch
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, LOAD_LOCK_KEY
 from recsys.pipeline import vector_load as vectordb

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inference import api_handler
+from recsys.serving import api_handler
 from recsys import contracts
 from recsys.local.stack import free_port
 

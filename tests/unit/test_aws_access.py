@@ -1,7 +1,7 @@
 """Terraform checked against the code that runs on AWS: every AWS API the Glue job and the Lambda
 call is allowed by their IAM role and reachable from their subnets.
 
-The calls are derived from the code itself (``glue/etl_job.py``, ``lambda/inference/*.py``) by an
+The calls are derived from the code itself (``glue/etl_job.py``, ``src/recsys/serving/*.py``) by an
 AST scan: boto3 clients (``boto3.client("svc")`` and factories such as ``aws_client("svc")`` or
 ``lambda: boto3.client("svc")``) are followed through assignments, attributes (``self._s3``),
 closures and call arguments into other functions and classes, and every ``<client>.<operation>(``
@@ -25,7 +25,7 @@ from test_terraform import MODULES, TF, load_hcl, module_tf, parse_dir
 
 REPO = Path(__file__).resolve().parents[2]
 GLUE_JOB = REPO / "glue" / "etl_job.py"
-LAMBDA_FILES = tuple(sorted((REPO / "lambda" / "inference").glob("*.py")))
+LAMBDA_FILES = tuple(sorted((REPO / "src" / "recsys" / "serving").glob("*.py")))
 
 # -- 1. the code's AWS calls ----------------------------------------------------------------------
 NOT_API = {"close", "can_paginate", "get_waiter", "generate_presigned_url", "generate_presigned_post", "meta"}
@@ -269,7 +269,7 @@ COMPONENTS = (
               "glue_job_services", "var.source_db_subnet_id"),
     Component("lambda", LAMBDA_FILES, "streaming-inference", "lambda", "var.kms_key_arn",
               "lambda_services", "var.private_subnet_ids"),
-    # the API Lambda runs the same package (lambda/inference) under its own role, in the same subnets
+    # the API Lambda runs the same package (recsys.serving) under its own role, in the same subnets
     Component("api", LAMBDA_FILES, "api", "api", "var.kms_key_arn", "lambda_services", "var.private_subnet_ids"),
 )
 DATA_KEY = "var.kms_key_arn"  # SSE-KMS key of every bucket
@@ -360,7 +360,7 @@ def test_a_planted_call_without_permission_or_route_fails(tmp_path):
     assert "dynamodb.put_item: modules/etl role (glue_job) lacks dynamodb:PutItem" in problems
     assert "dynamodb.put_item: no route from glue_job's subnets to dynamodb" in problems
 
-    model = next(p for p in LAMBDA_FILES if p.name == "model.py")
+    model = next(p for p in LAMBDA_FILES if p.name == "model_cache.py")
     planted = _planted(tmp_path, model, '    """The version ``models/serving.json`` names."""\n',
                        "    s3.put_object(Bucket=bucket, Key='x', Body=b'')\n")
     files = [planted if p == model else p for p in LAMBDA_FILES]

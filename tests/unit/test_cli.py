@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 import pytest
 
-import inference
 import recsys
 import recsys_seed
 from recsys.cli import STAGE_COMMANDS
@@ -37,7 +36,7 @@ def offline_env(tmp_path, **extra: str) -> dict[str, str]:
 
 def test_every_module_imports_and_every_stage_command_resolves():
     """The smoke test: every module loads, and each CLI name points at a real click command."""
-    for package in (recsys, recsys_seed, inference):
+    for package in (recsys, recsys_seed):
         for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             importlib.import_module(module.name)
     for name, (target, _) in STAGE_COMMANDS.items():

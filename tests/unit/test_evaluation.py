@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.foldin import fold_in
+from recsys.model.foldin import fold_in
 from recsys.pipeline import evaluate
 from recsys_seed import Catalogue, SeedSpec, planted_truth, synthesize_events
 from recsys_seed.generate import generate

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from inference import handler
-from inference.database import DatabaseUnavailable
+from recsys.serving import handler
+from recsys.serving.database import DatabaseUnavailable
 from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys_seed import POISON_KINDS, poison_record
 

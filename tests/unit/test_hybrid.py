@@ -12,8 +12,9 @@ import pytest
 import scipy.sparse as sp
 from seeded_tables import training_table
 
-from inference.foldin import confidence, fold_in
-from inference.hybrid_foldin import AttributeEncoder, AttributePrior, cold_start_vector
+from recsys.model.foldin import confidence, fold_in
+from recsys.model import hybrid_foldin
+from recsys.model.hybrid_foldin import AttributeEncoder, AttributePrior, cold_start_vector
 from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
                               STRATEGY_POPULAR_FALLBACK)
 from recsys.pipeline import evaluate, hybrid
@@ -129,11 +130,10 @@ def test_plain_als_has_fold_in_and_the_popular_fallback_only():
 
 def test_the_serving_module_needs_numpy_only():
     """It ships in the Lambda zip: no scipy, no framework."""
-    tree = ast.parse((Path(hybrid.__file__).parents[3] / "lambda" / "inference" / "hybrid_foldin.py").read_text())
+    tree = ast.parse(Path(hybrid_foldin.__file__).read_text())
     imported = {n.names[0].name for n in ast.walk(tree) if isinstance(n, ast.Import)}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert {m.split(".")[0] for m in imported} <= {"__future__", "collections", "dataclasses", "numpy", "inference",
-                                                    "recsys"}
+    assert {m.split(".")[0] for m in imported} <= {"__future__", "collections", "dataclasses", "numpy", "recsys"}
 
 
 def test_the_models_geography_is_the_sources():

@@ -118,3 +118,28 @@ def test_a_stale_cp311_zip_is_refused_by_the_runtime_python(tmp_path, runtime_py
     with pytest.raises(PipelineError) as error:
         LocalLambda(code, contracts.LAMBDA_HANDLER, {}, python=runtime_python)
     assert "rebuild the zip with `recsys lambda-zip`" in str(error.value)
+
+
+def test_the_zips_ship_only_the_model_and_serving_parts_of_recsys(tmp_path):
+    """The zip builder selects what the Lambdas import (contracts, model, serving) and nothing else of
+    recsys; with only that on the path (no editable install), both handlers import."""
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    names = [name for name, _ in lambda_zip.zip_entries(deps)]
+    ours = {name.split("/")[1] for name in names if name.startswith("recsys/")}
+    assert ours == {"__init__.py", "contracts.py", "model", "serving"}, ours
+    assert "recsys/serving/handler.py" in names and "recsys/model/foldin.py" in names
+    code = tmp_path / "code"
+    for name, path in lambda_zip.zip_entries(deps):
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_bytes(path.read_bytes())
+    # -S: no site-packages .pth files, so the editable recsys is not importable; the runtime's
+    # libraries come from the project venv's site-packages, appended after the unpacked code
+    site = next(Path(sys.prefix).glob("lib/python*/site-packages"))
+    check = ("import sys; sys.path[:] = [sys.argv[1], *sys.path, sys.argv[2]]; "
+             "import recsys.serving.handler, recsys.serving.api_handler, recsys; "
+             "assert recsys.__file__.startswith(sys.argv[1]), recsys.__file__; "
+             "assert 'recsys.core' not in sys.modules and 'recsys.pipeline' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-S", "-c", check, str(code), str(site)], capture_output=True, text=True,
+                          env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""The floor plan, checked: the import graph of src/, seed/, lambda/ and glue/ has no cycle and keeps
+"""The floor plan, checked: the import graph of src/, seed/ and glue/ has no cycle and keeps
 its layers, and every contract constant is written once, in ``recsys.contracts``.
 
 The graph is built from the code's own ``import`` statements (module level and inside functions).
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 from recsys import contracts
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = {"src": REPO / "src", "seed": REPO / "seed", "lambda": REPO / "lambda"}
+ROOTS = {"src": REPO / "src", "seed": REPO / "seed"}
 GLUE_JOB = REPO / "glue" / "etl_job.py"
-OURS = ("recsys", "recsys_seed", "inference")
+OURS = ("recsys", "recsys_seed")
+# what the Lambda zips and the Glue job ship of recsys (recsys.deploy.lambda_zip.SHIPPED)
+SHIPPED_PACKAGES = ("recsys.model", "recsys.serving")
 
 
 def modules() -> dict[str, Path]:
@@ -110,6 +113,9 @@ FORBIDDEN = [
     ("recsys.local", "recsys.pipeline", "the stand-ins do not run stages"),
     ("recsys.deploy", "recsys.local", "what ships to AWS is built from the project alone"),
     ("recsys.apps", "recsys.cli", "the CLI is on top"),
+    ("recsys.model", "recsys.serving", "the model math is below serving: training imports it without serving"),
+    ("recsys.pipeline", "recsys.serving.handler", "stages do not run the Lambda"),
+    ("recsys.pipeline", "recsys.serving.api", "stages do not run the API"),
     ("recsys_seed", "recsys", "the seeder is independent of the package"),
 ]
 
@@ -120,12 +126,24 @@ def test_layers(importer, imported, why):
     assert not offenders, f"{why}: {offenders}"
 
 
-def test_shipped_code_imports_only_the_contract_from_recsys():
-    """The Lambda package and the Glue job ship without the rest of recsys."""
+def test_shipped_code_imports_only_what_ships():
+    """The Lambda zips ship recsys.model, recsys.serving and the contract; the Glue job the contract only."""
     for module, targets in GRAPH.items():
-        if module.startswith(("inference", "glue.")):
-            used = {t for t in targets if t.startswith("recsys")}
+        used = {t for t in targets if t.startswith("recsys")}
+        if module.startswith("glue."):
             assert used <= {"recsys", "recsys.contracts"}, f"{module} imports {used}"
+        elif module.startswith(SHIPPED_PACKAGES):
+            outside = {t for t in used if t not in {"recsys", "recsys.contracts"} and not t.startswith(SHIPPED_PACKAGES)}
+            assert not outside, f"{module} imports {outside}, which the Lambda zips do not ship"
+
+
+def test_only_the_projects_namespaces_are_installed():
+    """One source root per distribution: installing the project adds recsys and the seeder, nothing generic."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    tops = {path.name for root in find["where"] for path in (REPO / root).iterdir()
+            if (path / "__init__.py").is_file()}
+    assert tops == set(OURS), f"top-level packages: {sorted(tops)}"
+    assert all(pattern.split("*")[0] in OURS for pattern in find["include"]), find["include"]
 
 
 def test_the_contract_module_imports_nothing_of_ours():

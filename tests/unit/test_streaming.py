@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from inference.events import InvalidEvent, parse_event
+from recsys.serving.events import InvalidEvent, parse_event
 from recsys_seed import POISON_KINDS, poison_record
 from recsys.local.firehose.transformation import ContractViolation, validate_response
 from recsys.local.firehose.config import DeliveryConfig

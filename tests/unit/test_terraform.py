@@ -32,7 +32,7 @@ MODULES = TF / "modules"
 TFVARS = (TF / "terraform.tfvars.example", TF / "all-phases.tfvars")  # root scan: every phase on
 CHECKOV_CONFIG = TF / ".checkov.yaml"
 GLUE_SCRIPT = ROOT / "glue" / "etl_job.py"
-LAMBDA_HANDLER = ROOT / "lambda" / "inference" / "handler.py"
+LAMBDA_HANDLER = ROOT / "src" / "recsys" / "serving" / "handler.py"
 
 PHASES = {"etl": "enable_etl", "vector_db": "enable_vector_db", "streaming_inference": "enable_streaming",
           "api": "enable_api"}
@@ -354,8 +354,6 @@ def read_job_arguments(path: Path) -> dict[str, str | None]:
 
 
 def test_glue_default_arguments_match_script():
-    if not GLUE_SCRIPT.exists():
-        pytest.skip("glue/etl_job.py does not exist yet: cannot compare default_arguments with JOB_ARGUMENTS")
     accepted = read_job_arguments(GLUE_SCRIPT)
     arguments = module_tf("etl").only("aws_glue_job")["default_arguments"]
     own = {k.removeprefix("--") for k in arguments if not k.startswith(GLUE_RESERVED_PREFIXES)}
@@ -505,10 +503,8 @@ def test_lambda_function_definition():
 
 
 def test_lambda_handler_exists_in_the_repo():
-    if not LAMBDA_HANDLER.exists():
-        pytest.skip("lambda/inference/handler.py does not exist yet: cannot check the handler string against it")
     module_path, function = LAMBDA_HANDLER_STRING.rsplit(".", 1)
-    assert LAMBDA_HANDLER == ROOT / "lambda" / Path(*module_path.split(".")).with_suffix(".py")
+    assert LAMBDA_HANDLER == ROOT / "src" / Path(*module_path.split(".")).with_suffix(".py")
     defined = {n.name for n in ast.parse(LAMBDA_HANDLER.read_text()).body if isinstance(n, ast.FunctionDef)}
     assert function in defined, f"{LAMBDA_HANDLER} defines no {function}"
 
@@ -524,7 +520,7 @@ def test_api_function_runs_the_api_handler_on_the_firehose_lambdas_runtime(root)
     function = api.only("aws_lambda_function")
     assert function["handler"] == contracts.API_HANDLER
     module_path, name = contracts.API_HANDLER.rsplit(".", 1)
-    source = ROOT / "lambda" / Path(*module_path.split(".")).with_suffix(".py")
+    source = ROOT / "src" / Path(*module_path.split(".")).with_suffix(".py")
     assert name in {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.FunctionDef)}
     # one runtime for both Lambdas: the one the zips are built for
     assert function["runtime"] == "${var.runtime}" and root.modules["api"]["runtime"] == "${local.lambda_runtime}"

@@ -1,4 +1,4 @@
-"""``recsys api``: the recommendations API (``inference.api``) under uvicorn, configured from settings.
+"""``recsys api``: the recommendations API (``recsys.serving.api``) under uvicorn, configured from settings.
 
 The app is the one AWS Lambda runs behind its Function URL; here its runtime gets the database
 and S3 settings from ``recsys.core.config`` (the local stack's endpoint and credentials) instead
@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from inference.api import create_app
-from inference.database import DatabasePool
-from inference.handler import HandlerConfig, ServingRuntime
+from recsys.serving.api import create_app
+from recsys.serving.database import DatabasePool
+from recsys.serving.handler import HandlerConfig, ServingRuntime
 from recsys.core import aws
 from recsys.core.config import Settings
 

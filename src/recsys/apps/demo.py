@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from inference.events import InvalidEvent, decode_record_data, parse_event
+from recsys.serving.events import InvalidEvent, decode_record_data, parse_event
 from recsys.apps.demo_report import DemoRun, Stage
 from recsys.apps.replay import OutgoingRecord, replay, send_records
 from recsys.apps.source import planted_truth_for, seed_configured_source

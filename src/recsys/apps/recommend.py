@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass
-from inference.recommend import known_customer_items
-from inference.vector_store import ScoredItem, VectorStoreError, consistent_read, rated_count
+from recsys.serving.recommend import known_customer_items
+from recsys.serving.vector_store import ScoredItem, VectorStoreError, consistent_read, rated_count
 from recsys.apps.source import product_names
 from recsys.core.config import Settings
 from recsys.core.db import connect_pg

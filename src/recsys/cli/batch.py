@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from inference.foldin import TRANSFORMS
+from recsys.model.foldin import TRANSFORMS
 from recsys.apps.source import planted_truth_for, seed_configured_source
 from recsys.cli.options import EF_SEARCH, SEED, FiniteFloatRange
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key

@@ -4,8 +4,9 @@
 A zip holds its function's pinned requirements (``lambda/requirements.txt``, or
 ``lambda/requirements-api.txt``, which includes the former) installed for the one Lambda runtime
 (``contracts.LAMBDA_RUNTIME``: cp313 wheels for Amazon Linux 2023, x86_64) with pip's
-cross-platform flags, the ``inference`` package, and ``recsys/contracts.py`` (with the package's
-``__init__``), which it imports. Entries are sorted, timestamps fixed and permissions normalised,
+cross-platform flags, and the part of the ``recsys`` package the Lambdas import (``SHIPPED``: the
+package's ``__init__``, ``contracts``, ``model`` and ``serving``; nothing of ``core``, ``pipeline``,
+``local``, ``apps`` or ``cli``). Entries are sorted, timestamps fixed and permissions normalised,
 and each ``*.dist-info/RECORD`` lists only the files that ship (pip's ``bin/`` scripts, whose
 shebang names the building interpreter's path, are left out with their RECORD lines), so the same
 inputs give the same bytes on any machine and in any checkout (Terraform's ``source_code_hash``
@@ -35,10 +36,10 @@ from recsys.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-LAMBDA_DIR = PROJECT_ROOT / "lambda"
-PACKAGE = "inference"
-# the part of the recsys package the Lambda imports: the contract module and the package's __init__
-SHARED_MODULES = (Path(recsys.__file__), Path(contracts.__file__))
+LAMBDA_DIR = PROJECT_ROOT / "lambda"  # the pinned requirements of each zip
+SOURCE_ROOT = Path(recsys.__file__).resolve().parents[1]
+# what the Lambdas import of the project, relative to SOURCE_ROOT (files, or packages shipped whole)
+SHIPPED = ("recsys/__init__.py", "recsys/contracts.py", "recsys/model", "recsys/serving")
 RUNTIME_PYTHON = contracts.LAMBDA_RUNTIME.removeprefix("python")  # e.g. "3.13"
 # The python3.13 runtime is Amazon Linux 2023 (glibc 2.34): every manylinux tag it accepts, newest
 # first. pip expands only the legacy manylinux2014 alias by itself, so each tag is named.
@@ -61,7 +62,7 @@ class LambdaFunction:
 
     name: str
     requirements: str  # under lambda/
-    handler: str  # "module.function", module under lambda/
+    handler: str  # "module.function", module under SOURCE_ROOT
 
     @property
     def handler_file(self) -> Path:
@@ -149,16 +150,17 @@ def _included(relative: Path) -> bool:
                 or any(part.startswith(".") for part in relative.parts))
 
 
-def zip_entries(deps_dir: Path, package_dir: Path) -> list[tuple[str, Path]]:
-    """(archive name, file) for every file to ship, sorted by archive name."""
+def zip_entries(deps_dir: Path, source_root: Path = SOURCE_ROOT) -> list[tuple[str, Path]]:
+    """(archive name, file) for every file to ship: the installed dependencies and ``SHIPPED``, sorted by name."""
     entries: dict[str, Path] = {}
-    for root, prefix in ((deps_dir, ""), (package_dir, package_dir.name + "/")):
-        for path in root.rglob("*"):
-            relative = path.relative_to(root)
-            if path.is_file() and _included(relative):
-                entries[prefix + relative.as_posix()] = path
-    for module in SHARED_MODULES:
-        entries[f"recsys/{module.name}"] = module
+    files = [(path.relative_to(deps_dir), path) for path in deps_dir.rglob("*")]
+    for shipped in SHIPPED:
+        top = source_root / shipped
+        found = top.rglob("*") if top.is_dir() else [top]
+        files += [(path.relative_to(source_root), path) for path in found]
+    for relative, path in files:
+        if path.is_file() and _included(relative):
+            entries[relative.as_posix()] = path
     return sorted(entries.items())
 
 
@@ -201,11 +203,11 @@ def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_depen
                      function: LambdaFunction = FIREHOSE_LAMBDA) -> ZipReport:
     """Build ``function``'s zip at ``output``; raises ``PipelineError`` when it exceeds Lambda's size limits."""
     requirements = lambda_dir / function.requirements
-    package = lambda_dir / PACKAGE
-    if not requirements.is_file() or not (lambda_dir / function.handler_file).is_file():
-        raise PipelineError(f"{lambda_dir} does not hold {function.requirements} and {function.handler_file}")
+    if not requirements.is_file() or not (SOURCE_ROOT / function.handler_file).is_file():
+        raise PipelineError(f"{lambda_dir} does not hold {function.requirements}, or {SOURCE_ROOT} "
+                            f"does not hold {function.handler_file}")
     deps = install_dependencies(requirements, output.parent / "lambda-deps", force=force_dependencies)
-    report = write_deterministic_zip(zip_entries(deps, package), output)
+    report = write_deterministic_zip(zip_entries(deps), output)
     if report.zip_bytes > ZIP_LIMIT_BYTES or report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
         raise PipelineError("\n".join(report.lines()[1:]) + "\nthe Lambda zip exceeds a Lambda size limit")
     return report

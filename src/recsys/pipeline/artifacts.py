@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from inference.vector_store import to_pgvector_text
+from recsys.serving.vector_store import to_pgvector_text
 from recsys.contracts import MODEL_MANIFEST, SERVING_POINTER_KEY, artifact_key
 from recsys.core.aws import client, read_object
 from recsys.core.config import Settings

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from inference.foldin import cosine_scores
+from recsys.model.foldin import cosine_scores
 
 log = logging.getLogger(__name__)
 

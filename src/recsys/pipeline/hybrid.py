@@ -4,7 +4,7 @@ Item i has the vector ``y_i = [q_i | b_i]``: ``q_i`` (k free factors) is learned
 observable (productLine one-hot, standardised ln buyPrice, standardised model size −ln(scale)).
 Customer u has ``x_u = [p_u | w_u]`` (free factors, preferences over the item features) whose prior
 mean their attributes predict, ``m_u = a_u @ B`` (``a_u``: country one-hot, region one-hot,
-standardised ln creditLimit, no-credit flag; ``inference.hybrid_foldin.AttributeEncoder``).
+standardised ln creditLimit, no-credit flag; ``recsys.model.hybrid_foldin.AttributeEncoder``).
 With ALS's confidences (p = 1 and c = 1 + α·max(r − offset, 0) for a rating; p = 0, c = 1 otherwise):
 
     L = Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + Σ_u (x_u − m_u)ᵀ Λ (x_u − m_u) + λ_q Σ_i ‖q_i‖² + Σ_j μ_j ‖B_j‖²
@@ -38,8 +38,8 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from inference.foldin import confidence
-from inference.hybrid_foldin import AttributeEncoder, AttributePrior
+from recsys.model.foldin import confidence
+from recsys.model.hybrid_foldin import AttributeEncoder, AttributePrior
 from recsys.pipeline.evaluate import Interactions
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inference.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, TRANSFORMS, confidence, max_item_norm,
+from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, TRANSFORMS, confidence, max_item_norm,
                               to_item_embedding, to_query_vector)
 from recsys import contracts
 from recsys.core.config import Settings
@@ -390,7 +390,7 @@ class FinalModel:
     item_vectors: np.ndarray  # (P, D) float32
     regularization: float  # ALS's λ; the hybrid's λ_free (its full precision is in ``prior_arrays``)
     hyperparameters: dict
-    prior_arrays: dict[str, np.ndarray]  # the hybrid's attribute prior (inference.hybrid_foldin); {} for ALS
+    prior_arrays: dict[str, np.ndarray]  # the hybrid's attribute prior (recsys.model.hybrid_foldin); {} for ALS
     details: dict  # the manifest's model description
     seconds: float
 

@@ -7,7 +7,7 @@ API's ``exclude_rated`` removes); builds their HNSW cosine indexes; then, in ONE
 holds ACCESS EXCLUSIVE locks on ``live_model``, ``user_emb``, ``item_emb`` and ``user_rated``, drops
 the old tables, renames the new ones into place and records the version in ``live_model``. Readers see
 either the old version or the new one, never a half-loaded table or a mix (see
-``inference.vector_store.consistent_read``). ``sql/embeddings.sql`` does the same on RDS with
+``recsys.serving.vector_store.consistent_read``). ``sql/embeddings.sql`` does the same on RDS with
 ``aws_s3.table_import_from_s3``; ``tests/test_vectordb.py`` checks the two agree.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import psycopg2.errors
 from psycopg2 import sql
 from tqdm import tqdm
 
-from inference.vector_store import MAX_EF_SEARCH, LiveModel, live_model
+from recsys.serving.vector_store import MAX_EF_SEARCH, LiveModel, live_model
 from recsys.contracts import (EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE,
                               LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX, RATED_ITEMS, RATED_TABLE,
                               SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE, artifact_key)

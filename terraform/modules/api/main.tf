@@ -1,5 +1,5 @@
 # Phase 4: the online recommendations API. The same FastAPI app `recsys api` serves locally
-# (lambda/inference/api.py), as a Lambda in the VPC next to the vector DB, behind a Function URL
+# (src/recsys/serving/api.py), as a Lambda in the VPC next to the vector DB, behind a Function URL
 # that only accepts SigV4-signed requests (AWS_IAM): never open to the internet without auth.
 
 data "aws_caller_identity" "current" {}
@@ -48,7 +48,7 @@ resource "aws_lambda_function" "api" {
   filename                       = var.zip_path
   source_code_hash               = filebase64sha256(var.zip_path)
   runtime                        = var.runtime
-  handler                        = "inference.api_handler.lambda_handler"
+  handler                        = "recsys.serving.api_handler.lambda_handler"
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency

@@ -74,7 +74,7 @@ resource "aws_lambda_function" "inference" {
   filename                       = var.lambda_zip_path
   source_code_hash               = filebase64sha256(var.lambda_zip_path)
   runtime                        = var.runtime
-  handler                        = "inference.handler.lambda_handler"
+  handler                        = "recsys.serving.handler.lambda_handler"
   memory_size                    = var.lambda_memory_mb
   timeout                        = var.lambda_timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency

@@ -2,7 +2,7 @@
 
 ``models/serving.json`` names the version; ``models/<version>/`` holds ``model.npz`` (item factors
 and ALS hyper-parameters for fold-in; for the hybrid model also the attribute prior of
-``inference.hybrid_foldin``), ``popular_items.json`` (the fallback) and ``manifest.json``
+``recsys.model.hybrid_foldin``), ``popular_items.json`` (the fallback) and ``manifest.json``
 (embedding transform, confidence formula). See docs/contracts.md section 2.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.foldin import confidence, to_query_vector
-from inference.hybrid_foldin import AttributePrior, cold_start_vector
+from recsys.model.foldin import confidence, to_query_vector
+from recsys.model.hybrid_foldin import AttributePrior, cold_start_vector
 from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, NPZ_PRECISION, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ServingModel:
     def cold_start_query(self, codes: list[str], engagements: list[float], *, country: str | None = None,
                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         """(strategy, query vector or None) of a customer without a stored vector, from their browse
-        history (items the model does not know are ignored) and attributes (``inference.hybrid_foldin``)."""
+        history (items the model does not know are ignored) and attributes (``recsys.model.hybrid_foldin``)."""
         known = [(self.item_index[c], e) for c, e in zip(codes, engagements) if c in self.item_index]
         rows, weights = [r for r, _ in known], [e for _, e in known]
         strategy, user = cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),

@@ -43,7 +43,7 @@ def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: 
     Solves (YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i in float64 and returns float32 (F,).
     Repeated item indices are summed like duplicate entries of a sparse matrix row.
 
-    The hybrid model (``inference.hybrid_foldin``) shrinks towards a prior mean m instead of 0, with a
+    The hybrid model (``recsys.model.hybrid_foldin``) shrinks towards a prior mean m instead of 0, with a
     precision per coordinate: ``regularization`` (F,) = diag Λ, and the right-hand side gains Λm.
     With a scalar λ and no prior mean this is plain ALS.
     """

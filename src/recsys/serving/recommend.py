@@ -1,7 +1,7 @@
 """Recommendation building for a batch of validated events.
 
 Per event: find the customer's query vector (stored ``user_emb`` vector for a known customer; for
-an unknown one, from their attributes and/or browse history, ``inference.hybrid_foldin``; nothing
+an unknown one, from their attributes and/or browse history, ``recsys.model.hybrid_foldin``; nothing
 usable → popular items), then the nearest items to it and the items similar to the most engaged
 browsed product, browsed items excluded.
 The whole batch costs three database round trips: one user-vector lookup, one nearest-items query
@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from inference import vector_store
-from inference.events import ActivityEvent
-from inference.model import ServingModel
-from inference.vector_store import ScoredItem
+from recsys.serving import vector_store
+from recsys.serving.events import ActivityEvent
+from recsys.serving.model_cache import ServingModel
+from recsys.serving.vector_store import ScoredItem
 from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 
 SCORE_DECIMALS = 6

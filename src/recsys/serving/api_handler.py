@@ -1,4 +1,4 @@
-"""AWS Lambda entry point of the recommendations API (``inference.api_handler.lambda_handler``).
+"""AWS Lambda entry point of the recommendations API (``recsys.serving.api_handler.lambda_handler``).
 
 Mangum turns a Lambda Function URL (or API Gateway HTTP API) event into an ASGI request for the
 same FastAPI app ``recsys api`` serves with uvicorn. Settings come from the environment, as for
@@ -14,9 +14,9 @@ import boto3
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
-from inference.api import PROBLEM_JSON, create_app
-from inference.database import DatabasePool, params_from_environment
-from inference.handler import BOTO_CONFIG, HandlerConfig, ServingRuntime, number_setting
+from recsys.serving.api import PROBLEM_JSON, create_app
+from recsys.serving.database import DatabasePool, params_from_environment
+from recsys.serving.handler import BOTO_CONFIG, HandlerConfig, ServingRuntime, number_setting
 from recsys import contracts
 
 

@@ -1,7 +1,7 @@
 """Firehose transformation Lambda: activity events in, one recommendation JSON line per event out.
 
-Handler string: ``inference.handler.lambda_handler``. A thin layer over pure functions:
-validation (``inference.events``) -> recommendation building (``inference.recommend``).
+Handler string: ``recsys.serving.handler.lambda_handler``. A thin layer over pure functions:
+validation (``recsys.serving.events``) -> recommendation building (``recsys.serving.recommend``).
 
 Per record result:
 * ``Ok``: the recommendation record (JSON line, newline-terminated, base64).
@@ -34,11 +34,11 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference import vector_store
-from inference.database import Database, DatabaseUnavailable, params_from_environment
-from inference.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
-from inference.model import ModelCache, ModelUnavailable, ServingModel
-from inference.recommend import recommend_batch
+from recsys.serving import vector_store
+from recsys.serving.database import Database, DatabaseUnavailable, params_from_environment
+from recsys.serving.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
+from recsys.serving.model_cache import ModelCache, ModelUnavailable, ServingModel
+from recsys.serving.recommend import recommend_batch
 from recsys import contracts
 from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 

@@ -1,13 +1,13 @@
 """The online recommendations API: HTTP JSON over the live model in pgvector (FastAPI).
 
 One ASGI app, run unchanged by uvicorn (``recsys api``, 127.0.0.1) and by AWS Lambda behind a
-Function URL (``inference.api_handler``, through Mangum). It serves the Firehose Lambda's own code:
+Function URL (``recsys.serving.api_handler``, through Mangum). It serves the Firehose Lambda's own code:
 
-* ``GET /customers/{customerNumber}/recommendations``: ``inference.recommend.known_customer_items``
+* ``GET /customers/{customerNumber}/recommendations``: ``recsys.serving.recommend.known_customer_items``
   (the stored vector, minus the items the live version lists as rated unless ``exclude_rated=false``);
-* ``GET /products/{productCode}/similar``: ``inference.recommend.similar_to_item``;
-* ``POST /recommendations``: an activity event, validated by ``inference.events.parse_event`` and
-  served by ``inference.handler.ServingRuntime.serve``: the very record the stream writes;
+* ``GET /products/{productCode}/similar``: ``recsys.serving.recommend.similar_to_item``;
+* ``POST /recommendations``: an activity event, validated by ``recsys.serving.events.parse_event`` and
+  served by ``recsys.serving.handler.ServingRuntime.serve``: the very record the stream writes;
 * ``GET /health`` (database, live model, serving pointer) and ``GET /version``.
 
 Every answer names the model version that produced it. Errors are RFC 9457 problem details
@@ -34,12 +34,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inference import vector_store
-from inference.database import DatabaseUnavailable
-from inference.events import InvalidEvent, parse_event
-from inference.handler import ServingRuntime
-from inference.model import ModelUnavailable
-from inference.recommend import Lookup, known_customer_items, similar_to_item
+from recsys.serving import vector_store
+from recsys.serving.database import DatabaseUnavailable
+from recsys.serving.events import InvalidEvent, parse_event
+from recsys.serving.handler import ServingRuntime
+from recsys.serving.model_cache import ModelUnavailable
+from recsys.serving.recommend import Lookup, known_customer_items, similar_to_item
 from recsys.contracts import (DEFAULT_TOP_K, MAX_CUSTOMER_NUMBER, MAX_TOP_K, STRATEGY_FOLD_IN,
                               STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
 
