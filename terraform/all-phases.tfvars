@@ -1,6 +1,6 @@
-# Every phase on: `terraform apply -var-file=all-phases.tfvars` (after terraform.tfvars).
-# The static checks run checkov with terraform.tfvars.example plus this file, so every module is
-# evaluated with its inputs.
+# Every phase on: `terraform apply -var-file=all-phases.tfvars` (after terraform.tfvars), which needs
+# both zips: `make lambda-zip api-zip`. The static checks run checkov with terraform.tfvars.example
+# plus this file, so every module is evaluated with its inputs.
 enable_etl       = true
 enable_vector_db = true
 enable_streaming = true

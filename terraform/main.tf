@@ -118,6 +118,8 @@ module "vector_db" {
   deletion_protection     = var.db_deletion_protection
   skip_final_snapshot     = var.db_skip_final_snapshot
   backup_retention_period = var.db_backup_retention_days
+  hnsw_index_mb           = var.db_hnsw_index_mb
+  hnsw_largest_index_mb   = var.db_hnsw_largest_index_mb
 }
 
 module "streaming_inference" {
@@ -162,8 +164,9 @@ locals {
   # AWS services each component calls from inside the VPC. tests/unit/test_aws_access.py derives
   # the boto3 calls of glue/etl_job.py and src/recsys/serving from the code and checks these lists
   # and the IAM policies against them. Glue itself adds sts, kms (its security configuration) and
-  # logs (real-time logging from the workers); RDS's aws_s3.table_import_from_s3 needs s3.
-  glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs"]
+  # logs (real-time logging from the workers), and monitoring (CloudWatch: --enable-metrics publishes
+  # the job's metrics from the workers); RDS's aws_s3.table_import_from_s3 needs s3.
+  glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs", "monitoring"]
   lambda_services    = ["s3", "secretsmanager"]
   vector_db_services = ["s3"]
 
@@ -172,7 +175,7 @@ locals {
     var.enable_vector_db || var.enable_streaming || var.enable_api ? var.private_subnet_ids : [],
   ))
   endpoint_clients = merge(
-    { for name, client in { glue_job = { security_group_id = var.source_db_security_group_id, services = local.glue_job_services } } : name => client if var.enable_etl },
+    { for name, client in { glue_job = { security_group_id = one(module.etl[*].connection_security_group_id), services = local.glue_job_services } } : name => client if var.enable_etl },
     { for name, client in { lambda = { security_group_id = one(local.lambda_security_group_ids), services = local.lambda_services } } : name => client if var.enable_streaming },
     { for name, client in { api = { security_group_id = one(local.api_security_group_ids), services = local.lambda_services } } : name => client if var.enable_api },
   )

@@ -135,7 +135,7 @@ variable "source_db_subnet_id" {
 
 variable "source_db_security_group_id" {
   type        = string
-  description = "Security group for the Glue connection: reaches MySQL and has a self-referencing all-TCP ingress rule."
+  description = "Security group of the RDS MySQL source. Terraform creates the Glue connection's own group (with Glue's self-referencing rule) and adds an ingress rule on source_db_port from it to this one."
   default     = ""
 }
 
@@ -168,8 +168,20 @@ variable "db_admin_security_group_ids" {
 
 variable "db_instance_class" {
   type        = string
-  description = "RDS instance class of the vector DB."
+  description = "RDS instance class of the vector DB: its memory must hold the HNSW indexes (db_hnsw_index_mb); plan warns when it cannot."
   default     = "db.t4g.micro"
+}
+
+variable "db_hnsw_index_mb" {
+  type        = number
+  description = "Total size in MB of the HNSW indexes (item_emb + user_emb) the parameter group is sized for: what `recsys load-embeddings` or sql/embeddings.sql reports (555 MB for 1M items + 20k users x 64-d, m 16)."
+  default     = 555
+}
+
+variable "db_hnsw_largest_index_mb" {
+  type        = number
+  description = "Size in MB of the largest single HNSW index (item_emb's): the graph one CREATE INDEX builds in memory."
+  default     = 544
 }
 
 variable "db_engine_version" {
@@ -311,8 +323,13 @@ variable "api_memory_mb" {
 
 variable "api_reserved_concurrency" {
   type        = number
-  description = "Reserved concurrency of the API Lambda (caps its DB connections)."
-  default     = 20
+  description = "Reserved concurrency of the API Lambda (caps its DB connections); null leaves it unreserved, which new accounts with a low concurrency quota need (AWS keeps 10 unreserved)."
+  default     = null
+
+  validation {
+    condition     = var.api_reserved_concurrency == null ? true : var.api_reserved_concurrency >= 1
+    error_message = "api_reserved_concurrency must be null (unreserved) or at least 1."
+  }
 }
 
 variable "api_invoker_role_names" {

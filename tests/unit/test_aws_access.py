@@ -298,15 +298,20 @@ def allows(statements: list[dict], action: str, resource_reference: str | None =
                for s in statements)
 
 
-def access_problems(component: Component, calls: set[ApiCall]) -> list[str]:
-    """Every call the role does not allow or the subnets cannot reach, one line each."""
-    statements = policy_statements(component)
+def access_problems(component: Component, calls: set[ApiCall], statements: list[dict] | None = None) -> list[str]:
+    """Every call the role (its policy, or ``statements``) does not allow or the subnets cannot reach."""
+    statements = policy_statements(component) if statements is None else statements
     root = parse_dir(TF)
     reachable = set(root.locals.get(component.services_local, []))
     role = f"modules/{component.module} role ({component.policy})"
     problems = []
+    # Code that tells a missing key (NoSuchKey: "no model yet", a 503) from other errors needs
+    # s3:ListBucket: without it S3 answers a missing key with 403 AccessDenied, which is a fault (500).
+    tells_missing_keys = any("NoSuchKey" in path.read_text() for path in component.files)
     for call in sorted(calls, key=str):
         needed = [(action, None) for action in iam_actions(call)]
+        if call.service == "s3" and "s3:GetObject" in iam_actions(call) and tells_missing_keys:
+            needed.append(("s3:ListBucket", None))
         if call.service == "secretsmanager" and call.operation == "get_secret_value":
             needed.append(("kms:Decrypt", component.secret_key))  # a customer-managed key's secret
         if "s3:GetObject" in iam_actions(call):
@@ -367,6 +372,14 @@ def test_a_planted_call_without_permission_or_route_fails(tmp_path):
     problems = "\n".join(access_problems(COMPONENTS[1], api_calls(files)))
     assert "s3.put_object: modules/streaming-inference role (lambda) lacks s3:PutObject" in problems
     assert "lacks kms:GenerateDataKey on var.kms_key_arn" in problems
+
+
+def test_a_role_that_reads_possibly_missing_keys_needs_list_bucket():
+    """Before a model exists, /health must say 503 (NoSuchKey), not 500 (AccessDenied without ListBucket)."""
+    statements = [s for s in policy_statements(COMPONENTS[2]) if "s3:ListBucket" not in s.get("actions", [])]
+    assert not access_problems(COMPONENTS[2], api_calls(LAMBDA_FILES))
+    problems = "\n".join(access_problems(COMPONENTS[2], api_calls(LAMBDA_FILES), statements))
+    assert "s3.get_object: modules/api role (api) lacks s3:ListBucket" in problems
 
 
 def test_the_routes_exist_in_terraform():

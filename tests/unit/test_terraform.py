@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 import shutil
@@ -622,3 +623,105 @@ def test_checkov_skips_are_few_and_explained():
     assert len(skips) <= 8, "keep the skip list short: fix findings instead"
     for check, reason in skips.items():
         assert len(reason) > 20, f"{check} is skipped in .checkov.yaml without a reason (comment above it)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Apply blockers and operability of the AWS deployment
+# ---------------------------------------------------------------------------------------------
+def test_api_concurrency_is_unreserved_unless_asked(root):
+    """Like the streaming Lambda's: a reservation of 20 fails on an account whose quota is 10."""
+    assert root.variables["api_reserved_concurrency"]["default"] is None
+    assert any("var.api_reserved_concurrency == null" in v["condition"]
+               for v in root.variables["api_reserved_concurrency"]["validation"])
+    api = module_tf("api")
+    assert api.variables["reserved_concurrency"]["default"] is None
+    assert root.modules["api"]["reserved_concurrency"] == "${var.api_reserved_concurrency}"
+    assert api.only("aws_lambda_function")["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+
+
+def test_glue_connection_gets_its_own_self_referencing_security_group():
+    """Glue refuses to start a job whose connection's group lacks a self-referencing all-TCP rule:
+    Terraform creates the group and the rule instead of leaving them a manual prerequisite."""
+    etl = module_tf("etl")
+    connection = single_block(etl.only("aws_glue_connection"), "physical_connection_requirements")
+    assert connection["security_group_id_list"] == ["${aws_security_group.glue_connection.id}"]
+    group = "${aws_security_group.glue_connection.id}"
+    for kind in ("aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"):
+        assert any(rule["security_group_id"] == group and rule["referenced_security_group_id"] == group
+                   and rule["ip_protocol"] == "tcp" and (rule["from_port"], rule["to_port"]) == (0, 65535)
+                   for rule in etl.resources_of(kind).values()), f"no self-referencing all-TCP {kind}"
+    mysql = etl.resources[("aws_vpc_security_group_ingress_rule", "mysql_from_glue")]
+    assert mysql["security_group_id"] == "${var.source_db_security_group_id}"
+    assert mysql["referenced_security_group_id"] == group and mysql["from_port"] == "${var.source_db_port}"
+    assert group.strip("${}") in (MODULES / "etl" / "iam.tf").read_text(), "the role creates ENIs in this group"
+    assert "module.etl[*].connection_security_group_id" in parse_dir(TF).locals["endpoint_clients"]
+
+
+def test_glue_metrics_have_a_route_to_cloudwatch(root):
+    """--enable-metrics makes the workers call CloudWatch (endpoint service `monitoring`)."""
+    arguments = module_tf("etl").only("aws_glue_job")["default_arguments"]
+    if arguments.get("--enable-metrics") == "true":
+        assert "monitoring" in root.locals["glue_job_services"], "add monitoring to local.glue_job_services"
+
+
+def _policy_documents(module: str) -> dict:
+    documents = {}
+    for path in (MODULES / module).glob("*.tf"):
+        for block in load_hcl(path).get("data", []):
+            documents.update(block.get("aws_iam_policy_document", {}))
+    return documents
+
+
+@pytest.mark.parametrize("module,policy,log_group", [("api", "api", "aws_cloudwatch_log_group.api"),
+                                                     ("streaming-inference", "lambda", "aws_cloudwatch_log_group.lambda")])
+def test_lambda_roles_write_only_their_own_log_group(module, policy, log_group):
+    """No AWSLambdaVPCAccessExecutionRole (logs:* on every group): the VPC permissions inline, logs scoped."""
+    tf = module_tf(module)
+    attached = [a["policy_arn"] for a in tf.resources_of("aws_iam_role_policy_attachment").values()]
+    assert not [arn for arn in attached if "AWSLambdaVPCAccessExecutionRole" in arn or "AWSLambdaBasic" in arn]
+    statements = _policy_documents(module)[policy]["statement"]
+    logs = [s for s in statements if any(a.startswith("logs:") for a in s["actions"])]
+    assert logs and all(r.startswith("${" + log_group + ".arn}") for s in logs for r in s["resources"])
+    eni = next(s for s in statements if "ec2:CreateNetworkInterface" in s["actions"])
+    assert '"*"' not in json.dumps(eni["resources"]), "ENIs only in the function's subnets and security group"
+
+
+def test_final_snapshot_name_is_unique_per_instance():
+    """A fixed name makes the second destroy fail (the first one's snapshot has it)."""
+    instance = module_tf("vector-db").only("aws_db_instance")
+    assert "plantimestamp()" in instance["final_snapshot_identifier"]
+    assert "final_snapshot_identifier" in str(single_block(instance, "lifecycle")["ignore_changes"])
+
+
+def test_hnsw_sizing_is_set_from_the_root(root):
+    sizing = {name for name in module_tf("vector-db").variables if name.startswith("hnsw_")}
+    assert sizing == {"hnsw_index_mb", "hnsw_largest_index_mb"}
+    for name in sizing:
+        assert root.modules["vector_db"].get(name) == f"${{var.db_{name}}}", f"root does not set {name}"
+        assert f"db_{name}" in root.variables
+
+
+def _instance_check(instance_class: str, index_mb: float) -> bool:
+    """The vector-db module's plan-time check, evaluated from its HCL for one input."""
+    db = module_tf("vector-db")
+    pattern = re.search(r'regex\("(.+?)", var\.instance_class\)', db.locals["instance_class_parts"]).group(1)
+    match = re.fullmatch(pattern.replace("\\\\", "\\"), instance_class)
+    family, size = match.groups() if match else ("", "")
+    factor, sizes = db.locals["instance_family_factor"], db.locals["instance_size_gib"]
+    memory = sizes[size] * 1024 * factor[family] if family in factor and size in sizes else None
+    expression = db.locals["shared_buffers_mb"].strip("${}").replace("var.hnsw_index_mb", repr(index_mb))
+    shared_buffers = eval(expression.replace("ceil(", "math.ceil("), {"math": math})  # noqa: S307 (our own HCL)
+    check = load_hcl(MODULES / "vector-db" / "main.tf")["check"][0]["instance_memory_holds_the_hnsw_indexes"]
+    condition = single_block(check, "assert")["condition"].strip("${}")
+    condition = (condition.replace("||", " or ").replace("null", "None").replace("local.instance_memory_mb", repr(memory))
+                 .replace("local.shared_buffers_mb", repr(shared_buffers)))
+    return eval(condition)  # noqa: S307
+
+
+def test_plan_warns_when_the_instance_class_cannot_hold_the_index():
+    """`check` block: plan says so when db_instance_class's RAM share is below the indexes' need."""
+    assert _instance_check("db.t4g.micro", 555) is False  # the default class, 1M items: said at plan time
+    assert _instance_check("db.t4g.large", 555) is True
+    assert _instance_check("db.r7g.large", 3000) is True and _instance_check("db.m7g.large", 3000) is False
+    assert _instance_check("db.t4g.micro", 50) is True  # a lab-sized index fits
+    assert _instance_check("db.serverless", 100_000) is True  # unknown memory: silent

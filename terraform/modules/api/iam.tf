@@ -15,11 +15,6 @@ resource "aws_iam_role" "api" {
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
-resource "aws_iam_role_policy_attachment" "api_vpc" {
-  role       = aws_iam_role.api.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-}
-
 resource "aws_iam_role_policy" "api" {
   name   = "api"
   role   = aws_iam_role.api.id
@@ -27,6 +22,19 @@ resource "aws_iam_role_policy" "api" {
 }
 
 data "aws_iam_policy_document" "api" {
+  # Without s3:ListBucket, S3 answers a missing key (no model published yet) with 403 AccessDenied
+  # instead of 404 NoSuchKey, and /health could not tell "no model" (503) from a fault.
+  statement {
+    sid       = "ListModels"
+    actions   = ["s3:ListBucket"]
+    resources = [var.artifacts_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["models/*"]
+    }
+  }
+
   statement {
     sid       = "ReadModels" # models/serving.json and models/<version>/ (fold-in, popular fallback)
     actions   = ["s3:GetObject"]
@@ -49,6 +57,23 @@ data "aws_iam_policy_document" "api" {
     sid       = "WriteLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.api.arn}:*"]
+  }
+
+  # What AWSLambdaVPCAccessExecutionRole would grant, without its logs:* on every log group: the
+  # network interfaces Lambda creates for the function in its subnets with its security group.
+  statement {
+    sid       = "DescribeNetwork" # Describe* actions have no resource-level permissions
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "ManageFunctionNetworkInterfaces"
+    actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+    resources = concat(
+      ["${local.ec2_arn}:network-interface/*", "${local.ec2_arn}:security-group/${aws_security_group.api.id}"],
+      [for id in var.subnet_ids : "${local.ec2_arn}:subnet/${id}"],
+    )
   }
 
   statement {

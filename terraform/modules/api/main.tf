@@ -8,6 +8,7 @@ data "aws_region" "current" {}
 
 locals {
   account_id    = data.aws_caller_identity.current.account_id
+  ec2_arn       = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${local.account_id}"
   function_name = "${var.project}-api"
 }
 
@@ -84,7 +85,7 @@ resource "aws_lambda_function" "api" {
     }
   }
 
-  depends_on = [aws_iam_role_policy.api, aws_iam_role_policy_attachment.api_vpc]
+  depends_on = [aws_iam_role_policy.api]
 }
 
 # SigV4-signed HTTPS requests only; callers need the invoke policy below.

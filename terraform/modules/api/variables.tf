@@ -97,8 +97,8 @@ variable "timeout_seconds" {
 
 variable "reserved_concurrency" {
   type        = number
-  description = "Reserved concurrency of the Lambda: caps its DB connections (one per execution environment)."
-  default     = 20
+  description = "Reserved concurrency of the Lambda: caps its DB connections (one per execution environment); null: unreserved."
+  default     = null
 }
 
 variable "log_level" {

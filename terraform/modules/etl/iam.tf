@@ -148,7 +148,7 @@ data "aws_iam_policy_document" "glue_job" {
     resources = [
       "${local.ec2_arn}:network-interface/*",
       "${local.ec2_arn}:subnet/${var.source_db_subnet_id}",
-      "${local.ec2_arn}:security-group/${var.source_db_security_group_id}",
+      "${local.ec2_arn}:security-group/${aws_security_group.glue_connection.id}",
     ]
   }
 }

@@ -70,6 +70,61 @@ resource "aws_s3_object" "job_modules" {
   source_hash = md5("${file("${var.package_dir}/__init__.py")}${file("${var.package_dir}/contracts.py")}")
 }
 
+# The Glue connection's own security group. Glue requires a self-referencing all-TCP rule (the
+# job's workers talk to each other through it); the rest lets them reach MySQL and, over HTTPS,
+# S3 and the AWS APIs (VPC endpoints or a NAT).
+resource "aws_security_group" "glue_connection" {
+  name        = "${var.project}-glue-connection"
+  description = "Glue connection ${var.project}-mysql-source: workers to each other, MySQL, HTTPS to AWS APIs"
+  vpc_id      = data.aws_subnet.source.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "glue_self" {
+  security_group_id            = aws_security_group.glue_connection.id
+  description                  = "All TCP between the job's workers (required by Glue)"
+  ip_protocol                  = "tcp"
+  from_port                    = 0
+  to_port                      = 65535
+  referenced_security_group_id = aws_security_group.glue_connection.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "glue_self" {
+  security_group_id            = aws_security_group.glue_connection.id
+  description                  = "All TCP between the job's workers (required by Glue)"
+  ip_protocol                  = "tcp"
+  from_port                    = 0
+  to_port                      = 65535
+  referenced_security_group_id = aws_security_group.glue_connection.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "glue_mysql" {
+  security_group_id            = aws_security_group.glue_connection.id
+  description                  = "MySQL source"
+  ip_protocol                  = "tcp"
+  from_port                    = var.source_db_port
+  to_port                      = var.source_db_port
+  referenced_security_group_id = var.source_db_security_group_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "glue_https" {
+  security_group_id = aws_security_group.glue_connection.id
+  description       = "HTTPS to S3, Secrets Manager, Glue, STS, KMS, Logs, CloudWatch (endpoints or NAT)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+# The MySQL source's group admits the Glue workers on its port.
+resource "aws_vpc_security_group_ingress_rule" "mysql_from_glue" {
+  security_group_id            = var.source_db_security_group_id
+  description                  = "MySQL from the ${var.project} Glue connection"
+  ip_protocol                  = "tcp"
+  from_port                    = var.source_db_port
+  to_port                      = var.source_db_port
+  referenced_security_group_id = aws_security_group.glue_connection.id
+}
+
 resource "aws_glue_connection" "source" {
   name            = "${var.project}-mysql-source"
   description     = "JDBC connection to the RDS MySQL source (credentials from Secrets Manager)"
@@ -83,7 +138,7 @@ resource "aws_glue_connection" "source" {
   physical_connection_requirements {
     availability_zone      = data.aws_subnet.source.availability_zone
     subnet_id              = var.source_db_subnet_id
-    security_group_id_list = [var.source_db_security_group_id]
+    security_group_id_list = [aws_security_group.glue_connection.id]
   }
 }
 

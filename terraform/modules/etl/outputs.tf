@@ -57,3 +57,8 @@ output "connection_vpc_id" {
   description = "VPC of the Glue connection's subnet (where the job's network interfaces live)."
   value       = data.aws_subnet.source.vpc_id
 }
+
+output "connection_security_group_id" {
+  description = "Security group of the Glue connection's network interfaces (created here, self-referencing)."
+  value       = aws_security_group.glue_connection.id
+}

@@ -70,7 +70,7 @@ variable "source_db_subnet_id" {
 
 variable "source_db_security_group_id" {
   type        = string
-  description = "Security group of the Glue connection (self-referencing all-TCP ingress, reaches MySQL)."
+  description = "Security group of the RDS MySQL source: it gets an ingress rule on source_db_port from the Glue connection's own security group."
 }
 
 variable "glue_script_path" {

@@ -15,11 +15,6 @@ resource "aws_iam_role" "lambda" {
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
-resource "aws_iam_role_policy_attachment" "lambda_vpc" {
-  role       = aws_iam_role.lambda.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-}
-
 resource "aws_iam_role_policy" "lambda" {
   name   = "inference"
   role   = aws_iam_role.lambda.id
@@ -60,6 +55,23 @@ data "aws_iam_policy_document" "lambda" {
     sid       = "WriteLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
+  }
+
+  # What AWSLambdaVPCAccessExecutionRole would grant, without its logs:* on every log group: the
+  # network interfaces Lambda creates for the function in its subnets with its security group.
+  statement {
+    sid       = "DescribeNetwork" # Describe* actions have no resource-level permissions
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "ManageFunctionNetworkInterfaces"
+    actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+    resources = concat(
+      ["${local.ec2_arn}:network-interface/*", "${local.ec2_arn}:security-group/${aws_security_group.lambda.id}"],
+      [for id in var.subnet_ids : "${local.ec2_arn}:subnet/${id}"],
+    )
   }
 
   statement {

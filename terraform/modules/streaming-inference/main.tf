@@ -7,6 +7,7 @@ data "aws_region" "current" {}
 
 locals {
   account_id           = data.aws_caller_identity.current.account_id
+  ec2_arn              = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${local.account_id}"
   stream_name          = "${var.project}-activity-events"
   delivery_stream_name = "${var.project}-recommendations-delivery"
   function_name        = "${var.project}-model-inference"
@@ -109,7 +110,7 @@ resource "aws_lambda_function" "inference" {
     }
   }
 
-  depends_on = [aws_iam_role_policy.lambda, aws_iam_role_policy_attachment.lambda_vpc]
+  depends_on = [aws_iam_role_policy.lambda]
 }
 
 # ---------------------------------------------------------------------------------------------

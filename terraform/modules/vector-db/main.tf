@@ -22,6 +22,19 @@ locals {
   shared_buffers_mb       = max(256, ceil((var.hnsw_index_mb * 1.25 + 128) / 64) * 64)
   effective_cache_size_mb = max(4096, local.shared_buffers_mb + ceil(2 * var.hnsw_index_mb / 64) * 64)
   maintenance_work_mem_mb = max(64, ceil((2 * var.hnsw_largest_index_mb + 64) / 64) * 64)
+
+  # RAM of an instance class: GiB by size for the burstable (t) and general-purpose (m) families,
+  # twice that for memory-optimised (r); null for any other class (the check below stays silent).
+  instance_size_gib = {
+    micro      = 1, small = 2, medium = 4, large = 8, xlarge = 16, "2xlarge" = 32, "4xlarge" = 64, "8xlarge" = 128,
+    "12xlarge" = 192, "16xlarge" = 256, "24xlarge" = 384,
+  }
+  instance_family_factor = { t = 1, m = 1, r = 2 }
+  instance_class_parts   = try(regex("^db\\.([a-z])[0-9]+[a-z]*\\.([a-z0-9]+)$", var.instance_class), ["", ""])
+  instance_memory_mb = try(
+    local.instance_size_gib[local.instance_class_parts[1]] * 1024 * local.instance_family_factor[local.instance_class_parts[0]],
+    null,
+  )
 }
 
 # S3's address ranges in this region: egress for table_import_from_s3 (gateway endpoint or NAT).
@@ -139,11 +152,13 @@ resource "aws_db_instance" "this" {
   parameter_group_name   = aws_db_parameter_group.this.name
   ca_cert_identifier     = "rds-ca-rsa2048-g1"
 
-  backup_retention_period   = var.backup_retention_period
-  copy_tags_to_snapshot     = true
-  deletion_protection       = var.deletion_protection
-  skip_final_snapshot       = var.skip_final_snapshot
-  final_snapshot_identifier = "${local.identifier}-final"
+  backup_retention_period = var.backup_retention_period
+  copy_tags_to_snapshot   = true
+  deletion_protection     = var.deletion_protection
+  skip_final_snapshot     = var.skip_final_snapshot
+  # Unique per instance (the time of its creation plan): a second destroy of a re-created DB does
+  # not collide with the first one's snapshot.
+  final_snapshot_identifier = "${local.identifier}-final-${formatdate("YYYYMMDDhhmmss", plantimestamp())}"
 
   auto_minor_version_upgrade      = true
   enabled_cloudwatch_logs_exports = local.log_types
@@ -153,6 +168,20 @@ resource "aws_db_instance" "this" {
   monitoring_role_arn             = var.monitoring_interval > 0 ? aws_iam_role.monitoring.arn : null
 
   depends_on = [aws_cloudwatch_log_group.exports, aws_iam_role_policy_attachment.monitoring]
+
+  lifecycle {
+    ignore_changes = [final_snapshot_identifier] # keep the creation-time name, not a new one per plan
+  }
+}
+
+# The parameter group caps each memory setting at a share of the instance's RAM: an instance class
+# too small for the indexes still starts, but the HNSW graph no longer stays in shared_buffers and
+# queries read it from disk (p50 doubled at 1M items, docs/vectordb.md). Said at plan time:
+check "instance_memory_holds_the_hnsw_indexes" {
+  assert {
+    condition     = local.instance_memory_mb == null || local.shared_buffers_mb <= 0.4 * local.instance_memory_mb
+    error_message = "db_instance_class ${var.instance_class} (${coalesce(local.instance_memory_mb, 0)} MB) cannot keep ${var.hnsw_index_mb} MB of HNSW indexes in shared_buffers (${local.shared_buffers_mb} MB needed, 40% of RAM available): choose a class with at least ${ceil(local.shared_buffers_mb / 0.4 / 1024)} GiB or lower db_hnsw_index_mb to what `recsys load-embeddings` reports."
+  }
 }
 
 resource "aws_db_instance_role_association" "s3_import" {
