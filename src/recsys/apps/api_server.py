@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from recsys.serving.api import create_app
-from recsys.serving.database import DatabasePool
+from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime
 from recsys.core import aws
 from recsys.core.config import Settings
@@ -23,7 +23,10 @@ STATEMENT_TIMEOUT_MS = 5000
 def api_runtime(settings: Settings, pool_size: int) -> ServingRuntime:
     """The model cache and a pool of ``pool_size`` pgvector connections, from settings."""
     def params() -> dict:
-        return settings.pg_params() | {"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
+        # RECSYS_DB_SECRET_ARN set: the secret's credentials (re-read after a rotation), as on Lambda
+        secret = (secret_connect_params(aws.client("secretsmanager", settings), settings.db_secret_arn)
+                  if settings.db_secret_arn else {})
+        return settings.pg_params() | secret | {"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
 
     config = HandlerConfig(settings.artifacts_bucket, settings.pointer_ttl_seconds, settings.top_k)
     return ServingRuntime(config, s3=aws.client("s3", settings), database=DatabasePool(params, pool_size))

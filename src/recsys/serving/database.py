@@ -3,6 +3,10 @@
 Credentials: libpq's own ``PG*`` environment variables (local), or, when ``RECSYS_DB_SECRET_ARN`` is
 set, the RDS-managed Secrets Manager secret (``username``/``password``, and ``host``/``port``/``dbname``
 when the secret has them). The boto3 client honours ``AWS_ENDPOINT_URL`` natively.
+
+Rotation: RDS rotates the managed secret's password; sessions already open keep working, but the next
+connection with the cached password fails authentication. ``ConnectParams`` then re-reads the secret
+once (one read however many connections fail together) and the connection is retried with it.
 """
 from __future__ import annotations
 
@@ -41,18 +45,62 @@ def secret_connect_params(secrets_client, secret_arn: str) -> dict[str, str]:
     return params
 
 
-class Database:
-    """Lazily opened, reused connection; ``run`` retries once on a fresh connection."""
+# SQLSTATE 28P01 invalid_password / 28000 invalid_authorization_specification: libpq reports a failed
+# login as an OperationalError without a pgcode, so the server's message is what tells it apart.
+AUTHENTICATION_FAILURES = ("password authentication failed", "pam authentication failed",
+                           "invalid_password", "28P01")
 
-    def __init__(self, params_provider: Callable[[], dict[str, str]]):
-        self._params_provider = params_provider
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    """Whether a connect error says the credentials were refused (a rotated password)."""
+    text = str(exc).lower()
+    return isinstance(exc, psycopg2.OperationalError) and any(m.lower() in text for m in AUTHENTICATION_FAILURES)
+
+
+class ConnectParams:
+    """The connect keywords of ``provider``, fetched once and shared by every connection (thread-safe).
+
+    ``refresh(generation)`` fetches them again only if nobody did since ``generation`` was handed out,
+    so connections refused together after a rotation cause one secret read.
+    """
+
+    def __init__(self, provider: Callable[[], dict[str, str]]):
+        self._provider = provider
+        self._lock = threading.Lock()
         self._params: dict[str, str] | None = None
+        self._generation = 0
+
+    def get(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            if self._params is None:
+                self._params = self._provider()
+            return self._generation, dict(self._params)
+
+    def refresh(self, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._params = self._provider()
+                self._generation += 1
+
+
+class Database:
+    """Lazily opened, reused connection; ``run`` retries once on a fresh connection, and a connection
+    refused for its credentials is retried once with credentials read again (``ConnectParams``)."""
+
+    def __init__(self, params: ConnectParams | Callable[[], dict[str, str]]):
+        self._params = params if isinstance(params, ConnectParams) else ConnectParams(params)
         self._conn = None
 
     def _connect(self):
-        if self._params is None:
-            self._params = self._params_provider()
-        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **self._params)
+        generation, params = self._params.get()
+        try:
+            conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **params)
+        except psycopg2.OperationalError as exc:
+            if not is_authentication_failure(exc):
+                raise
+            log.warning("pgvector refused the credentials (rotated?): reading them again")
+            self._params.refresh(generation)
+            conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **self._params.get()[1])
         conn.autocommit = False  # callers run each batch in one transaction (vector_store.consistent_read)
         return conn
 
@@ -86,16 +134,17 @@ class DatabasePool:
 
     ``run`` borrows one for the duration of ``work`` (so each keeps ``Database``'s reconnect-once
     behaviour) and raises ``DatabaseUnavailable`` when none is free within ``wait_seconds``.
-    Connections open lazily; the connect parameters are fetched once (one Secrets Manager call).
+    Connections open lazily and share one ``ConnectParams``: one Secrets Manager call, and one more
+    per rotation.
     """
 
     def __init__(self, params_provider: Callable[[], dict[str, str]], size: int, wait_seconds: float = 10.0):
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
-        provide_once = _once(params_provider)
+        shared = ConnectParams(params_provider)
         self._idle: queue.LifoQueue[Database] = queue.LifoQueue()
         for _ in range(size):
-            self._idle.put(Database(provide_once))
+            self._idle.put(Database(shared))
         self._all = list(self._idle.queue)
         self._wait = wait_seconds
 
@@ -112,19 +161,6 @@ class DatabasePool:
     def close(self) -> None:
         for database in self._all:
             database.close()
-
-
-def _once(provider: Callable[[], dict[str, str]]) -> Callable[[], dict[str, str]]:
-    """``provider`` called at most once successfully, however many threads ask."""
-    lock = threading.Lock()
-    cached: list[dict[str, str]] = []
-
-    def provide() -> dict[str, str]:
-        with lock:
-            if not cached:
-                cached.append(provider())
-            return dict(cached[0])
-    return provide
 
 
 def params_from_environment(secrets_client_factory: Callable[[], object]) -> Callable[[], dict[str, str]]:
