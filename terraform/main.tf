@@ -88,6 +88,7 @@ module "etl" {
   source_db_security_group_id = var.source_db_security_group_id
 
   source_db_secret_kms_key_arn = var.source_db_secret_kms_key_arn
+  source_db_ssl_mode           = var.source_db_ssl_mode
 
   glue_script_path       = "${path.root}/../glue/etl_job.py"
   package_dir            = "${path.root}/../src/recsys"
@@ -143,6 +144,7 @@ module "streaming_inference" {
   db_name       = module.vector_db[0].db_name
   db_username   = module.vector_db[0].username
   db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_sslmode    = var.db_sslmode
 
   stream_mode            = var.kinesis_stream_mode
   shard_count            = var.kinesis_shard_count
@@ -212,6 +214,7 @@ module "api" {
   db_name       = module.vector_db[0].db_name
   db_username   = module.vector_db[0].username
   db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_sslmode    = var.db_sslmode
 
   zip_path             = local.api_zip_path
   runtime              = local.lambda_runtime

@@ -214,6 +214,28 @@ variable "db_username" {
   default     = "recsys_admin"
 }
 
+variable "db_sslmode" {
+  type        = string
+  description = "TLS of the Lambdas' DB connections (libpq sslmode): verify-full checks the server's certificate against the RDS CA bundle in the zips and its host name."
+  default     = "verify-full"
+
+  validation {
+    condition     = contains(["require", "verify-ca", "verify-full"], var.db_sslmode)
+    error_message = "db_sslmode must be require, verify-ca or verify-full (the DB forces TLS)."
+  }
+}
+
+variable "source_db_ssl_mode" {
+  type        = string
+  description = "TLS of the Glue job's JDBC connection to MySQL (Connector/J sslMode): VERIFY_IDENTITY checks the RDS certificate and host name."
+  default     = "VERIFY_IDENTITY"
+
+  validation {
+    condition     = contains(["REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"], var.source_db_ssl_mode)
+    error_message = "source_db_ssl_mode must be REQUIRED, VERIFY_CA or VERIFY_IDENTITY."
+  }
+}
+
 variable "db_multi_az" {
   type        = bool
   description = "Run a standby in a second AZ (doubles the instance cost)."

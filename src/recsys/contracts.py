@@ -106,10 +106,18 @@ MAX_TOP_K = 100
 API_HANDLER = "recsys.serving.api_handler.lambda_handler"
 ENV_API_POOL_SIZE = "RECSYS_API_POOL_SIZE"  # database connections kept by one API process
 DEFAULT_API_POOL_SIZE = 8
+# TLS to PostgreSQL: libpq's own variables. On AWS every connection verifies the server against the
+# RDS CA bundle, which the Lambda zips carry at their root (Lambda unpacks them to /var/task);
+# locally the embedded server has no TLS and libpq's default (prefer) connects in plain.
+ENV_PG_SSLMODE = "PGSSLMODE"
+ENV_PG_SSLROOTCERT = "PGSSLROOTCERT"
+AWS_PG_SSLMODE = "verify-full"
+RDS_CA_BUNDLE = "rds-ca-bundle.pem"
+LAMBDA_TASK_ROOT = "/var/task"
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.
 LAMBDA_ENVIRONMENT = (
     ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,
-    "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
+    "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", ENV_PG_SSLMODE, ENV_PG_SSLROOTCERT,
     "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
     "OPENBLAS_NUM_THREADS",
 )

@@ -52,6 +52,7 @@ LAMBDA_RUNTIME = contracts.LAMBDA_RUNTIME
 LAMBDA_ENVIRONMENT = {
     "RECSYS_ARTIFACTS_BUCKET", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "RECSYS_DB_SECRET_ARN",
     "RECSYS_POINTER_TTL_SECONDS", "RECSYS_TOP_K", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
+    contracts.ENV_PG_SSLMODE, contracts.ENV_PG_SSLROOTCERT,
 }
 
 VAR_REF = re.compile(r"(?<![\w.])var\.([A-Za-z_][\w-]*)")
@@ -725,3 +726,52 @@ def test_plan_warns_when_the_instance_class_cannot_hold_the_index():
     assert _instance_check("db.r7g.large", 3000) is True and _instance_check("db.m7g.large", 3000) is False
     assert _instance_check("db.t4g.micro", 50) is True  # a lab-sized index fits
     assert _instance_check("db.serverless", 100_000) is True  # unknown memory: silent
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: every connection on AWS verifies the server
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module,call", [("api", "api"), ("streaming-inference", "streaming_inference")])
+def test_lambda_db_connections_verify_the_rds_certificate(root, module, call):
+    tf = module_tf(module)
+    environment = single_block(tf.only("aws_lambda_function"), "environment")["variables"]
+    assert environment[contracts.ENV_PG_SSLMODE] == "${var.db_sslmode}"
+    assert tf.variables["db_sslmode"]["default"] == contracts.AWS_PG_SSLMODE == "verify-full"
+    assert root.modules[call]["db_sslmode"] == "${var.db_sslmode}"
+    assert root.variables["db_sslmode"]["default"] == contracts.AWS_PG_SSLMODE
+    # the bundle `recsys lambda-zip` puts at the zip's root, where Lambda unpacks it
+    assert render(environment[contracts.ENV_PG_SSLROOTCERT], tf, "") == f"{contracts.LAMBDA_TASK_ROOT}/{contracts.RDS_CA_BUNDLE}"
+
+
+def test_glue_jdbc_connection_verifies_the_mysql_certificate(root):
+    etl = module_tf("etl")
+    assert etl.locals["jdbc_url"].endswith("?sslMode=${var.source_db_ssl_mode}")
+    assert root.variables["source_db_ssl_mode"]["default"] == "VERIFY_IDENTITY"
+    assert root.modules["etl"]["source_db_ssl_mode"] == "${var.source_db_ssl_mode}"
+    properties = etl.only("aws_glue_connection")["connection_properties"]
+    assert properties["JDBC_ENFORCE_SSL"] == "true"
+    assert module_tf("etl").only("aws_glue_job")["default_arguments"]["--source_jdbc_url"] == "${local.jdbc_url}"
+
+
+def test_local_connections_stay_plain_and_aws_settings_verify():
+    assert default_settings().pg_sslmode == "prefer"  # the embedded server has no TLS
+    aws_like = config.load_settings({"RECSYS_STATE_DIR": "/nonexistent", contracts.ENV_PG_SSLMODE: "verify-full",
+                                     contracts.ENV_PG_SSLROOTCERT: "/opt/rds-ca-bundle.pem"})
+    assert aws_like.pg_params()["sslmode"] == "verify-full"
+    assert aws_like.pg_params()["sslrootcert"] == "/opt/rds-ca-bundle.pem"
+
+
+def test_the_lambda_zips_ship_the_rds_ca_bundle(tmp_path):
+    from recsys.core.errors import PipelineError
+    from recsys.deploy.lambda_zip import DEFAULT_CA_BUNDLE, ca_bundle_entry
+
+    assert DEFAULT_CA_BUNDLE.name == contracts.RDS_CA_BUNDLE
+    pem = tmp_path / "bundle.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert ca_bundle_entry(pem) == (contracts.RDS_CA_BUNDLE, pem)
+    pem.write_text("not a certificate")
+    with pytest.raises(PipelineError, match="make rds-ca-bundle"):
+        ca_bundle_entry(pem)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^lambda-zip: .*\$\(RDS_CA_BUNDLE\)", makefile, re.M)
+    assert re.search(r"^api-zip: .*\$\(RDS_CA_BUNDLE\)", makefile, re.M)

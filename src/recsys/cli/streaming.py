@@ -12,7 +12,7 @@ from recsys.apps.replay import MAX_RATE, MIN_RATE, replay
 from recsys.cli.options import FRACTION, SEED, EventRate, FiniteFloatRange
 from recsys.contracts import LAMBDA_HANDLER
 from recsys.core.config import load_settings
-from recsys.deploy.lambda_zip import API_LAMBDA, API_ZIP, FIREHOSE_LAMBDA, build_lambda_zip
+from recsys.deploy.lambda_zip import API_LAMBDA, API_ZIP, DEFAULT_CA_BUNDLE, FIREHOSE_LAMBDA, build_lambda_zip
 from recsys.local.firehose.delivery import build_delivery
 from recsys.local.firehose.invokers import INVOKE_MODES
 
@@ -23,12 +23,19 @@ from recsys.local.firehose.invokers import INVOKE_MODES
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Zip to write (default: RECSYS_LAMBDA_ZIP, build/lambda.zip).")
 @click.option("--rebuild-deps", is_flag=True, help="Reinstall the dependencies even when cached.")
-def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool) -> None:
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CA_BUNDLE,
+              show_default=True, help="RDS CA bundle shipped at the zip's root (TLS verify-full on AWS); "
+                                      "`make rds-ca-bundle` writes it. Left out when missing.")
+def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool, ca_bundle: Path) -> None:
     """Build the Firehose transformation Lambda's deployment zip, or with --api the API's (reproducible)."""
     default = load_settings().lambda_zip
     target = output or (default.with_name(API_ZIP) if api else default)
     function = API_LAMBDA if api else FIREHOSE_LAMBDA
-    for line in build_lambda_zip(target, force_dependencies=rebuild_deps, function=function).lines():
+    if not ca_bundle.exists():
+        click.echo(f"warning: no RDS CA bundle at {ca_bundle} (make rds-ca-bundle): on AWS this zip cannot "
+                   "verify the DB's certificate (db_sslmode verify-full)", err=True)
+    bundle = ca_bundle if ca_bundle.exists() else None
+    for line in build_lambda_zip(target, force_dependencies=rebuild_deps, function=function, ca_bundle=bundle).lines():
         click.echo(line)
 
 

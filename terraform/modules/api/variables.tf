@@ -124,3 +124,14 @@ variable "invoker_role_names" {
   description = "IAM roles (same account) given the policy to call the function URL."
   default     = []
 }
+
+variable "db_sslmode" {
+  type        = string
+  description = "libpq sslmode of the DB connections (PGSSLMODE): verify-full checks the RDS certificate against the zip's RDS CA bundle and the host name."
+  default     = "verify-full"
+
+  validation {
+    condition     = contains(["require", "verify-ca", "verify-full"], var.db_sslmode)
+    error_message = "db_sslmode must be require, verify-ca or verify-full (the DB forces TLS)."
+  }
+}

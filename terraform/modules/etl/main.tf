@@ -29,7 +29,7 @@ locals {
   script_key       = "glue/etl_job.py"
   job_modules_key  = "glue/recsys-job-modules.zip"
   temp_dir         = "glue-temp"
-  jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}"
+  jdbc_url         = "jdbc:mysql://${var.source_db_endpoint}:${var.source_db_port}/${var.source_db_name}?sslMode=${var.source_db_ssl_mode}"
   catalog_database = replace("${var.project}_catalog", "-", "_")
   log_group_prefix = "/aws-glue/jobs/${var.project}-ratings-etl"
   catalog_table    = local.training_dir
@@ -132,6 +132,7 @@ resource "aws_glue_connection" "source" {
 
   connection_properties = {
     JDBC_CONNECTION_URL = local.jdbc_url
+    JDBC_ENFORCE_SSL    = "true"
     SECRET_ID           = var.source_db_secret_arn
   }
 

@@ -106,3 +106,9 @@ variable "partition_key" {
   description = "Partition column of the training set."
   default     = "productLine"
 }
+
+variable "source_db_ssl_mode" {
+  type        = string
+  description = "Connector/J sslMode of the JDBC URL (VERIFY_IDENTITY: certificate and host name verified)."
+  default     = "VERIFY_IDENTITY"
+}

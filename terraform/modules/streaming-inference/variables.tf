@@ -157,3 +157,14 @@ variable "pointer_ttl_seconds" {
   description = "Cache lifetime of the model-version pointer (RECSYS_POINTER_TTL_SECONDS)."
   default     = 60
 }
+
+variable "db_sslmode" {
+  type        = string
+  description = "libpq sslmode of the DB connections (PGSSLMODE): verify-full checks the RDS certificate against the zip's RDS CA bundle and the host name."
+  default     = "verify-full"
+
+  validation {
+    condition     = contains(["require", "verify-ca", "verify-full"], var.db_sslmode)
+    error_message = "db_sslmode must be require, verify-ca or verify-full (the DB forces TLS)."
+  }
+}
