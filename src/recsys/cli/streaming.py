@@ -24,7 +24,7 @@ from recsys.local.firehose.invokers import INVOKE_MODES
               help="Zip to write (default: RECSYS_LAMBDA_ZIP, build/lambda.zip).")
 @click.option("--rebuild-deps", is_flag=True, help="Reinstall the dependencies even when cached.")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CA_BUNDLE,
-              show_default=True, help="RDS CA bundle shipped at the zip's root (TLS verify-full on AWS); "
+              show_default=True, help="RDS CA bundle shipped at the zip's root (the DB's certificate verified on AWS); "
                                       "`make rds-ca-bundle` writes it. Left out when missing.")
 def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool, ca_bundle: Path) -> None:
     """Build the Firehose transformation Lambda's deployment zip, or with --api the API's (reproducible)."""
@@ -33,7 +33,7 @@ def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool, ca_bu
     function = API_LAMBDA if api else FIREHOSE_LAMBDA
     if not ca_bundle.exists():
         click.echo(f"warning: no RDS CA bundle at {ca_bundle} (make rds-ca-bundle): on AWS this zip cannot "
-                   "verify the DB's certificate (db_sslmode verify-full)", err=True)
+                   "verify the DB's certificate (Terraform's db_sslmode)", err=True)
     bundle = ca_bundle if ca_bundle.exists() else None
     for line in build_lambda_zip(target, force_dependencies=rebuild_deps, function=function, ca_bundle=bundle).lines():
         click.echo(line)
