@@ -62,6 +62,15 @@ resource "aws_kms_key" "main" {
           }
         }
       },
+      {
+        # CloudWatch alarms and EventBridge rules publish to the encrypted alarm topic (modules/monitoring)
+        Sid       = "AlarmsPublishToTheEncryptedTopic"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
     ]
   })
 }
@@ -224,4 +233,42 @@ module "api" {
   top_k                = var.recommendations_top_k
   pointer_ttl_seconds  = var.model_pointer_ttl_seconds
   invoker_role_names   = var.api_invoker_role_names
+}
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring: alarms, event rules and a dashboard for whichever phases are on
+# ---------------------------------------------------------------------------------------------
+module "monitoring" {
+  source = "./modules/monitoring"
+  count  = var.enable_monitoring && var.enable_etl ? 1 : 0
+
+  project     = var.project
+  kms_key_arn = aws_kms_key.main.arn
+  alarm_email = var.alarm_email
+
+  glue_job_name               = module.etl[0].glue_job_name
+  recommendations_bucket_name = module.etl[0].recommendations_bucket_name
+
+  vector_db_enabled    = var.enable_vector_db
+  vector_db_identifier = var.enable_vector_db ? module.vector_db[0].identifier : ""
+  vector_db_burstable  = startswith(var.db_instance_class, "db.t")
+
+  streaming_enabled       = var.enable_streaming
+  kinesis_stream_name     = var.enable_streaming ? module.streaming_inference[0].kinesis_stream_name : ""
+  delivery_stream_name    = var.enable_streaming ? module.streaming_inference[0].delivery_stream_name : ""
+  inference_function_name = var.enable_streaming ? module.streaming_inference[0].lambda_function_name : ""
+
+  api_enabled       = var.enable_api
+  api_function_name = var.enable_api ? module.api[0].function_name : ""
+
+  period_seconds                        = var.alarm_thresholds.period_seconds
+  lambda_errors_threshold               = var.alarm_thresholds.lambda_errors
+  lambda_throttles_threshold            = var.alarm_thresholds.lambda_throttles
+  iterator_age_seconds_threshold        = var.alarm_thresholds.iterator_age_seconds
+  firehose_processing_success_threshold = var.alarm_thresholds.firehose_processing_success
+  api_5xx_threshold                     = var.alarm_thresholds.api_5xx
+  db_cpu_percent_threshold              = var.alarm_thresholds.db_cpu_percent
+  db_cpu_credit_balance_threshold       = var.alarm_thresholds.db_cpu_credit_balance
+  db_free_storage_mb_threshold          = var.alarm_thresholds.db_free_storage_mb
+  db_connections_threshold              = var.alarm_thresholds.db_connections
 }

@@ -359,3 +359,35 @@ variable "api_invoker_role_names" {
   description = "IAM roles of this account that get the policy to call the API's function URL."
   default     = []
 }
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring (on with phase 1; alarms follow the phases that are on)
+# ---------------------------------------------------------------------------------------------
+variable "enable_monitoring" {
+  type        = bool
+  description = "SNS alarm topic, CloudWatch alarms, EventBridge rules (failed Glue runs, parked records) and the dashboard."
+  default     = true
+}
+
+variable "alarm_email" {
+  type        = string
+  description = "Email address subscribed to the alarm topic (confirm the mail AWS sends); empty: subscribe yourself."
+  default     = ""
+}
+
+variable "alarm_thresholds" {
+  type = object({
+    period_seconds              = optional(number, 300)  # each alarm's statistic over this period, 1 period
+    lambda_errors               = optional(number, 1)    # failed invocations of a Lambda (sum)
+    lambda_throttles            = optional(number, 1)    # throttled invocations of a Lambda (sum)
+    iterator_age_seconds        = optional(number, 900)  # oldest unread Kinesis event (max)
+    firehose_processing_success = optional(number, 1)    # ExecuteProcessing.Success below this (average)
+    api_5xx                     = optional(number, 5)    # 5xx answers of the API's function URL (sum)
+    db_cpu_percent              = optional(number, 80)   # vector DB CPU (average)
+    db_cpu_credit_balance       = optional(number, 20)   # burstable DB's CPU credits at or below (minimum)
+    db_free_storage_mb          = optional(number, 2048) # vector DB free storage at or below (minimum)
+    db_connections              = optional(number, 60)   # vector DB connections (max)
+  })
+  description = "Alarm thresholds; set only the ones to change, e.g. { api_5xx = 20 }."
+  default     = {}
+}

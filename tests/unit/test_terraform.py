@@ -775,3 +775,79 @@ def test_the_lambda_zips_ship_the_rds_ca_bundle(tmp_path):
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lambda-zip: .*\$\(RDS_CA_BUNDLE\)", makefile, re.M)
     assert re.search(r"^api-zip: .*\$\(RDS_CA_BUNDLE\)", makefile, re.M)
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring: alarms, event rules and a dashboard
+# ---------------------------------------------------------------------------------------------
+# Each signal the deployment must report: (namespace, metric) -> the threshold it compares with
+SIGNALS = {
+    ("AWS/Lambda", "Errors"): "lambda_errors", ("AWS/Lambda", "Throttles"): "lambda_throttles",
+    ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds"): "iterator_age_seconds",
+    ("AWS/Firehose", "ExecuteProcessing.Success"): "firehose_processing_success",
+    ("AWS/Lambda", "Url5xxCount"): "api_5xx", ("AWS/RDS", "CPUUtilization"): "db_cpu_percent",
+    ("AWS/RDS", "CPUCreditBalance"): "db_cpu_credit_balance", ("AWS/RDS", "FreeStorageSpace"): "db_free_storage_mb",
+    ("AWS/RDS", "DatabaseConnections"): "db_connections",
+}
+ALARM_OBJECT = re.compile(r'namespace\s*=\s*"(?P<ns>[\w/]+)",?\s*metric\s*=\s*"(?P<metric>[\w.]+)".*?'
+                          r'threshold\s*=\s*(?P<threshold>[^\n},]+)', re.S)
+
+
+def monitoring_alarms() -> dict[tuple[str, str], str]:
+    """(namespace, metric) -> threshold expression of every alarm object in modules/monitoring."""
+    text = (MODULES / "monitoring" / "main.tf").read_text()
+    text = re.sub(r"\s*\n\s*", " ", text)  # one object per match, whatever the line breaks
+    return {(m["ns"], m["metric"]): m["threshold"].strip() for m in ALARM_OBJECT.finditer(text)}
+
+
+def test_monitoring_is_on_by_default_with_its_phase(root):
+    call = root.modules["monitoring"]
+    assert root.variables["enable_monitoring"]["default"] is True
+    assert "var.enable_monitoring && var.enable_etl" in call["count"]
+    for flag, switch in (("enable_vector_db", "vector_db_enabled"), ("enable_streaming", "streaming_enabled"),
+                         ("enable_api", "api_enabled")):
+        assert call[switch] == f"${{var.{flag}}}", f"{switch} follows {flag}"
+    assert call["alarm_email"] == "${var.alarm_email}" and root.variables["alarm_email"]["default"] == ""
+
+
+def test_every_signal_has_an_alarm_whose_threshold_is_a_variable(root):
+    alarms = monitoring_alarms()
+    assert set(SIGNALS) <= set(alarms), f"no alarm for {sorted(set(SIGNALS) - set(alarms))}"
+    monitoring = module_tf("monitoring")
+    thresholds = root.variables["alarm_thresholds"]["type"]
+    for signal, name in SIGNALS.items():
+        variable = re.search(r"var\.(\w+)", alarms[signal]).group(1)
+        assert variable in monitoring.variables, f"{signal}: threshold {alarms[signal]}"
+        assert root.modules["monitoring"][variable] == f"${{var.alarm_thresholds.{name}}}"
+        assert re.search(rf"\b{name}\s*=\s*optional\(number,\s*[\d.]+\)", thresholds), f"{name} has no default"
+    alarm = monitoring.only("aws_cloudwatch_metric_alarm")
+    assert alarm["for_each"] == "${local.alarms}"
+    assert alarm["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"] and alarm["treat_missing_data"] == "notBreaching"
+
+
+def test_alarm_topic_is_encrypted_and_mailed_when_asked():
+    monitoring = module_tf("monitoring")
+    assert monitoring.only("aws_sns_topic")["kms_master_key_id"] == "${var.kms_key_arn}"
+    assert "var.alarm_email" in monitoring.only("aws_sns_topic_subscription")["count"]
+    key_policy = (TF / "main.tf").read_text()
+    assert '"cloudwatch.amazonaws.com", "events.amazonaws.com"' in key_policy, "they must use the topic's key"
+
+
+def test_failed_glue_runs_and_parked_records_raise_events():
+    monitoring = module_tf("monitoring")
+    rules = monitoring.resources_of("aws_cloudwatch_event_rule")
+    glue = rules["glue_job_failed"]["event_pattern"]
+    assert '"aws.glue"' in glue and '"Glue Job State Change"' in glue and '"FAILED", "TIMEOUT"' in glue
+    parked = rules["records_parked"]["event_pattern"]
+    assert '"aws.s3"' in parked and '"Object Created"' in parked
+    # parked records: processing-failed/<yyyy>/..., not the redrive markers under processing-failed/redriven/
+    assert f'prefix = "{contracts.ERROR_KEY_PREFIX}2"' in parked
+    assert not f"{contracts.ERROR_KEY_PREFIX}2".startswith(contracts.REDRIVE_MARKER_PREFIX)
+    assert monitoring.only("aws_s3_bucket_notification")["eventbridge"] is True
+    targets = monitoring.resources_of("aws_cloudwatch_event_target")
+    assert set(targets) == set(rules) and all(t["arn"] == "${aws_sns_topic.alarms.arn}" for t in targets.values())
+
+
+def test_one_dashboard_shows_every_alarm():
+    dashboard = module_tf("monitoring").only("aws_cloudwatch_dashboard")
+    assert "local.alarms" in dashboard["dashboard_body"] and "glue" in dashboard["dashboard_body"].lower()

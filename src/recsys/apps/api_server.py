@@ -6,6 +6,10 @@ of a Lambda environment.
 """
 from __future__ import annotations
 
+import os
+import threading
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -15,9 +19,11 @@ from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime
 from recsys.core import aws
 from recsys.core.config import Settings
+from recsys.local.firehose.source import write_json_atomically
 
 # A query that runs longer than this is cancelled: a request answers 503 rather than hang.
 STATEMENT_TIMEOUT_MS = 5000
+STATS_SECONDS = 5.0  # how often the request counts reach <state>/api.stats.json at most
 
 
 def api_runtime(settings: Settings, pool_size: int) -> ServingRuntime:
@@ -38,7 +44,55 @@ def api_port(settings: Settings) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def api_stats_path(settings: Settings) -> Path:
+    """``<state>/api.stats.json``: the local API's request counts (what CloudWatch counts on AWS)."""
+    return settings.state_dir / "api.stats.json"
+
+
+class RequestCounter:
+    """ASGI middleware counting answers by class (2xx/4xx/5xx), written to ``path`` every few seconds
+    and at shutdown: `recsys status` reads the API's error rate from it."""
+
+    def __init__(self, app, path: Path, every_seconds: float = STATS_SECONDS):
+        self.app, self.path, self.every = app, path, every_seconds
+        self.counts = {"requests": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
+        self._lock = threading.Lock()
+        self._written = 0.0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}  # an exception escaping the app answers 500
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.count(status["code"])
+
+    def count(self, code: int) -> None:
+        with self._lock:
+            self.counts["requests"] += 1
+            self.counts[f"{min(max(code // 100, 2), 5)}xx"] += 1
+            due = code >= 500 or time.monotonic() - self._written >= self.every
+        if due:
+            self.write()
+
+    def write(self) -> None:
+        with self._lock:
+            data = {**self.counts, "pid": os.getpid()}
+            self._written = time.monotonic()
+        write_json_atomically(self.path, data)
+
+
 def serve_api(settings: Settings, host: str, port: int, pool_size: int, access_log: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers, also in a background job)."""
-    app = create_app(api_runtime(settings, pool_size))
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
+    app = RequestCounter(create_app(api_runtime(settings, pool_size)), api_stats_path(settings))
+    app.write()  # zero counts at start: status tells a fresh API from none
+    try:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        app.write()

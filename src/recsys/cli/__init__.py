@@ -31,6 +31,7 @@ STAGE_COMMANDS = {
     "redrive": ("recsys.cli.streaming:redrive_command", "Send parked records back to the source stream, each once."),
     "demo": ("recsys.cli.apps:demo_command", "Run the whole pipeline end to end and write a report."),
     "web": ("recsys.cli.apps:web_command", "Serve the recommendations page on 127.0.0.1."),
+    "status": ("recsys.cli.apps:status_command", "Pipeline health: delivery lag, parked records, errors, model age."),
 }
 
 

@@ -1,6 +1,7 @@
-"""Application commands: ``recommend``, ``api``, ``demo``, ``web``."""
+"""Application commands: ``recommend``, ``api``, ``demo``, ``web``, ``status``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from recsys.apps.api_server import api_port, serve_api
 from recsys.apps.demo import run_demo
 from recsys.apps.demo_report import summary_text, write_report
 from recsys.apps.recommend import recommend
+from recsys.apps.status import pipeline_status
 from recsys.apps.web import serve_web
 from recsys.cli.options import CUSTOMER_NUMBER, EF_SEARCH, SEED, TOP_K, EventRate
 from recsys.cli.stack import EMULATOR_OPTION, settings_with_emulator
@@ -80,3 +82,13 @@ def web_command(host: str, port: int) -> None:
     settings = load_settings()
     click.echo(f"recommendations page on http://{host}:{port}/ (API: {settings.api_url})")
     serve_web(settings, host, port)
+
+
+@click.command("status")
+def status_command() -> None:
+    """Delivery lag, parked records, Lambda errors, API error rate and the live model's age (the AWS
+    alarms' signals, from the local stand-ins); exit 1 when one would alarm."""
+    signals = pipeline_status(load_settings())
+    for signal in signals:
+        click.echo(signal.line())
+    sys.exit(1 if any(s.alert for s in signals) else 0)

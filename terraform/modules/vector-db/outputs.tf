@@ -32,3 +32,8 @@ output "s3_import_role_arn" {
   description = "Role associated with feature s3Import."
   value       = aws_iam_role.s3_import.arn
 }
+
+output "identifier" {
+  description = "RDS instance identifier (the CloudWatch dimension DBInstanceIdentifier)."
+  value       = aws_db_instance.this.identifier
+}
