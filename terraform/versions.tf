@@ -5,7 +5,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.90"
+      version = "~> 5.99" # the schema tests/unit/test_terraform_schema.py checks against: 5.99.1
     }
     archive = {
       source  = "hashicorp/archive"
