@@ -6,6 +6,7 @@ of a Lambda environment.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from recsys.local.firehose.source import write_json_atomically
 
 # A query that runs longer than this is cancelled: a request answers 503 rather than hang.
 STATEMENT_TIMEOUT_MS = 5000
+log = logging.getLogger(__name__)
 STATS_SECONDS = 5.0  # how often the request counts reach <state>/api.stats.json at most
 
 
@@ -85,7 +87,10 @@ class RequestCounter:
         with self._lock:
             data = {**self.counts, "pid": os.getpid()}
             self._written = time.monotonic()
-        write_json_atomically(self.path, data)
+        try:
+            write_json_atomically(self.path, data)
+        except OSError as exc:  # a read-only state dir costs the counts, never a request
+            log.warning("API request counts not written to %s: %s", self.path, exc)
 
 
 def serve_api(settings: Settings, host: str, port: int, pool_size: int, access_log: bool = True) -> None:
