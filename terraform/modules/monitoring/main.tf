@@ -4,6 +4,7 @@
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
 
 locals {
   region = data.aws_region.current.name
@@ -119,7 +120,7 @@ data "aws_iam_policy_document" "alarms_topic" {
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = ["arn:aws:events:${local.region}:${data.aws_caller_identity.current.account_id}:rule/${var.project}-*"]
+      values   = ["arn:${data.aws_partition.current.partition}:events:${local.region}:${data.aws_caller_identity.current.account_id}:rule/${var.project}-*"]
     }
   }
 }
