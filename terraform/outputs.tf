@@ -110,3 +110,13 @@ output "api_invoke_policy_arn" {
   description = "Managed policy to attach to roles that call the API."
   value       = one(module.api[*].invoke_policy_arn)
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic of every alarm and event rule (subscribe on-call endpoints to it)."
+  value       = one(module.monitoring[*].alarm_topic_arn)
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the pipeline's health."
+  value       = one(module.monitoring[*].dashboard_name)
+}
