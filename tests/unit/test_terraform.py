@@ -212,7 +212,7 @@ DIRS = [pytest.param(d, id=str(d.relative_to(TF)) or "root") for d in tf_dirs()]
 def test_layout():
     for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "backend.tf.example"):
         assert (TF / name).is_file(), f"terraform/{name} missing"
-    for name in ("etl", "vector-db", "streaming-inference", "api"):
+    for name in ("etl", "vector-db", "streaming-inference", "api", "monitoring"):
         for file in ("main.tf", "variables.tf", "outputs.tf"):
             assert (MODULES / name / file).is_file(), f"terraform/modules/{name}/{file} missing"
 
