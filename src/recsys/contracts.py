@@ -24,6 +24,9 @@ TRAINING_COLUMNS = (
 # -- 2. model artifacts: the trainer writes, the vector-DB loader and the Lambda read ---------------
 MODELS_PREFIX = "models/"  # under the artifacts bucket
 SERVING_POINTER_KEY = MODELS_PREFIX + "serving.json"  # {"version": ..., "updated_at": ...}, moved last
+# The batch pipeline's run records (recsys.pipeline.definition): pipeline/runs/<run id>.json, one per run,
+# written by each stage; the state machine reads the quality gate's decision from it.
+PIPELINE_RUNS_PREFIX = "pipeline/runs/"
 MODEL_MANIFEST = "manifest.json"
 ITEM_EMBEDDINGS = "item_embeddings.csv"
 USER_EMBEDDINGS = "user_embeddings.csv"
