@@ -18,9 +18,11 @@ from click.testing import CliRunner
 
 from fixtures_stack import running_emulator
 from recsys.cli import cli
+from recsys.contracts import DB_LOADER_ROLE
 from recsys.core import aws
 from recsys.core.db import connect_pg
 from recsys.local.aws_resources import ensure_bucket
+from recsys.local.stack import EmbeddedStack
 from recsys.pipeline import stages
 from recsys.pipeline.artifacts import serving_version
 from recsys.pipeline.definition import EXAMPLE_TARGETS, PIPELINE, asl_json
@@ -57,7 +59,8 @@ def db_live_version(settings) -> str | None:
 
 def run(settings, tmp_path, name: str, **env):
     lines: list[str] = []
-    execute = subprocess_executor(settings, tmp_path / "logs", env)
+    # each stage connects as its task's database role, as the task definitions give them on AWS
+    execute = subprocess_executor(settings, tmp_path / "logs", env, EmbeddedStack(settings).pipeline_task_env())
     outcome = run_pipeline(settings, f"run-test-{name}", execute, echo=lines.append)
     record = stages.read_run(settings, outcome.run_id)
     return outcome, record, {"pointer": serving_version(settings), "db": db_live_version(settings), "echo": lines}
@@ -70,7 +73,7 @@ def runs(pipeline_settings, tmp_path_factory):
         ("first", {}), ("worse", {stages.ENV_TRAIN_PARAMS: json.dumps(WORSE_MODEL)}), ("again", {}))}
 
 
-def test_first_run_promotes_its_model_through_every_stage(runs):
+def test_first_run_promotes_its_model_through_every_stage(runs, pipeline_settings):
     outcome, record, after = runs["first"]
     assert outcome.status == SUCCEEDED_STATUS, outcome.steps
     assert outcome.path == [stage.state for stage in PIPELINE]
@@ -78,13 +81,16 @@ def test_first_run_promotes_its_model_through_every_stage(runs):
     assert after["pointer"] == after["db"] == record["candidate"] == record["promoted"]
     smoke = outcome.steps[-1].detail
     assert "known customer" in smoke and "new customer" in smoke and "known_customer" in smoke
+    with closing(connect_pg(pipeline_settings)) as conn, conn.cursor() as cur:  # the loader's switch
+        cur.execute("SELECT tableowner FROM pg_tables WHERE tablename IN ('item_emb', 'user_emb', 'live_model')")
+        assert {owner for (owner,) in cur.fetchall()} == {DB_LOADER_ROLE}
 
 
 def test_worse_model_is_refused_and_the_live_one_stays(runs):
     first = runs["first"][1]["candidate"]
     outcome, record, after = runs["worse"]
     assert outcome.status == NOT_PROMOTED_STATUS
-    assert outcome.path == ["Etl", "Train", "QualityGate"]
+    assert outcome.path == ["DatabaseRoles", "Etl", "Train", "QualityGate"]
     assert record["live_before"] == first and record["candidate"] != first
     assert after["pointer"] == after["db"] == first  # neither the pointer nor the live tables moved
     gate = record["gate"]

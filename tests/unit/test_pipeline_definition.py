@@ -91,14 +91,14 @@ def walk(document: dict, *, failing: dict[str, int] | None = None, promote: bool
 
 def test_happy_path_is_the_definition_order(document):
     ran, end = walk(document)
-    assert ran == [stage.state for stage in PIPELINE] == ["Etl", "Train", "QualityGate", "LoadEmbeddings",
+    assert ran == [stage.state for stage in PIPELINE] == ["DatabaseRoles", "Etl", "Train", "QualityGate", "LoadEmbeddings",
                                                          "Promote", "SmokeTest"]
     assert end == definition.SUCCEEDED
 
 
 def test_refused_candidate_ends_not_promoted_after_a_notification(document):
     ran, end = walk(document, promote=False)
-    assert ran == ["Etl", "Train", "QualityGate"] and end == definition.NOT_PROMOTED
+    assert ran == ["DatabaseRoles", "Etl", "Train", "QualityGate"] and end == definition.NOT_PROMOTED
     notify = document["States"][definition.NOTIFY_NOT_PROMOTED]
     assert notify["Resource"] == "arn:aws:states:::sns:publish" and notify["Next"] == definition.NOT_PROMOTED
     assert "$.run.record.gate.summary" in notify["Parameters"]["Message.$"]

@@ -9,6 +9,7 @@ import click
 from recsys.cli.options import FiniteFloatRange
 from recsys.core import aws
 from recsys.core.config import load_settings
+from recsys.local.stack import EmbeddedStack
 from recsys.pipeline.definition import EXAMPLE_TARGETS, STAGES, asl_json, asl_template
 from recsys.pipeline.runner import NOT_PROMOTED_STATUS, SUCCEEDED_STATUS, run_pipeline, subprocess_executor
 from recsys.pipeline.stages import ENV_GATE_TOLERANCE, ENV_TRAIN_PARAMS, STAGE_FUNCTIONS, new_run_id
@@ -45,7 +46,8 @@ def run_command(run_id: str | None, train_params: str | None, tolerance: float |
     if tolerance is not None:
         env[ENV_GATE_TOLERANCE] = repr(tolerance)
     run_id = run_id or new_run_id()
-    executor = subprocess_executor(settings, log_dir or settings.state_dir / "logs" / "pipeline", env)
+    task_env = EmbeddedStack(settings).pipeline_task_env()  # each task's database role, as on AWS
+    executor = subprocess_executor(settings, log_dir or settings.state_dir / "logs" / "pipeline", env, task_env)
     outcome = run_pipeline(settings, run_id, executor, echo=click.echo)
     click.echo(f"run {run_id}: {outcome.status} ({' -> '.join(outcome.path)})")
     if outcome.status not in (SUCCEEDED_STATUS, NOT_PROMOTED_STATUS):

@@ -1,4 +1,5 @@
-"""The batch pipeline, defined once: ETL -> train -> quality gate -> load embeddings -> promote -> smoke test.
+"""The batch pipeline, defined once: database roles -> ETL -> train -> quality gate -> load embeddings -> promote
+-> smoke test.
 
 ``PIPELINE`` is the only list of stages. Two things are made from it:
 
@@ -21,14 +22,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from recsys.contracts import PIPELINE_RUNS_PREFIX
+from recsys.contracts import PIPELINE_RUNS_PREFIX, TASK_DBROLES, TASK_GATE, TASK_LOAD, TASK_TRAIN
 
 GLUE, ECS = "glue", "ecs"
 CONTAINER_NAME = "recsys"  # the container of every pipeline task definition (terraform/modules/pipeline)
 STAGE_COMMAND = ("pipeline", "stage")  # after the image's ENTRYPOINT ["recsys"]
 # The ECS task definitions (each with its own task role) and what they may do.
-TASK_TRAIN, TASK_LOAD, TASK_GATE = "train", "load", "gate"
-TASKS = (TASK_TRAIN, TASK_LOAD, TASK_GATE)
+TASKS = (TASK_DBROLES, TASK_TRAIN, TASK_LOAD, TASK_GATE)
 
 # Step Functions error names the runner maps its own failures to.
 TASK_FAILED = "States.TaskFailed"  # a stage's process exited non-zero (an ECS container, a Glue job run)
@@ -88,6 +88,8 @@ def _ecs_retry(attempts: int = 2) -> tuple[Retry, ...]:
 
 # The stages in the order they run, then the handler that only an error reaches.
 PIPELINE: tuple[Stage, ...] = (
+    Stage("DatabaseRoles", "db-roles", ECS, TASK_DBROLES, 600, _ecs_retry(2), NOTIFY_FAILURE, "Etl",
+          description="the vector DB's loader and serving roles (sql/roles.sql), their passwords from their secrets"),
     Stage("Etl", "etl", GLUE, "", 2 * 3600, (Retry(GLUE_SERVICE_ERRORS, 3, 60),), NOTIFY_FAILURE, "Train",
           description="Glue job: MySQL -> partitioned Parquet training set in S3"),
     Stage("Train", "train", ECS, TASK_TRAIN, 4 * 3600, _ecs_retry(1), NOTIFY_FAILURE, "QualityGate",

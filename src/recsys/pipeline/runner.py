@@ -59,17 +59,20 @@ class RunOutcome:
 Executor = Callable[[Stage, str], str]  # runs one attempt of a stage; returns its line or raises StageFailed
 
 
-def subprocess_executor(settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None) -> Executor:
-    """Run a stage as ``recsys pipeline stage ...`` in a subprocess (as its container would), output to a log."""
+def subprocess_executor(settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None,
+                        task_env: dict[str, dict[str, str]] | None = None) -> Executor:
+    """Run a stage as ``recsys pipeline stage ...`` in a subprocess (as its container would), output to a log;
+    ``task_env`` is what each task definition adds to its container (the database role it connects as)."""
     recsys = str(Path(sys.executable).with_name("recsys"))
     env = {**os.environ, **settings.as_env(), **(extra_env or {})}
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def execute(stage: Stage, run_id: str) -> str:
         log_path = log_dir / f"{run_id}-{stage.command}.log"
+        stage_env = env | (task_env or {}).get(stage.task, {})
         with open(log_path, "ab") as log:
             try:
-                proc = subprocess.run([recsys, *container_command(stage, run_id)], env=env, stdout=subprocess.PIPE,
+                proc = subprocess.run([recsys, *container_command(stage, run_id)], env=stage_env, stdout=subprocess.PIPE,
                                       stderr=log, timeout=stage.timeout_seconds)
             except subprocess.TimeoutExpired:
                 raise StageFailed(TIMEOUT, f"{stage.state} ran longer than {stage.timeout_seconds} s") from None

@@ -19,6 +19,7 @@ from recsys.contracts import STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK,
 from recsys.core import aws
 from recsys.core.config import Settings
 from recsys.core.db import connect_pg
+from recsys.core.db_roles import apply_roles, passwords_from_env
 from recsys.core.errors import PipelineError
 from recsys.pipeline import artifacts, gate
 from recsys.pipeline.definition import run_record_key
@@ -64,6 +65,13 @@ def _required(record: dict, name: str, stage: str) -> str:
 
 
 # -- the stages -------------------------------------------------------------------------------------
+
+def db_roles(settings: Settings, run_id: str) -> str:
+    """The only stage that connects as the master: it creates the roles every other one connects as."""
+    with closing(connect_pg(settings)) as conn:
+        apply_roles(conn, passwords_from_env(os.environ))
+    return f"database roles in place on {settings.pg_host}/{settings.pg_database}"
+
 
 def etl(settings: Settings, run_id: str) -> str:
     manifest = run_etl(settings)
@@ -160,6 +168,6 @@ def rollback(settings: Settings, run_id: str) -> str:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Settings, str], str]] = {
-    "etl": etl, "train": train, "gate": quality_gate, "load": load, "promote": promote, "smoke": smoke,
+    "db-roles": db_roles, "etl": etl, "train": train, "gate": quality_gate, "load": load, "promote": promote, "smoke": smoke,
     "rollback": rollback,
 }
