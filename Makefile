@@ -114,6 +114,14 @@ load-embeddings: install ## Load the serving model's embeddings into pgvector
 pipeline: install ## Run the batch pipeline locally in the state machine's order (ETL .. smoke test; PIPELINE_ARGS)
 	$(RECSYS) pipeline run $(PIPELINE_ARGS)
 
+.PHONY: push-image
+push-image: ## Build the project image and push it to the pipeline's ECR repository, tagged with the commit
+	@repo=$$(terraform -chdir=terraform output -raw pipeline_ecr_repository_url) && tag=$$(git rev-parse --short=12 HEAD) && \
+	  region=$$(echo "$$repo" | cut -d. -f4) && \
+	  aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$${repo%%/*}" && \
+	  docker build --platform linux/amd64 -t "$$repo:$$tag" . && docker push "$$repo:$$tag" && \
+	  echo "pushed $$repo:$$tag; now: terraform -chdir=terraform apply -var pipeline_image_tag=$$tag (plus your phases)"
+
 .PHONY: lambda-zip
 lambda-zip: install ## Build the Firehose transformation Lambda zip (build/lambda.zip)
 	$(RECSYS) lambda-zip

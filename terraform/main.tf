@@ -62,6 +62,15 @@ resource "aws_kms_key" "main" {
           }
         }
       },
+      {
+        # The pipeline's run-failure rule publishes to its SSE-KMS topic (modules/pipeline).
+        Sid       = "EventBridgePublishesToThisAccountsEncryptedTopics"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = ["kms:GenerateDataKey*", "kms:Decrypt"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
     ]
   })
 }
@@ -166,15 +175,19 @@ locals {
   glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs"]
   lambda_services    = ["s3", "secretsmanager"]
   vector_db_services = ["s3"]
+  # The pipeline's ECS tasks: their code calls s3 (test_aws_access.py); the ECS agent pulls the image
+  # (ecr.api, ecr.dkr; layers from S3), writes logs and injects the DB role secrets (secretsmanager).
+  pipeline_task_services = ["s3", "ecr.api", "ecr.dkr", "logs", "secretsmanager"]
 
   endpoint_subnet_ids = distinct(concat(
     var.enable_etl ? [var.source_db_subnet_id] : [],
-    var.enable_vector_db || var.enable_streaming || var.enable_api ? var.private_subnet_ids : [],
+    var.enable_vector_db || var.enable_streaming || var.enable_api || var.enable_pipeline ? var.private_subnet_ids : [],
   ))
   endpoint_clients = merge(
     { for name, client in { glue_job = { security_group_id = var.source_db_security_group_id, services = local.glue_job_services } } : name => client if var.enable_etl },
     { for name, client in { lambda = { security_group_id = one(local.lambda_security_group_ids), services = local.lambda_services } } : name => client if var.enable_streaming },
     { for name, client in { api = { security_group_id = one(local.api_security_group_ids), services = local.lambda_services } } : name => client if var.enable_api },
+    { for name, client in { pipeline = { security_group_id = one(module.pipeline[*].security_group_id), services = local.pipeline_task_services } } : name => client if var.enable_pipeline },
   )
 }
 
@@ -218,4 +231,39 @@ module "api" {
   top_k                = var.recommendations_top_k
   pointer_ttl_seconds  = var.model_pointer_ttl_seconds
   invoker_role_names   = var.api_invoker_role_names
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 5: the batch pipeline (docs/pipeline.md)
+# ---------------------------------------------------------------------------------------------
+module "pipeline" {
+  source = "./modules/pipeline"
+  count  = var.enable_pipeline ? 1 : 0
+
+  project            = var.project
+  kms_key_arn        = aws_kms_key.main.arn
+  log_retention_days = var.log_retention_days
+
+  vpc_id               = var.vpc_id
+  subnet_ids           = var.private_subnet_ids
+  db_security_group_id = module.vector_db[0].security_group_id
+  db_address           = module.vector_db[0].address
+  db_port              = module.vector_db[0].port
+  db_name              = module.vector_db[0].db_name
+  db_master_secret_arn = module.vector_db[0].master_user_secret_arn
+
+  datalake_bucket_name  = module.etl[0].datalake_bucket_name
+  datalake_bucket_arn   = "arn:${data.aws_partition.current.partition}:s3:::${module.etl[0].datalake_bucket_name}"
+  artifacts_bucket_name = module.etl[0].artifacts_bucket_name
+  artifacts_bucket_arn  = module.etl[0].artifacts_bucket_arn
+  glue_job_name         = module.etl[0].glue_job_name
+
+  image_tag           = var.pipeline_image_tag
+  train_cpu           = var.pipeline_train_cpu
+  train_memory_mb     = var.pipeline_train_memory_mb
+  task_cpu            = var.pipeline_task_cpu
+  task_memory_mb      = var.pipeline_task_memory_mb
+  schedule_expression = var.pipeline_schedule_expression
+  schedule_enabled    = var.pipeline_schedule_enabled
+  notification_email  = var.pipeline_notification_email
 }
