@@ -81,7 +81,7 @@ def subprocess_executor(settings: Settings, log_dir: Path, extra_env: dict[str, 
             lines = log_path.read_text(errors="replace").strip().splitlines()
             raise StageFailed(TASK_FAILED, f"{stage.state} exited {proc.returncode}: "
                                            f"{lines[-1] if lines else 'no output'} (log: {log_path})")
-        return out.splitlines()[-1] if out else ""
+        return " ".join(line.strip() for line in out.splitlines())  # the stage's result, on one line
 
     return execute
 

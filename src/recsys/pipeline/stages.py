@@ -94,7 +94,8 @@ def train(settings: Settings, run_id: str) -> str:
                                ceiling_note="planted-truth ceiling: not computed by the pipeline",
                                move_pointer=False)
     update_run(settings, run_id, live_before=live, candidate=result.version)
-    return f"candidate {result.version} ({result.evaluation.selection.kind}) published; serving still {live}"
+    return (f"candidate {result.version} ({result.evaluation.selection.kind}) published; "
+            f"serving still {live or 'nothing'}")
 
 
 def quality_gate(settings: Settings, run_id: str) -> str:
@@ -118,7 +119,7 @@ def promote(settings: Settings, run_id: str) -> str:
         raise PipelineError(f"run {run_id}: the quality gate did not pass {candidate}; refusing to promote it")
     artifacts.write_serving_pointer(settings, candidate)
     update_run(settings, run_id, promoted=candidate)
-    return f"serving pointer -> {candidate} (was {record.get('live_before')})"
+    return f"serving pointer -> {candidate} (was {record.get('live_before') or 'nothing'})"
 
 
 def smoke(settings: Settings, run_id: str) -> str:
