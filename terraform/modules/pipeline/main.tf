@@ -24,7 +24,8 @@ locals {
     { name = "PGHOST", value = var.db_address },
     { name = "PGPORT", value = tostring(var.db_port) },
     { name = "PGDATABASE", value = var.db_name },
-    { name = "PGSSLMODE", value = "require" },
+    { name = "PGSSLMODE", value = "verify-full" },                       # TLS, and the certificate checked against the RDS CAs
+    { name = "PGSSLROOTCERT", value = "/opt/recsys/rds-ca-bundle.pem" }, # in the image (Dockerfile)
   ]
   db_role_secret_arns = { for role, secret in aws_secretsmanager_secret.db_role : role => secret.arn }
   # task -> its size and database credentials: train never connects; load is the loader role, gate the
