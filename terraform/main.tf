@@ -24,6 +24,11 @@ locals {
   lambda_security_group_ids = var.enable_streaming ? [module.streaming_inference[0].lambda_security_group_id] : []
   api_security_group_ids    = var.enable_api ? [module.api[0].security_group_id] : []
 
+  # The Lambdas connect as the serving role (sql/roles.sql) once the pipeline, which creates the roles and
+  # their secrets, is on; until then (no model is loaded on AWS without it) as the master.
+  serving_db_secret_arn = var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn : one(module.vector_db[*].master_user_secret_arn)
+  serving_db_username   = var.enable_pipeline ? "recsys_serving" : one(module.vector_db[*].username)
+
   db_client_security_group_ids = merge(
     var.db_admin_security_group_ids,
     { for sg in local.lambda_security_group_ids : "lambda" => sg },
@@ -148,8 +153,8 @@ module "streaming_inference" {
   db_address    = module.vector_db[0].address
   db_port       = module.vector_db[0].port
   db_name       = module.vector_db[0].db_name
-  db_username   = module.vector_db[0].username
-  db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_username   = local.serving_db_username
+  db_secret_arn = local.serving_db_secret_arn
 
   stream_mode            = var.kinesis_stream_mode
   shard_count            = var.kinesis_shard_count
@@ -220,8 +225,8 @@ module "api" {
   db_address    = module.vector_db[0].address
   db_port       = module.vector_db[0].port
   db_name       = module.vector_db[0].db_name
-  db_username   = module.vector_db[0].username
-  db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_username   = local.serving_db_username
+  db_secret_arn = local.serving_db_secret_arn
 
   zip_path             = local.api_zip_path
   runtime              = local.lambda_runtime

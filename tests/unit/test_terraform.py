@@ -700,3 +700,16 @@ def test_no_step_after_apply_needs_the_laptop_beyond_pushing_the_image_and_start
         laptop = [c for c in commands if LAPTOP_STEPS.search(c)]
         assert not laptop, f"{name}: steps that need the laptop: {laptop}"
     assert "make push-image" in journey and "recsys pipeline start" in journey and "recsys pipeline status" in journey
+
+
+def test_lambdas_connect_as_the_serving_role_once_the_pipeline_creates_it(root):
+    """The master secret is used at run time only by the pipeline's DatabaseRoles stage."""
+    for name in ("streaming_inference", "api"):
+        call = root.modules[name]
+        assert call["db_secret_arn"] == "${local.serving_db_secret_arn}", name
+        assert call["db_username"] == "${local.serving_db_username}", name
+    assert root.locals["serving_db_secret_arn"].startswith(
+        "${var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn :")
+    assert f'"{contracts.DB_SERVING_ROLE}"' in root.locals["serving_db_username"]
+    master = [name for name, call in root.modules.items() if "master_user_secret_arn" in str(call)]
+    assert master == ["pipeline"], f"modules given the master secret: {master}"

@@ -22,3 +22,8 @@ output "security_group_id" {
   description = "The tasks' security group (the vector DB admits it on 5432)."
   value       = aws_security_group.tasks.id
 }
+
+output "serving_db_secret_arn" {
+  description = "Secret of the serving database role (recsys_serving): what the Lambdas connect with."
+  value       = aws_secretsmanager_secret.db_role["serving"].arn
+}
