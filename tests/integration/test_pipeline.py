@@ -26,7 +26,9 @@ from recsys.local.stack import EmbeddedStack
 from recsys.pipeline import stages
 from recsys.pipeline.artifacts import serving_version
 from recsys.pipeline.definition import EXAMPLE_TARGETS, PIPELINE, asl_json
-from recsys.pipeline.runner import NOT_PROMOTED_STATUS, SUCCEEDED_STATUS, run_pipeline, subprocess_executor
+from recsys.pipeline.definition import TASK_FAILED
+from recsys.pipeline.runner import (FAILED_STATUS, NOT_PROMOTED_STATUS, SUCCEEDED_STATUS, StageFailed, run_pipeline,
+                                    subprocess_executor)
 from recsys.serving.vector_store import live_version
 
 WORSE_MODEL = {"model": "als", "factors": 1, "iterations": 1}
@@ -123,6 +125,28 @@ def test_rollback_puts_the_version_live_before_the_run_back(runs, pipeline_setti
 def test_promote_refuses_a_candidate_the_gate_did_not_pass(runs, pipeline_settings):
     with pytest.raises(Exception, match="did not pass"):
         stages.promote(pipeline_settings, runs["worse"][0].run_id)
+
+
+def test_a_failed_smoke_test_rolls_back_and_fails_the_run(runs, pipeline_settings, tmp_path):
+    """The catch of SmokeTest, on a real run: the smoke test's failure is planted (a serving fault is not
+    something this stack can be made to have on cue); Rollback then really puts the previous version back."""
+    before = serving_version(pipeline_settings)
+    real = subprocess_executor(pipeline_settings, tmp_path, {}, EmbeddedStack(pipeline_settings).pipeline_task_env())
+
+    def execute(stage, run_id):
+        if stage.state == "SmokeTest":
+            raise StageFailed(TASK_FAILED, "planted smoke-test failure")
+        return real(stage, run_id)
+
+    outcome = run_pipeline(pipeline_settings, "run-test-smoke", execute, sleep=lambda seconds: None, echo=print)
+    assert outcome.status == FAILED_STATUS
+    assert outcome.path == [stage.state for stage in PIPELINE] + ["Rollback"]
+    assert outcome.steps[-2].attempts == 3  # SmokeTest: the first try and its two retries
+    record = stages.read_run(pipeline_settings, "run-test-smoke")
+    assert record["promoted"] != before and record["rolled_back"] == before
+    assert serving_version(pipeline_settings) == db_live_version(pipeline_settings) == before
+    (notification,) = outcome.notifications
+    assert "failed: States.TaskFailed planted smoke-test failure" in notification
 
 
 def test_start_and_status_against_the_emulators_step_functions():

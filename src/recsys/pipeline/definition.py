@@ -175,7 +175,6 @@ def _task_state(stage: Stage, targets: Targets) -> dict:
                 "Subnets": targets.subnet_ids, "SecurityGroups": targets.security_group_ids,
                 "AssignPublicIp": "DISABLED"}},
             "Overrides": {"ContainerOverrides": [{"Name": CONTAINER_NAME, "Command.$": command}]},
-            "PropagateTags": "TASK_DEFINITION",
         }
     state = {"Type": "Task", "Comment": stage.description, "Resource": resource, "Parameters": parameters,
              "TimeoutSeconds": stage.timeout_seconds, "ResultPath": None,

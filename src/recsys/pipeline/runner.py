@@ -32,6 +32,7 @@ class StageFailed(Exception):
     def __init__(self, error: str, cause: str):
         super().__init__(f"{error}: {cause}")
         self.error, self.cause = error, cause
+        self.attempts = 1  # set by attempt_stage when retries gave up
 
 
 @dataclass
@@ -126,7 +127,7 @@ def run_pipeline(settings: Settings, run_id: str, execute: Executor, *, sleep: C
             detail, attempts = attempt_stage(stage, run_id, execute, sleep)
         except StageFailed as exc:
             failure = exc
-            outcome.steps.append(Step(stage.state, getattr(exc, "attempts", 1), time.perf_counter() - started,
+            outcome.steps.append(Step(stage.state, exc.attempts, time.perf_counter() - started,
                                       str(exc), False))
             echo(f"    failed: {exc}")
             state = stage.on_error
