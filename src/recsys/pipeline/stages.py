@@ -100,7 +100,10 @@ def train(settings: Settings, run_id: str) -> str:
 def quality_gate(settings: Settings, run_id: str) -> str:
     record = read_run(settings, run_id)
     candidate = _required(record, "candidate", "the gate")
-    tolerance = float(os.environ.get(ENV_GATE_TOLERANCE) or gate.DEFAULT_TOLERANCE)
+    try:
+        tolerance = float(os.environ.get(ENV_GATE_TOLERANCE) or gate.DEFAULT_TOLERANCE)
+    except ValueError:
+        raise PipelineError(f"{ENV_GATE_TOLERANCE}={os.environ[ENV_GATE_TOLERANCE]!r} is not a number") from None
     decision = gate.judge(settings, candidate, record.get("live_before"), tolerance)
     update_run(settings, run_id, gate=decision.as_record())
     return decision.summary
