@@ -11,6 +11,8 @@ COPY seed ./seed
 COPY lambda ./lambda
 COPY sql ./sql
 COPY glue ./glue
+# The RDS certificate authorities: the pipeline's tasks verify the vector DB's certificate (verify-full).
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /opt/recsys/rds-ca-bundle.pem
 RUN pip install -e . && useradd --create-home recsys
 USER recsys
 ENTRYPOINT ["recsys"]

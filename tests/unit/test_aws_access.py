@@ -18,6 +18,7 @@ import fnmatch
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ class ClientFlow:
         self.factory_functions: set[str] = set()  # def f(service): return boto3.client(service, ...)
         for tree in self.trees.values():
             self._index(tree, None, None)
+        self._find_wrapping_factories()
         self._propagate()
 
     # -- indexing -----------------------------------------------------------------------------
@@ -89,8 +91,34 @@ class ClientFlow:
 
     @staticmethod
     def _is_boto3_client(call: ast.AST) -> bool:
+        """``boto3.client(...)`` or ``boto3.session.Session(...).client(...)``."""
         return (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "client"
-                and isinstance(call.func.value, ast.Name) and call.func.value.id == "boto3")
+                and ast.unparse(call.func.value).split(".")[0].split("(")[0] == "boto3")
+
+    def _is_factory_call(self, call: ast.AST) -> bool:
+        """A call of a client factory by name or as a module attribute (``client(...)``, ``aws.client(...)``)."""
+        if not isinstance(call, ast.Call):
+            return False
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        return name in self.factory_functions
+
+    def _find_wrapping_factories(self) -> None:
+        """Functions returning a factory's client of their own parameter are factories too
+        (``def client(service, settings): return _client(service, ...)``)."""
+        changed = True
+        while changed:
+            changed = False
+            for name, defs in self.functions.items():
+                if name in self.factory_functions:
+                    continue
+                for function in defs:
+                    params = {a.arg for a in function.args.args}
+                    if any(isinstance(n, ast.Return) and self._is_factory_call(n.value) and n.value.args
+                           and isinstance(n.value.args[0], ast.Name) and n.value.args[0].id in params
+                           for n in ast.walk(function)):
+                        self.factory_functions.add(name)
+                        changed = True
 
     def _returns_client_of_parameter(self, function) -> bool:
         params = {a.arg for a in function.args.args}
@@ -115,7 +143,7 @@ class ClientFlow:
             literal = expr.args[0].value if expr.args and isinstance(expr.args[0], ast.Constant) else None
             if self._is_boto3_client(expr) and isinstance(literal, str):
                 return {literal}
-            if isinstance(expr.func, ast.Name) and expr.func.id in self.factory_functions and isinstance(literal, str):
+            if self._is_factory_call(expr) and isinstance(literal, str):
                 return {literal}
             return self.factory(expr.func, scope)  # calling a client factory
         if isinstance(expr, ast.Name):
@@ -410,3 +438,149 @@ def test_the_routes_exist_in_terraform():
     every = {s for c in COMPONENTS for s in root.locals[c.services_local]} | set(root.locals["vector_db_services"])
     assert every >= {"s3", "secretsmanager", "glue", "sts", "kms", "logs"}
     assert re.search(r"create_vpc_endpoints\s*=\s*false", (REPO / "docs" / "aws.md").read_text()), "document the NAT way"
+
+
+# -- 5. the pipeline's ECS tasks and its state machine -----------------------------------------------
+# Each task definition runs some stages (recsys.pipeline.definition); its code path is every function
+# reachable from those stages' functions (recsys.pipeline.stages.STAGE_FUNCTIONS) by name, across the
+# package, and its role must allow exactly the calls on that path (plus the KMS actions they imply).
+from recsys.pipeline.definition import STAGES, TASKS, render_definition, EXAMPLE_TARGETS  # noqa: E402
+from recsys.pipeline.stages import STAGE_FUNCTIONS  # noqa: E402
+
+# What a stage may run: the layers below recsys.pipeline (test_layout.py keeps local, apps and cli out of it).
+PACKAGE_FILES = tuple(sorted(p for part in ("pipeline", "core", "serving", "model")
+                             for p in (REPO / "src" / "recsys" / part).glob("*.py")))
+PIPELINE_MODULE = MODULES / "pipeline"
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(path.parents[1]))
+
+
+@lru_cache(maxsize=4)
+def client_flow(files: tuple[Path, ...]) -> ClientFlow:
+    return ClientFlow(list(files))
+
+
+def reachable_calls(files: tuple[Path, ...], roots: set[str]) -> set[ApiCall]:
+    """The API calls inside functions reachable from ``roots``: calls by bare name, or as an attribute of
+    a name imported from recsys (``artifacts.write_serving_pointer``) or of ``self``, and functions passed
+    as arguments."""
+    flow = client_flow(files)
+    ours = {alias.asname or alias.name for tree in flow.trees.values() for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recsys") for alias in node.names}
+    ours.add("self")
+    reached, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        for function in flow.functions.get(name, []):
+            local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)} | {
+                n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    if isinstance(func, ast.Name):
+                        todo.append(func.id)
+                    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ours:
+                        todo.append(func.attr)
+                    todo.extend(arg.id for arg in [*node.args, *(k.value for k in node.keywords)]  # passed as a value
+                                if isinstance(arg, ast.Name) and arg.id in flow.functions and arg.id not in local)
+    spans = defaultdict(list)
+    for path, tree in flow.trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in reached:
+                spans[_relative(path)].append((node.lineno, node.end_lineno))
+    def inside(call: ApiCall) -> bool:
+        where, _, line = call.where.rpartition(":")
+        return any(start <= int(line) <= end for start, end in spans[where])
+    return {call for call in flow.calls() if inside(call)}
+
+
+def task_calls(task: str) -> set[ApiCall]:
+    roots = {STAGE_FUNCTIONS[stage.command].__name__ for stage in STAGES.values() if stage.task == task}
+    assert roots, f"no stage runs on task {task}"
+    return reachable_calls(PACKAGE_FILES, roots)
+
+
+def pipeline_statements(policy: str) -> list[dict]:
+    for block in load_hcl(PIPELINE_MODULE / "iam.tf").get("data", []):
+        document = block.get("aws_iam_policy_document", {}).get(policy)
+        if document is not None:
+            return [s for s in document.get("statement", []) if s.get("effect", "Allow") == "Allow"]
+    return []  # no policy document: the role may do nothing
+
+
+def needed_actions(calls: set[ApiCall]) -> set[str]:
+    needed = set()
+    for call in calls:
+        actions = iam_actions(call)
+        needed |= set(actions)
+        if "s3:GetObject" in actions:
+            needed.add("kms:Decrypt")
+        if "s3:PutObject" in actions:
+            needed.add("kms:GenerateDataKey")
+    return needed
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS], ids=str)
+def test_pipeline_task_roles_allow_exactly_what_their_stages_call(task):
+    calls = task_calls(task)
+    statements = pipeline_statements(task)
+    granted = {a for s in statements for a in s.get("actions", [])}
+    needed = needed_actions(calls)
+    missing = sorted(a for a in needed if not allows(statements, a))
+    assert not missing, f"modules/pipeline role {task} lacks {missing} for {sorted(map(str, calls))}"
+    extra = sorted(granted - needed)
+    assert not extra, f"modules/pipeline role {task} grants {extra}, which no stage of it calls"
+
+
+def test_pipeline_task_scan_sees_each_tasks_own_calls():
+    """The reachability is real: only train deletes (a failed publish), dbroles calls nothing."""
+    ops = {task: {(c.service, c.operation) for c in task_calls(task)} for task in TASKS}
+    assert ("s3", "delete_objects") in ops["train"]
+    assert ("s3", "delete_objects") not in ops["load"] | ops["gate"]
+    assert ("s3", "head_object") in ops["load"] and ("s3", "head_object") not in ops["train"]
+    assert ops["dbroles"] == set()
+    assert all(service == "s3" for calls in ops.values() for service, _ in calls)
+
+
+def test_pipeline_tasks_reach_their_services():
+    root = parse_dir(TF)
+    reachable = set(root.locals["pipeline_task_services"])
+    for task in TASKS:
+        for call in task_calls(task):
+            assert ENDPOINT_NAME.get(call.service, call.service) in reachable, f"{call}: no route from the tasks"
+    assert {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "s3"} <= reachable  # what the ECS agent needs
+    assert "local.pipeline_task_services" in root.locals["endpoint_clients"]
+
+
+# What Step Functions calls for each integration of the document (the Step Functions developer guide's
+# "IAM policies for integrated services").
+INTEGRATION_ACTIONS = {
+    "arn:aws:states:::glue:startJobRun.sync": {"glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns",
+                                                "glue:BatchStopJobRun"},
+    "arn:aws:states:::ecs:runTask.sync": {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "events:PutTargets",
+                                          "events:PutRule", "events:DescribeRule", "iam:PassRole"},
+    "arn:aws:states:::sns:publish": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
+    "arn:aws:states:::aws-sdk:s3:getObject": {"s3:GetObject", "kms:Decrypt"},
+}
+# What its logging and tracing configuration needs.
+CONFIGURATION_ACTIONS = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+}
+
+
+def test_state_machine_role_allows_exactly_what_its_document_calls():
+    document = render_definition(EXAMPLE_TARGETS)
+    resources = {state["Resource"] for state in document["States"].values() if state["Type"] == "Task"}
+    assert resources <= set(INTEGRATION_ACTIONS), f"an integration without its IAM actions here: {resources}"
+    needed = set().union(*(INTEGRATION_ACTIONS[r] for r in resources)) | CONFIGURATION_ACTIONS
+    granted = {a for s in pipeline_statements("state_machine") for a in s.get("actions", [])}
+    assert granted == needed, f"missing {sorted(needed - granted)}, extra {sorted(granted - needed)}"
+    passed = next(s for s in pipeline_statements("state_machine") if "iam:PassRole" in s["actions"])
+    assert passed["condition"][0]["values"] == ["ecs-tasks.amazonaws.com"]

@@ -36,7 +36,7 @@ GLUE_SCRIPT = ROOT / "glue" / "etl_job.py"
 LAMBDA_HANDLER = ROOT / "src" / "recsys" / "serving" / "handler.py"
 
 PHASES = {"etl": "enable_etl", "vector_db": "enable_vector_db", "streaming_inference": "enable_streaming",
-          "api": "enable_api"}
+          "api": "enable_api", "pipeline": "enable_pipeline"}
 MODULE_META_ARGUMENTS = {"source", "version", "count", "for_each", "providers", "depends_on"}
 # Arguments Glue itself interprets ("Using job parameters in AWS Glue jobs" in the Glue guide).
 GLUE_RESERVED_PREFIXES = (
@@ -851,3 +851,94 @@ def test_failed_glue_runs_and_parked_records_raise_events():
 def test_one_dashboard_shows_every_alarm():
     dashboard = module_tf("monitoring").only("aws_cloudwatch_dashboard")
     assert "local.alarms" in dashboard["dashboard_body"] and "glue" in dashboard["dashboard_body"].lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 5: the pipeline (state machine from recsys.pipeline.definition, ECS tasks in private subnets)
+# ---------------------------------------------------------------------------------------------
+def test_state_machine_is_the_rendered_definition(root):
+    from recsys.pipeline.definition import TEMPLATE_TARGETS, asl_template
+
+    pipeline = module_tf("pipeline")
+    machine = pipeline.resources[("aws_sfn_state_machine", "pipeline")]
+    assert machine["definition"].startswith('${templatefile("${path.module}/state_machine.asl.json.tftpl", {')
+    template = (MODULES / "pipeline" / "state_machine.asl.json.tftpl").read_text()
+    assert template == asl_template()
+    placeholders = set(re.findall(r"\$\{(?:jsonencode\()?(\w+)\)?\}", template))
+    passed = set(re.findall(r"(\w+)\s*=", machine["definition"].split("{", 2)[2]))
+    assert placeholders == passed, f"template variables {placeholders} vs passed {passed}"
+    assert '"AssignPublicIp": "DISABLED"' in template and TEMPLATE_TARGETS.subnet_ids.text in template
+
+
+def test_pipeline_tasks_run_in_the_private_subnets_without_public_ips(root):
+    call = root.modules["pipeline"]
+    assert call["subnet_ids"] == "${var.private_subnet_ids}"
+    assert call["count"] == "${var.enable_pipeline ? 1 : 0}"
+    pipeline = module_tf("pipeline")
+    machine = pipeline.resources[("aws_sfn_state_machine", "pipeline")]["definition"]
+    assert "subnet_ids             = var.subnet_ids" in machine or "subnet_ids = var.subnet_ids" in re.sub(
+        r"\s+", " ", machine)
+    assert "assign_public_ip" not in str(pipeline.resources)  # no ECS service: tasks come only from the document
+
+
+def test_pipeline_task_definitions_are_the_definitions_tasks():
+    from recsys.pipeline.definition import CONTAINER_NAME, TASKS
+
+    pipeline = module_tf("pipeline")
+    tasks = pipeline.locals["tasks"]
+    assert set(tasks) == set(TASKS)
+    assert set(pipeline.locals["task_role_arns"]) == set(TASKS)
+    assert pipeline.locals["container"] == CONTAINER_NAME
+    definition = pipeline.resources[("aws_ecs_task_definition", "task")]
+    assert definition["requires_compatibilities"] == ["FARGATE"] and definition["network_mode"] == "awsvpc"
+    # only the dbroles task gets the master; the load task the loader role, the gate task the serving role
+    assert "var.db_master_secret_arn" in tasks["dbroles"]["db_secret_arn"]
+    assert "loader" in tasks["load"]["db_secret_arn"] and "serving" in tasks["gate"]["db_secret_arn"]
+    assert tasks["train"]["db_secret_arn"] == ""
+    secret = pipeline.resources[("aws_secretsmanager_secret_version", "db_role")]["secret_string"]
+    assert "recsys_${each.key}" in secret
+    roles = pipeline.resources[("aws_secretsmanager_secret", "db_role")]["for_each"]
+    assert {f"recsys_{key}" for key in re.findall(r'"(\w+)"', roles)} == set(contracts.DB_ROLES)
+
+
+def test_pipeline_schedule_is_off_by_default_and_notifies_by_email(root):
+    assert root.variables["pipeline_schedule_enabled"]["default"] is False
+    assert root.variables["pipeline_notification_email"]["default"] == ""
+    pipeline = module_tf("pipeline")
+    schedule = pipeline.resources[("aws_scheduler_schedule", "pipeline")]
+    assert schedule["state"] == '${var.schedule_enabled ? "ENABLED" : "DISABLED"}'
+    assert schedule["schedule_expression"] == "${var.schedule_expression}"
+    subscription = pipeline.resources[("aws_sns_topic_subscription", "email")]
+    assert subscription["protocol"] == "email" and subscription["count"] == '${var.notification_email == "" ? 0 : 1}'
+
+
+LAPTOP_STEPS = re.compile(r"recsys (train|load-embeddings|etl)\b|psql |ssm start-session|PortForwarding|"
+                          r"aws ecs run-task")
+
+
+def test_no_step_after_apply_needs_the_laptop_beyond_pushing_the_image_and_starting_a_run():
+    """README's deployment and docs/pipeline.md's operator journey: after `terraform apply` the operator
+    pushes the image and starts (and watches) runs; training and loading happen on AWS."""
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("### Configure"):readme.index("### Teardown")]
+    journey = (ROOT / "docs" / "pipeline.md").read_text()
+    journey = journey[journey.index("## Operator journey"):journey.index("## By hand")]
+    for name, text in (("README.md", deploy), ("docs/pipeline.md", journey)):
+        commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+                    for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+        laptop = [c for c in commands if LAPTOP_STEPS.search(c)]
+        assert not laptop, f"{name}: steps that need the laptop: {laptop}"
+    assert "make push-image" in journey and "recsys pipeline start" in journey and "recsys pipeline status" in journey
+
+
+def test_lambdas_connect_as_the_serving_role_once_the_pipeline_creates_it(root):
+    """The master secret is used at run time only by the pipeline's DatabaseRoles stage."""
+    for name in ("streaming_inference", "api"):
+        call = root.modules[name]
+        assert call["db_secret_arn"] == "${local.serving_db_secret_arn}", name
+        assert call["db_username"] == "${local.serving_db_username}", name
+    assert root.locals["serving_db_secret_arn"].startswith(
+        "${var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn :")
+    assert f'"{contracts.DB_SERVING_ROLE}"' in root.locals["serving_db_username"]
+    master = [name for name, call in root.modules.items() if "master_user_secret_arn" in str(call)]
+    assert master == ["pipeline"], f"modules given the master secret: {master}"

@@ -29,6 +29,7 @@ STAGE_COMMANDS = {
     "replay": ("recsys.cli.streaming:replay_command", "Send activity events to the Kinesis stream."),
     "firehose": ("recsys.cli.streaming:firehose_command", "Local Firehose delivery: Kinesis -> Lambda -> S3."),
     "redrive": ("recsys.cli.streaming:redrive_command", "Send parked records back to the source stream, each once."),
+    "pipeline": ("recsys.cli.pipeline:pipeline", "The batch pipeline: run locally, or start/status on AWS."),
     "demo": ("recsys.cli.apps:demo_command", "Run the whole pipeline end to end and write a report."),
     "web": ("recsys.cli.apps:web_command", "Serve the recommendations page on 127.0.0.1."),
     "status": ("recsys.cli.apps:status_command", "Pipeline health: delivery lag, parked records, errors, model age."),

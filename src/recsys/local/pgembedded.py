@@ -125,9 +125,10 @@ def password_file(state_dir: Path) -> Path:
     return state_dir / PASSWORD_FILE
 
 
-def read_or_create_password(state_dir: Path) -> tuple[str, bool]:
-    """The superuser's password, generated once into ``<state>/postgres.password`` (0600); (password, created)."""
-    path = password_file(state_dir)
+def read_or_create_password(state_dir: Path, role: str | None = None) -> tuple[str, bool]:
+    """The superuser's password (or ``role``'s), generated once into ``<state>/postgres.password``
+    (``<state>/<role>.password``), mode 0600; (password, created)."""
+    path = password_file(state_dir) if role is None else state_dir / f"{role}.password"
     if path.exists():
         return path.read_text().strip(), False
     password = secrets.token_urlsafe(24)

@@ -22,12 +22,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recsys.contracts import (DB_LOADER_ROLE, DB_ROLES, DB_SERVING_ROLE, TASK_DBROLES, TASK_GATE, TASK_LOAD,
+                              TASK_TRAIN)
 from recsys.core.config import Settings, load_settings, stack_env_file
 from recsys.core.db import connect_mysql, connect_pg, drop_database
+from recsys.core.db_roles import PASSWORD_ENV, apply_roles
 from recsys.core.errors import SourceUnavailable, StackError
 from recsys.core.processes import pid_alive, process_is
 from recsys.local import aws_resources, aws_state, pgembedded
@@ -228,11 +231,26 @@ class EmbeddedStack:
         if fresh:
             self._restore_aws_state(live, state)
         aws_resources.ensure_resources(live)
-        with connect_pg(live) as conn, conn.cursor() as cur:
-            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        conn.close()
+        with closing(connect_pg(live)) as conn:
+            apply_roles(conn, self.role_passwords())  # the vector extension, the serving schema, the roles
         self.settings = live
         return env
+
+    def role_passwords(self) -> dict[str, str]:
+        """The database roles' passwords, generated once into the state dir (0600)."""
+        return {role: pgembedded.read_or_create_password(self.state_dir, role)[0] for role in DB_ROLES}
+
+    def pipeline_task_env(self) -> dict[str, dict[str, str]]:
+        """What each pipeline task definition gives its container on AWS, for this stack: the loader role
+        to the load task, the serving role to the gate task (smoke test), no database to train, and the
+        roles' passwords to the dbroles task (which keeps the superuser, as the master on RDS)."""
+        passwords = self.role_passwords()
+        return {
+            TASK_DBROLES: {PASSWORD_ENV[role]: password for role, password in passwords.items()},
+            TASK_TRAIN: {"PGPASSWORD": ""},
+            TASK_LOAD: {"PGUSER": DB_LOADER_ROLE, "PGPASSWORD": passwords[DB_LOADER_ROLE]},
+            TASK_GATE: {"PGUSER": DB_SERVING_ROLE, "PGPASSWORD": passwords[DB_SERVING_ROLE]},
+        }
 
     def start_api(self) -> str:
         """Start ``recsys api`` in the background on a free port (8000 when free) unless it runs;

@@ -121,8 +121,10 @@ def _content_type(name: str) -> str:
             "html": "text/html; charset=utf-8"}.get(suffix, "application/octet-stream")
 
 
-def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict) -> dict:
-    """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer.
+def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict, *,
+                    move_pointer: bool = True) -> dict:
+    """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer
+    (unless ``move_pointer`` is False: a candidate the pipeline's quality gate promotes or not).
 
     On any failure the objects written for this version are deleted (best effort), the pointer
     is left where it was, and a PipelineError names the step that failed. Returns the manifest.
@@ -140,15 +142,22 @@ def publish_version(settings: Settings, version: str, files: Mapping[str, bytes]
             _put_object(s3, bucket, key, body, _content_type(name))
             written.append(key)
             log.info("wrote s3://%s/%s (%s bytes)", bucket, key, f"{len(body):,}")
-        step = SERVING_POINTER_KEY
-        pointer = {"version": version, "updated_at": utc_now_iso()}
-        _put_object(s3, bucket, SERVING_POINTER_KEY, json.dumps(pointer).encode(), "application/json")
+        if move_pointer:
+            step = SERVING_POINTER_KEY
+            write_serving_pointer(settings, version)
     except Exception as exc:
         _delete_quietly(s3, bucket, written)
         raise PipelineError(f"publishing model {version} failed while writing {step}: {exc}; "
                             f"serving still points to {_previous_version(settings)}") from exc
-    log.info("serving pointer s3://%s/%s -> %s", bucket, SERVING_POINTER_KEY, version)
     return manifest
+
+
+def write_serving_pointer(settings: Settings, version: str) -> None:
+    """Point ``models/serving.json`` at ``version`` (publish, promote and roll back all move it here)."""
+    pointer = {"version": version, "updated_at": utc_now_iso()}
+    _put_object(client("s3", settings), settings.artifacts_bucket, SERVING_POINTER_KEY, json.dumps(pointer).encode(),
+                "application/json")
+    log.info("serving pointer s3://%s/%s -> %s", settings.artifacts_bucket, SERVING_POINTER_KEY, version)
 
 
 def _previous_version(settings: Settings) -> str:

@@ -493,9 +493,11 @@ def training_side_info(table: pa.Table, data: evaluate.Interactions) -> hybrid.S
 
 
 def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path = Path("reports"), *,
-                      truth=None, ceiling_note: str = "", show_progress: bool = False) -> TrainResult:
+                      truth=None, ceiling_note: str = "", show_progress: bool = False,
+                      move_pointer: bool = True) -> TrainResult:
     """The whole stage: read, validate, choose and evaluate, fit on all ratings, write the report and
-    artifacts, then move the serving pointer. Nothing is published unless every step succeeds.
+    artifacts, then move the serving pointer (``move_pointer`` False: publish a candidate only, for the
+    pipeline's quality gate). Nothing is published unless every step succeeds.
 
     ``truth`` (a ``recsys_seed.PlantedTruth``) adds the planted-truth ceilings to the evaluation;
     ``ceiling_note`` says where it came from, or why there is none.
@@ -522,6 +524,6 @@ def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path
     (report_dir / contracts.EVALUATION_HTML).write_text(html, encoding="utf-8")
     files = model_files(data, final, params) | {contracts.EVALUATION_PNG: png,
                                                 contracts.EVALUATION_HTML: html.encode("utf-8")}
-    manifest = artifacts.publish_version(settings, version, files, manifest)
+    manifest = artifacts.publish_version(settings, version, files, manifest, move_pointer=move_pointer)
     (report_dir / contracts.MODEL_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return TrainResult(version, manifest, evaluation.known, report_dir, evaluation)
