@@ -14,7 +14,6 @@ from seeded_tables import training_table
 
 from recsys.contracts import MODEL_NPZ, STRATEGY_FOLD_IN, STRATEGY_POPULAR_FALLBACK
 from recsys.model import registry as serving_registry
-from recsys.model.als import AlsFoldIn
 from recsys.model.base import FoldInModel
 from recsys.model.foldin import confidence, fold_in
 from recsys.model.registry import FOLD_INS, UnknownModelKind, fold_in_class

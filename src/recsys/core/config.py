@@ -191,6 +191,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PGUSER", "pg_user", "postgres", "PostgreSQL user", _DB_USER),
     Setting("PGPASSWORD", "pg_password", "", "PostgreSQL password", _any_text, secret=True),
     Setting("PGDATABASE", "pg_database", "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE),
+    Setting("RECSYS_PG_MEMORY", "pg_memory", "report",
+            "load-embeddings: PostgreSQL memory sized from the HNSW indexes is applied (ALTER SYSTEM; the embedded "
+            "stack sets this) or reported (for the server's own configuration, e.g. RDS's parameter group)",
+            _choice("apply", "report")),
+    Setting("RECSYS_PG_SERVER_RAM_MB", "pg_server_ram_mb", "0",
+            "load-embeddings: RAM of the PostgreSQL server in MB, which caps the memory sizing and lets a load size "
+            "its build memory; 0: not known (the embedded stack sets this machine's)", _integer(0, 1 << 30)),
     Setting("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "load_lock_timeout_seconds", "300",
             "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
             _integer(0, 86_400)),
@@ -250,6 +257,8 @@ class Settings:
     pg_user: str
     pg_password: str
     pg_database: str
+    pg_memory: str
+    pg_server_ram_mb: int
     load_lock_timeout_seconds: int
     db_secret_arn: str
     buffer_seconds: int
