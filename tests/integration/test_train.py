@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
-from fixtures_train import load_npz, parse_embeddings_csv, publish_training_table, training_attributes, verify_version
+from tests.support.fixtures_train import (load_npz, parse_embeddings_csv, publish_training_table, training_attributes,
+                                         verify_version)
 
 from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding,
                               to_query_vector)

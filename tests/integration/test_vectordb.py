@@ -1,7 +1,7 @@
 """Vector DB: sql/embeddings.sql vs the loader, atomic versioned loads, k-NN queries, bad input.
 
 Real embedded PostgreSQL 18 + pgvector and moto S3 from the session ``stack``; synthetic models in
-the contract layout (tests/fixtures_vectordb.py), in a database and bucket of the tests' own.
+the contract layout (tests/support/fixtures_vectordb.py), in a database and bucket of the tests' own.
 """
 from __future__ import annotations
 

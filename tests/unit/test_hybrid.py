@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from seeded_tables import training_table
+from tests.support.seeded_tables import training_table
 
 from recsys.model.foldin import confidence, fold_in
 from recsys.model import hybrid_foldin

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from seeded_tables import training_table
+from tests.support.seeded_tables import training_table
 
 from recsys.contracts import MODEL_NPZ, STRATEGY_FOLD_IN, STRATEGY_POPULAR_FALLBACK
 from recsys.model import registry as serving_registry
