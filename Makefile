@@ -187,12 +187,16 @@ test: install ## Run the test suite: unit, then integration (starts and stops it
 	$(BIN)/pytest
 
 .PHONY: test-unit
-test-unit: install ## Run the unit tests only (no service needed, seconds)
+test-unit: $(STAMP) ## Run the unit tests only: the project's venv and nothing else (no service, no other venv)
 	$(BIN)/pytest tests/unit
+
+.PHONY: test-fast
+test-fast: install ## The fast loop: unit tests + integration tests not marked slow (pytest -m "not slow")
+	$(BIN)/pytest -m "not slow"
 
 .PHONY: bench
 bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python -m benchmarks.$$(basename $$b .py) || exit 1; done
 
 .PHONY: fmt
 fmt: install ## Format terraform/ as `terraform fmt` does (hclwrite from @cdktf/hcl-tools; no terraform binary)

@@ -16,8 +16,8 @@ on a shared machine other work takes its share: so each run also counts the CPU 
 process and the whole PostgreSQL cluster (postmaster, its backends, and backends that already
 exited) spent per request, a figure other load does not inflate much.
 
-    .venv/bin/python benchmarks/bench_api.py
-    .venv/bin/python benchmarks/bench_api.py --items 20000 --users 5000 --seconds 5   # quicker
+    .venv/bin/python -m benchmarks.bench_api
+    .venv/bin/python -m benchmarks.bench_api --items 20000 --users 5000 --seconds 5   # quicker
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from bench_vectordb import clustered, embeddings_csv  # noqa: E402  (the same synthetic model and fast CSV)
+from benchmarks.bench_vectordb import clustered, embeddings_csv  # noqa: E402  (the same synthetic model and fast CSV)
 
 TARGET_P99_MS, TARGET_RATE, TARGET_SPEEDUP = 25.0, 200.0, 5.0
 CONCURRENCY = (1, 8, 32)
@@ -306,8 +306,8 @@ def main(argv=None) -> int:
         results = {}
         for name, command, port in (
                 ("recsys api (pool of 8)", [recsys, "api", "--port", str(pooled_port), "--no-access-log"], pooled_port),
-                ("baseline (connect/req)", [sys.executable, __file__, "--serve-baseline", str(baseline_port)],
-                 baseline_port)):
+                ("baseline (connect/req)",
+                 [sys.executable, "-m", __spec__.name, "--serve-baseline", str(baseline_port)], baseline_port)):
             server = start_server(command, port, env)
             try:
                 results[name] = measure(name, port, customers, args, server.pid, postmaster)

@@ -16,8 +16,8 @@ before and after each run, and the goal against the ``mysql`` client baseline of
 <= 2x its wall time at 1M ratings, faster than it at 10M (5M and up are held to the 10M goal).
 Exits 0; a goal not met is printed as "NOT met".
 
-    .venv/bin/python benchmarks/bench_etl.py --ratings 1000000
-    .venv/bin/python benchmarks/bench_etl.py --ratings 10000000 --customers 200000
+    .venv/bin/python -m benchmarks.bench_etl --ratings 1000000
+    .venv/bin/python -m benchmarks.bench_etl --ratings 10000000 --customers 200000
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ mixed in, through Kinesis, the local Firehose delivery and the Lambda zip under 
 every record accounted for. Standalone: starts its own embedded stack (temp state dir) and MySQL
 database, and drops/stops them at the end.
 
-    .venv/bin/python benchmarks/bench_poison.py [--events 2000] [--poison 100]
+    .venv/bin/python -m benchmarks.bench_poison [--events 2000] [--poison 100]
 
 Goal: every valid event delivered, every poison record parked alone
 (``Lambda.ProcessingFailedStatus``), no invocation failed as a whole, 0 lost, 0 duplicated.
@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))  # the poison run and the model publisher of the tests
 
 
 def main() -> int:
@@ -26,8 +23,8 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from fixtures_streaming import train_and_publish
-    from poison_run import poison_run
+    from tests.support.fixtures_streaming import train_and_publish
+    from tests.support.poison_run import poison_run
     from recsys.apps.source import seed_configured_source, source_catalogue
     from recsys.core.config import load_settings
     from recsys.deploy.lambda_zip import build_lambda_zip

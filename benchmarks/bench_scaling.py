@@ -12,8 +12,8 @@ time per stage against ratings on log-log axes to ``--png``.
 
 Customers are ratings / 50 (as bench_etl.py), products 2,000 (fewer for small sizes).
 
-    .venv/bin/python benchmarks/bench_scaling.py --sizes 0.1M            # about a minute
-    .venv/bin/python benchmarks/bench_scaling.py                         # 0.1M, 1M, 5M
+    .venv/bin/python -m benchmarks.bench_scaling --sizes 0.1M            # about a minute
+    .venv/bin/python -m benchmarks.bench_scaling                         # 0.1M, 1M, 5M
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_etl import run_watched  # benchmarks/ is this script's folder
+from benchmarks.bench_etl import run_watched
 
 REPO = Path(__file__).resolve().parents[1]
 RECSYS = REPO / ".venv" / "bin" / "recsys"

@@ -1,6 +1,6 @@
 """Seeder benchmark: generate + load N ratings, against a raw LOAD DATA of the same rows pre-written to TSV.
 
-    .venv/bin/python benchmarks/bench_seed.py [--customers 20000 --products 2000 --ratings 1000000]
+    .venv/bin/python -m benchmarks.bench_seed [--customers 20000 --products 2000 --ratings 1000000]
 
 Both sides load the same rows into freshly created tables of the same schema, with the same session
 settings (foreign_key_checks=0, unique_checks=0) and the same chunks, on the configured MySQL server,

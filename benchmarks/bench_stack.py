@@ -7,8 +7,8 @@ with ``--records`` records, then saves (``recsys.local.aws_state.save``) and res
 (``restore``). The baseline moves the same objects with one sequential GET/PUT loop and the same records
 with PutRecords of 500 (no ordering rule). Timings on a shared 2-core machine vary with load.
 
-    .venv/bin/python benchmarks/bench_stack.py                       # 200 x 256 KiB (50 MiB), 20k records
-    .venv/bin/python benchmarks/bench_stack.py --emulators moto --objects 2000
+    .venv/bin/python -m benchmarks.bench_stack                       # 200 x 256 KiB (50 MiB), 20k records
+    .venv/bin/python -m benchmarks.bench_stack --emulators moto --objects 2000
 """
 from __future__ import annotations
 

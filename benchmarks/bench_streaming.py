@@ -2,7 +2,7 @@
 producer throughput. Standalone: starts its own embedded stack (temp state dir) and MySQL database,
 and drops/stops them at the end.
 
-    .venv/bin/python benchmarks/bench_streaming.py [--batch 500] [--freshness-events 300] [--producer-events 5000]
+    .venv/bin/python -m benchmarks.bench_streaming [--batch 500] [--freshness-events 300] [--producer-events 5000]
 
 Targets: batched Lambda >= 1,000 records/s on 2 cores and >= 5x the per-record version;
 freshness p99 <= 3 s from PutRecords to the object in S3 with a 1 s buffer, on a freshly started
@@ -17,10 +17,7 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))  # the model publisher the streaming tests use
 
 
 def firehose_event(events: list[dict]) -> dict:
@@ -145,7 +142,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from fixtures_streaming import train_and_publish
+    from tests.support.fixtures_streaming import train_and_publish
     from recsys.deploy.lambda_zip import build_lambda_zip
     from recsys.apps.source import source_catalogue
     from recsys.core.config import load_settings

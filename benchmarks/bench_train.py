@@ -8,9 +8,9 @@ benchmark is about the trainer), publishes it in the contract layout, and runs t
 stage (validation choice, evaluation fits, final fit, artifacts, pointer). At 1M ratings it also
 times the final fits of ALS and the hybrid on every rating, interleaved ``--repeats`` times.
 
-    .venv/bin/python benchmarks/bench_train.py                        # lab, demo and 1M scales (~10 min)
-    .venv/bin/python benchmarks/bench_train.py --scales lab,demo --attribute-share 0.75
-    .venv/bin/python benchmarks/bench_train.py --scales demo --tune   # + a validation-only search
+    .venv/bin/python -m benchmarks.bench_train                        # lab, demo and 1M scales (~10 min)
+    .venv/bin/python -m benchmarks.bench_train --scales lab,demo --attribute-share 0.75
+    .venv/bin/python -m benchmarks.bench_train --scales demo --tune   # + a validation-only search
 
 ``--tune`` scores variants of both models on a validation split carved out of the evaluation split's
 training part (the reported hold-out is never looked at) and prints them best first.
@@ -22,10 +22,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))  # the MySQL → contract-layout publisher
 
 import numpy as np
 
@@ -80,7 +78,7 @@ class ScaleResult:
 
 def run_scale(name: str, spec_args: tuple[int, int, int, int], share: float, repeats: int, tune: bool) -> ScaleResult:
     """Seed, publish and train at one scale on a fresh embedded stack; drop the database afterwards."""
-    from fixtures_train import publish_training_table, training_table_from_mysql
+    from tests.support.fixtures_train import publish_training_table, training_table_from_mysql
 
     from recsys.apps.source import planted_truth_for, seed_configured_source
     from recsys.local.stack import scratch_stack

@@ -10,8 +10,8 @@ The curve is measured with the loader's memory settings (server restarted so sha
 applies, indexes prewarmed); the baseline, in the same run, is the previous defaults: 256 MB
 shared_buffers and ef_search 64, plus an exact (sequential) scan.
 
-    .venv/bin/python benchmarks/bench_vectordb.py                  # 100k items x 64-d
-    .venv/bin/python benchmarks/bench_vectordb.py --items 1000000  # ~15 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_vectordb                  # 100k items x 64-d
+    .venv/bin/python -m benchmarks.bench_vectordb --items 1000000  # ~15 min on 2 cores
 """
 from __future__ import annotations
 

@@ -39,16 +39,8 @@ POPULAR_ITEMS = "popular_items.json"
 RATED_ITEMS = "rated_items.csv"
 EVALUATION_PNG = "evaluation.png"
 EVALUATION_HTML = "evaluation.html"
-# model.npz arrays of the hybrid model (absent for plain ALS, whose fold-in shrinks towards 0 with λI);
-# ``item_factors`` then holds the hybrid's item vectors [free factors | fixed item features].
-NPZ_PRECISION = "prior_precision"  # (D,) diagonal of Λ: how strongly a customer vector keeps to its prior mean
-NPZ_PRIOR_MAP = "prior_map"  # (A, D) B: encoded attributes a -> prior mean a @ B of the customer vector
-NPZ_POPULATION_ATTRIBUTES = "population_attributes"  # (A,) the training customers' mean a
-NPZ_ATTRIBUTE_COUNTRIES = "attribute_countries"  # country one-hot vocabulary
-NPZ_ATTRIBUTE_REGIONS = "attribute_regions"  # region one-hot vocabulary
-NPZ_COUNTRY_REGIONS = "country_regions"  # (n, 2) country, region
-NPZ_LOG_CREDIT = "log_credit_scale"  # (2,) mean and std of ln creditLimit of the training customers
-NPZ_FEATURES_ALONE = "serve_features_alone"  # bool: validation found the features strategy beats popularity
+# model.npz: the arrays every model kind writes are listed in docs/contracts.md; each kind's own
+# arrays are named by its serving half (recsys.model.<kind>, chosen by the manifest's model.kind).
 
 
 def artifact_key(version: str, name: str) -> str:

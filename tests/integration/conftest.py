@@ -1,18 +1,13 @@
 """Session fixtures of the integration tests: one embedded stack (moto + PostgreSQL/pgvector) and a
 MySQL database of the tests' own on the configured server, dropped at the end.
 
-Stage-specific fixtures live in ``fixtures_<stage>.py`` beside this file.
+Stage-specific fixtures live in ``tests/support/fixtures_<stage>.py``, loaded as plugins by
+``tests/conftest.py``.
 """
 from __future__ import annotations
 
 import pytest
 
-from fixtures_api import *  # noqa: F401,F403
-from fixtures_etl import *  # noqa: F401,F403
-from fixtures_stack import *  # noqa: F401,F403
-from fixtures_streaming import *  # noqa: F401,F403
-from fixtures_train import *  # noqa: F401,F403
-from fixtures_vectordb import *  # noqa: F401,F403
 from recsys.apps.source import seed_configured_source
 from recsys.local.stack import scratch_stack
 from recsys_seed import SeedSpec

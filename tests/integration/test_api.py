@@ -1,6 +1,6 @@
 """The recommendations API through a real HTTP client (httpx) against the real server (uvicorn on a
 free 127.0.0.1 port), over a PostgreSQL + pgvector of its own (so the test can stop and restart
-it) holding the model the streaming tests trained on the seeded source (fixtures_api.py).
+it) holding the model the streaming tests trained on the seeded source (tests/support/fixtures_api.py).
 """
 from __future__ import annotations
 
@@ -231,6 +231,8 @@ def test_openapi_document_validates_and_describes_the_api(client):
 
 # ---- the same app from its Lambda zip -------------------------------------------------------------
 
+@pytest.mark.slow  # builds the API zip and runs it under awslambdaric
+@pytest.mark.environment("lambda-python3.13")
 def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, client, streaming_model, tmp_path):
     """`recsys lambda-zip --api` output, unpacked and run by awslambdaric (as AWS runs it), answers a
     Function URL event like the uvicorn server does."""

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
-from fixtures_train import publish_training_table, training_attributes
-from fixtures_vectordb import fresh_pg_database
+from tests.support.fixtures_train import publish_training_table, training_attributes
+from tests.support.fixtures_vectordb import fresh_pg_database
 
 from recsys.contracts import (RESULT_OK, STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
                               STRATEGY_POPULAR_FALLBACK)

@@ -42,7 +42,8 @@ def docker_engine_problem() -> str | None:
 
 
 PROBLEM = docker_engine_problem()
-pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
+pytestmark = [pytest.mark.slow, pytest.mark.environment("docker"),
+              pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")]
 
 
 def compose(*args: str, timeout: float = 900) -> str:

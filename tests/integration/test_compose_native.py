@@ -22,13 +22,18 @@ import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from recsys.contracts import TRAINING_PREFIX
 from recsys.core.config import load_settings
 from recsys.local.aws_resources import ensure_resources
 from recsys.local.stack import free_port
+from recsys.pipeline.etl import load_job_module
+
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -245,9 +250,35 @@ def test_localstack_healthcheck_waits_for_the_init_hook(tmp_path, completed, sta
         server.server_close()
 
 
-def test_glue_service_runs_only_in_the_glue_image():
-    pytest.skip("the glue service's spark-submit needs the Glue 5.0 image (hadoop-aws for s3a) and Connector/J "
-                "from Maven Central, neither reachable here; its job runs natively in test_etl.py")
+def test_glue_service_hands_the_job_arguments_it_reads():
+    """The glue service itself runs only in the Glue 5.0 image (hadoop-aws for s3a, Connector/J from Maven
+    Central), neither reachable here; its job runs natively in test_etl.py. What compose hands that job
+    is checked against the job's own argument parser, the contract and the compose services it names."""
+    glue = SERVICES["glue"]
+    command = [str(arg) for arg in glue["command"]]
+    script = next(i for i, arg in enumerate(command) if arg.endswith("/glue/etl_job.py"))
+    job = load_job_module()
+    passed = {arg[2:].split("=", 1)[0] for arg in command[script + 1:] if arg.startswith("--")}
+    assert passed <= {*job.JOB_ARGUMENTS, *job.GLUE_RESERVED_ARGUMENTS}, "arguments the job does not read"
+    arguments = job.parse_arguments(command[script:])  # raises on a missing required argument
+    assert arguments["target_path"] == f"s3://{load_settings({}).datalake_bucket}/{TRAINING_PREFIX}"
+    source = urlsplit(arguments["source_jdbc_url"].removeprefix("jdbc:"))
+    mysql_env = compose_env("mysql")
+    assert (source.hostname, source.path) == ("mysql", f"/{mysql_env['MYSQL_DATABASE']}")
+    assert arguments["spark_scheme"] == "s3a" and arguments["source_user"] == "root"
+    # the job's default driver class is Connector/J's, which spark-submit fetches
+    assert arguments["jdbc_driver"] == "com.mysql.cj.jdbc.Driver"
+    assert command[command.index("--packages") + 1].startswith("com.mysql:mysql-connector-j:")
+    confs = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command[:script]) if arg == "--conf")
+    assert confs["spark.hadoop.fs.s3a.endpoint"] == compose_env("glue")["AWS_ENDPOINT_URL"]
+    assert "localstack" in SERVICES and "4566" in confs["spark.hadoop.fs.s3a.endpoint"]
+    workspace = glue["working_dir"]
+    for volume in glue["volumes"]:
+        assert (REPO / volume.split(":")[0]).exists(), volume
+    mounted = {volume.split(":")[1] for volume in glue["volumes"]}
+    # the job imports recsys.contracts alone from the project (tests/unit/test_layout.py): it is mounted
+    assert {f"{workspace}/src/recsys/__init__.py", f"{workspace}/src/recsys/contracts.py"} <= mounted
+    assert compose_env("glue")["PYTHONPATH"] == f"{workspace}/src"
 
 
 def test_make_up_builds_the_lambda_zip_first(tmp_path):

@@ -15,11 +15,13 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from fixtures_stack import EMULATORS, listening_addresses, running_emulator
+from tests.support.fixtures_stack import EMULATORS, listening_addresses, running_emulator
 from recsys.core import aws
 from recsys.local.aws_resources import delivery_stream_definition, resource_names
 from recsys.local.firehose.config import DeliveryConfig, describe_delivery
 from recsys.local.firehose.source import Checkpoint, ShardReader
+
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
 
 
 @pytest.fixture(scope="module", params=EMULATORS)

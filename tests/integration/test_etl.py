@@ -17,7 +17,7 @@ from recsys.pipeline.dataset import TRAINING_PREFIX, read_manifest, read_trainin
 from recsys.core.errors import PipelineError
 from recsys.pipeline.etl import GLUE_SCRIPT, run_etl
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]  # a SparkSession; not in `make test-fast`
 
 CONTRACT = ["customerNumber", "city", "state", "postalCode", "country", "creditLimit", "productCode",
             "productLine", "productScale", "quantityInStock", "buyPrice", "MSRP", "productRating"]

@@ -9,12 +9,16 @@ import sys
 import sysconfig
 import zipfile
 
+import pytest
+
 from recsys import contracts
 from recsys.core.config import load_settings
 from recsys.deploy.lambda_zip import LAMBDA_DIR, install_dependencies, write_deterministic_zip, zip_entries
 from recsys.local.firehose.invokers import unpack_zip
 from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import LocalLambda
+
+pytestmark = [pytest.mark.slow, pytest.mark.environment("lambda-python3.13")]  # not in `make test-fast`
 
 
 def test_zip_holds_cp313_wheels_and_no_unused_adapter(streaming_zip):

@@ -2,7 +2,7 @@
 never touched and bounds the wait with one line (recsys.pipeline.load_lock).
 
 Real `recsys load-embeddings` subprocesses against the session stack's embedded PostgreSQL and moto S3,
-in the vector DB tests' database and bucket (fixtures_vectordb.py).
+in the vector DB tests' database and bucket (tests/support/fixtures_vectordb.py).
 """
 from __future__ import annotations
 

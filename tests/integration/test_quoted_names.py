@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from recsys.apps.source import product_catalogue, seed_configured_source, source_catalogue
 from recsys.core.aws import client
 from recsys.core.db import connect_mysql, connect_pg, drop_database
@@ -27,6 +29,8 @@ def _databases(settings) -> set[str]:
     return names
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 def test_an_all_digit_mysql_database_name(stack, etl_spark):
     """All digits: allowed by MYSQL_DATABASE's rule, an error in SQL unless quoted (`CREATE DATABASE 123`)."""
     from recsys.pipeline.etl import run_etl
@@ -48,7 +52,7 @@ def test_an_all_digit_mysql_database_name(stack, etl_spark):
 
 
 def test_a_postgresql_database_name_with_spaces_and_quotes(stack, vectordb_publisher):
-    from fixtures_vectordb import fresh_pg_database
+    from tests.support.fixtures_vectordb import fresh_pg_database
     from recsys.pipeline.vector_load import load_embeddings
 
     name = f'Recsys "quoted" db-{os.getpid()}'

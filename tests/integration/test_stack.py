@@ -49,6 +49,7 @@ def test_stack_has_pgvector(stack):
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
 
 
+@pytest.mark.slow  # a second stack, up, down and up again
 def test_stack_cli_lifecycle_keeps_postgres_data(state_dir, stack):
     """up → env → status → down → status → up again: data under the state dir survives."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}

@@ -22,14 +22,17 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from fixtures_stack import EMULATORS
+from tests.support.environment import needs
+from tests.support.fixtures_stack import EMULATORS
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.local import pgembedded
 from recsys.local.firehose.delivery import build_delivery
 
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
+
 RECSYS = str(Path(sys.executable).with_name("recsys"))
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as a service account only under root")
+ROOT_ONLY = needs("root", os.geteuid() == 0, "PostgreSQL runs as a service account only under root")
 
 
 def cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures_streaming import deliver, read_delivered, session_of
+from tests.support.fixtures_streaming import deliver, read_delivered, session_of
 from recsys.core.config import load_settings
 from recsys.local.firehose.delivery import build_delivery
 from recsys.apps.replay import OutgoingRecord, events_to_records, send_records
 from recsys.apps.source import source_catalogue
 from recsys_seed import synthesize_events
+
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
 
 OK_KEY = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}/recsys-recommendations-delivery-1-\d{4}(-\d{2}){5}-[0-9a-f-]{36}$")
 ERROR_KEY = re.compile(r"^processing-failed/\d{4}/\d{2}/\d{2}/\d{2}/recsys-recommendations-delivery-1-")
@@ -220,7 +222,7 @@ def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(st
     """In-process handler: the RDS-style secret, and a new serving pointer picked up after the TTL."""
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
-    from fixtures_streaming import train_and_publish
+    from tests.support.fixtures_streaming import train_and_publish
     from recsys.serving import handler
     from recsys.core import aws
 

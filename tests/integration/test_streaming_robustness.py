@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_streaming import deliver, read_delivered, session_of
-from poison_run import poison_run
+from tests.support.fixtures_streaming import deliver, read_delivered, session_of
+from tests.support.poison_run import poison_run
 from recsys.apps.replay import OutgoingRecord, events_to_records, record_for, send_records
 from recsys.apps.source import source_catalogue
 from recsys.core.config import load_settings, stack_env_file
 from recsys.local.firehose.delivery import build_delivery, state_file
 from recsys_seed import POISON_KINDS, poison_records, synthesize_events
+
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 
@@ -258,7 +260,6 @@ def test_stack_up_brings_an_existing_delivery_stream_to_the_configured_buffering
         aws.client("firehose", stack).delete_delivery_stream(DeliveryStreamName=name)
 
 
-@pytest.mark.slow
 def test_poison_run_accounts_for_every_record(stack, streaming_model, streaming_zip, catalogue):
     """The closing figures of issue 13: 2,000 valid events with 100 poison records mixed in."""
     report = poison_run(load_settings(), catalogue, events=2000, poison=100)

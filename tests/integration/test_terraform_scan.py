@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.environment("checkov")]  # not in `make test-fast` (pytest -m 'not slow')
+
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
 TFVARS = (TF / "terraform.tfvars.example", TF / "all-phases.tfvars")  # root scan: every phase on

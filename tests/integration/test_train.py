@@ -13,10 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
-from fixtures_train import load_npz, parse_embeddings_csv, publish_training_table, training_attributes, verify_version
+from tests.support.fixtures_train import (load_npz, parse_embeddings_csv, publish_training_table, training_attributes,
+                                         verify_version)
 
 from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding,
                               to_query_vector)
+from recsys.model.als import AlsFoldIn
+from recsys.model.hybrid_foldin import HybridFoldIn
 from recsys.serving.model_cache import load_version
 from recsys.pipeline import artifacts, evaluate
 from recsys.core.aws import client
@@ -188,7 +191,9 @@ def test_report_written_locally_and_uploaded(train_settings, train_published):
 def test_the_lambdas_fold_in_of_a_known_history_is_the_trained_vector(train_settings, train_published, train_table):
     """The hybrid's last sweep solves every customer exactly as the Lambda folds a new one in."""
     model = load_version(client("s3", train_settings), train_settings.artifacts_bucket, train_published.version)
-    assert model.prior is not None and model.regularization.shape == (model.item_factors.shape[1],)
+    assert isinstance(model.fold_in, HybridFoldIn)
+    assert model.fold_in.precision.shape == (model.item_factors.shape[1],)
+    prior, precision = model.fold_in.prior, model.fold_in.precision
     npz = load_npz(artifacts.read_artifact(train_settings, train_published.version, "model.npz"))
     data = evaluate.interactions_from_table(train_table)
     attributes = training_attributes(train_table)
@@ -197,10 +202,10 @@ def test_the_lambdas_fold_in_of_a_known_history_is_the_trained_vector(train_sett
     for row in range(0, data.shape[0], 7):
         mine = data.users == row
         country, credit = attributes[int(data.user_ids[row])]
-        a = model.prior.encoder.encode([country], [credit])[0]
+        a = prior.encoder.encode([country], [credit])[0]
         folded = fold_in(model.item_factors, data.items[mine], confidence(data.ratings[mine], model.alpha,
                                                                           model.rating_offset),
-                         model.regularization, model.prior.mean(a))
+                         precision, prior.mean(a))
         trained = npz["user_factors"][row]
         cosines.append(folded @ trained / (np.linalg.norm(folded) * np.linalg.norm(trained)))
     assert min(cosines) > 0.9999
@@ -210,7 +215,8 @@ def test_a_new_customer_with_attributes_gets_the_features_vector(train_settings,
     model = load_version(client("s3", train_settings), train_settings.artifacts_bucket, train_published.version)
     strategy, query = model.cold_start_query([], [], country="France", credit_limit=90_000.0)
     assert strategy == STRATEGY_FEATURES
-    expected = model.prior.mean(model.prior.encoder.encode(["France"], [90_000.0])[0])
+    prior = model.fold_in.prior
+    expected = prior.mean(prior.encoder.encode(["France"], [90_000.0])[0])
     np.testing.assert_allclose(query, to_query_vector(expected, TRANSFORM_MIPS), rtol=1e-5)
     strategy, _ = model.cold_start_query([str(model.popular[0].product_code)], [1.0], country="France")
     assert strategy == STRATEGY_FEATURES_FOLD_IN
@@ -230,7 +236,7 @@ def test_an_als_model_has_no_prior_and_folds_in_as_before(train_settings, train_
     npz = load_npz(artifacts.read_artifact(train_settings, train_published_als.version, "model.npz"))
     assert "prior_map" not in npz and float(npz["regularization"]) == TrainParams.regularization
     model = load_version(client("s3", train_settings), train_settings.artifacts_bucket, train_published_als.version)
-    assert model.prior is None
+    assert model.fold_in == AlsFoldIn(TrainParams.regularization)
     assert model.cold_start_query([], [], country="France", credit_limit=1.0) == (STRATEGY_POPULAR_FALLBACK, None)
     data = evaluate.interactions_from_table(train_table)
     cosines = []

@@ -1,7 +1,7 @@
 """Vector DB: sql/embeddings.sql vs the loader, atomic versioned loads, k-NN queries, bad input.
 
 Real embedded PostgreSQL 18 + pgvector and moto S3 from the session ``stack``; synthetic models in
-the contract layout (tests/fixtures_vectordb.py), in a database and bucket of the tests' own.
+the contract layout (tests/support/fixtures_vectordb.py), in a database and bucket of the tests' own.
 """
 from __future__ import annotations
 
@@ -407,7 +407,8 @@ def test_load_sizes_server_memory_from_the_index(vectordb_settings, vectordb_liv
         cur.execute(vectordb.INDEX_SIZES_SQL)
         total, largest = (int(v) for v in cur.fetchone())
     vectordb_conn.rollback()
-    wanted = vectordb.memory_settings(total, largest, vectordb.host_ram_bytes())
+    assert vectordb_settings.pg_memory == "apply" and vectordb_settings.pg_server_ram_mb > 0  # the stack's
+    wanted = vectordb.memory_settings(total, largest, vectordb_settings.pg_server_ram_mb * vectordb.MB)
     memory, note = vectordb.size_server_memory(vectordb_conn, vectordb_settings)
     assert memory == wanted and "server memory set to shared_buffers=" in note
     with vectordb_conn.cursor() as cur:
@@ -416,6 +417,26 @@ def test_load_sizes_server_memory_from_the_index(vectordb_settings, vectordb_liv
         assert dict(cur.fetchall()) == wanted.server_settings()
         cur.execute("SELECT source FROM pg_settings WHERE name = 'shared_buffers'")
         assert cur.fetchone()[0] == "configuration file"
+    vectordb_conn.rollback()
+
+
+def test_memory_is_only_reported_when_configured_so_whatever_the_host(vectordb_settings, vectordb_live,
+                                                                       vectordb_conn):
+    """RECSYS_PG_MEMORY=report (RDS: the parameter group holds memory) leaves a loopback server's
+    configuration alone: configuration decides, not where the server runs."""
+    with vectordb_conn.cursor() as cur:
+        cur.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'")
+        before = sorted(cur.fetchall())
+    vectordb_conn.rollback()
+    reporting = vectordb_settings.replace(RECSYS_PG_MEMORY="report", RECSYS_PG_SERVER_RAM_MB="0")
+    assert reporting.pg_host == "127.0.0.1"
+    memory, note = vectordb.size_server_memory(vectordb_conn, reporting)
+    assert note.endswith(f"size the server's parameters to at least shared_buffers={memory.shared_buffers}MB, "
+                         f"effective_cache_size={memory.effective_cache_size}MB, "
+                         f"maintenance_work_mem={memory.maintenance_work_mem}MB")
+    with vectordb_conn.cursor() as cur:
+        cur.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'")
+        assert sorted(cur.fetchall()) == before
     vectordb_conn.rollback()
 
 
@@ -494,7 +515,7 @@ def test_new_version_keeps_old_one_served_until_the_switch(vectordb_settings, ve
         vectordb_conn.rollback()
         return real_build(conn, model, table, params)
 
-    monkeypatch.setattr(vectordb, "build_index", build_and_look)
+    monkeypatch.setattr(vectordb.load, "build_index", build_and_look)  # where the load calls it
     result = vectordb.load_embeddings(vectordb_settings, other.version)
     assert result.switched and result.previous == vectordb_live.version
     assert observed == [(vectordb_live.version, 5000)] * 2

@@ -21,13 +21,16 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
+from tests.support.environment import needs
 from recsys.apps.web import FeedReader, create_app
 from recsys.core import aws
 from recsys.core.db import connect_mysql
 from recsys.local.aws_resources import ensure_bucket
 from recsys.local.stack import free_port
 
-needs_browser = pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs chromium-driver (make install)")
+pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
+
+needs_browser = needs("chromium-driver", shutil.which("chromedriver") is not None, "needs chromium-driver (make install)")
 
 FUTURE = "2099-01-01T00:00:0{}Z"
 RECSYS = str(Path(sys.executable).with_name("recsys"))

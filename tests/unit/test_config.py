@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_settings_field_has_one_variable_and_back():
     assert {s.field for s in SETTINGS} == {f.name for f in dataclasses.fields(Settings)}
     assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_each_fields_type_is_what_its_parser_returns():
+    """A setting is declared once, on its field: the annotation and the parser must agree."""
+    hints = typing.get_type_hints(Settings)
+    for setting in SETTINGS:
+        assert isinstance(setting.parse(setting.default), hints[setting.field]), setting.env
+    assert SETTINGS[0].env == "RECSYS_STATE_DIR" and SETTINGS[-1].env == "RECSYS_SPARK_CDS"  # declaration order
 
 
 def test_defaults_are_typed(tmp_path):

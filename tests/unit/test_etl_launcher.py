@@ -12,8 +12,9 @@ import pytest
 from recsys.core.config import load_settings
 from recsys.core.errors import ConfigError
 from recsys.pipeline import etl
+from tests.support.environment import needs
 
-needs_jar = pytest.mark.skipif(not Path(etl.MARIADB_JDBC_JAR).is_file(), reason="no JDBC jar (make system-deps)")
+needs_jar = needs("mariadb-jdbc", Path(etl.MARIADB_JDBC_JAR).is_file(), "no JDBC jar (make system-deps)")
 
 
 def finished_pid() -> int:

@@ -78,6 +78,7 @@ def test_the_project_python_is_refused_for_the_lambda(tmp_path):
     assert f"is Python {sys.version_info[0]}.{sys.version_info[1]}, not 3.13" in message and "\n" not in message
 
 
+@pytest.mark.environment("lambda-python3.13")
 def test_a_python313_without_the_runtime_modules_is_refused(tmp_path, runtime_python):
     bare = tmp_path / "bare313"
     subprocess.run([runtime_python, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -95,6 +96,7 @@ def test_no_python313_at_all_says_how_to_get_one_in_one_line(tmp_path, monkeypat
     assert "uv python install 3.13" in message and "pyenv install 3.13" in message
 
 
+@pytest.mark.environment("lambda-python3.13")
 def test_discovery_finds_the_runtime_python(runtime_python):
     assert lp.probe(runtime_python) == ((3, 13), ())
 
@@ -113,6 +115,7 @@ def test_a_cp313_package_never_runs_on_another_python(tmp_path):
     assert "built for Python 3.13 and cannot run on Python 3.11" in str(error.value)
 
 
+@pytest.mark.environment("lambda-python3.13")
 def test_a_stale_cp311_zip_is_refused_by_the_runtime_python(tmp_path, runtime_python):
     code = _fake_extension(tmp_path / "code", "311")
     with pytest.raises(PipelineError) as error:

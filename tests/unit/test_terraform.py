@@ -569,6 +569,7 @@ INTERPOLATION_ONLY = re.compile(r'^\s*[\w"-]+\s*=\s*"\$\{[^"{}]*\}"\s*$')  # fmt
 QUOTED_TYPE = re.compile(r'^\s*type\s*=\s*"\w+"\s*$')  # fmt unquotes legacy type constraints
 
 
+@pytest.mark.environment("terraform-fmt")
 def test_terraform_fmt():
     """`terraform fmt -check` when a terraform binary exists; else its formatter, HashiCorp's
     hclwrite.Format (compiled to WebAssembly in @cdktf/hcl-tools, installed by `make install`), plus
@@ -590,6 +591,7 @@ def test_terraform_fmt():
     assert not legacy, "terraform fmt would rewrite these lines:\n" + "\n".join(legacy)
 
 
+@pytest.mark.environment("terraform-fmt")
 def test_fmt_check_catches_a_misaligned_file(tmp_path):
     """The formatter used above is a real one: it flags a file terraform fmt would change."""
     node = shutil.which("node")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from recsys.core.config import load_settings
+from recsys.core.errors import ConfigError
 from recsys.local import pgembedded
 from recsys.pipeline.vector_load import MB, MemorySettings, estimated_index_bytes, memory_settings
 
@@ -58,3 +60,15 @@ def test_memory_defaults_are_in_an_included_file_not_on_the_command_line(tmp_pat
     pgembedded.write_defaults(tmp_path)  # every start: rewritten, included once
     assert conf.read_text().count("include_if_exists = 'recsys.conf'") == 1
     assert "shared_buffers = '256MB'" in (tmp_path / "recsys.conf").read_text()
+
+
+def test_memory_is_applied_by_configuration_which_the_embedded_stack_sets():
+    """Nothing branches on the host: RECSYS_PG_MEMORY decides, reporting unless the stack says apply."""
+    assert (load_settings({}).pg_memory, load_settings({}).pg_server_ram_mb) == ("report", 0)
+    env = pgembedded.memory_env()
+    assert env["RECSYS_PG_MEMORY"] == "apply"
+    assert int(env["RECSYS_PG_SERVER_RAM_MB"]) * MB == pytest.approx(pgembedded.host_ram_bytes(), abs=MB)
+    assert load_settings(env).pg_memory == "apply"
+    with pytest.raises(ConfigError, match=r"^invalid setting RECSYS_PG_MEMORY='always': "
+                                          r"expected one of apply, report$"):
+        load_settings({"RECSYS_PG_MEMORY": "always"})

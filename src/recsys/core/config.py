@@ -12,11 +12,13 @@ init hook can load settings where only boto3 is installed.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from recsys import contracts
@@ -152,124 +154,129 @@ class Setting:
     secret: bool = False
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("RECSYS_STATE_DIR", "state_dir", ".recsys",
-            "Local stack state: PIDs, ports, embedded PostgreSQL data, logs", _path),
-    Setting("RECSYS_EMULATOR", "emulator", "moto",
-            "AWS API emulator the embedded stack runs: moto (server) | localstack (community, on the host)",
-            _choice("moto", "localstack")),
-    Setting("RECSYS_LOCALSTACK_VENV", "localstack_venv", "",
-            "LocalStack's Python 3.13 venv (`make install`); empty: .venv-localstack in the checkout",
-            _optional_path),
-    Setting("AWS_ENDPOINT_URL", "endpoint_url", "",
-            "AWS API endpoint; empty means real AWS, the stack sets its emulator", _endpoint_url),
-    Setting("AWS_DEFAULT_REGION", "region", "us-east-1", "AWS region", _REGION),
-    Setting("AWS_ACCESS_KEY_ID", "aws_access_key_id", "",
-            "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True),
-    Setting("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "",
-            "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True),
-    Setting("RECSYS_DATALAKE_BUCKET", "datalake_bucket", "recsys-datalake", "S3 bucket for the training set", _BUCKET),
-    Setting(contracts.ENV_ARTIFACTS_BUCKET, "artifacts_bucket", contracts.DEFAULT_ARTIFACTS_BUCKET,
-            "S3 bucket for model artifacts", _BUCKET),
-    Setting("RECSYS_RECOMMENDATIONS_BUCKET", "recommendations_bucket", "recsys-recommendations",
-            "S3 bucket Firehose delivers to", _BUCKET),
-    Setting("RECSYS_SCRIPTS_BUCKET", "scripts_bucket", "recsys-scripts",
-            "S3 bucket for the Glue script and Lambda zip", _BUCKET),
-    Setting("RECSYS_KINESIS_STREAM", "kinesis_stream", "recsys-activity-events", "Kinesis stream of activity events",
-            _STREAM),
-    Setting("RECSYS_FIREHOSE_STREAM", "firehose_stream", "recsys-recommendations-delivery",
-            "Firehose delivery stream", _STREAM),
-    Setting("RECSYS_LAMBDA_FUNCTION", "lambda_function", "recsys-model-inference",
-            "Firehose transformation Lambda", _FUNCTION),
-    Setting("MYSQL_HOST", "mysql_host", "127.0.0.1", "MySQL source host", _HOST),
-    Setting("MYSQL_PORT", "mysql_port", "3306", "MySQL source port", _PORT),
-    Setting("MYSQL_USER", "mysql_user", "root", "MySQL source user", _DB_USER),
-    Setting("MYSQL_PASSWORD", "mysql_password", "", "MySQL source password", _any_text, secret=True),
-    Setting("MYSQL_DATABASE", "mysql_database", "classicmodels", "MySQL source database", _MYSQL_DATABASE),
-    Setting("PGHOST", "pg_host", "127.0.0.1", "PostgreSQL + pgvector host", _HOST),
-    Setting("PGPORT", "pg_port", "5433", "PostgreSQL + pgvector port (the stack picks a free one)", _PORT),
-    Setting("PGUSER", "pg_user", "postgres", "PostgreSQL user", _DB_USER),
-    Setting("PGPASSWORD", "pg_password", "", "PostgreSQL password", _any_text, secret=True),
-    Setting("PGDATABASE", "pg_database", "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE),
-    Setting(contracts.ENV_PG_SSLMODE, "pg_sslmode", "prefer",
-            f"PostgreSQL TLS (libpq sslmode); {contracts.AWS_PG_SSLMODE} with the RDS CA bundle on AWS",
-            _choice("disable", "allow", "prefer", "require", "verify-ca", contracts.AWS_PG_SSLMODE)),
-    Setting(contracts.ENV_PG_SSLROOTCERT, "pg_sslrootcert", "",
-            f"CA bundle that verifies the PostgreSQL server (on AWS: {contracts.RDS_CA_BUNDLE}); empty: libpq's default",
-            _optional_path),
-    Setting("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "load_lock_timeout_seconds", "300",
-            "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
-            _integer(0, 86_400)),
-    Setting(contracts.ENV_DB_SECRET_ARN, "db_secret_arn", "",
-            "Lambda: Secrets Manager secret with the database credentials (AWS); empty: the PG* settings", _any_text),
-    Setting("RECSYS_BUFFER_SECONDS", "buffer_seconds", "1",
-            "Firehose buffering interval (S3 and Lambda processor), 0-900", _integer(0, 900)),
-    Setting("RECSYS_LAMBDA_ZIP", "lambda_zip", "build/lambda.zip", "Deployment zip of the transformation Lambda",
-            _path),
-    Setting("RECSYS_LAMBDA_INVOKE", "lambda_invoke", "runtime",
-            "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api", _choice("runtime", "api")),
-    Setting("RECSYS_LAMBDA_PYTHON", "lambda_python", "",
-            f"Python {contracts.LAMBDA_RUNTIME.removeprefix('python')} (with awslambdaric, boto3) that runs the zip "
-            "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable),
-    Setting("RECSYS_LAMBDA_CONCURRENCY", "lambda_concurrency", "2",
-            "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16)),
-    Setting("RECSYS_API_URL", "api_url", "http://127.0.0.1:8000",
-            "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url),
-    Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
-            "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
-    Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
-            "Lambda: recommended and similar items per event", _integer(1, contracts.MAX_TOP_K)),
-    Setting("RECSYS_SPARK_JAVA_OPTIONS", "spark_java_options", DEFAULT_SPARK_JAVA_OPTIONS,
-            "Local ETL: JVM options of the Spark driver (JIT tuned for a short job on few cores)", _java_options),
-    Setting("RECSYS_SPARK_CDS", "spark_cds", "on",
-            "Local ETL: on = a class-data sharing archive of Spark's classes (made by the first run, "
-            "under build/spark-cds/) starts the JVM faster; off = none", _choice("on", "off")),
-)
-_BY_ENV = {s.env: s for s in SETTINGS}
+_SETTING = "recsys.setting"  # the field metadata key holding its Setting's parts
+
+
+def setting(env: str, default: str, description: str, parse: Callable[[str], object], *, secret: bool = False) -> Any:
+    """A ``Settings`` field filled from the environment variable ``env``: where each setting is declared."""
+    return dataclasses.field(metadata={_SETTING: {"env": env, "default": default, "description": description,
+                                                  "parse": parse, "secret": secret}})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """A resolved, typed snapshot of every setting (``SETTINGS`` names the variable behind each field)."""
+    """A resolved, typed snapshot of every setting, each field declared once with its variable, default
+    text, description and parser (``SETTINGS`` lists them)."""
 
-    state_dir: Path
-    emulator: str
-    localstack_venv: Path | None
-    endpoint_url: str | None
-    region: str
-    aws_access_key_id: str
-    aws_secret_access_key: str
-    datalake_bucket: str
-    artifacts_bucket: str
-    recommendations_bucket: str
-    scripts_bucket: str
-    kinesis_stream: str
-    firehose_stream: str
-    lambda_function: str
-    mysql_host: str
-    mysql_port: int
-    mysql_user: str
-    mysql_password: str
-    mysql_database: str
-    pg_host: str
-    pg_port: int
-    pg_user: str
-    pg_password: str
-    pg_database: str
-    pg_sslmode: str
-    pg_sslrootcert: Path | None
-    load_lock_timeout_seconds: int
-    db_secret_arn: str
-    buffer_seconds: int
-    lambda_zip: Path
-    lambda_invoke: str
-    lambda_python: Path | None
-    lambda_concurrency: int
-    api_url: str
-    pointer_ttl_seconds: float
-    top_k: int
-    spark_java_options: str
-    spark_cds: str
+    state_dir: Path = setting(
+        "RECSYS_STATE_DIR", ".recsys",
+        "Local stack state: PIDs, ports, embedded PostgreSQL data, logs", _path)
+    emulator: str = setting(
+        "RECSYS_EMULATOR", "moto",
+        "AWS API emulator the embedded stack runs: moto (server) | localstack (community, on the host)",
+        _choice("moto", "localstack"))
+    localstack_venv: Path | None = setting(
+        "RECSYS_LOCALSTACK_VENV", "",
+        "LocalStack's Python 3.13 venv (`make install`); empty: .venv-localstack in the checkout",
+        _optional_path)
+    endpoint_url: str | None = setting(
+        "AWS_ENDPOINT_URL", "",
+        "AWS API endpoint; empty means real AWS, the stack sets its emulator", _endpoint_url)
+    region: str = setting("AWS_DEFAULT_REGION", "us-east-1", "AWS region", _REGION)
+    aws_access_key_id: str = setting(
+        "AWS_ACCESS_KEY_ID", "",
+        "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True)
+    aws_secret_access_key: str = setting(
+        "AWS_SECRET_ACCESS_KEY", "",
+        "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True)
+    datalake_bucket: str = setting(
+        "RECSYS_DATALAKE_BUCKET", "recsys-datalake", "S3 bucket for the training set", _BUCKET)
+    artifacts_bucket: str = setting(
+        contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET,
+        "S3 bucket for model artifacts", _BUCKET)
+    recommendations_bucket: str = setting(
+        "RECSYS_RECOMMENDATIONS_BUCKET", "recsys-recommendations",
+        "S3 bucket Firehose delivers to", _BUCKET)
+    scripts_bucket: str = setting(
+        "RECSYS_SCRIPTS_BUCKET", "recsys-scripts",
+        "S3 bucket for the Glue script and Lambda zip", _BUCKET)
+    kinesis_stream: str = setting(
+        "RECSYS_KINESIS_STREAM", "recsys-activity-events", "Kinesis stream of activity events",
+        _STREAM)
+    firehose_stream: str = setting(
+        "RECSYS_FIREHOSE_STREAM", "recsys-recommendations-delivery",
+        "Firehose delivery stream", _STREAM)
+    lambda_function: str = setting(
+        "RECSYS_LAMBDA_FUNCTION", "recsys-model-inference",
+        "Firehose transformation Lambda", _FUNCTION)
+    mysql_host: str = setting("MYSQL_HOST", "127.0.0.1", "MySQL source host", _HOST)
+    mysql_port: int = setting("MYSQL_PORT", "3306", "MySQL source port", _PORT)
+    mysql_user: str = setting("MYSQL_USER", "root", "MySQL source user", _DB_USER)
+    mysql_password: str = setting("MYSQL_PASSWORD", "", "MySQL source password", _any_text, secret=True)
+    mysql_database: str = setting("MYSQL_DATABASE", "classicmodels", "MySQL source database", _MYSQL_DATABASE)
+    pg_host: str = setting("PGHOST", "127.0.0.1", "PostgreSQL + pgvector host", _HOST)
+    pg_port: int = setting("PGPORT", "5433", "PostgreSQL + pgvector port (the stack picks a free one)", _PORT)
+    pg_user: str = setting("PGUSER", "postgres", "PostgreSQL user", _DB_USER)
+    pg_password: str = setting("PGPASSWORD", "", "PostgreSQL password", _any_text, secret=True)
+    pg_database: str = setting(
+        "PGDATABASE",
+        "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE)
+    pg_sslmode: str = setting(
+        contracts.ENV_PG_SSLMODE, "prefer",
+        f"PostgreSQL TLS (libpq sslmode); {contracts.AWS_PG_SSLMODE} with the RDS CA bundle on AWS",
+        _choice("disable", "allow", "prefer", "require", "verify-ca", contracts.AWS_PG_SSLMODE))
+    pg_sslrootcert: Path | None = setting(
+        contracts.ENV_PG_SSLROOTCERT, "",
+        f"CA bundle that verifies the PostgreSQL server (on AWS: {contracts.RDS_CA_BUNDLE}); empty: libpq's default",
+        _optional_path)
+    pg_memory: str = setting(
+        "RECSYS_PG_MEMORY", "report",
+        "load-embeddings: PostgreSQL memory sized from the HNSW indexes is applied (ALTER SYSTEM; the embedded "
+        "stack sets this) or reported (for the server's own configuration, e.g. RDS's parameter group)",
+        _choice("apply", "report"))
+    pg_server_ram_mb: int = setting(
+        "RECSYS_PG_SERVER_RAM_MB", "0",
+        "load-embeddings: RAM of the PostgreSQL server in MB, which caps the memory sizing and lets a load size "
+        "its build memory; 0: not known (the embedded stack sets this machine's)", _integer(0, 1 << 30))
+    load_lock_timeout_seconds: int = setting(
+        "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "300",
+        "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
+        _integer(0, 86_400))
+    db_secret_arn: str = setting(
+        contracts.ENV_DB_SECRET_ARN, "",
+        "Lambda: Secrets Manager secret with the database credentials (AWS); empty: the PG* settings", _any_text)
+    buffer_seconds: int = setting(
+        "RECSYS_BUFFER_SECONDS", "1",
+        "Firehose buffering interval (S3 and Lambda processor), 0-900", _integer(0, 900))
+    lambda_zip: Path = setting(
+        "RECSYS_LAMBDA_ZIP", "build/lambda.zip", "Deployment zip of the transformation Lambda",
+        _path)
+    lambda_invoke: str = setting(
+        "RECSYS_LAMBDA_INVOKE", "runtime",
+        "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api", _choice("runtime", "api"))
+    lambda_python: Path | None = setting(
+        "RECSYS_LAMBDA_PYTHON", "",
+        f"Python {contracts.LAMBDA_RUNTIME.removeprefix('python')} (with awslambdaric, boto3) that runs the zip "
+        "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable)
+    lambda_concurrency: int = setting(
+        "RECSYS_LAMBDA_CONCURRENCY", "2",
+        "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16))
+    api_url: str = setting(
+        "RECSYS_API_URL", "http://127.0.0.1:8000",
+        "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url)
+    pointer_ttl_seconds: float = setting(
+        contracts.ENV_POINTER_TTL_SECONDS, f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
+        "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400))
+    top_k: int = setting(
+        contracts.ENV_TOP_K, str(contracts.DEFAULT_TOP_K),
+        "Lambda: recommended and similar items per event", _integer(1, contracts.MAX_TOP_K))
+    spark_java_options: str = setting(
+        "RECSYS_SPARK_JAVA_OPTIONS", DEFAULT_SPARK_JAVA_OPTIONS,
+        "Local ETL: JVM options of the Spark driver (JIT tuned for a short job on few cores)", _java_options)
+    spark_cds: str = setting(
+        "RECSYS_SPARK_CDS", "on",
+        "Local ETL: on = a class-data sharing archive of Spark's classes (made by the first run, "
+        "under build/spark-cds/) starts the JVM faster; off = none", _choice("on", "off"))
 
     def __repr__(self) -> str:
         shown = {s.field: ("***" if s.secret and getattr(self, s.field) else getattr(self, s.field)) for s in SETTINGS}
@@ -302,6 +309,11 @@ class Settings:
         """A copy with some variables (by environment name) changed, validated like ``load_settings``."""
         return load_settings({**self.as_env(), **changes})
 
+
+
+SETTINGS: tuple[Setting, ...] = tuple(Setting(field=f.name, **f.metadata[_SETTING])
+                                      for f in dataclasses.fields(Settings))
+_BY_ENV = {s.env: s for s in SETTINGS}
 
 def _as_text(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -37,13 +37,15 @@ SERVER_OPTIONS = {  # on the command line: nothing (not even ALTER SYSTEM) overr
 }
 # Memory defaults live in a file postgresql.conf includes, NOT on the command line: the loader sizes
 # them from the HNSW indexes with ALTER SYSTEM (postgresql.auto.conf, read after this file), which a
-# command-line value would silently override (recsys.pipeline.vector_load.size_server_memory).
+# command-line value would silently override (recsys.pipeline.vector_load.memory.size_server_memory,
+# with the RECSYS_PG_MEMORY=apply and RECSYS_PG_SERVER_RAM_MB the stack sets: ``memory_env``).
 MEMORY_DEFAULTS = {
     "shared_buffers": "256MB",
     "maintenance_work_mem": "512MB",  # a load sets its own, sized for the graph it builds
     "max_parallel_maintenance_workers": "2",  # HNSW builds use the 2 cores
 }
 DEFAULTS_CONF = "recsys.conf"
+MB = 1 << 20
 INCLUDE_LINE = f"include_if_exists = '{DEFAULTS_CONF}'  # recsys defaults; ALTER SYSTEM values override them\n"
 HBA_CONF = """\
 # Written by recsys (recsys.local.pgembedded) at every start: TCP on loopback, password (SCRAM) only.
@@ -232,3 +234,14 @@ def stop(data_dir: Path) -> None:
 
 def psql_path() -> str:
     return _bin("psql")
+
+
+def host_ram_bytes() -> int:
+    """Physical memory of this machine (where the embedded server runs)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_env() -> dict[str, str]:
+    """The settings that let the loader size this server's memory and apply it (ALTER SYSTEM): it runs
+    here, on this machine's RAM, and its configuration files are ours (docs/vectordb.md)."""
+    return {"RECSYS_PG_MEMORY": "apply", "RECSYS_PG_SERVER_RAM_MB": str(host_ram_bytes() // MB)}

@@ -196,6 +196,7 @@ class EmbeddedStack:
             "PGUSER": "postgres",
             "PGPASSWORD": password,
             "PGDATABASE": "postgres",
+            **pgembedded.memory_env(),
         }
 
     def _restore_aws_state(self, live: Settings, state: StackState) -> None:

@@ -24,14 +24,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from recsys.model.foldin import fold_in
-from recsys.contracts import (NPZ_ATTRIBUTE_COUNTRIES, NPZ_ATTRIBUTE_REGIONS, NPZ_COUNTRY_REGIONS,
-                              NPZ_FEATURES_ALONE, NPZ_LOG_CREDIT, NPZ_POPULATION_ATTRIBUTES, NPZ_PRIOR_MAP,
-                              STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
+from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
                               STRATEGY_POPULAR_FALLBACK)
+from recsys.model.base import FoldInModel
+from recsys.model.foldin import fold_in
+
+HYBRID_KIND = "hybrid"
+# The hybrid's own model.npz arrays (docs/contracts.md section 2); ``item_factors`` then holds its
+# item vectors [free factors | fixed item features].
+NPZ_PRECISION = "prior_precision"  # (D,) diagonal of Λ: how strongly a customer vector keeps to its prior mean
+NPZ_PRIOR_MAP = "prior_map"  # (A, D) B: encoded attributes a -> prior mean a @ B of the customer vector
+NPZ_POPULATION_ATTRIBUTES = "population_attributes"  # (A,) the training customers' mean a
+NPZ_ATTRIBUTE_COUNTRIES = "attribute_countries"  # country one-hot vocabulary
+NPZ_ATTRIBUTE_REGIONS = "attribute_regions"  # region one-hot vocabulary
+NPZ_COUNTRY_REGIONS = "country_regions"  # (n, 2) country, region
+NPZ_LOG_CREDIT = "log_credit_scale"  # (2,) mean and std of ln creditLimit of the training customers
+NPZ_FEATURES_ALONE = "serve_features_alone"  # bool: validation found the features strategy beats popularity
 
 
 @dataclass(frozen=True)
@@ -137,3 +149,28 @@ def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confid
     if attributes is not None and prior.features_alone:
         return STRATEGY_FEATURES, prior.mean(attributes).astype(np.float32)
     return STRATEGY_POPULAR_FALLBACK, None
+
+
+@dataclass(frozen=True)
+class HybridFoldIn(FoldInModel):
+    """The hybrid's serving side: the precision Λ and the attribute prior of ``cold_start_vector``."""
+
+    kind: ClassVar[str] = HYBRID_KIND
+    precision: np.ndarray  # (D,) diag Λ
+    prior: AttributePrior
+
+    @classmethod
+    def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> HybridFoldIn:
+        prior = AttributePrior.from_arrays(npz)
+        if prior is None:
+            raise ValueError(f"a hybrid model archive lacks {NPZ_PRIOR_MAP}")
+        return cls(np.asarray(npz[NPZ_PRECISION], dtype=np.float64), prior)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return self.prior.to_arrays() | {NPZ_PRECISION: np.asarray(self.precision)}
+
+    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float], *,
+                          country: str | None = None,
+                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+        return cold_start_vector(item_factors, item_rows, confidences, self.precision, self.prior,
+                                 country=country, credit_limit=credit_limit)

@@ -4,8 +4,8 @@ evaluation, the validation winner published as a versioned model.
 Steps: read the complete published training set (``pipeline.dataset``) → validate it → encode the
 ratings → split: a seeded 10 % of the customers held out entirely (cold start), 20 % of each other
 customer's ratings held out (known customers) → carve a validation split of the same shape out of
-the training part, fit ALS and the hybrid (``pipeline.hybrid``) on it and keep the better one by
-validation NDCG@10 of known customers → fit both on the training part and score three views against
+the training part, fit every model kind (``pipeline.trainers.registry``: ALS and the hybrid) on it
+and keep the best by validation NDCG@10 of known customers → fit them on the training part and score three views against
 popularity, random and the planted-truth ceilings, ranking by cosine on the serving embeddings
 (known customers; cold customers from their attributes only; and from their attributes plus their
 first 3 ratings as a browse history) → fit the winner on every rating → write the artifacts and
@@ -16,21 +16,26 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field, replace
-from importlib.metadata import version as package_version
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, TRANSFORMS, confidence, max_item_norm,
-                              to_item_embedding, to_query_vector)
 from recsys import contracts
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
+from recsys.model.als import ALS_KIND, NPZ_REGULARIZATION
+from recsys.model.foldin import TRANSFORM_MIPS, TRANSFORMS, max_item_norm, to_item_embedding, to_query_vector
+from recsys.model.hybrid_foldin import HYBRID_KIND
 from recsys.pipeline import artifacts, dataset, evaluate, evaluation_report, hybrid
+from recsys.pipeline.trainers.als import (MIPS_RANKER, PLAIN_COSINE_RANKER, Factors,  # noqa: F401 (public names)
+                                          confidence_matrix, fit_als)
+from recsys.pipeline.trainers.base import FinalModel, cold_ranker, serving_scorer  # noqa: F401 (public names)
+from recsys.pipeline.trainers.params import MODEL_AUTO, TrainParams
+from recsys.pipeline.trainers.registry import TRAINERS, trainer
 
 log = logging.getLogger(__name__)
 
@@ -38,54 +43,10 @@ REQUIRED_COLUMNS = ("customerNumber", "productCode", "productRating")
 CONFIDENCE_FORMULA = "c = 1 + alpha * max(rating - rating_offset, 0); unobserved: p = 0, c = 1"
 # The fallback list: the API's largest k plus room for a long browse history to be excluded.
 POPULAR_ITEMS_KEPT = 1000
-ALS_RANKER = "als"  # also the model kind in the manifest
-HYBRID_RANKER = "hybrid"
-MODEL_AUTO = "auto"  # publish the validation winner
-MODEL_CHOICES = (MODEL_AUTO, ALS_RANKER, HYBRID_RANKER)
-PLAIN_COSINE_RANKER = "als (cosine, no transform)"
-MIPS_RANKER = "als (mips-augment)"
+ALS_RANKER = ALS_KIND  # model kinds (recsys.pipeline.trainers.registry) are also their rankers' names
+HYBRID_RANKER = HYBRID_KIND
+MODEL_CHOICES = (MODEL_AUTO, *TRAINERS)
 VALIDATION_SEED_OFFSET = 1000  # the validation split's seed: params.seed + this
-
-
-def cold_ranker(model: str, strategy: str) -> str:
-    """A cold-start view's ranker name: the model and the serving strategy it stands for."""
-    return f"{model} [{strategy}]"
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Hyper-parameters and evaluation protocol; defaults were tuned on validation splits (docs/train.md).
-
-    ``factors`` .. ``rating_offset`` are ALS's; the hybrid's are ``hybrid``.
-    """
-
-    factors: int = 16
-    iterations: int = 15
-    regularization: float = 20.0
-    alpha: float = 5.0
-    rating_offset: float = 2.0
-    seed: int = 42
-    embedding_transform: str = TRANSFORM_MIPS
-    holdout_fraction: float = 0.2
-    relevant_min_rating: float = 4.0
-    k: int = 10
-    model: str = MODEL_AUTO  # als | hybrid | auto (the validation winner)
-    cold_fraction: float = 0.1  # customers held out entirely for the cold-start views
-    browse: int = 3  # ratings of a cold customer read as their browse history (second cold view)
-    hybrid: hybrid.HybridParams = field(default_factory=hybrid.HybridParams)
-
-    def hyperparameters(self) -> dict:
-        return {name: getattr(self, name) for name in
-                ("factors", "iterations", "regularization", "alpha", "rating_offset", "seed")}
-
-
-@dataclass(frozen=True)
-class Factors:
-    """A fitted ALS model: raw factors, rows aligned with ``Interactions.user_ids``/``item_ids``."""
-
-    user_factors: np.ndarray  # (C, F) float32
-    item_factors: np.ndarray  # (P, F) float32
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -101,10 +62,10 @@ class DatasetInfo:
 class Selection:
     """Which model is published and why: the validation views (None when nothing was compared)."""
 
-    kind: str  # ALS_RANKER or HYBRID_RANKER
+    kind: str  # a model kind of recsys.pipeline.trainers.registry
     reason: str
     validation: evaluate.ViewReports | None
-    features_alone: bool  # the hybrid's ``features`` strategy beat popularity on validation
+    options: dict[str, Any]  # serving choices validation made for this kind (``Trainer.serving_options``)
 
 
 @dataclass(frozen=True)
@@ -178,75 +139,34 @@ def validate_training_table(table: pa.Table, run_id: str) -> None:
         raise PipelineError(f"{where} has {table.num_rows - pairs} duplicate (customerNumber, productCode) rows")
 
 
-# -- model --------------------------------------------------------------------------------------
-
-def confidence_matrix(data: evaluate.Interactions, params: TrainParams, mask: np.ndarray | None = None):
-    """Customers × products CSR of Hu–Koren confidences (the same formula the Lambda's fold-in uses)."""
-    return data.matrix(confidence(data.ratings, params.alpha, params.rating_offset), mask)
-
-
-def fit_als(matrix, params: TrainParams, show_progress: bool = False) -> Factors:
-    """Fit implicit's CPU ALS on a confidence matrix (values are c itself, so implicit's alpha stays 1)."""
-    from implicit.cpu.als import AlternatingLeastSquares  # heavy; only fitting needs it
-
-    model = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization, alpha=1.0,
-                                    iterations=params.iterations, random_state=params.seed)
-    started = time.perf_counter()
-    model.fit(matrix, show_progress=show_progress)
-    seconds = time.perf_counter() - started
-    log.info("ALS %d factors x %d iterations on %s ratings (%d x %d) in %.1f s", params.factors,
-             params.iterations, f"{matrix.nnz:,}", *matrix.shape, seconds)
-    return Factors(np.asarray(model.user_factors, np.float32), np.asarray(model.item_factors, np.float32), seconds)
-
-
-def serving_scorer(user_vectors: np.ndarray, item_vectors: np.ndarray, transform: str) -> evaluate.Scorer:
-    """Rank as pgvector will: cosine between query vectors and item embeddings under ``transform``."""
-    return evaluate.cosine_scorer(to_query_vector(user_vectors, transform), to_item_embedding(item_vectors, transform))
-
-
 # -- evaluation ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class SplitFits:
-    """The candidates fitted on one split's training part (None: not a candidate)."""
-
-    als: Factors | None
-    hybrid: hybrid.HybridFit | None
+# The candidates fitted on one split's training part: model kind -> what its ``Trainer.fit`` returned.
+SplitFits = dict[str, Any]
 
 
 def candidate_kinds(params: TrainParams, side: hybrid.SideInfo | None) -> list[str]:
-    """The models to fit: ``--model``'s choice, or both (ALS alone when the hybrid's columns are missing)."""
-    if params.model not in MODEL_CHOICES:
-        raise PipelineError(f"unknown model {params.model!r}; expected one of {', '.join(MODEL_CHOICES)}")
-    if params.model == ALS_RANKER:
-        return [ALS_RANKER]
-    if side is None:
-        if params.model == HYBRID_RANKER:
-            raise PipelineError(f"the hybrid model needs the training set's columns {', '.join(hybrid.SIDE_COLUMNS)}")
-        return [ALS_RANKER]
-    return [HYBRID_RANKER] if params.model == HYBRID_RANKER else [ALS_RANKER, HYBRID_RANKER]
+    """The models to fit: ``--model``'s choice, or every registered kind the training set has the columns of."""
+    if params.model != MODEL_AUTO and params.model not in TRAINERS:
+        raise PipelineError(f"unknown model {params.model!r}; expected one of {', '.join((MODEL_AUTO, *TRAINERS))}")
+    if params.model != MODEL_AUTO:
+        chosen = TRAINERS[params.model]
+        if not chosen.available(side):
+            raise PipelineError(f"the {chosen.kind} model needs the training set's columns "
+                                f"{', '.join(chosen.required_columns)}")
+        return [chosen.kind]
+    return [kind for kind, candidate in TRAINERS.items() if candidate.available(side)]
 
 
 def fit_candidates(data: evaluate.Interactions, train: np.ndarray, side: hybrid.SideInfo | None, params: TrainParams,
                    kinds: list[str], show_progress: bool = False) -> SplitFits:
     """Fit each candidate on the ``train`` ratings."""
-    als = fit_als(confidence_matrix(data, params, train), params, show_progress) if ALS_RANKER in kinds else None
-    fitted = (hybrid.fit_hybrid(data.matrix(data.ratings, train), side, params.hybrid, show_progress)
-              if HYBRID_RANKER in kinds else None)
-    return SplitFits(als, fitted)
-
-
-def _cold_queries(n_users: int, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """A (n_users, D) query matrix with ``vectors`` in ``rows`` (other rows are never scored)."""
-    queries = np.zeros((n_users, vectors.shape[1]), dtype=np.float32)
-    queries[rows] = vectors
-    return queries
+    return {kind: trainer(kind).fit(data, train, side, params, show_progress) for kind in kinds}
 
 
 def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: SplitFits, params: TrainParams,
                 truth=None, ceiling_note: str = "") -> evaluate.ViewReports:
-    """Every candidate and reference ranker on the split's three views (``evaluate.evaluate_views``)."""
-    transform = params.embedding_transform
+    """Every candidate's rankers and the reference rankers on the split's three views (``evaluate.evaluate_views``)."""
     train_part = data.matrix(np.ones(len(data.users), dtype=np.float32), split.train)
     references: dict[str, evaluate.Scorer] = {evaluate.POPULARITY: evaluate.popularity_scorer(train_part)}
     ceilings: dict[str, evaluate.Scorer] = {}
@@ -262,36 +182,11 @@ def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: Sp
     known: dict[str, evaluate.Scorer] = {}
     cold_features: dict[str, evaluate.Scorer] = {}
     cold_browsed: dict[str, evaluate.Scorer] = {}
-    cold = split.cold_users
-
-    def browsed(alpha: float, rating_offset: float):  # the cold customers' browse histories as confidences
-        return data.matrix(confidence(data.ratings, alpha, rating_offset), split.browsed)[cold]
-
-    n_users = data.shape[0]
-    if fits.als is not None:
-        als = fits.als
-        other = TRANSFORM_NONE if transform == TRANSFORM_MIPS else TRANSFORM_MIPS
-        known[ALS_RANKER] = serving_scorer(als.user_factors, als.item_factors, transform)
-        known[_transform_ranker(other)] = serving_scorer(als.user_factors, als.item_factors, other)
-        folded = hybrid.solve_customers(als.item_factors, browsed(params.alpha, params.rating_offset),
-                                        params.regularization)
-        cold_browsed[cold_ranker(ALS_RANKER, contracts.STRATEGY_FOLD_IN)] = serving_scorer(
-            _cold_queries(n_users, cold, folded), als.item_factors, transform)
-    if fits.hybrid is not None:
-        fit = fits.hybrid
-        known[HYBRID_RANKER] = serving_scorer(fit.user_vectors, fit.item_vectors, transform)
-        # cold customers did not train: their stored row is already their features vector, a @ B
-        cold_features[cold_ranker(HYBRID_RANKER, contracts.STRATEGY_FEATURES)] = serving_scorer(
-            fit.user_vectors, fit.item_vectors, transform)
-        history = browsed(fit.params.alpha, fit.params.rating_offset)
-        with_attributes = hybrid.solve_customers(fit.item_vectors, history, fit.precision,
-                                                 fit.prior.mean(fit.attributes[cold]))
-        without = hybrid.solve_customers(fit.item_vectors, history, fit.precision,
-                                         np.broadcast_to(fit.prior.mean(None), with_attributes.shape))
-        for strategy, vectors in ((contracts.STRATEGY_FEATURES_FOLD_IN, with_attributes),
-                                  (contracts.STRATEGY_FOLD_IN, without)):
-            cold_browsed[cold_ranker(HYBRID_RANKER, strategy)] = serving_scorer(
-                _cold_queries(n_users, cold, vectors), fit.item_vectors, transform)
+    for kind, fitted in fits.items():
+        rankers = trainer(kind).rankers(fitted, data, split, params)
+        known |= rankers.known
+        cold_features |= rankers.cold_features
+        cold_browsed |= rankers.cold_browsed
     known |= references | {evaluate.RANDOM: evaluate.random_scorer(data.shape[1], split.seed)} | {
         name: scorer for name, scorer in ceilings.items() if name == evaluate.PLANTED_TRUTH}
     cold_features |= references | ceilings
@@ -307,33 +202,38 @@ def _ndcg(report: evaluate.EvaluationReport, ranker: str) -> float | None:
     return None if metrics is None else metrics.ndcg
 
 
+def _single_candidate_reason(params: TrainParams, kinds: list[str]) -> str:
+    if params.model != MODEL_AUTO:
+        return f"--model {params.model}"
+    lacking = [kind for kind in TRAINERS if kind not in kinds]
+    return f"the training set lacks the {' and '.join(lacking)}'s columns"
+
+
 def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: hybrid.SideInfo | None,
                  params: TrainParams, kinds: list[str], show_progress: bool = False) -> Selection:
     """Fit the candidates on a validation split carved out of ``split``'s training part (the reported
-    hold-out is never looked at) and keep the better one by NDCG@k of known customers. The hybrid's
-    ``features`` strategy is served only if it beats popularity on the validation cold customers."""
-    if kinds == [ALS_RANKER]:
-        reason = "--model als" if params.model == ALS_RANKER else "the training set lacks the hybrid's columns"
-        return Selection(ALS_RANKER, reason, None, False)
+    hold-out is never looked at) and keep the best by NDCG@k of known customers (the first of
+    ``kinds``, the baseline, on a tie). Each candidate also makes its serving choices on these views
+    (``Trainer.serving_options``: the hybrid's ``features`` strategy only if it beats popularity)."""
+    if len(kinds) == 1 and not trainer(kinds[0]).tunes_on_validation:
+        return Selection(kinds[0], _single_candidate_reason(params, kinds), None, {})
     training = evaluate.subset(data, split.train)
     validation = evaluate.cold_split(training, params.holdout_fraction, params.seed + VALIDATION_SEED_OFFSET,
                                      params.cold_fraction, params.browse)
     views = score_views(training, validation, fit_candidates(training, validation.train, side, params, kinds,
                                                              show_progress), params)
-    features = _ndcg(views.cold_features, cold_ranker(HYBRID_RANKER, contracts.STRATEGY_FEATURES))
-    popularity = _ndcg(views.cold_features, evaluate.POPULARITY)
-    features_alone = features is not None and popularity is not None and features > popularity
-    als, mixed = _ndcg(views.known, ALS_RANKER), _ndcg(views.known, HYBRID_RANKER)
-    if params.model == HYBRID_RANKER:
-        kind, reason = HYBRID_RANKER, "--model hybrid"
-    elif als is None or mixed is None:
-        kind, reason = ALS_RANKER, "validation split too small to compare: kept the ALS baseline"
+    ndcg = {kind: _ndcg(views.known, kind) for kind in kinds}
+    if len(kinds) == 1:
+        kind, reason = kinds[0], _single_candidate_reason(params, kinds)
+    elif None in ndcg.values():
+        kind, reason = kinds[0], f"validation split too small to compare: kept the {kinds[0].upper()} baseline"
     else:
-        kind = HYBRID_RANKER if mixed > als else ALS_RANKER
-        reason = f"validation NDCG@{params.k} of known customers: als {als:.4f}, hybrid {mixed:.4f}"
-    log.info("%s -> publishing %s (%s strategy %s)", reason, kind, contracts.STRATEGY_FEATURES,
-             "on" if features_alone else "off")
-    return Selection(kind, reason, views, features_alone)
+        kind = max(kinds, key=lambda candidate: ndcg[candidate])  # the first on a tie
+        reason = (f"validation NDCG@{params.k} of known customers: "
+                  + ", ".join(f"{candidate} {ndcg[candidate]:.4f}" for candidate in kinds))
+    options = trainer(kind).serving_options(views)
+    log.info("%s -> publishing %s %s", reason, kind, options or "")
+    return Selection(kind, reason, views, options)
 
 
 def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybrid.SideInfo | None = None, truth=None,
@@ -352,20 +252,14 @@ def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybri
     return Evaluation(selection, views)
 
 
-def _transform_ranker(transform: str) -> str:
-    return MIPS_RANKER if transform == TRANSFORM_MIPS else PLAIN_COSINE_RANKER
-
-
 def headline_metrics(evaluation: Evaluation) -> dict:
     """The published model's NDCG ratios on the reported split (None when unavailable): known customers
     to popularity and the ceiling; cold start from features only to popularity and the attributes-only
     ceiling; cold start with a browse history to popularity and the ceiling."""
     kind, views = evaluation.selection.kind, evaluation.views
-    features = cold_ranker(HYBRID_RANKER, contracts.STRATEGY_FEATURES)
-    browsed = (cold_ranker(HYBRID_RANKER, contracts.STRATEGY_FEATURES_FOLD_IN) if kind == HYBRID_RANKER
-               else cold_ranker(ALS_RANKER, contracts.STRATEGY_FOLD_IN))
+    features, browsed = trainer(kind).headline_rankers()
 
-    def ratio(report: evaluate.EvaluationReport, ranker: str, reference: str) -> float | None:
+    def ratio(report: evaluate.EvaluationReport, ranker: str | None, reference: str) -> float | None:
         return report.ratio(ranker, reference) if ranker in report.rankers else None
 
     return {
@@ -381,39 +275,14 @@ def headline_metrics(evaluation: Evaluation) -> dict:
 
 # -- artifacts ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FinalModel:
-    """The published model, whichever kind: raw vectors plus what fold-in needs."""
-
-    kind: str
-    user_vectors: np.ndarray  # (C, D) float32
-    item_vectors: np.ndarray  # (P, D) float32
-    regularization: float  # ALS's λ; the hybrid's λ_free (its full precision is in ``prior_arrays``)
-    hyperparameters: dict
-    prior_arrays: dict[str, np.ndarray]  # the hybrid's attribute prior (recsys.model.hybrid_foldin); {} for ALS
-    details: dict  # the manifest's model description
-    seconds: float
-
-
 def fit_final(data: evaluate.Interactions, side: hybrid.SideInfo | None, params: TrainParams, selection: Selection,
               show_progress: bool = False) -> FinalModel:
     """Fit the chosen model on every rating (so every customer has a vector)."""
+    final = trainer(selection.kind).fit_final(data, side, params, selection.options, show_progress)
     details = {"kind": selection.kind, "chosen_by": selection.reason}
     if selection.validation is not None:
         details["validation"] = selection.validation.as_dict()
-    if selection.kind == ALS_RANKER:
-        factors = fit_als(confidence_matrix(data, params), params, show_progress)
-        return FinalModel(ALS_RANKER, factors.user_factors, factors.item_factors, params.regularization,
-                          params.hyperparameters(), {}, details | {"library": f"implicit {_implicit_version()}"},
-                          factors.seconds)
-    fit = hybrid.fit_hybrid(data.matrix(data.ratings), side, params.hybrid, show_progress)
-    prior = replace(fit.prior, features_alone=selection.features_alone)
-    details |= {"library": "numpy + scipy.sparse (recsys.pipeline.hybrid)",
-                "item_features": fit.item_feature_names, "customer_attributes": prior.encoder.names(),
-                contracts.NPZ_FEATURES_ALONE: selection.features_alone}
-    return FinalModel(HYBRID_RANKER, fit.user_vectors, fit.item_vectors, params.hybrid.reg_free,
-                      params.hybrid.as_dict(), prior.to_arrays() | {contracts.NPZ_PRECISION: fit.precision},
-                      details, fit.seconds)
+    return replace(final, details=details | final.details)
 
 
 def popular_items(data: evaluate.Interactions, top_n: int = POPULAR_ITEMS_KEPT) -> list[dict]:
@@ -428,15 +297,13 @@ def model_files(data: evaluate.Interactions, model: FinalModel, params: TrainPar
     max_norm = max_item_norm(model.item_vectors)
     item_emb = to_item_embedding(model.item_vectors, params.embedding_transform, max_norm)
     user_emb = to_query_vector(model.user_vectors, params.embedding_transform)
-    alpha, offset = ((params.hybrid.alpha, params.hybrid.rating_offset) if model.kind == HYBRID_RANKER
-                     else (params.alpha, params.rating_offset))
     npz = artifacts.npz_bytes({
         "item_factors": model.item_vectors, "user_factors": model.user_vectors,
         "item_ids": data.item_ids.astype(str), "user_ids": data.user_ids.astype(np.int64),
-        "regularization": np.float64(model.regularization), "alpha": np.float64(alpha),
-        "rating_offset": np.float64(offset), "factors": np.int64(model.item_vectors.shape[1]),
+        NPZ_REGULARIZATION: np.float64(model.regularization), "alpha": np.float64(model.alpha),
+        "rating_offset": np.float64(model.rating_offset), "factors": np.int64(model.item_vectors.shape[1]),
         "max_item_norm": np.float64(max_norm), "embedding_transform": np.str_(params.embedding_transform),
-    } | model.prior_arrays)
+    } | model.fold_in.to_arrays())
     return {
         contracts.ITEM_EMBEDDINGS: artifacts.embeddings_csv(data.item_ids, item_emb),
         contracts.USER_EMBEDDINGS: artifacts.embeddings_csv(data.user_ids, user_emb),
@@ -450,8 +317,6 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
                    model: FinalModel, evaluation: Evaluation) -> dict:
     """manifest.json without ``files`` (``publish_version`` adds the checksums)."""
     dims = model.item_vectors.shape[1]
-    alpha, offset = ((params.hybrid.alpha, params.hybrid.rating_offset) if model.kind == HYBRID_RANKER
-                     else (params.alpha, params.rating_offset))
     headline = headline_metrics(evaluation)
     return {
         "version": version,
@@ -463,7 +328,7 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
         "embedding_dim": dims + (1 if params.embedding_transform == TRANSFORM_MIPS else 0),
         "embedding_transform": params.embedding_transform,
         "max_item_norm": max_item_norm(model.item_vectors),
-        "confidence": {"formula": CONFIDENCE_FORMULA, "alpha": alpha, "rating_offset": offset},
+        "confidence": {"formula": CONFIDENCE_FORMULA, "alpha": model.alpha, "rating_offset": model.rating_offset},
         "final_fit": "all ratings (training part + held-out); metrics are from the fit on the training part",
         "counts": {"ratings": int(len(data.users)), "customers": int(data.shape[0]), "products": int(data.shape[1])},
         "training_seconds": round(model.seconds, 3),
@@ -475,10 +340,6 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
         "library": model.details["library"],
         "producer": "recsys.train",
     }
-
-
-def _implicit_version() -> str:
-    return package_version("implicit")
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The serving model: artifacts read from S3 at cold start, kept, and switched when the pointer moves.
 
-``models/serving.json`` names the version; ``models/<version>/`` holds ``model.npz`` (item factors
-and ALS hyper-parameters for fold-in; for the hybrid model also the attribute prior of
-``recsys.model.hybrid_foldin``), ``popular_items.json`` (the fallback) and ``manifest.json``
-(embedding transform, confidence formula). See docs/contracts.md section 2.
+``models/serving.json`` names the version; ``models/<version>/`` holds ``model.npz`` (item factors,
+the confidence settings and the model kind's own fold-in arrays), ``popular_items.json`` (the
+fallback) and ``manifest.json`` (model kind, embedding transform, confidence formula). The
+manifest's ``model.kind`` picks the fold-in (``recsys.model.registry``). See docs/contracts.md section 2.
 """
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
+from recsys.model.als import ALS_KIND
+from recsys.model.base import FoldInModel
 from recsys.model.foldin import confidence, to_query_vector
-from recsys.model.hybrid_foldin import AttributePrior, cold_start_vector
-from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, NPZ_PRECISION, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
+from recsys.model.registry import UnknownModelKind, fold_in_class
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,12 @@ class ServingModel:
     version: str
     item_factors: np.ndarray  # (P, F) float32, raw ALS
     item_index: dict[str, int]  # productCode -> row of item_factors
-    regularization: float | np.ndarray  # λ, or the hybrid's per-coordinate precision Λ
+    fold_in: FoldInModel  # the model kind's serving side (recsys.model.registry)
     alpha: float
     rating_offset: float
     embedding_transform: str
     popular: list[PopularItem]
     manifest: dict = field(repr=False, default_factory=dict)
-    prior: AttributePrior | None = None  # the hybrid's attribute prior; None for plain ALS
 
     def browse_confidences(self, engagements: list[float]) -> np.ndarray:
         """Confidence of browsed items by the manifest's formula, browses read as ratings."""
@@ -65,8 +66,8 @@ class ServingModel:
         history (items the model does not know are ignored) and attributes (``recsys.model.hybrid_foldin``)."""
         known = [(self.item_index[c], e) for c, e in zip(codes, engagements) if c in self.item_index]
         rows, weights = [r for r, _ in known], [e for _, e in known]
-        strategy, user = cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),
-                                           self.regularization, self.prior, country=country, credit_limit=credit_limit)
+        strategy, user = self.fold_in.cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),
+                                                        country=country, credit_limit=credit_limit)
         return strategy, None if user is None else to_query_vector(user, self.embedding_transform)
 
     def popular_items(self, k: int, exclude: set[str]) -> list[PopularItem]:
@@ -86,6 +87,12 @@ def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
     return float(alpha), float(offset)
 
 
+def model_kind(manifest: dict) -> str:
+    """The manifest's ``model.kind``; manifests written before there was a choice of model are ALS."""
+    model = manifest.get("model")
+    return str(model.get("kind", ALS_KIND)) if isinstance(model, dict) else ALS_KIND
+
+
 def load_version(s3, bucket: str, version: str) -> ServingModel:
     """Read one version's artifacts from S3."""
     def read(name: str) -> bytes:
@@ -97,24 +104,31 @@ def load_version(s3, bucket: str, version: str) -> ServingModel:
         popular = json.loads(read(POPULAR_ITEMS))
     except s3.exceptions.NoSuchKey as exc:
         raise ModelUnavailable(f"model {version}: artifact missing under s3://{bucket}/{artifact_key(version, '')}") from exc
+    try:
+        kind_class = fold_in_class(model_kind(manifest))
+    except UnknownModelKind as exc:
+        raise ModelUnavailable(f"model {version}: {exc}") from None
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         item_ids = [str(x) for x in npz["item_ids"]]
         alpha, offset = _confidence_settings(manifest, npz)
+        try:
+            fold_in = kind_class.from_arrays(npz)
+        except (KeyError, ValueError) as exc:
+            raise ModelUnavailable(f"model {version}: {MODEL_NPZ} does not hold a {kind_class.kind} model: "
+                                   f"{exc}") from None
         model = ServingModel(
             version=version,
             item_factors=np.asarray(npz["item_factors"], dtype=np.float32),
             item_index={code: i for i, code in enumerate(item_ids)},
-            regularization=(np.asarray(npz[NPZ_PRECISION], dtype=np.float64) if NPZ_PRECISION in npz.files
-                            else float(npz["regularization"])),
+            fold_in=fold_in,
             alpha=alpha,
             rating_offset=offset,
             embedding_transform=str(manifest.get("embedding_transform", "none")),
             popular=[PopularItem(str(p["product_code"]), float(p["score"])) for p in popular],
             manifest=manifest,
-            prior=AttributePrior.from_arrays(npz),
         )
-    log.info("loaded model %s: %d items, %d factors, transform %s, attribute prior %s", version, len(item_ids),
-             model.item_factors.shape[1], model.embedding_transform, "yes" if model.prior else "no")
+    log.info("loaded %s model %s: %d items, %d factors, transform %s", fold_in.kind, version, len(item_ids),
+             model.item_factors.shape[1], model.embedding_transform)
     return model
 
 

@@ -121,7 +121,7 @@ def publish_training_table(settings: Settings, table: pa.Table, partition_key: s
         "run_id": run_id, "created_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", "snapshot_prefix": prefix,
         "partition_key": partition_key, "row_count": table.num_rows,
         "columns": [{"name": f.name, "type": spark_type(f.type)} for f in table.schema],
-        "files": files, "quality": {}, "source": settings.mysql_jdbc_url, "producer": "tests/fixtures_train.py",
+        "files": files, "quality": {}, "source": settings.mysql_jdbc_url, "producer": "tests/support/fixtures_train.py",
     }
     s3.put_object(Bucket=bucket, Key=TRAINING_PREFIX + TRAINING_MANIFEST, Body=json.dumps(manifest).encode())
     return manifest

@@ -47,7 +47,7 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     The training set goes to a datalake bucket of its own (the ETL tests own the stack's); the model
     goes to the stack's artifacts bucket, where the Lambda reads it.
     """
-    from fixtures_train import publish_training_table, training_table_from_mysql
+    from tests.support.fixtures_train import publish_training_table, training_table_from_mysql
 
     from recsys.local.aws_resources import ensure_bucket
     from recsys.pipeline.train import TrainParams
