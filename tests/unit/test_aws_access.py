@@ -449,7 +449,7 @@ from recsys.pipeline.stages import STAGE_FUNCTIONS  # noqa: E402
 
 # What a stage may run: the layers below recsys.pipeline (test_layout.py keeps local, apps and cli out of it).
 PACKAGE_FILES = tuple(sorted(p for part in ("pipeline", "core", "serving", "model")
-                             for p in (REPO / "src" / "recsys" / part).glob("*.py")))
+                             for p in (REPO / "src" / "recsys" / part).rglob("*.py")))
 PIPELINE_MODULE = MODULES / "pipeline"
 
 

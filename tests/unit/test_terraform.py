@@ -919,13 +919,18 @@ LAPTOP_STEPS = re.compile(r"recsys (train|load-embeddings|etl)\b|psql |ssm start
 
 
 def test_no_step_after_apply_needs_the_laptop_beyond_pushing_the_image_and_starting_a_run():
-    """README's deployment and docs/pipeline.md's operator journey: after `terraform apply` the operator
-    pushes the image and starts (and watches) runs; training and loading happen on AWS."""
+    """The AWS walkthrough (docs/aws.md, README links to it) and docs/pipeline.md's operator journey:
+    after `terraform apply` the operator pushes the image and starts (and watches) runs; training and
+    loading happen on AWS."""
+    walkthrough = (ROOT / "docs" / "aws.md").read_text()
+    deploy = walkthrough[walkthrough.index("## Configure"):walkthrough.index("## Teardown")]
     readme = (ROOT / "README.md").read_text()
-    deploy = readme[readme.index("### Configure"):readme.index("### Teardown")]
+    aws_section = re.search(r"^## [^\n]*AWS.*?(?=^## )", readme, re.S | re.M)
+    assert aws_section, "README has a section on AWS that links to docs/aws.md"
+    readme = aws_section.group(0)
     journey = (ROOT / "docs" / "pipeline.md").read_text()
     journey = journey[journey.index("## Operator journey"):journey.index("## By hand")]
-    for name, text in (("README.md", deploy), ("docs/pipeline.md", journey)):
+    for name, text in (("docs/aws.md", deploy), ("README.md", readme), ("docs/pipeline.md", journey)):
         commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
                     for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
         laptop = [c for c in commands if LAPTOP_STEPS.search(c)]
