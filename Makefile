@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip>=24.2'  # 24.2+: installs cp313 wheels for the Lambda from 3.11
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $@
 
 $(TOOLS_STAMP):
@@ -141,6 +141,15 @@ test: install ## Run the test suite: unit, then integration (starts and stops it
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no service needed, seconds)
 	$(BIN)/pytest tests/unit
+
+.PHONY: lint
+lint: $(STAMP) ## Lint and check formatting (ruff; `$(BIN)/ruff format .` formats)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## Type-check (mypy: strict on core, contracts, model, serving, pipeline; gradual elsewhere)
+	$(BIN)/mypy
 
 .PHONY: bench
 bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)
