@@ -32,13 +32,14 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from bench_vectordb import clustered, embeddings_csv  # noqa: E402  (the same synthetic model and fast CSV)
+import numpy as np
+
+from bench_vectordb import clustered, embeddings_csv
 
 TARGET_P99_MS, TARGET_RATE, TARGET_SPEEDUP = 25.0, 200.0, 5.0
 CONCURRENCY = (1, 8, 32)
@@ -86,9 +87,9 @@ def serve_baseline(port: int) -> None:
     """The shipped app, its pool swapped for a connection per request, under the same uvicorn."""
     import uvicorn
 
-    from recsys.serving.api import create_app
     from recsys.apps.api_server import api_runtime
     from recsys.core.config import load_settings
+    from recsys.serving.api import create_app
 
     settings = load_settings()
     runtime = api_runtime(settings, pool_size=1)
@@ -111,7 +112,7 @@ def publish_model(settings, args) -> tuple[str, np.ndarray]:
     pairs = sorted({(int(u), str(item_ids[j])) for u, row in zip(user_ids, rated) for j in row})
     files = {ITEM_EMBEDDINGS: embeddings_csv(item_ids, items), USER_EMBEDDINGS: embeddings_csv(user_ids, users),
              RATED_ITEMS: ("user_id,item_id\n" + "".join(f"{u},{c}\n" for u, c in pairs)).encode()}
-    version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-a91be7c4"
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-a91be7c4"
     s3 = client("s3", settings)
     for name, body in files.items():
         s3.put_object(Bucket=settings.artifacts_bucket, Key=artifact_key(version, name), Body=body)

@@ -28,6 +28,7 @@ def main() -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from fixtures_streaming import train_and_publish
     from poison_run import poison_run
+
     from recsys.apps.source import seed_configured_source, source_catalogue
     from recsys.core.config import load_settings
     from recsys.deploy.lambda_zip import build_lambda_zip

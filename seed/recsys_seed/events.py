@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: fl
             raise ValueError(f"--{name} must be a fraction in 0..1, got {value}")
     rng = np.random.default_rng(seed)
     first_new = max(c[0] for c in catalogue.customers) + 1
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     events = []
     for i in range(n):
         number, city, country, credit = catalogue.customers[int(rng.integers(len(catalogue.customers)))]

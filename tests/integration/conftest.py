@@ -6,13 +6,13 @@ Stage-specific fixtures live in ``fixtures_<stage>.py`` beside this file.
 from __future__ import annotations
 
 import pytest
+from fixtures_api import *  # noqa: F403
+from fixtures_etl import *  # noqa: F403
+from fixtures_stack import *  # noqa: F403
+from fixtures_streaming import *  # noqa: F403
+from fixtures_train import *  # noqa: F403
+from fixtures_vectordb import *  # noqa: F403
 
-from fixtures_api import *  # noqa: F401,F403
-from fixtures_etl import *  # noqa: F401,F403
-from fixtures_stack import *  # noqa: F401,F403
-from fixtures_streaming import *  # noqa: F401,F403
-from fixtures_train import *  # noqa: F401,F403
-from fixtures_vectordb import *  # noqa: F401,F403
 from recsys.apps.source import seed_configured_source
 from recsys.local.stack import scratch_stack
 from recsys_seed import SeedSpec

@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.contracts import SNAPSHOT_SUCCESS, SNAPSHOTS_DIR, TRAINING_MANIFEST, TRAINING_PREFIX
-from recsys.serving.vector_store import parse_pgvector_text
 from recsys.core.aws import client
-from recsys.pipeline.artifacts import read_artifact, read_manifest
 from recsys.core.config import Settings
 from recsys.local.aws_resources import ensure_bucket
+from recsys.pipeline.artifacts import read_artifact, read_manifest
+from recsys.serving.vector_store import parse_pgvector_text
 
 TRAIN_SEED_SPEC = (600, 300, 15_000, 42)  # customers, products, ratings, seed: big enough to be conclusive
 TRAINING_SQL = """

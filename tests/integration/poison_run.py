@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from fixtures_streaming import read_delivered
+
 from recsys.apps.replay import events_to_records, record_for, send_records
 from recsys.local.firehose.delivery import build_delivery
 from recsys_seed import POISON_KINDS, poison_records, synthesize_events

@@ -13,11 +13,11 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from openapi_spec_validator import validate
 
+from recsys.apps.api_server import api_runtime
+from recsys.core.db import connect_pg
 from recsys.serving import vector_store
 from recsys.serving.events import parse_event
 from recsys.serving.handler import ServingRuntime, transform
-from recsys.apps.api_server import api_runtime
-from recsys.core.db import connect_pg
 
 PROBLEM = "application/problem+json"
 
@@ -28,7 +28,7 @@ def client(api_url):
         yield http
 
 
-@pytest.fixture()
+@pytest.fixture
 def conn(api_db):
     connection = connect_pg(api_db.settings)
     yield connection

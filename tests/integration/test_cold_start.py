@@ -19,8 +19,13 @@ from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from fixtures_train import publish_training_table, training_attributes
 from fixtures_vectordb import fresh_pg_database
 
-from recsys.contracts import (RESULT_OK, STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-                              STRATEGY_POPULAR_FALLBACK)
+from recsys.contracts import (
+    RESULT_OK,
+    STRATEGY_FEATURES,
+    STRATEGY_FEATURES_FOLD_IN,
+    STRATEGY_FOLD_IN,
+    STRATEGY_POPULAR_FALLBACK,
+)
 
 COLD_DATABASE = "recsys_cold_start_test"
 COLD_BUCKETS = {"datalake_bucket": "cold-start-test-datalake", "artifacts_bucket": "cold-start-test-artifacts"}

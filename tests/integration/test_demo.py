@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fixtures_stack import EMULATORS
+
+from recsys.apps.demo import MALFORMED_EVENTS, run_demo
+from recsys.apps.demo_report import summary_text, write_report
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, connect_pg
-from recsys.apps.demo import MALFORMED_EVENTS, run_demo
-from recsys.apps.demo_report import summary_text, write_report
 from recsys.local.stack import scratch_stack
 
 SCALE = {"customers": 150, "products": 60, "ratings": 3_000, "seed": 5, "events": 60, "rate": 120.0}

@@ -14,8 +14,8 @@ import zipfile
 import psutil
 import pytest
 from botocore.exceptions import ClientError
-
 from fixtures_stack import EMULATORS, listening_addresses, running_emulator
+
 from recsys.core import aws
 from recsys.local.aws_resources import delivery_stream_definition, resource_names
 from recsys.local.firehose.config import DeliveryConfig, describe_delivery

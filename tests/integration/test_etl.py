@@ -3,7 +3,6 @@ contents against the SQL join, partition layout, rerun idempotency, failures tha
 data-quality rules, the reader, and the CLI."""
 from __future__ import annotations
 
-import ast
 import dataclasses
 import io
 from decimal import Decimal
@@ -13,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.core.aws import client
-from recsys.pipeline.dataset import TRAINING_PREFIX, read_manifest, read_training_set
 from recsys.core.errors import PipelineError
-from recsys.pipeline.etl import GLUE_SCRIPT, run_etl
+from recsys.pipeline.dataset import TRAINING_PREFIX, read_manifest, read_training_set
+from recsys.pipeline.etl import run_etl
 
 pytestmark = pytest.mark.spark
 

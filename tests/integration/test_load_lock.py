@@ -63,7 +63,7 @@ def _dead_process() -> tuple[int, int]:
     return proc.pid, started
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_version(vectordb_publisher) -> str:
     return vectordb_publisher.synthetic(items=300, users=50, dim=8, seed=21).version
 

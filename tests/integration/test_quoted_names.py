@@ -49,6 +49,7 @@ def test_an_all_digit_mysql_database_name(stack, etl_spark):
 
 def test_a_postgresql_database_name_with_spaces_and_quotes(stack, vectordb_publisher):
     from fixtures_vectordb import fresh_pg_database
+
     from recsys.pipeline.vector_load import load_embeddings
 
     name = f'Recsys "quoted" db-{os.getpid()}'

@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from recsys.apps.source import seed_configured_source
 from recsys.core.db import SourceUnavailable, connect_mysql, drop_database
 from recsys.core.errors import PipelineError
-from recsys.apps.source import seed_configured_source
 from recsys_seed import SeedSpec, source_spec
 from recsys_seed.generate import LOCATIONS, PRODUCT_LINES, SCALES
 
@@ -35,7 +34,7 @@ def _checksums(settings) -> dict:
             _query(settings, "CHECKSUM TABLE productlines, products, customers, ratings")}
 
 
-@pytest.fixture()
+@pytest.fixture
 def scratch_db(stack):
     """A second database on the same server, dropped afterwards."""
     settings = dataclasses.replace(stack, mysql_database=f"{stack.mysql_database}_scratch")

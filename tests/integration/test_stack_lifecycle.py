@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
 from fixtures_stack import EMULATORS
+
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.local import pgembedded

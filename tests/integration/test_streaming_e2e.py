@@ -15,17 +15,17 @@ import sys
 import time
 import uuid
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures_streaming import deliver, read_delivered, session_of
-from recsys.core.config import load_settings
-from recsys.local.firehose.delivery import build_delivery
+
 from recsys.apps.replay import OutgoingRecord, events_to_records, send_records
 from recsys.apps.source import source_catalogue
+from recsys.core.config import load_settings
+from recsys.local.firehose.delivery import build_delivery
 from recsys_seed import synthesize_events
 
 OK_KEY = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}/recsys-recommendations-delivery-1-\d{4}(-\d{2}){5}-[0-9a-f-]{36}$")
@@ -100,8 +100,8 @@ def test_every_event_is_accounted_for_and_recommendations_are_real(stack, stream
 
 def test_recommendations_follow_the_planted_tastes(stack, streaming_model, streaming_zip, catalogue):
     """Folded-in and known customers get items they truly like more than the catalogue average."""
-    from recsys_seed import planted_truth, source_spec
     from recsys.core.db import connect_mysql
+    from recsys_seed import planted_truth, source_spec
 
     conn = connect_mysql(stack)
     truth = planted_truth(source_spec(conn))
@@ -152,7 +152,7 @@ def test_database_outage_parks_records_and_redrive_sends_them_once(stack, stream
     delivery = build_delivery(load_settings())
     try:
         assert delivery.run(until_idle=0.5).failed == 0  # warm: connection open, model cached
-        outage_started = datetime.now(timezone.utc).replace(microsecond=0)
+        outage_started = datetime.now(UTC).replace(microsecond=0)
         pgembedded.stop(local.pg_data)
         during = synthesize_events(catalogue, 20, new_customer_fraction=0.0, seed=21)
         send_records(stack, events_to_records(during))
@@ -219,10 +219,10 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(stack, streaming_model, s
 def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(stack, streaming_model, monkeypatch):
     """In-process handler: the RDS-style secret, and a new serving pointer picked up after the TTL."""
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
-
     from fixtures_streaming import train_and_publish
-    from recsys.serving import handler
+
     from recsys.core import aws
+    from recsys.serving import handler
 
     secret = aws.client("secretsmanager", stack).create_secret(
         Name=f"rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps({"username": stack.pg_user, "password": stack.pg_password,

@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from fixtures_streaming import deliver, read_delivered, session_of
 from poison_run import poison_run
+
 from recsys.apps.replay import OutgoingRecord, events_to_records, record_for, send_records
 from recsys.apps.source import source_catalogue
 from recsys.core.config import load_settings, stack_env_file
@@ -267,4 +267,4 @@ def test_poison_run_accounts_for_every_record(stack, streaming_model, streaming_
     assert report.poison_parked_alone == 100
     assert (report.poison_parked_with_batch, report.poison_delivered, report.poison_lost,
             report.poison_duplicated) == (0, 0, 0, 0)
-    assert report.failed_invocations == 0 and report.kinds == {kind: 10 for kind in POISON_KINDS}
+    assert report.failed_invocations == 0 and report.kinds == dict.fromkeys(POISON_KINDS, 10)

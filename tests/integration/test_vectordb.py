@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from recsys.serving import vector_store as vs
-from recsys.serving.recommend import known_customer_items
 from recsys.cli import apps, batch
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, LOAD_LOCK_KEY
-from recsys.pipeline import vector_load as vectordb
-from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
 from recsys.local.pgembedded import psql_path
+from recsys.pipeline import vector_load as vectordb
+from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
+from recsys.serving import vector_store as vs
+from recsys.serving.recommend import known_customer_items
 
 RECALL_TARGET = 0.95
 
@@ -340,7 +340,7 @@ def test_loader_stores_the_measured_ef_search_with_the_version(vectordb_live, ve
     assert _recall(vectordb_live.exact_top_k(queries, 10), got) == pytest.approx(rows[-1][1], abs=1e-9)
 
 
-@pytest.fixture()
+@pytest.fixture
 def stored_ef_search(vectordb_live, vectordb_conn):
     """Sets the live version's ef_search to 77 (not a value any code uses by default); restores it after."""
     with vectordb_conn.cursor() as cur:
@@ -590,7 +590,7 @@ def test_default_version_is_the_serving_pointer(vectordb_settings, vectordb_publ
     assert vs.live_version(vectordb_conn) == other.version
 
 
-@pytest.fixture()
+@pytest.fixture
 def vectordb_cli_env(vectordb_settings, monkeypatch):
     """The process environment pointed at the test database and bucket (what the CLI reads)."""
     monkeypatch.setenv("PGDATABASE", vectordb_settings.pg_database)
@@ -659,6 +659,5 @@ def test_cli_errors_are_one_line(vectordb_cli_env, vectordb_live, repo_root):
 
 def test_consistent_read_refuses_autocommit(vectordb_conn):
     vectordb_conn.autocommit = True
-    with pytest.raises(vs.VectorStoreError, match="autocommit off"):
-        with vs.consistent_read(vectordb_conn):
-            pass
+    with pytest.raises(vs.VectorStoreError, match="autocommit off"), vs.consistent_read(vectordb_conn):
+        pass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from recsys.serving import api_handler
 from recsys import contracts
 from recsys.local.stack import free_port
+from recsys.serving import api_handler
 
 EVENT = json.loads((Path(__file__).parent / "events" / "function_url_request.json").read_text())
 
@@ -21,7 +21,7 @@ class FakeContext:
     aws_request_id = "4e6d9f2a-6b3c-4c1e-9d0a-1f2e3d4c5b6a"
 
 
-@pytest.fixture()
+@pytest.fixture
 def handler(monkeypatch):
     """The entry point with an environment that points at nothing (a closed PostgreSQL port)."""
     for name, value in {"PGHOST": "127.0.0.1", "PGPORT": str(free_port()), "PGUSER": "postgres",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys.serving import handler
 from recsys.serving.database import DatabaseUnavailable
-from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys_seed import POISON_KINDS, poison_record
 
 EVENTS = Path(__file__).parent / "events"

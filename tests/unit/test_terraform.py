@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import hcl2
@@ -129,7 +127,7 @@ def tf_dirs() -> list[Path]:
     return sorted({p.parent for p in TF.rglob("*.tf") if ".terraform" not in p.parts})
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_dir(path: Path) -> TfDir:
     """Parse and merge all .tf files of one directory."""
     tf = TfDir(path)
@@ -504,7 +502,7 @@ def test_lambda_function_definition():
 
 def test_lambda_handler_exists_in_the_repo():
     module_path, function = LAMBDA_HANDLER_STRING.rsplit(".", 1)
-    assert LAMBDA_HANDLER == ROOT / "src" / Path(*module_path.split(".")).with_suffix(".py")
+    assert ROOT / "src" / Path(*module_path.split(".")).with_suffix(".py") == LAMBDA_HANDLER
     defined = {n.name for n in ast.parse(LAMBDA_HANDLER.read_text()).body if isinstance(n, ast.FunctionDef)}
     assert function in defined, f"{LAMBDA_HANDLER} defines no {function}"
 

@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from recsys.core import aws
+from recsys.core.config import Settings
 from recsys.serving.api import create_app
 from recsys.serving.database import DatabasePool
 from recsys.serving.handler import HandlerConfig, ServingRuntime
-from recsys.core import aws
-from recsys.core.config import Settings
 
 # A query that runs longer than this is cancelled: a request answers 503 rather than hang.
 STATEMENT_TIMEOUT_MS = 5000

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import click
 
-from recsys.serving.events import InvalidEvent, decode_record_data, parse_event
 from recsys.apps.demo_report import DemoRun, Stage
 from recsys.apps.replay import OutgoingRecord, replay, send_records
 from recsys.apps.source import planted_truth_for, seed_configured_source
@@ -38,6 +37,7 @@ from recsys.pipeline.etl import run_etl
 from recsys.pipeline.evaluation_report import cold_start_png
 from recsys.pipeline.train import TrainParams, headline_metrics, train_and_publish
 from recsys.pipeline.vector_load import load_embeddings
+from recsys.serving.events import InvalidEvent, decode_record_data, parse_event
 from recsys_seed import SeedSpec
 
 MALFORMED_EVENTS = [  # the error path, shown in the report
@@ -139,7 +139,7 @@ class ArrivalWatcher:
                     self.first_seen.setdefault(key, now)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "ArrivalWatcher":
+    def __enter__(self) -> ArrivalWatcher:
         self._thread.start()
         return self
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from recsys.contracts import ERROR_KEY_PREFIX, STRATEGIES
 from recsys.core.stats import percentile
 
-
 FRESHNESS_GOAL_P99_SECONDS = 3.0  # issue 15: PutRecords -> object in S3, first batch included
 
 

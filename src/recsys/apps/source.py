@@ -8,8 +8,17 @@ from functools import partial
 from recsys.core.config import Settings
 from recsys.core.db import connect_mysql
 from recsys.core.errors import PipelineError, SourceUnavailable
-from recsys_seed import (Catalogue, PlantedTruth, SeedError, SeedSpec, SeedSummary, load_catalogue, planted_truth,
-                         seed_source, source_spec)
+from recsys_seed import (
+    Catalogue,
+    PlantedTruth,
+    SeedError,
+    SeedSpec,
+    SeedSummary,
+    load_catalogue,
+    planted_truth,
+    seed_source,
+    source_spec,
+)
 
 
 def seed_configured_source(settings: Settings, spec: SeedSpec, *, reset: bool = False,

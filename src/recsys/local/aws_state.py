@@ -27,7 +27,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -175,7 +175,7 @@ def save(settings: Settings, state_dir: Path, *, emulator: str, show_progress: b
     tmp.mkdir(parents=True)
     streams = _save_streams(settings, tmp)
     buckets = _save_buckets(settings, tmp, show_progress)
-    saved_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    saved_at = datetime.now(UTC).isoformat(timespec="seconds")
     (tmp / SUMMARY_FILE).write_text(json.dumps({"format": FORMAT, "saved_at": saved_at, "emulator": emulator,
                                                    "buckets": buckets, "streams": streams}, indent=2))
     shutil.rmtree(final, ignore_errors=True)

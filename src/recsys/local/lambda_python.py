@@ -13,7 +13,7 @@ import json
 import re
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from recsys import contracts
@@ -36,7 +36,7 @@ class LambdaPythonMissing(RecsysError):
     """No interpreter of the Lambda runtime's Python minor (with the runtime's modules) was found."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def probe(python: str) -> tuple[tuple[int, int], tuple[str, ...]] | None:
     """(version, runtime modules it lacks) of an interpreter; None when it does not run."""
     try:

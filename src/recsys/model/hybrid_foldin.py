@@ -27,11 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.contracts import (
+    NPZ_ATTRIBUTE_COUNTRIES,
+    NPZ_ATTRIBUTE_REGIONS,
+    NPZ_COUNTRY_REGIONS,
+    NPZ_FEATURES_ALONE,
+    NPZ_LOG_CREDIT,
+    NPZ_POPULATION_ATTRIBUTES,
+    NPZ_PRIOR_MAP,
+    STRATEGY_FEATURES,
+    STRATEGY_FEATURES_FOLD_IN,
+    STRATEGY_FOLD_IN,
+    STRATEGY_POPULAR_FALLBACK,
+)
 from recsys.model.foldin import fold_in
-from recsys.contracts import (NPZ_ATTRIBUTE_COUNTRIES, NPZ_ATTRIBUTE_REGIONS, NPZ_COUNTRY_REGIONS,
-                              NPZ_FEATURES_ALONE, NPZ_LOG_CREDIT, NPZ_POPULATION_ATTRIBUTES, NPZ_PRIOR_MAP,
-                              STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-                              STRATEGY_POPULAR_FALLBACK)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from recsys.serving.vector_store import to_pgvector_text
 from recsys.contracts import MODEL_MANIFEST, SERVING_POINTER_KEY, artifact_key
 from recsys.core.aws import client, read_object
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
+from recsys.serving.vector_store import to_pgvector_text
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, TRANSFORMS, confidence, max_item_norm,
-                              to_item_embedding, to_query_vector)
 from recsys import contracts
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
+from recsys.model.foldin import (
+    TRANSFORM_MIPS,
+    TRANSFORM_NONE,
+    TRANSFORMS,
+    confidence,
+    max_item_norm,
+    to_item_embedding,
+    to_query_vector,
+)
 from recsys.pipeline import artifacts, dataset, evaluate, evaluation_report, hybrid
 
 log = logging.getLogger(__name__)
@@ -465,7 +472,7 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
         "max_item_norm": max_item_norm(model.item_vectors),
         "confidence": {"formula": CONFIDENCE_FORMULA, "alpha": alpha, "rating_offset": offset},
         "final_fit": "all ratings (training part + held-out); metrics are from the fit on the training part",
-        "counts": {"ratings": int(len(data.users)), "customers": int(data.shape[0]), "products": int(data.shape[1])},
+        "counts": {"ratings": len(data.users), "customers": int(data.shape[0]), "products": int(data.shape[1])},
         "training_seconds": round(model.seconds, 3),
         "metrics": evaluation.known.as_dict() | {k: v for k, v in headline.items() if not k.startswith("cold")},
         "cold_start": {"customers": evaluation.views.cold_customers, "browsed_items": evaluation.views.browsed_items,

@@ -26,16 +26,29 @@ import psycopg2.errors
 from psycopg2 import sql
 from tqdm import tqdm
 
-from recsys.serving.vector_store import MAX_EF_SEARCH, LiveModel, live_model
-from recsys.contracts import (EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE,
-                              LIVE_TABLE, MODEL_MANIFEST, MODELS_PREFIX, RATED_ITEMS, RATED_TABLE,
-                              SERVING_POINTER_KEY, USER_EMBEDDINGS, USER_TABLE, artifact_key)
+from recsys.contracts import (
+    EF_SEARCH_RECALL_TARGET,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    ITEM_EMBEDDINGS,
+    ITEM_TABLE,
+    LIVE_TABLE,
+    MODEL_MANIFEST,
+    MODELS_PREFIX,
+    RATED_ITEMS,
+    RATED_TABLE,
+    SERVING_POINTER_KEY,
+    USER_EMBEDDINGS,
+    USER_TABLE,
+    artifact_key,
+)
 from recsys.core.aws import client, is_missing
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.db import connect_pg
 from recsys.core.errors import PipelineError
 from recsys.pipeline.artifacts import read_manifest, serving_version
 from recsys.pipeline.load_lock import acquire_load_lock, application_name
+from recsys.serving.vector_store import MAX_EF_SEARCH, LiveModel, live_model
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,14 @@ model cache and its database connections are built once per cold start and reuse
 """
 from __future__ import annotations
 
-import os
-
 import boto3
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
+from recsys import contracts
 from recsys.serving.api import PROBLEM_JSON, create_app
 from recsys.serving.database import DatabasePool, params_from_environment
 from recsys.serving.handler import BOTO_CONFIG, HandlerConfig, ServingRuntime, number_setting
-from recsys import contracts
 
 
 def runtime_from_environment() -> ServingRuntime:

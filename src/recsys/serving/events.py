@@ -147,7 +147,7 @@ def _require(payload: dict, name: str, types: tuple[type, ...], nullable: bool =
     if value is None and nullable:
         return None
     # bool is an int subclass: a true/false where a number belongs is a type error, not 1/0
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
         raise InvalidEvent(f"field {name!r} must be {expected}, got {type(value).__name__}")
     return value

@@ -34,13 +34,13 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys import contracts
+from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys.serving import vector_store
 from recsys.serving.database import Database, DatabaseUnavailable, params_from_environment
 from recsys.serving.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
 from recsys.serving.model_cache import ModelCache, ModelUnavailable, ServingModel
 from recsys.serving.recommend import recommend_batch
-from recsys import contracts
-from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 
 logger = Logger(service="recsys-inference")
 BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)

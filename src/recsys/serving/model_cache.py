@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, NPZ_PRECISION, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
 from recsys.model.foldin import confidence, to_query_vector
 from recsys.model.hybrid_foldin import AttributePrior, cold_start_vector
-from recsys.contracts import MODEL_MANIFEST, MODEL_NPZ, NPZ_PRECISION, POPULAR_ITEMS, SERVING_POINTER_KEY, artifact_key
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
+from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 from recsys.serving import vector_store
 from recsys.serving.events import ActivityEvent
 from recsys.serving.model_cache import ServingModel
 from recsys.serving.vector_store import ScoredItem
-from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 
 SCORE_DECIMALS = 6
 
@@ -86,7 +86,7 @@ def _scored(items: Sequence) -> list[ScoredItem]:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -42,10 +42,17 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.contracts import LAMBDA_ENVIRONMENT, LAMBDA_HANDLER, PROCESSING_FAILED, RESULT_DROPPED, RESULT_FAILED, RESULT_OK
+from recsys.contracts import (
+    LAMBDA_ENVIRONMENT,
+    LAMBDA_HANDLER,
+    PROCESSING_FAILED,
+    RESULT_DROPPED,
+    RESULT_FAILED,
+    RESULT_OK,
+)
 from recsys.core import aws
 from recsys.core.config import Settings, StackEnvWatcher, changed_settings
 from recsys.core.errors import PipelineError
@@ -359,11 +366,11 @@ class FirehoseDelivery:
         if buf.empty:
             return
         if buf.ok_lines:
-            moment = datetime.fromtimestamp(buf.ok_oldest_ms / 1000, timezone.utc)
+            moment = datetime.fromtimestamp(buf.ok_oldest_ms / 1000, UTC)
             self._put(object_key(self.config, moment), buf.ok_lines)
             self.stats.objects += 1
         if buf.error_lines:
-            moment = datetime.fromtimestamp(buf.error_oldest_ms / 1000, timezone.utc)
+            moment = datetime.fromtimestamp(buf.error_oldest_ms / 1000, UTC)
             self._put(object_key(self.config, moment, PROCESSING_FAILED), buf.error_lines)
             self.stats.error_objects += 1
         self.checkpoint.save(buf.positions)
