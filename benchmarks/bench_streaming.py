@@ -154,8 +154,8 @@ def main() -> int:
     from recsys.local.stack import scratch_stack
     from recsys_seed import SeedSpec
 
-    with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as settings:
-        zip_report = build_lambda_zip(settings.state_dir / "build" / "lambda.zip")
+    with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as scratch:
+        zip_report = build_lambda_zip(scratch.state_dir / "build" / "lambda.zip")
         os.environ["RECSYS_LAMBDA_ZIP"] = str(zip_report.path)
         settings = load_settings()
         seed_configured_source(settings, SeedSpec(), reset=True)
@@ -171,7 +171,8 @@ def main() -> int:
 
     batched_rps = lam["batch"] / lam["batched_s"]
     per_record_rps = lam["batch"] / lam["per_record_s"]
-    print(f"lambda zip: {zip_report.zip_bytes / 2**20:.1f} MiB zipped, {zip_report.unzipped_bytes / 2**20:.1f} MiB unzipped")
+    zipped, unzipped = zip_report.zip_bytes / 2**20, zip_report.unzipped_bytes / 2**20
+    print(f"lambda zip: {zipped:.1f} MiB zipped, {unzipped:.1f} MiB unzipped")
     print(f"lambda batch of {lam['batch']} (in-process handler, best of {args.rounds}):")
     print(f"  batched queries      {lam['batched_s'] * 1000:8.1f} ms  {batched_rps:8,.0f} records/s  (target >= 1,000)")
     print(f"  one query per record {lam['per_record_s'] * 1000:8.1f} ms  {per_record_rps:8,.0f} records/s")

@@ -55,7 +55,7 @@ def load_catalogue(conn) -> Catalogue:
         return Catalogue(customers, np.array(codes), lambda row: uniform,
                          {c[0]: i for i, c in enumerate(customers)}, planted=False)
     truth = planted_truth(spec)
-    return Catalogue(customers, truth.product_codes, lambda row: truth.affinity(row), truth.customer_index,
+    return Catalogue(customers, truth.product_codes, truth.affinity, truth.customer_index,
                      planted=True)
 
 

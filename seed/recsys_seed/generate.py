@@ -458,7 +458,7 @@ def generate_streaming(spec: SeedSpec) -> tuple[SeedData, Iterator[RatingsChunk]
     rng, products, customers, features, truth = _world(spec)
     counts = _ratings_per_customer(rng, spec.customers, spec.products, spec.ratings)
     empty = np.empty(0, dtype=np.int64)
-    tables = SeedData(productlines=[(line, desc) for line, desc in PRODUCT_LINES.items()],
+    tables = SeedData(productlines=list(PRODUCT_LINES.items()),
                       products=products, customers=_customer_rows(customers, _faker_pools(spec.seed)),
                       ratings_customer=empty, ratings_product=empty, ratings_value=empty.astype(np.int8), truth=truth)
     return tables, _rating_chunks(rng, spec, features.user, features.item, counts, truth.product_codes)

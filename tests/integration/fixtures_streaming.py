@@ -67,7 +67,7 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     result = train(training, TrainParams(seed=seed), settings.state_dir / "reports")
     load_embeddings(settings, result.version)
     rated: dict[int, set[str]] = {}
-    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist()):
+    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist(), strict=True):
         rated.setdefault(int(customer), set()).add(code)
     model = result.manifest["model"]
     return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated,

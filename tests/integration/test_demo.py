@@ -92,7 +92,7 @@ def test_model_beats_popularity_and_report_is_written(demo):
     assert (reports / "demo" / "freshness.png").stat().st_size > 1000
     summary = summary_text(run)
     assert f"{run.figures['delivered']} delivered" in summary
-    assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
+    assert run.stages[0].name == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
     assert "Cold start" in text and "Strategies of the delivered records" in text
     assert (reports / "demo" / "cold-start.png").stat().st_size > 1000
 

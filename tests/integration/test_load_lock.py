@@ -32,7 +32,7 @@ def _env(settings, **extra) -> dict[str, str]:
 
 def _load(settings, version: str, **extra) -> subprocess.CompletedProcess:
     return subprocess.run([RECSYS, "load-embeddings", "--version", version], capture_output=True, text=True,
-                          env=_env(settings, **extra), timeout=BOUND)
+                          env=_env(settings, **extra), timeout=BOUND, check=False)
 
 
 def _backend_alive(conn, pid: int) -> bool:

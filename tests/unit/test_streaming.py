@@ -101,7 +101,10 @@ def _response(*records) -> bytes:
     return json.dumps({"records": list(records)}).encode()
 
 
-def _rec(record_id, result="Ok", data=base64.b64encode(b"x\n").decode()):
+_DATA = base64.b64encode(b"x\n").decode()
+
+
+def _rec(record_id, result="Ok", data=_DATA):
     return {"recordId": record_id, "result": result, "data": data}
 
 

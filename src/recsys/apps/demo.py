@@ -70,9 +70,9 @@ def firehose_stats_path(settings: Settings) -> Path:
 def start_delivery(settings: Settings, log_path: Path) -> subprocess.Popen:
     """``recsys firehose`` as its own process, exactly as the compose service runs it."""
     firehose_stats_path(settings).unlink(missing_ok=True)
-    log = open(log_path, "wb")
-    return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
-                            env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
+                                env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_warm(settings: Settings, delivery: subprocess.Popen, timeout: float = 180) -> dict:

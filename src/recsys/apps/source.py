@@ -1,4 +1,5 @@
-"""The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted truth (the offline evaluation's ceiling)."""
+"""The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted
+truth (the offline evaluation's ceiling)."""
 from __future__ import annotations
 
 from contextlib import closing

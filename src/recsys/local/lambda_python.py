@@ -40,7 +40,7 @@ class LambdaPythonMissing(RecsysError):
 def probe(python: str) -> tuple[tuple[int, int], tuple[str, ...]] | None:
     """(version, runtime modules it lacks) of an interpreter; None when it does not run."""
     try:
-        out = subprocess.run([python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:

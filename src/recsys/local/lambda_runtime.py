@@ -71,7 +71,7 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # a runtime killed mid-request (timeout, crash) resets its connection: expected, not news
-        log.debug("runtime api: connection from %s ended abruptly", client_address, exc_info=True)
+        log.debug("runtime api: connection from %s ended abruptly", client_address, exc_info=sys.exc_info())
 
 
 @dataclass
@@ -264,7 +264,7 @@ class LocalLambda:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self.server.init_error = None
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 closed below
         try:
             self._process = subprocess.Popen(
                 [self.python, "-m", "awslambdaric", self.handler], cwd=self.code_dir, env=self._process_env(),

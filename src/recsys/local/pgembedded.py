@@ -76,7 +76,7 @@ def service_account() -> ServiceAccount | None:
 
 
 def _run(account: ServiceAccount | None, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs)
+    return subprocess.run(args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs, check=False)
 
 
 def _bin(name: str) -> str:

@@ -12,6 +12,7 @@ depends on it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -337,10 +338,8 @@ class EmbeddedStack:
 def _wait_gone(pid: int, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap when it is our own child
-        except ChildProcessError:
-            pass
         if not pid_alive(pid):
             return True
         time.sleep(0.1)

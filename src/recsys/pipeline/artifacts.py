@@ -89,7 +89,7 @@ def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "embedding"])
-    for ident, vector in zip(ids, vectors):
+    for ident, vector in zip(ids, vectors, strict=True):
         writer.writerow([ident, to_pgvector_text(vector)])
     return out.getvalue().encode("utf-8")
 
@@ -99,7 +99,7 @@ def rated_items_csv(user_ids, item_ids) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["user_id", "item_id"])
-    writer.writerows(zip(user_ids, item_ids))
+    writer.writerows(zip(user_ids, item_ids, strict=True))
     return out.getvalue().encode("utf-8")
 
 

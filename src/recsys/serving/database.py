@@ -6,6 +6,7 @@ when the secret has them). The boto3 client honours ``AWS_ENDPOINT_URL`` nativel
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,10 +59,8 @@ class Database:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(CONNECTION_ERRORS):
                 self._conn.close()
-            except CONNECTION_ERRORS:
-                pass
         self._conn = None
 
     def run(self, work: Callable[[object], T]) -> T:

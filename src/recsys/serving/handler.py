@@ -196,7 +196,7 @@ def serve_isolating(runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRe
         serve_isolating(runtime, batch[:middle], results)
         serve_isolating(runtime, batch[middle:], results)
         return
-    for (record, _), line in zip(batch, lines):
+    for (record, _), line in zip(batch, lines, strict=True):
         results.ok(record, line)
 
 

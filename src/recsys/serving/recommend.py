@@ -109,12 +109,12 @@ def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, 
     with_vector = [p for p in plans if p.query is not None]
     nearest = q.nearest_items(conn, [p.query for p in with_vector], k, [p.exclude for p in with_vector]) \
         if with_vector else []
-    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest)}
+    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest, strict=True)}
 
     with_anchor = [p for p in plans if p.anchor is not None]
     similar = q.similar_items(conn, [p.anchor for p in with_anchor], k, [p.exclude for p in with_anchor]) \
         if with_anchor else []
-    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar)}
+    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar, strict=True)}
 
     processed_at = now_iso()
     records = []

@@ -389,7 +389,8 @@ def _grouped(rows: list[tuple], n_queries: int) -> KnnAnswer:
     items: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
     answered: set[int] = set()
     version = None
-    for ordinal, code, score, version in rows:
+    for ordinal, code, score, row_version in rows:
+        version = row_version  # every row carries the live version; the last one read is the answer's
         answered.add(ordinal - 1)
         if code is not None:
             items[ordinal - 1].append(ScoredItem(code, float(score)))
