@@ -6,11 +6,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends make zip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/recsys
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.txt ./requirements/
 COPY src ./src
 COPY seed ./seed
 COPY lambda ./lambda
 COPY sql ./sql
 COPY glue ./glue
-RUN pip install -e . && useradd --create-home recsys
+RUN pip install --require-hashes -r requirements/runtime.txt && pip install --no-deps -e . \
+    && useradd --create-home recsys
 USER recsys
 ENTRYPOINT ["recsys"]
