@@ -396,4 +396,4 @@ def test_the_routes_exist_in_terraform():
     assert not {"cidr_ipv4", "cidr_ipv6"} & set(rule), "endpoints admit only their clients' security groups"
     every = {s for c in COMPONENTS for s in root.locals[c.services_local]} | set(root.locals["vector_db_services"])
     assert every >= {"s3", "secretsmanager", "glue", "sts", "kms", "logs"}
-    assert re.search(r"create_vpc_endpoints\s*=\s*false", (REPO / "README.md").read_text()), "document the NAT way"
+    assert re.search(r"create_vpc_endpoints\s*=\s*false", (REPO / "docs" / "aws.md").read_text()), "document the NAT way"
