@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -32,7 +32,7 @@ class DatabaseUnavailable(RuntimeError):
     """pgvector could not be reached, even after reconnecting."""
 
 
-def secret_connect_params(secrets_client, secret_arn: str) -> dict[str, str]:
+def secret_connect_params(secrets_client: Any, secret_arn: str) -> dict[str, str]:
     """psycopg2 connect keywords from an RDS-managed secret."""
     secret = json.loads(secrets_client.get_secret_value(SecretId=secret_arn)["SecretString"])
     params = {"user": secret["username"], "password": secret["password"]}
@@ -48,22 +48,23 @@ class Database:
     def __init__(self, params_provider: Callable[[], dict[str, str]]):
         self._params_provider = params_provider
         self._params: dict[str, str] | None = None
-        self._conn = None
+        self._conn: psycopg2.extensions.connection | None = None
 
-    def _connect(self):
+    def _connect(self) -> psycopg2.extensions.connection:
         if self._params is None:
             self._params = self._params_provider()
-        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **self._params)
+        params: dict[str, Any] = dict(self._params)
+        conn: psycopg2.extensions.connection = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **params)
         conn.autocommit = False  # callers run each batch in one transaction (vector_store.consistent_read)
         return conn
 
     def close(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(CONNECTION_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 self._conn.close()
         self._conn = None
 
-    def run(self, work: Callable[[object], T]) -> T:
+    def run(self, work: Callable[[psycopg2.extensions.connection], T]) -> T:
         """``work(conn)``; on a connection error reconnect once, then raise ``DatabaseUnavailable``."""
         for attempt in (1, 2):
             try:
@@ -98,7 +99,7 @@ class DatabasePool:
         self._all = list(self._idle.queue)
         self._wait = wait_seconds
 
-    def run(self, work: Callable[[object], T]) -> T:
+    def run(self, work: Callable[[psycopg2.extensions.connection], T]) -> T:
         try:
             database = self._idle.get(timeout=self._wait)
         except queue.Empty:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class RecommendationRecord:
     similar_items: list[ScoredItem]
     processed_at: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The record as the contract's JSON object (field by field: ``asdict`` is 3x slower here)."""
         return {
             "session_id": self.session_id,
@@ -81,7 +82,7 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     return Plan(event, strategy, query, exclude, anchor)
 
 
-def _scored(items: Sequence) -> list[ScoredItem]:
+def _scored(items: Sequence[Any]) -> list[ScoredItem]:
     return [ScoredItem(str(i.product_code), round(float(i.score), SCORE_DECIMALS)) for i in items]
 
 
@@ -93,12 +94,12 @@ def now_iso() -> str:
 class BatchQueries:
     """The vector-store functions a batch uses (the real ones, or per-record variants in benchmarks)."""
 
-    user_vectors: Callable = vector_store.user_vectors
-    nearest_items: Callable = vector_store.nearest_items
-    similar_items: Callable = vector_store.similar_items
+    user_vectors: Callable[..., dict[int, np.ndarray]] = vector_store.user_vectors
+    nearest_items: Callable[..., list[list[vector_store.ScoredItem]]] = vector_store.nearest_items
+    similar_items: Callable[..., list[list[vector_store.ScoredItem]]] = vector_store.similar_items
 
 
-def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, k: int,
+def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEvent], model: ServingModel, k: int,
                     queries: BatchQueries | None = None) -> list[RecommendationRecord]:
     """Recommendation records for ``events`` (same order), with three database round trips in all."""
     q = queries or BatchQueries()
@@ -148,7 +149,7 @@ class Lookup:
     items: list[ScoredItem] | None
 
 
-def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
+def known_customer_items(conn: vector_store.Connection, customer_number: int, k: int, *, exclude_rated: bool = True,
                          ef_search: int | None = None) -> Lookup:
     """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
     as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
@@ -156,12 +157,12 @@ def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: b
     return _lookup(conn, answer)
 
 
-def similar_to_item(conn, product_code: str, k: int) -> Lookup:
+def similar_to_item(conn: vector_store.Connection, product_code: str, k: int) -> Lookup:
     """The ``k`` items most similar to one product (as ``similar_items`` of a record). One statement."""
     return _lookup(conn, vector_store.similar_answer(conn, [product_code], k))
 
 
-def _lookup(conn, answer: vector_store.KnnAnswer) -> Lookup:
+def _lookup(conn: vector_store.Connection, answer: vector_store.KnnAnswer) -> Lookup:
     if 0 in answer.answered:
         return Lookup(answer.version, _scored(answer.items[0]))
     return Lookup(answer.version or vector_store.live_version(conn), None)  # unknown: say which version
