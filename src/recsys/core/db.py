@@ -11,6 +11,8 @@ import pymysql.connections
 from recsys.core.config import Settings
 from recsys.core.errors import SourceUnavailable
 
+PgConnection = psycopg2.extensions.connection
+
 
 def connect_mysql(settings: Settings, *, database: str | None = None, autocommit: bool = False,
                   **kwargs: Any) -> pymysql.connections.Connection[Any]:
@@ -26,9 +28,9 @@ def connect_mysql(settings: Settings, *, database: str | None = None, autocommit
         ) from exc
 
 
-def connect_pg(settings: Settings, **kwargs: Any) -> psycopg2.extensions.connection:
+def connect_pg(settings: Settings, **kwargs: Any) -> PgConnection:
     """A psycopg2 connection to the PostgreSQL + pgvector database."""
-    conn: psycopg2.extensions.connection = psycopg2.connect(connect_timeout=5, **settings.pg_params(), **kwargs)
+    conn: PgConnection = psycopg2.connect(connect_timeout=5, **settings.pg_params(), **kwargs)
     return conn
 
 

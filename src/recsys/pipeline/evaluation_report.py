@@ -5,8 +5,14 @@ import base64
 import html
 import io
 import json
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from recsys.pipeline.evaluate import ATTRIBUTES_TRUTH, PLANTED_TRUTH, POPULARITY, EvaluationReport, ViewReports
+
+if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn (slow to load)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _colour(name: str, model_ranker: str) -> str:
@@ -14,7 +20,7 @@ def _colour(name: str, model_ranker: str) -> str:
             else "#2ca02c" if name in (PLANTED_TRUTH, ATTRIBUTES_TRUTH) else "#bbbbbb")
 
 
-def _bars(ax, names: list[str], values: list[float], colours: list[str], title: str) -> None:
+def _bars(ax: Axes, names: list[str], values: list[float], colours: list[str], title: str) -> None:
     """Horizontal bars with their values printed at the tips."""
     ax.barh(names, values, color=colours)
     for y, v in enumerate(values):
@@ -23,7 +29,7 @@ def _bars(ax, names: list[str], values: list[float], colours: list[str], title: 
     ax.set_xlim(0, max(values + [1e-9]) * 1.35)
 
 
-def _finish(fig, plt, title: str) -> bytes:
+def _finish(fig: Figure, plt: ModuleType, title: str) -> bytes:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -84,7 +90,7 @@ def _ratio_text(report: EvaluationReport, ranker: str, reference: str) -> str:
     return "n/a" if ratio is None else f"{ratio:.2f}×"
 
 
-def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict) -> str:
+def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict[str, Any]) -> str:
     """A self-contained HTML page: headline, the model choice, the three views' tables, the charts
     (base64) and the run's details."""
     report = views.known
