@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def poison_record(kind: str, index: int = 0, run: str = "") -> bytes:
     """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session
     ``poison-<run><kind>-<index>`` (``run`` tells the records of separate runs apart)."""
     session = f"poison-{run}{kind}-{index}"
-    event = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
+    event: dict[str, Any] = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
              "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
              "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}]}
     item = event["browse_history"][0]

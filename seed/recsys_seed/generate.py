@@ -170,7 +170,7 @@ class PlantedTruth:
     user_features_expected: np.ndarray  # (C, F) float32: E[user_features | country, creditLimit]
     attribute_share: float = DEFAULT_ATTRIBUTE_SHARE
 
-    def affinity(self, customer_index: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def affinity(self, customer_index: int | np.ndarray | slice = slice(None)) -> np.ndarray:
         """True affinity of the given customers (by row index) for every product."""
         return self.user_features[customer_index] @ self.item_features.T
 

@@ -91,7 +91,7 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
 
 
 def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
-                            progress: Callable[[int], None] | None = None, table: str = "ratings") -> int:
+                            progress: Callable[[int], object] | None = None, table: str = "ratings") -> int:
     """Load rating chunks while the next one is drawn: one loader thread owns the connection, and
     the MySQL server works on chunk i while this thread draws and formats chunk i+1."""
     total = 0

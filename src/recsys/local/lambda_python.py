@@ -20,7 +20,7 @@ from recsys import contracts
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.errors import PipelineError, RecsysError
 
-RUNTIME_VERSION: tuple[int, int] = tuple(int(p) for p in contracts.LAMBDA_RUNTIME.removeprefix("python").split("."))
+RUNTIME_VERSION: tuple[int, ...] = tuple(int(p) for p in contracts.LAMBDA_RUNTIME.removeprefix("python").split("."))
 RUNTIME_MINOR = ".".join(map(str, RUNTIME_VERSION))  # "3.13"
 LAMBDA_VENV = PROJECT_ROOT / ".venv-lambda"
 RUNTIME_MODULES = ("awslambdaric", "boto3")  # what the Lambda runtime provides besides the zip

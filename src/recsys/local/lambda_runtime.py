@@ -108,7 +108,7 @@ class RuntimeApiServer:
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def submit(self, payload: bytes, timeout_seconds: float) -> _Invocation:
         """Queue an invocation for the runtime's next ``GET .../invocation/next``."""
@@ -271,7 +271,7 @@ class LocalLambda:
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )
         finally:
-            if self.log_file:
+            if not isinstance(output, int):  # our log file, not DEVNULL
                 output.close()
         self.cold_starts += 1
         log.debug("lambda runtime started (pid %d, %s)", self._process.pid, self.handler)
@@ -307,6 +307,8 @@ class LocalLambda:
         finally:
             self.server.forget(invocation)
         result = invocation.result
+        if result is None:  # every path above finishes the invocation
+            raise RuntimeError(f"invocation {invocation.request_id} ended without a result")
         result.duration_seconds = time.monotonic() - started
         if process.poll() is not None:
             self._process = None

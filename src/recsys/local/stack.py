@@ -371,4 +371,4 @@ def scratch_stack(name: str, state_dir: Path | None = None, **extra_env: str) ->
         os.environ.clear()
         os.environ.update(saved)
         if own_dir:
-            shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(str(state_dir), ignore_errors=True)

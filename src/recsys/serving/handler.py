@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from recsys import contracts
 from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys.serving import vector_store
-from recsys.serving.database import Database, DatabaseUnavailable, params_from_environment
+from recsys.serving.database import Database, DatabasePool, DatabaseUnavailable, params_from_environment
 from recsys.serving.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
 from recsys.serving.model_cache import ModelCache, ModelUnavailable, ServingModel
 from recsys.serving.recommend import recommend_batch
@@ -84,11 +84,11 @@ def number_setting(name: str, default: Number, kind: type[Number], low: Number, 
 class ServingRuntime:
     """State kept across warm invocations: the model cache and one database connection."""
 
-    def __init__(self, config: HandlerConfig, s3: Any = None, database: Database | None = None):
+    def __init__(self, config: HandlerConfig, s3: Any = None, database: Database | DatabasePool | None = None):
         self.config = config
         s3 = s3 or boto3.client("s3", config=BOTO_CONFIG)
         self.models = ModelCache(s3, config.artifacts_bucket, config.pointer_ttl_seconds)
-        self.db = database or Database(params_from_environment(
+        self.db: Database | DatabasePool = database or Database(params_from_environment(
             lambda: boto3.client("secretsmanager", config=BOTO_CONFIG)))
 
     def _model_for(self, conn: vector_store.Connection, pointer_model: ServingModel) -> ServingModel:

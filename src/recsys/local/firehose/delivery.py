@@ -174,9 +174,9 @@ class S3Buffer:
 
     ok_lines: list[bytes] = field(default_factory=list)
     error_lines: list[bytes] = field(default_factory=list)
-    ok_oldest_ms: int | None = None
-    error_oldest_ms: int | None = None
-    oldest_received: float | None = None
+    ok_oldest_ms: int = 0  # 0: no line of that kind yet
+    error_oldest_ms: int = 0
+    oldest_received: float = 0.0
     positions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -266,7 +266,8 @@ class FirehoseDelivery:
     def _take_lambda_batch(self) -> list[SourceRecord]:
         """Records from the front of the buffer, within the buffer size and the 6 MB payload limit."""
         limit = min(self.config.lambda_buffer_bytes, PAYLOAD_LIMIT_BYTES * 3 // 4 - 64 * 1024)
-        batch, size = [], 0
+        batch: list[SourceRecord] = []
+        size = 0
         for record in self._lambda_buffer:
             cost = len(record.data) + 512  # base64 and the metadata around each record
             if batch and size + cost > limit:
