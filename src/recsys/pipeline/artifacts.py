@@ -22,8 +22,9 @@ import io
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def read_artifact(settings: Settings, version: str, name: str) -> bytes:
     return body
 
 
-def read_manifest(settings: Settings, version: str) -> dict:
+def read_manifest(settings: Settings, version: str) -> dict[str, Any]:
     """The parsed ``manifest.json`` of ``version``; PipelineError when it is missing or not a JSON object."""
     key = artifact_key(version, MODEL_MANIFEST)
     body = read_object(settings, settings.artifacts_bucket, key)
@@ -84,7 +85,7 @@ def read_manifest(settings: Settings, version: str) -> dict:
 
 # -- formats ------------------------------------------------------------------------------------
 
-def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
+def embeddings_csv(ids: Iterable[object], vectors: np.ndarray) -> bytes:
     """CSV with header ``id,embedding`` as ``aws_s3.table_import_from_s3 (format csv, header true)`` reads it."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -94,7 +95,7 @@ def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def rated_items_csv(user_ids, item_ids) -> bytes:
+def rated_items_csv(user_ids: Iterable[object], item_ids: Iterable[object]) -> bytes:
     """CSV with header ``user_id,item_id``, one row per rating, as COPY and ``aws_s3`` read it."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -105,13 +106,13 @@ def rated_items_csv(user_ids, item_ids) -> bytes:
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle's bool
     return buf.getvalue()
 
 
 # -- publishing ---------------------------------------------------------------------------------
 
-def _put_object(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
+def _put_object(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
@@ -121,7 +122,8 @@ def _content_type(name: str) -> str:
             "html": "text/html; charset=utf-8"}.get(suffix, "application/octet-stream")
 
 
-def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict) -> dict:
+def publish_version(settings: Settings, version: str, files: Mapping[str, bytes],
+                    manifest: dict[str, Any]) -> dict[str, Any]:
     """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer.
 
     On any failure the objects written for this version are deleted (best effort), the pointer
@@ -158,7 +160,7 @@ def _previous_version(settings: Settings) -> str:
         return "the previous version (pointer unreadable right now)"
 
 
-def _delete_quietly(s3, bucket: str, keys: list[str]) -> None:
+def _delete_quietly(s3: Any, bucket: str, keys: list[str]) -> None:
     if not keys:
         return
     try:
