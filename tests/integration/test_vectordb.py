@@ -265,7 +265,7 @@ def test_similar_items_excludes_itself(vectordb_live, vectordb_conn):
     codes = list(vectordb_live.item_ids[:20])
     got = vs.similar_items(vectordb_conn, codes + ["NOT-AN-ITEM"], 10, [[codes[1]]] + [[]] * 20)
     assert got[-1] == []
-    for code, hits in zip(codes, got, strict=True):
+    for code, hits in zip(codes, got[:-1], strict=True):
         assert len(hits) == 10 and code not in {h.product_code for h in hits}
     assert codes[1] not in {h.product_code for h in got[0]}
     exact = vectordb_live.exact_top_k(vectordb_live.item_vectors[:20], 11)
