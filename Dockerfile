@@ -6,6 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends make zip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/recsys
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.txt ./requirements/
 COPY src ./src
 COPY seed ./seed
 COPY lambda ./lambda
@@ -13,6 +14,7 @@ COPY sql ./sql
 COPY glue ./glue
 # The RDS certificate authorities: the pipeline's tasks verify the vector DB's certificate (verify-full).
 ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /opt/recsys/rds-ca-bundle.pem
-RUN pip install -e . && useradd --create-home recsys
+RUN pip install --require-hashes -r requirements/runtime.txt && pip install --no-deps -e . \
+    && useradd --create-home recsys
 USER recsys
 ENTRYPOINT ["recsys"]

@@ -9,6 +9,14 @@ BIN := $(VENV)/bin
 RECSYS := $(BIN)/recsys
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tools/.installed
+# Locked requirements for the project's environment (Python 3.11, linux x86_64): the runtime
+# dependencies (the image) and runtime + test + lint (make install, CI). `make lock` refreshes them.
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+# uv resolves for the target platform from any host; --system-certs: the OS trust store (a TLS-
+# intercepting proxy's CA lives there), as pip's cert setting does
+UV_COMPILE = $(BIN)/uv pip compile --quiet --system-certs --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' $(LOCK_ARGS)
 HCL_TOOLS := .venv-tools/node_modules/@cdktf/hcl-tools/package.json
 # @cdktf/provider-aws 19.65.1 is the binding of hashicorp/aws 5.99.1 (terraform/versions.tf: ~> 5.99)
 PROVIDER_AWS_VERSION := 19.65.1
@@ -40,11 +48,13 @@ RATE ?= 200
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The locked, hash-checked requirements (`make lock` writes them), then the project itself without deps
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip>=24.2'  # 24.2+: installs cp313 wheels for the Lambda from 3.11
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 $(TOOLS_STAMP):
@@ -193,6 +203,25 @@ test-unit: $(STAMP) ## Run the unit tests only: the project's venv and nothing e
 .PHONY: test-fast
 test-fast: install ## The fast loop: unit tests + integration tests not marked slow (pytest -m "not slow")
 	$(BIN)/pytest -m "not slow"
+
+# uv as the lock pins it (a venv without the project suffices: make lock runs before the first install)
+$(BIN)/uv:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$$(grep -m1 '^uv==' $(DEV_LOCK) 2>/dev/null | cut -d' ' -f1 || true)$$(test -f $(DEV_LOCK) || echo 'uv>=0.13,<0.14')"
+
+.PHONY: lock
+lock: | $(BIN)/uv ## Resolve requirements/*.txt from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade moves them)
+	$(UV_COMPILE) pyproject.toml -o $(RUNTIME_LOCK)
+	$(UV_COMPILE) pyproject.toml --extra test --extra lint --constraint $(RUNTIME_LOCK) -o $(DEV_LOCK)
+
+.PHONY: lint
+lint: $(STAMP) ## Lint and check formatting (ruff; `$(BIN)/ruff format .` formats)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## Type-check (mypy: strict on core, contracts, model, serving, pipeline; gradual elsewhere)
+	$(BIN)/mypy
 
 .PHONY: bench
 bench: install ## Run the benchmarks in benchmarks/ (minutes; prints figures and ratios)

@@ -22,6 +22,7 @@ Exits 0; a goal not met is printed as "NOT met".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -75,10 +76,8 @@ def process_tree_rss(proc: psutil.Process) -> int:
     """RSS of a process and all its descendants (the Spark JVM is a child of the Python driver)."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -174,9 +173,9 @@ def batches_pymysql(settings, schema, chunk: int = 100_000):
         with conn.cursor() as cur:
             cur.execute(TRAINING_SQL)
             while rows := cur.fetchmany(chunk):
-                columns = list(zip(*rows))
+                columns = list(zip(*rows, strict=True))
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema)
+                    [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)], schema=schema)
     finally:
         conn.close()
 
@@ -216,7 +215,7 @@ def run_baseline(method: str) -> None:
     s3 = client("s3", settings)
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as staging:
         pq.write_to_dataset(table, staging, partition_cols=["productLine"], compression="snappy")
-        files = [p for p in Path(staging).rglob("*.parquet")]
+        files = list(Path(staging).rglob("*.parquet"))
         for path in files:
             s3.upload_file(str(path), settings.datalake_bucket,
                            f"{BASELINE_PREFIX}{method}/{path.relative_to(staging).as_posix()}")
@@ -305,7 +304,7 @@ def main() -> None:
             print("no class-data sharing archive for Spark yet: a first, unmeasured run writes it")
             measure("warm-up (writes the archive)", commands["spark (recsys etl)"], env, args.ratings)
         runs: dict[str, list[Measurement]] = {name: [] for name in commands}
-        for repeat in range(args.repeats):
+        for _ in range(args.repeats):
             for name, command in commands.items():
                 runs[name].append(measure(name, command, env, args.ratings))
         spark, *baselines = [median_run(measured) for measured in runs.values()]

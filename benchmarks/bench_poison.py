@@ -31,8 +31,8 @@ def main() -> int:
     from recsys.local.stack import scratch_stack
     from recsys_seed import SeedSpec
 
-    with scratch_stack("bench_poison", RECSYS_BUFFER_SECONDS="1") as settings:
-        zip_report = build_lambda_zip(settings.state_dir / "build" / "lambda.zip")
+    with scratch_stack("bench_poison", RECSYS_BUFFER_SECONDS="1") as scratch:
+        zip_report = build_lambda_zip(scratch.state_dir / "build" / "lambda.zip")
         os.environ["RECSYS_LAMBDA_ZIP"] = str(zip_report.path)
         settings = load_settings()
         seed_configured_source(settings, SeedSpec(), reset=True)

@@ -14,11 +14,10 @@ import os
 import tempfile
 import time
 
+from recsys.apps.source import seed_configured_source
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, drop_database, quote_mysql_identifier
-from recsys.apps.source import seed_configured_source
-from recsys_seed import SeedSpec
-from recsys_seed import load
+from recsys_seed import SeedSpec, load
 from recsys_seed.generate import generate_streaming
 
 

@@ -52,11 +52,11 @@ def per_record_runtime(handler_module, runtime):
 def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 
-    from recsys.serving import handler
-    from recsys.local.lambda_runtime import LocalLambda
     from recsys.local.aws_resources import lambda_environment
     from recsys.local.firehose.invokers import unpack_zip
     from recsys.local.lambda_python import lambda_python
+    from recsys.local.lambda_runtime import LocalLambda
+    from recsys.serving import handler
     from recsys_seed import synthesize_events
 
     events = synthesize_events(catalogue, batch, new_customer_fraction=0.1, empty_history_fraction=0.05, seed=1)
@@ -92,9 +92,9 @@ def bench_freshness(settings, catalogue, events: int, rate: float, *, concurrenc
     started delivery (new runtimes): with ``warm_up`` the events are sent once the runtimes are warm,
     as on a delivery stream that runs before traffic arrives; without it the first batch is cold."""
     from recsys.apps.demo import ArrivalWatcher, collect_outputs
-    from recsys.local.firehose.delivery import build_delivery
-    from recsys.core.stats import percentile
     from recsys.apps.replay import events_to_records, send_records
+    from recsys.core.stats import percentile
+    from recsys.local.firehose.delivery import build_delivery
     from recsys_seed import synthesize_events
 
     delivery = build_delivery(settings, poll_seconds=0.1, concurrency=concurrency, warm_up=warm_up)
@@ -151,8 +151,15 @@ def main() -> int:
     from recsys_seed import SeedSpec
     from recsys.apps.demo_report import freshness_text
 
-    with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as settings:
-        zip_report = build_lambda_zip(settings.state_dir / "build" / "lambda.zip")
+    from recsys.apps.demo_report import freshness_text
+    from recsys.apps.source import seed_configured_source, source_catalogue
+    from recsys.core.config import load_settings
+    from recsys.deploy.lambda_zip import build_lambda_zip
+    from recsys.local.stack import scratch_stack
+    from recsys_seed import SeedSpec
+
+    with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as scratch:
+        zip_report = build_lambda_zip(scratch.state_dir / "build" / "lambda.zip")
         os.environ["RECSYS_LAMBDA_ZIP"] = str(zip_report.path)
         settings = load_settings()
         seed_configured_source(settings, SeedSpec(), reset=True)
@@ -168,7 +175,8 @@ def main() -> int:
 
     batched_rps = lam["batch"] / lam["batched_s"]
     per_record_rps = lam["batch"] / lam["per_record_s"]
-    print(f"lambda zip: {zip_report.zip_bytes / 2**20:.1f} MiB zipped, {zip_report.unzipped_bytes / 2**20:.1f} MiB unzipped")
+    zipped, unzipped = zip_report.zip_bytes / 2**20, zip_report.unzipped_bytes / 2**20
+    print(f"lambda zip: {zipped:.1f} MiB zipped, {unzipped:.1f} MiB unzipped")
     print(f"lambda batch of {lam['batch']} (in-process handler, best of {args.rounds}):")
     print(f"  batched queries      {lam['batched_s'] * 1000:8.1f} ms  {batched_rps:8,.0f} records/s  (target >= 1,000)")
     print(f"  one query per record {lam['per_record_s'] * 1000:8.1f} ms  {per_record_rps:8,.0f} records/s")

@@ -144,8 +144,15 @@ TUNE_ALS = [{}, {"factors": 8}, {"factors": 24}, {"regularization": 5.0}, {"regu
 def tune_on_validation(table, truth) -> None:
     """NDCG@10 of model variants on the validation split (known customers and cold from attributes)."""
     from recsys.pipeline import evaluate
-    from recsys.pipeline.train import (ALS_RANKER, HYBRID_RANKER, TrainParams, VALIDATION_SEED_OFFSET,
-                                       fit_candidates, score_views, training_side_info)
+    from recsys.pipeline.train import (
+        ALS_RANKER,
+        HYBRID_RANKER,
+        VALIDATION_SEED_OFFSET,
+        TrainParams,
+        fit_candidates,
+        score_views,
+        training_side_info,
+    )
 
     data = evaluate.interactions_from_table(table)
     side = training_side_info(table, data)

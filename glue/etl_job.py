@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -177,7 +177,7 @@ class JobConfig:
     catalog_table: str = ""
 
     @classmethod
-    def from_arguments(cls, args: dict[str, str]) -> "JobConfig":
+    def from_arguments(cls, args: dict[str, str]) -> JobConfig:
         """Validate ``args``; raise ``JobError`` naming the first bad one."""
         target = urlparse(args["target_path"])
         if target.scheme not in ("s3", "s3a") or not target.netloc or not target.path.strip("/"):
@@ -247,7 +247,7 @@ def _number(args: dict[str, str], name: str, kind: type):
 
 def new_run_id(now: datetime | None = None) -> str:
     """A sortable snapshot id: UTC time plus 8 random hex digits."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
@@ -366,7 +366,7 @@ class QualityProbes:
     products: Observation
 
     @classmethod
-    def create(cls) -> "QualityProbes":
+    def create(cls) -> QualityProbes:
         return cls(Observation("ratings"), Observation("customers"), Observation("products"))
 
     def report(self) -> QualityReport:
@@ -495,7 +495,7 @@ def build_manifest(config: JobConfig, columns: list[dict], files: list[dict], qu
     """The publish marker's content (docs/contracts.md section 1)."""
     return {
         "run_id": config.run_id,
-        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "snapshot_prefix": config.snapshot_prefix,
         "partition_key": config.partition_key,
         "row_count": sum(f["rows"] for f in files),

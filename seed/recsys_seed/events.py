@@ -13,7 +13,8 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def load_catalogue(conn) -> Catalogue:
         return Catalogue(customers, np.array(codes), lambda row: uniform,
                          {c[0]: i for i, c in enumerate(customers)}, planted=False)
     truth = planted_truth(spec)
-    return Catalogue(customers, truth.product_codes, lambda row: truth.affinity(row), truth.customer_index,
+    return Catalogue(customers, truth.product_codes, truth.affinity, truth.customer_index,
                      planted=True)
 
 
@@ -79,7 +80,7 @@ def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: fl
             raise ValueError(f"--{name} must be a fraction in 0..1, got {value}")
     rng = np.random.default_rng(seed)
     first_new = max(c[0] for c in catalogue.customers) + 1
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     events = []
     for i in range(n):
         number, city, country, credit = catalogue.customers[int(rng.integers(len(catalogue.customers)))]
@@ -114,7 +115,7 @@ def poison_record(kind: str, index: int = 0, run: str = "") -> bytes:
     """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session
     ``poison-<run><kind>-<index>`` (``run`` tells the records of separate runs apart)."""
     session = f"poison-{run}{kind}-{index}"
-    event = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
+    event: dict[str, Any] = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
              "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
              "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}]}
     item = event["browse_history"][0]

@@ -170,7 +170,7 @@ class PlantedTruth:
     user_features_expected: np.ndarray  # (C, F) float32: E[user_features | country, creditLimit]
     attribute_share: float = DEFAULT_ATTRIBUTE_SHARE
 
-    def affinity(self, customer_index: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def affinity(self, customer_index: int | np.ndarray | slice = slice(None)) -> np.ndarray:
         """True affinity of the given customers (by row index) for every product."""
         return self.user_features[customer_index] @ self.item_features.T
 
@@ -458,7 +458,7 @@ def generate_streaming(spec: SeedSpec) -> tuple[SeedData, Iterator[RatingsChunk]
     rng, products, customers, features, truth = _world(spec)
     counts = _ratings_per_customer(rng, spec.customers, spec.products, spec.ratings)
     empty = np.empty(0, dtype=np.int64)
-    tables = SeedData(productlines=[(line, desc) for line, desc in PRODUCT_LINES.items()],
+    tables = SeedData(productlines=list(PRODUCT_LINES.items()),
                       products=products, customers=_customer_rows(customers, _faker_pools(spec.seed)),
                       ratings_customer=empty, ratings_product=empty, ratings_value=empty.astype(np.int8), truth=truth)
     return tables, _rating_chunks(rng, spec, features.user, features.item, counts, truth.product_codes)

@@ -30,7 +30,7 @@ def rows_to_tsv(rows: Iterable[Sequence]) -> str:
 
 
 def ratings_to_tsv(customers: np.ndarray, codes: np.ndarray, stars: np.ndarray) -> str:
-    return "".join(f"{c}\t{p}\t{r}\n" for c, p, r in zip(customers.tolist(), codes.tolist(), stars.tolist()))
+    return "".join(f"{c}\t{p}\t{r}\n" for c, p, r in zip(customers.tolist(), codes.tolist(), stars.tolist(), strict=True))
 
 
 def quote_identifier(name: str) -> str:
@@ -42,7 +42,7 @@ def schema_statements(suffix: str = "") -> list[str]:
     """The schema's ``CREATE TABLE`` statements, every table name (and foreign key target) + ``suffix``."""
     statements = []
     for statement in SCHEMA_FILE.read_text().split(";"):
-        body = "\n".join(l for l in statement.splitlines() if not l.strip().startswith("--")).strip()
+        body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--")).strip()
         if body:
             statements.append(_TABLE_NAMES.sub(lambda m: f"{m[1]} {quote_identifier(m[2] + suffix)}", body))
     return statements
@@ -91,7 +91,7 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
 
 
 def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
-                            progress: Callable[[int], None] | None = None, table: str = "ratings") -> int:
+                            progress: Callable[[int], object] | None = None, table: str = "ratings") -> int:
     """Load rating chunks while the next one is drawn: one loader thread owns the connection, and
     the MySQL server works on chunk i while this thread draws and formats chunk i+1."""
     total = 0

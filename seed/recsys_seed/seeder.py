@@ -8,6 +8,7 @@ pymysql connection (``connect(database="")`` selects no database; keyword argume
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -113,10 +114,8 @@ def _load_staged(conn, spec: SeedSpec, show_progress: bool) -> None:
 
 def _close_quietly(conn) -> None:
     """Close ``conn``, also when it is already closed or broken mid-statement (an interrupt)."""
-    try:
+    with contextlib.suppress(Exception):  # already closed, or the socket is gone: nothing more to release
         conn.close()
-    except Exception:  # already closed, or the socket is gone: nothing more to release
-        pass
 
 
 def _drop_staged(connect: Connect, database: str) -> None:

@@ -8,6 +8,8 @@ the Glue job (``--extra-py-files``).
 """
 from __future__ import annotations
 
+from typing import Final
+
 # -- 1. training set: the Glue job writes, the trainer reads ----------------------------------------
 TRAINING_PREFIX = "ratings_ml_training/"  # under the datalake bucket
 SNAPSHOTS_DIR = "snapshots/"  # TRAINING_PREFIX + SNAPSHOTS_DIR + <run_id>/ holds one snapshot
@@ -69,9 +71,9 @@ HNSW_EF_CONSTRUCTION = 128
 EF_SEARCH_RECALL_TARGET = 0.95
 
 # -- 4. streaming: the Lambda answers, Firehose (or the local delivery) delivers --------------------
-RESULT_OK = "Ok"
-RESULT_DROPPED = "Dropped"
-RESULT_FAILED = "ProcessingFailed"
+RESULT_OK: Final = "Ok"
+RESULT_DROPPED: Final = "Dropped"
+RESULT_FAILED: Final = "ProcessingFailed"
 RESULTS = (RESULT_OK, RESULT_DROPPED, RESULT_FAILED)
 # Firehose's !{firehose:error-output-type} for records a Lambda processor failed: the first part of
 # every key under the error prefix.

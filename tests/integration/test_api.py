@@ -13,11 +13,11 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
 from openapi_spec_validator import validate
 
+from recsys.apps.api_server import api_runtime
+from recsys.core.db import connect_pg
 from recsys.serving import vector_store
 from recsys.serving.events import parse_event
 from recsys.serving.handler import ServingRuntime, transform
-from recsys.apps.api_server import api_runtime
-from recsys.core.db import connect_pg
 
 PROBLEM = "application/problem+json"
 
@@ -28,7 +28,7 @@ def client(api_url):
         yield http
 
 
-@pytest.fixture()
+@pytest.fixture
 def conn(api_db):
     connection = connect_pg(api_db.settings)
     yield connection
@@ -121,7 +121,7 @@ def firehose_record(api_db, body: dict) -> dict:
                                            ("anonymous-unknown-items", "popular_fallback")])
 def test_post_returns_the_record_the_stream_writes(client, api_db, streaming_model, who, strategy):
     products = streaming_model.product_codes
-    if strategy == "features+fold_in" and not streaming_model.kind == "hybrid":
+    if strategy == "features+fold_in" and streaming_model.kind != "hybrid":
         strategy = "fold_in"  # a published ALS model has no attribute vectors to start from
     body = {"known": event(streaming_model.customer_numbers[5], products[:3]),
             "new": event(99_000_001, products[10:14]),

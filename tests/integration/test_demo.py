@@ -10,8 +10,6 @@ from tests.support.fixtures_stack import EMULATORS
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, connect_pg
-from recsys.apps.demo import MALFORMED_EVENTS, run_demo
-from recsys.apps.demo_report import summary_text, write_report
 from recsys.local.stack import scratch_stack
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
@@ -94,7 +92,7 @@ def test_model_beats_popularity_and_report_is_written(demo):
     assert (reports / "demo" / "freshness.png").stat().st_size > 1000
     summary = summary_text(run)
     assert f"{run.figures['delivered']} delivered" in summary
-    assert [s.name for s in run.stages][0] == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
+    assert run.stages[0].name == "stack up" and len(run.stages) == 8  # 7 + the API (--keep-up)
     assert "Cold start" in text and "Strategies of the delivered records" in text
     assert (reports / "demo" / "cold-start.png").stat().st_size > 1000
 

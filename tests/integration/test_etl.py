@@ -3,7 +3,6 @@ contents against the SQL join, partition layout, rerun idempotency, failures tha
 data-quality rules, the reader, and the CLI."""
 from __future__ import annotations
 
-import ast
 import dataclasses
 import io
 from decimal import Decimal
@@ -13,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.core.aws import client
-from recsys.pipeline.dataset import TRAINING_PREFIX, read_manifest, read_training_set
 from recsys.core.errors import PipelineError
-from recsys.pipeline.etl import GLUE_SCRIPT, run_etl
+from recsys.pipeline.dataset import TRAINING_PREFIX, read_manifest, read_training_set
+from recsys.pipeline.etl import run_etl
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]  # a SparkSession; not in `make test-fast`
 
@@ -155,7 +154,7 @@ def test_rerun_replaces_the_dataset_without_duplicates(stack, etl_published):
     assert keys_under(stack, etl_published["snapshot_prefix"]) == []
     after = read_training_set(stack)
     assert sorted_rows(after) == before
-    pairs = {(c, p) for c, p in zip(after["customerNumber"].to_pylist(), after["productCode"].to_pylist())}
+    pairs = {(c, p) for c, p in zip(after["customerNumber"].to_pylist(), after["productCode"].to_pylist(), strict=True)}
     assert len(pairs) == after.num_rows == 2500
 
 
@@ -253,11 +252,13 @@ def test_out_of_range_rating_fails_the_quality_rule(stack, etl_published, etl_so
     customer, product, stars = source_rows(
         stack, "SELECT customerNumber, productCode, productRating FROM ratings ORDER BY 1, 2 LIMIT 1")[0]
     where = "WHERE customerNumber = %s AND productCode = %s"
-    with etl_source_sql([(f"UPDATE ratings SET productRating = 9 {where}", (customer, product))],
-                        [(f"UPDATE ratings SET productRating = %s {where}", (stars, customer, product))]):
-        with pytest.raises(PipelineError, match=r"rating_in_range: 1 ratings outside 1\.\.5.*nothing published|"
-                                                r"nothing published.*rating_in_range: 1 ratings outside 1\.\.5"):
-            run_etl(stack)
+    with (
+        etl_source_sql([(f"UPDATE ratings SET productRating = 9 {where}", (customer, product))],
+                       [(f"UPDATE ratings SET productRating = %s {where}", (stars, customer, product))]),
+        pytest.raises(PipelineError, match=r"rating_in_range: 1 ratings outside 1\.\.5.*nothing published|"
+                                           r"nothing published.*rating_in_range: 1 ratings outside 1\.\.5"),
+    ):
+        run_etl(stack)
     assert_unchanged(stack, etl_published, before)  # and the failed run's own snapshot was removed
 
 

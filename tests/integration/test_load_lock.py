@@ -32,7 +32,7 @@ def _env(settings, **extra) -> dict[str, str]:
 
 def _load(settings, version: str, **extra) -> subprocess.CompletedProcess:
     return subprocess.run([RECSYS, "load-embeddings", "--version", version], capture_output=True, text=True,
-                          env=_env(settings, **extra), timeout=BOUND)
+                          env=_env(settings, **extra), timeout=BOUND, check=False)
 
 
 def _backend_alive(conn, pid: int) -> bool:
@@ -63,7 +63,7 @@ def _dead_process() -> tuple[int, int]:
     return proc.pid, started
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_version(vectordb_publisher) -> str:
     return vectordb_publisher.synthetic(items=300, users=50, dim=8, seed=21).version
 

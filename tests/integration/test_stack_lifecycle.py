@@ -36,7 +36,7 @@ ROOT_ONLY = needs("root", os.geteuid() == 0, "PostgreSQL runs as a service accou
 
 
 def cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([RECSYS, *args], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([RECSYS, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"recsys {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -99,10 +99,11 @@ def stream_contents(settings) -> list[dict]:
 
 
 def time_wait_ports(expected: set[int], timeout: float = 5) -> set[int]:
-    """Local ports of TIME_WAIT sockets (`ss`: psutil leaves them out), once ``expected`` are among them (the closes take a moment) or after ``timeout``."""
+    """Local ports of TIME_WAIT sockets (`ss`: psutil leaves them out), once ``expected`` are among them
+    (the closes take a moment) or after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        listing = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True).stdout
+        listing = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, check=False).stdout
         ports = {int(line.split()[-2].rsplit(":", 1)[1]) for line in listing.splitlines() if line.strip()}
         if expected <= ports or time.monotonic() > deadline:
             return ports

@@ -6,6 +6,7 @@ the contract layout (tests/support/fixtures_vectordb.py), in a database and buck
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import subprocess
 import threading
@@ -15,14 +16,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from recsys.serving import vector_store as vs
-from recsys.serving.recommend import known_customer_items
 from recsys.cli import apps, batch
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, HNSW_EF_CONSTRUCTION, HNSW_M, LOAD_LOCK_KEY
-from recsys.pipeline import vector_load as vectordb
-from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
 from recsys.core.errors import PipelineError
 from recsys.local.pgembedded import psql_path
+from recsys.pipeline import vector_load as vectordb
+from recsys.pipeline.artifacts import embeddings_csv, rated_items_csv
+from recsys.serving import vector_store as vs
+from recsys.serving.recommend import known_customer_items
 
 RECALL_TARGET = 0.95
 
@@ -36,7 +37,7 @@ def _tables(conn) -> set[str]:
 
 
 def _recall(expected: list[list[str]], got: list[list[vs.ScoredItem]]) -> float:
-    return float(np.mean([len(set(e) & {i.product_code for i in g}) / len(e) for e, g in zip(expected, got)]))
+    return float(np.mean([len(set(e) & {i.product_code for i in g}) / len(e) for e, g in zip(expected, got, strict=True)]))
 
 
 # ---- embeddings.sql and the loader agree ----------------------------------------------------------
@@ -93,7 +94,7 @@ def _run_embeddings_sql(settings, database: str, csv_dir, version: str, dimensio
     for name, value in variables.items():
         args += ["-v", f"{name}={value}"]
     return subprocess.run(args + ["-f", "sql/embeddings.sql"], capture_output=True, text=True, timeout=120,
-                          cwd=vectordb.SCHEMA_FILE.parents[1])
+                          cwd=vectordb.SCHEMA_FILE.parents[1], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     assert refused.returncode != 0 and "expected 12 dimensions, not 3" in refused.stderr and "line 52" in refused.stderr
     missing = subprocess.run([psql_path(), "-X", "-h", vectordb_settings.pg_host, "-p", str(vectordb_settings.pg_port),
                               "-U", "postgres", "-d", embeddings_sql_database, "-f", "sql/embeddings.sql"],
-                             capture_output=True, text=True, cwd=vectordb.SCHEMA_FILE.parents[1])
+                             capture_output=True, text=True, cwd=vectordb.SCHEMA_FILE.parents[1], check=False)
     assert missing.returncode != 0 and "missing -v bucket" in missing.stderr
 
     conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
@@ -205,7 +206,7 @@ def test_exclusions_are_removed_and_k_still_returned(vectordb_live, vectordb_con
     plain = vs.nearest_items(vectordb_conn, queries, 10)
     exclude = [[h.product_code for h in plain[0][:5]], [], [plain[2][0].product_code, "NOT-AN-ITEM"]]
     filtered = vs.nearest_items(vectordb_conn, queries, 10, exclude)
-    for hits, excluded in zip(filtered, exclude):
+    for hits, excluded in zip(filtered, exclude, strict=True):
         assert len(hits) == 10 and not {h.product_code for h in hits} & set(excluded)
     assert filtered[1] == plain[1]
     assert [h.product_code for h in filtered[0][:5]] == [h.product_code for h in plain[0][5:]]
@@ -264,7 +265,7 @@ def test_similar_items_excludes_itself(vectordb_live, vectordb_conn):
     codes = list(vectordb_live.item_ids[:20])
     got = vs.similar_items(vectordb_conn, codes + ["NOT-AN-ITEM"], 10, [[codes[1]]] + [[]] * 20)
     assert got[-1] == []
-    for code, hits in zip(codes, got):
+    for code, hits in zip(codes, got[:-1], strict=True):
         assert len(hits) == 10 and code not in {h.product_code for h in hits}
     assert codes[1] not in {h.product_code for h in got[0]}
     exact = vectordb_live.exact_top_k(vectordb_live.item_vectors[:20], 11)
@@ -275,7 +276,7 @@ def test_batch_equals_one_query_at_a_time(vectordb_live, vectordb_conn):
     queries = vectordb_live.user_vectors[20:60]
     exclude = [list(vectordb_live.item_ids[i:i + 3]) for i in range(40)]
     batch = vs.nearest_items(vectordb_conn, queries, 10, exclude)
-    single = [vs.nearest_items(vectordb_conn, [q], 10, [e])[0] for q, e in zip(queries, exclude)]
+    single = [vs.nearest_items(vectordb_conn, [q], 10, [e])[0] for q, e in zip(queries, exclude, strict=True)]
     assert [[h.product_code for h in b] for b in batch] == [[h.product_code for h in s] for s in single]
     codes = list(vectordb_live.item_ids[100:120])
     assert vs.similar_items(vectordb_conn, codes, 5) == [vs.similar_items(vectordb_conn, [c], 5)[0] for c in codes]
@@ -340,7 +341,7 @@ def test_loader_stores_the_measured_ef_search_with_the_version(vectordb_live, ve
     assert _recall(vectordb_live.exact_top_k(queries, 10), got) == pytest.approx(rows[-1][1], abs=1e-9)
 
 
-@pytest.fixture()
+@pytest.fixture
 def stored_ef_search(vectordb_live, vectordb_conn):
     """Sets the live version's ef_search to 77 (not a value any code uses by default); restores it after."""
     with vectordb_conn.cursor() as cur:
@@ -396,7 +397,7 @@ def test_ef_search_can_be_told_and_is_checked(vectordb_settings, vectordb_publis
     result = vectordb.load_embeddings(vectordb_settings, model.version, ef_search=55)
     assert (result.ef_search, result.ef_search_curve) == (55, ())
     assert vs.live_model(vectordb_conn).ef_search == 55
-    with pytest.raises(PipelineError, match="ef_search must be 1..1000"):
+    with pytest.raises(PipelineError, match=re.escape("ef_search must be 1..1000")):
         vectordb.load_embeddings(vectordb_settings, model.version, ef_search=0)
 
 
@@ -497,7 +498,7 @@ def test_reader_sees_one_complete_version_during_reloads(vectordb_settings, vect
         reader.join(timeout=60)
     assert not problems, problems[:5]
     assert set(seen) == set(expected) and len(seen) > 20
-    switches = sum(1 for a, b in zip(seen, seen[1:]) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(seen) if a != b)
     assert switches >= 2
 
 
@@ -603,7 +604,7 @@ def test_missing_or_incomplete_version_is_refused(version, files, message, vecto
 
 def test_default_version_is_the_serving_pointer(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
     vectordb_publisher.s3.delete_object(Bucket=vectordb_publisher.bucket, Key="models/serving.json")
-    with pytest.raises(PipelineError, match="serving pointer|serving.json"):
+    with pytest.raises(PipelineError, match=r"serving pointer|serving\.json"):
         vectordb.load_embeddings(vectordb_settings)
     other = vectordb_publisher.synthetic(items=300, users=30, dim=8, seed=2)
     vectordb_publisher.point_to(other.version)
@@ -611,7 +612,7 @@ def test_default_version_is_the_serving_pointer(vectordb_settings, vectordb_publ
     assert vs.live_version(vectordb_conn) == other.version
 
 
-@pytest.fixture()
+@pytest.fixture
 def vectordb_cli_env(vectordb_settings, monkeypatch):
     """The process environment pointed at the test database and bucket (what the CLI reads)."""
     monkeypatch.setenv("PGDATABASE", vectordb_settings.pg_database)
@@ -639,7 +640,7 @@ def test_recommend_cli_prints_named_items_from_the_live_model(seeded, vectordb_c
     pairs = [(c, code) for c, codes in rated.items() for code in sorted(codes)]
     vectordb_publisher.publish(version, embeddings_csv(list(products), item_vectors),
                                embeddings_csv(customers, user_vectors), 8,
-                               rated_csv=rated_items_csv(*zip(*pairs)))  # what the trainer publishes
+                               rated_csv=rated_items_csv(*zip(*pairs, strict=True)))  # what the trainer publishes
     runner = CliRunner()
     loaded = runner.invoke(batch.load_embeddings_command, ["--version", version], catch_exceptions=False)
     assert loaded.exit_code == 0 and f"version {version} is live" in loaded.output
@@ -667,19 +668,18 @@ def test_cli_errors_are_one_line(vectordb_cli_env, vectordb_live, repo_root):
 
     env = {**os.environ, "PGDATABASE": vectordb_cli_env.pg_database}
     done = subprocess.run([str(repo_root / ".venv" / "bin" / "recsys"), "load-embeddings", "--version",
-                           "20990101T000000Z-00000000"], capture_output=True, text=True, env=env, timeout=120)
+                           "20990101T000000Z-00000000"], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: model version 20990101T000000Z-00000000 not found: s3://{vectordb_cli_env.artifacts_bucket}"
-        "/models/20990101T000000Z-00000000/manifest.json does not exist"]
+        (f"error: model version 20990101T000000Z-00000000 not found: s3://{vectordb_cli_env.artifacts_bucket}"
+        "/models/20990101T000000Z-00000000/manifest.json does not exist")]
     unknown = subprocess.run([str(repo_root / ".venv" / "bin" / "recsys"), "recommend", "--customer", "7", "--include-rated"],
-                             capture_output=True, text=True, env=env, timeout=120)
+                             capture_output=True, text=True, env=env, timeout=120, check=False)
     assert unknown.returncode == 1 and re.fullmatch(r"error: customer 7 has no embedding in model version \S+\n",
                                                     unknown.stderr)
 
 
 def test_consistent_read_refuses_autocommit(vectordb_conn):
     vectordb_conn.autocommit = True
-    with pytest.raises(vs.VectorStoreError, match="autocommit off"):
-        with vs.consistent_read(vectordb_conn):
-            pass
+    with pytest.raises(vs.VectorStoreError, match="autocommit off"), vs.consistent_read(vectordb_conn):
+        pass

@@ -132,8 +132,8 @@ def _pick(driver, server, field: str, value: str, button: str, wait_for: str):
 
 def _assert_items_match(shown, items, products):
     assert [row[2] for row in shown] == [i["product_code"] for i in items]
-    for row, item in zip(shown, items):
-        code, name, line = products[item["product_code"]]
+    for row, item in zip(shown, items, strict=True):
+        _, name, line = products[item["product_code"]]
         assert (row[1], row[3]) == (name, line)
         assert float(row[4]) == pytest.approx(item["score"], abs=1e-4)
 
@@ -241,8 +241,9 @@ def test_background_server_stops_on_sigint(web_settings, command):
     """A shell starts a background job with SIGINT ignored; `kill -INT` must still stop the server."""
     port = free_port()
     env = {**os.environ, **web_settings.as_env()}
-    process = subprocess.Popen([RECSYS, *command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    # as a shell does for `cmd &`: SIGINT ignored, then exec (same process, so the handle is the server's)
+    process = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", RECSYS, *command, "--port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

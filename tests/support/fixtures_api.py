@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from recsys.serving.api import create_app
 from recsys.apps.api_server import api_runtime
 from recsys.local import pgembedded
 from recsys.local.stack import free_port
 from recsys.pipeline.vector_load import load_embeddings
+from recsys.serving.api import create_app
 
 
 @dataclasses.dataclass

@@ -37,7 +37,7 @@ def etl_first_manifest(stack, seeded, etl_spark):
     return run_etl(stack)
 
 
-@pytest.fixture()
+@pytest.fixture
 def etl_published(stack, etl_first_manifest):
     """The currently published manifest (tests may have republished since the first run)."""
     from recsys.pipeline.dataset import read_manifest
@@ -45,7 +45,7 @@ def etl_published(stack, etl_first_manifest):
     return read_manifest(stack)
 
 
-@pytest.fixture()
+@pytest.fixture
 def etl_source_sql(stack, seeded):
     """Run SQL against the test source as a context manager that undoes it: ``with etl_source_sql(do, undo):``.
 

@@ -15,6 +15,7 @@ import pytest
 
 from recsys.contracts import ERROR_KEY_PREFIX, REDRIVE_MARKER_PREFIX
 
+
 @dataclass(frozen=True)
 class ServedModel:
     """The model the streaming tests serve."""
@@ -28,8 +29,13 @@ class ServedModel:
 
     def expected_strategy(self, event: dict) -> str:
         """The strategy the Lambda must pick for a synthesized event (they carry country and credit limit)."""
-        from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-                                      STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
+        from recsys.contracts import (
+            STRATEGY_FEATURES,
+            STRATEGY_FEATURES_FOLD_IN,
+            STRATEGY_FOLD_IN,
+            STRATEGY_KNOWN_CUSTOMER,
+            STRATEGY_POPULAR_FALLBACK,
+        )
 
         if event["customer_number"] in self.rated:
             return STRATEGY_KNOWN_CUSTOMER
@@ -61,7 +67,7 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     result = train(training, TrainParams(seed=seed), settings.state_dir / "reports")
     load_embeddings(settings, result.version)
     rated: dict[int, set[str]] = {}
-    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist()):
+    for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist(), strict=True):
         rated.setdefault(int(customer), set()).add(code)
     model = result.manifest["model"]
     return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated,

@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.contracts import SNAPSHOT_SUCCESS, SNAPSHOTS_DIR, TRAINING_MANIFEST, TRAINING_PREFIX
-from recsys.serving.vector_store import parse_pgvector_text
 from recsys.core.aws import client
-from recsys.pipeline.artifacts import read_artifact, read_manifest
 from recsys.core.config import Settings
 from recsys.local.aws_resources import ensure_bucket
+from recsys.pipeline.artifacts import read_artifact, read_manifest
+from recsys.serving.vector_store import parse_pgvector_text
 
 TRAIN_SEED_SPEC = (600, 300, 15_000, 42)  # customers, products, ratings, seed: big enough to be conclusive
 TRAINING_SQL = """
@@ -91,13 +91,13 @@ def training_table_from_mysql(settings: Settings) -> pa.Table:
             rows = cur.fetchall()
     finally:
         conn.close()
-    columns = list(zip(*rows)) if rows else [[] for _ in TRAINING_SCHEMA]
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA)], schema=TRAINING_SCHEMA)
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in TRAINING_SCHEMA]
+    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA, strict=True)], schema=TRAINING_SCHEMA)
 
 
 def training_attributes(table: pa.Table) -> dict[int, tuple[str | None, float | None]]:
     """customerNumber -> (country, creditLimit) as the training set carries them."""
-    rows = zip(table["customerNumber"].to_pylist(), table["country"].to_pylist(), table["creditLimit"].to_pylist())
+    rows = zip(table["customerNumber"].to_pylist(), table["country"].to_pylist(), table["creditLimit"].to_pylist(), strict=True)
     return {int(c): (country, None if credit is None else float(credit)) for c, country, credit in rows}
 
 
@@ -113,7 +113,8 @@ def publish_training_table(settings: Settings, table: pa.Table, partition_key: s
             part = table.filter(pc.equal(table[partition_key], value)).drop_columns([partition_key])
             buf = io.BytesIO()
             pq.write_table(part, buf, compression="snappy")
-            key = f"{prefix}{partition_key}={quote(str(value), safe=' ')}/part-00000-{secrets.token_hex(4)}.snappy.parquet"
+            partition = f"{partition_key}={quote(str(value), safe=' ')}"
+            key = f"{prefix}{partition}/part-00000-{secrets.token_hex(4)}.snappy.parquet"
             s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
             files.append({"key": key, "size": buf.tell(), "rows": part.num_rows})
     s3.put_object(Bucket=bucket, Key=prefix + SNAPSHOT_SUCCESS, Body=b"")

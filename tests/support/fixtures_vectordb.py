@@ -10,13 +10,19 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from recsys.contracts import (ITEM_EMBEDDINGS, MODEL_MANIFEST, RATED_ITEMS, SERVING_POINTER_KEY, USER_EMBEDDINGS,
-                              artifact_key)
+from recsys.contracts import (
+    ITEM_EMBEDDINGS,
+    MODEL_MANIFEST,
+    RATED_ITEMS,
+    SERVING_POINTER_KEY,
+    USER_EMBEDDINGS,
+    artifact_key,
+)
 from recsys.pipeline.artifacts import embeddings_csv  # the trainer's writer: the files the loader really gets
 
 VECTORDB_DATABASE = "recsys_vectordb_test"
@@ -94,7 +100,7 @@ class ModelPublisher:
         for name, body in files.items():
             if body is not None:
                 self.s3.put_object(Bucket=self.bucket, Key=artifact_key(version, name), Body=body)
-        manifest = {"version": version, "created_at": datetime.now(timezone.utc).isoformat(),
+        manifest = {"version": version, "created_at": datetime.now(UTC).isoformat(),
                     "embedding_dim": dim, "embedding_transform": "none"}
         if checksums:
             manifest["files"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
@@ -104,7 +110,7 @@ class ModelPublisher:
 
     def point_to(self, version: str) -> None:
         """Move the serving pointer."""
-        pointer = {"version": version, "updated_at": datetime.now(timezone.utc).isoformat()}
+        pointer = {"version": version, "updated_at": datetime.now(UTC).isoformat()}
         self.s3.put_object(Bucket=self.bucket, Key=SERVING_POINTER_KEY, Body=json.dumps(pointer))
 
 
@@ -145,7 +151,7 @@ def vectordb_base_model(vectordb_publisher) -> SyntheticModel:
     return vectordb_publisher.synthetic(items=5000, users=300, dim=32, seed=7)
 
 
-@pytest.fixture()
+@pytest.fixture
 def vectordb_live(vectordb_settings, vectordb_base_model) -> SyntheticModel:
     """``vectordb_base_model`` is live (loaded again only when another test switched away)."""
     from recsys.pipeline.vector_load import load_embeddings
@@ -154,7 +160,7 @@ def vectordb_live(vectordb_settings, vectordb_base_model) -> SyntheticModel:
     return vectordb_base_model
 
 
-@pytest.fixture()
+@pytest.fixture
 def vectordb_conn(vectordb_settings):
     """A psycopg2 connection to the test database, closed after the test."""
     from recsys.core.db import connect_pg

@@ -47,13 +47,13 @@ class PoisonRunReport:
 
     def lines(self) -> list[str]:
         return [
-            f"poison run: {self.valid_sent:,} valid events + {self.poison_sent:,} poison records "
-            f"({len(self.kinds)} kinds) through Kinesis, local Firehose and the Lambda zip in {self.seconds:.1f} s",
-            f"  valid events   {self.valid_delivered:,} delivered, {self.valid_parked} parked, {self.valid_lost} lost, "
-            f"{self.valid_duplicated} duplicated",
-            f"  poison records {self.poison_parked_alone:,} parked alone (Lambda.ProcessingFailedStatus), "
+            (f"poison run: {self.valid_sent:,} valid events + {self.poison_sent:,} poison records "
+            f"({len(self.kinds)} kinds) through Kinesis, local Firehose and the Lambda zip in {self.seconds:.1f} s"),
+            (f"  valid events   {self.valid_delivered:,} delivered, {self.valid_parked} parked, "
+             f"{self.valid_lost} lost, {self.valid_duplicated} duplicated"),
+            (f"  poison records {self.poison_parked_alone:,} parked alone (Lambda.ProcessingFailedStatus), "
             f"{self.poison_parked_with_batch} parked with a failed batch, {self.poison_delivered} delivered, "
-            f"{self.poison_lost} lost, {self.poison_duplicated} duplicated",
+            f"{self.poison_lost} lost, {self.poison_duplicated} duplicated"),
             f"  invocations    {self.invocations} ({self.failed_invocations} failed as a whole)",
             "  kinds          " + ", ".join(f"{kind} {n}" for kind, n in self.kinds.items()),
         ]
@@ -66,7 +66,7 @@ def poison_run(settings, catalogue, *, events: int = 2000, poison: int = 100, se
     valid = synthesize_events(catalogue, events, seed=seed)
     bad = poison_records(poison, run)
     records = events_to_records(valid)
-    for position, (_, data) in zip(np.random.default_rng(seed).integers(0, len(records) + 1, len(bad)), bad):
+    for position, (_, data) in zip(np.random.default_rng(seed).integers(0, len(records) + 1, len(bad)), bad, strict=True):
         records.insert(int(position), record_for(data))
     started = time.perf_counter()
     send_records(settings, records)

@@ -171,7 +171,7 @@ class ClientFlow:
         """Let ``target`` (in ``scope``) also hold what ``value`` (evaluated in ``value_scope``) holds."""
         value_scope = value_scope or scope
         if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
-            return any([self._bind(scope, t, v, value_scope) for t, v in zip(target.elts, value.elts)])
+            return any([self._bind(scope, t, v, value_scope) for t, v in zip(target.elts, value.elts, strict=False)])  # noqa: C419 binds every name
         clients, factories = self.services(value, value_scope), self.factory(value, value_scope)
         if isinstance(target, ast.Name):
             before = (len(scope.clients[target.id]), len(scope.factories[target.id]))
@@ -199,7 +199,7 @@ class ClientFlow:
         for function, skip in self._callees(call, scope):
             callee = self.scopes[function]
             params = [a.arg for a in function.args.args][skip:]
-            pairs = list(zip(params, call.args)) + [(k.arg, k.value) for k in call.keywords if k.arg in params]
+            pairs = list(zip(params, call.args, strict=False)) + [(k.arg, k.value) for k in call.keywords if k.arg in params]
             for param, arg in pairs:
                 changed |= self._bind(callee, ast.Name(id=param, ctx=ast.Store()), arg, scope)
         return changed

@@ -22,7 +22,7 @@ RECSYS = str(Path(sys.executable).with_name("recsys"))
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([RECSYS, *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([RECSYS, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def offline_env(tmp_path, **extra: str) -> dict[str, str]:

@@ -1,6 +1,8 @@
 """The trainer's pure parts: ranking metrics, top-k, fold-in, and the seeder's planted truth."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -109,7 +111,7 @@ def test_attributes_explain_about_the_share_asked_for(share):
 
 
 def test_attribute_share_is_validated():
-    with pytest.raises(ValueError, match="--attribute-share must be in 0..1"):
+    with pytest.raises(ValueError, match=re.escape("--attribute-share must be in 0..1")):
         SeedSpec(attribute_share=1.5).validate()
     with pytest.raises(ValueError, match="--attribute-share"):
         SeedSpec(attribute_share=float("nan")).validate()
@@ -143,8 +145,8 @@ def test_expected_affinity_ranks_a_customers_ratings_better_than_popularity():
 
 def _interactions(n_users: int = 50, n_items: int = 30, seed: int = 0) -> evaluate.Interactions:
     rng = np.random.default_rng(seed)
-    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600))}
-    users, items = (np.array(x, dtype=np.int32) for x in zip(*sorted(pairs)))
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600), strict=True)}
+    users, items = (np.array(x, dtype=np.int32) for x in zip(*sorted(pairs), strict=True))
     return evaluate.Interactions(np.arange(n_users) + 100, np.array([f"P{i:03d}" for i in range(n_items)]),
                                  users, items, rng.integers(1, 6, len(users)).astype(np.float32))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys.serving import handler
 from recsys.serving.database import DatabaseUnavailable
-from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys_seed import POISON_KINDS, poison_record
 
 EVENTS = Path(__file__).parent / "events"
@@ -115,7 +115,7 @@ def test_a_record_that_makes_serving_raise_fails_alone(monkeypatch):
     runtime = FakeServingRuntime(traps={"s-5", "s-11"})
     monkeypatch.setattr(handler, "_runtime", runtime)
     response = handler.lambda_handler(event, FakeContext())
-    results = {s: r["result"] for s, r in zip(sessions, response["records"])}
+    results = {s: r["result"] for s, r in zip(sessions, response["records"], strict=True)}
     assert {s for s, r in results.items() if r == RESULT_FAILED} == {"s-5", "s-11"}
     assert sorted(runtime.served) == sorted(set(sessions) - {"s-5", "s-11"})
     assert runtime.calls <= 2 * 2 * 4 + 1  # bisection: a few calls per culprit, not one per record

@@ -13,11 +13,10 @@ import pytest
 import scipy.sparse as sp
 from tests.support.seeded_tables import training_table
 
-from recsys.model.foldin import confidence, fold_in
+from recsys.contracts import STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN, STRATEGY_POPULAR_FALLBACK
 from recsys.model import hybrid_foldin
+from recsys.model.foldin import confidence, fold_in
 from recsys.model.hybrid_foldin import AttributeEncoder, AttributePrior, cold_start_vector
-from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-                              STRATEGY_POPULAR_FALLBACK)
 from recsys.pipeline import evaluate, hybrid
 from recsys.pipeline.train import TrainParams, evaluate_model, training_side_info
 from recsys_seed.generate import LOCATIONS, REGIONS, SeedSpec, generate

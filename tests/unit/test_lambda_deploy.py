@@ -6,6 +6,7 @@ bare 3.13 venv without the runtime's modules.
 """
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_runtime_is_python313_everywhere_it_is_named():
 
 
 def test_pip_flags_name_every_manylinux_tag_of_amazon_linux_2023():
-    platforms = [a for flag, a in zip(lambda_zip.PIP_PLATFORM_ARGS, lambda_zip.PIP_PLATFORM_ARGS[1:])
+    platforms = [a for flag, a in itertools.pairwise(lambda_zip.PIP_PLATFORM_ARGS)
                  if flag == "--platform"]
     assert platforms[0] == "manylinux_2_34_x86_64" and platforms[-2:] == ["manylinux_2_17_x86_64",
                                                                          "manylinux2014_x86_64"]
@@ -144,5 +145,5 @@ def test_the_zips_ship_only_the_model_and_serving_parts_of_recsys(tmp_path):
              "assert recsys.__file__.startswith(sys.argv[1]), recsys.__file__; "
              "assert 'recsys.core' not in sys.modules and 'recsys.pipeline' not in sys.modules")
     proc = subprocess.run([sys.executable, "-S", "-c", check, str(code), str(site)], capture_output=True, text=True,
-                          env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"})
+                          env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -52,7 +52,8 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for module, path in known.items():
         targets = set()
-        for name in imported_names(path):
+        for imported in imported_names(path):
+            name = imported
             while name and name not in known:
                 name = name.rpartition(".")[0]
             if name and name != module and name.split(".")[0] in OURS:

@@ -39,7 +39,7 @@ def test_localstack_keeps_its_state_under_home_and_listens_on_loopback(tmp_path)
     assert not any(key.startswith(("AWS_", "PG", "RECSYS_")) for key in env)  # nothing of ours leaks in
     assert (home / "fs/usr/lib/localstack").resolve() == (tmp_path / "venv/static-libs").resolve()
     assert (home / "fs/var/lib/localstack/lib/java").is_file()  # no JDK can be installed there
-    with pytest.raises(StackError, match="LocalStack is not installed in .*run `make install`"):
+    with pytest.raises(StackError, match=r"LocalStack is not installed in .*run `make install`"):
         localstack.check_installed()
 
 

@@ -8,18 +8,17 @@ import json
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from recsys.serving.events import InvalidEvent, parse_event
-from recsys_seed import POISON_KINDS, poison_record
-from recsys.local.firehose.transformation import ContractViolation, validate_response
+from recsys.apps.replay import MAX_BATCH_RECORDS, OutgoingRecord, RateLimiter, ReplaySummary, batches, put_with_retries
 from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.firehose.prefixes import expand_prefix, object_key
+from recsys.local.firehose.transformation import ContractViolation, validate_response
 from recsys.local.lambda_runtime import LocalLambda
-from recsys.apps.replay import (MAX_BATCH_RECORDS, OutgoingRecord, RateLimiter, ReplaySummary, batches,
-                           put_with_retries)
+from recsys.serving.events import InvalidEvent, parse_event
+from recsys_seed import POISON_KINDS, poison_record
 
 VALID = {"session_id": "s-1", "customer_number": 103, "city": "Nantes", "country": "France",
          "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
@@ -102,7 +101,10 @@ def _response(*records) -> bytes:
     return json.dumps({"records": list(records)}).encode()
 
 
-def _rec(record_id, result="Ok", data=base64.b64encode(b"x\n").decode()):
+_DATA = base64.b64encode(b"x\n").decode()
+
+
+def _rec(record_id, result="Ok", data=_DATA):
     return {"recordId": record_id, "result": result, "data": data}
 
 
@@ -139,7 +141,7 @@ def _config(**overrides) -> DeliveryConfig:
 
 
 def test_prefix_expansion_and_firehose_object_names():
-    moment = datetime(2026, 11, 26, 7, 5, 9, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 26, 7, 5, 9, tzinfo=UTC)
     assert expand_prefix("!{timestamp:yyyy/MM/dd/HH}/", moment) == "2026/11/26/07/"
     assert expand_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", moment,
                          "processing-failed") == "processing-failed/2026/11/26/07/"
@@ -241,7 +243,7 @@ def test_json_state_files_are_replaced_atomically_by_concurrent_writers(tmp_path
         try:
             for i in range(200):
                 write_json_atomically(path, {"writer": n, "i": i}, durable=i % 50 == 0)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from recsys.core import aws
+from recsys.core.config import Settings
 from recsys.serving.api import create_app
 from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime

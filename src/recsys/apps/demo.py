@@ -23,7 +23,6 @@ from pathlib import Path
 
 import click
 
-from recsys.serving.events import InvalidEvent, decode_record_data, parse_event
 from recsys.apps.demo_report import DemoRun, Stage
 from recsys.apps.replay import OutgoingRecord, replay, send_records
 from recsys.apps.source import planted_truth_for, seed_configured_source
@@ -38,6 +37,7 @@ from recsys.pipeline.etl import run_etl
 from recsys.pipeline.evaluation_report import cold_start_png
 from recsys.pipeline.train import TrainParams, headline_metrics, train_and_publish
 from recsys.pipeline.vector_load import load_embeddings
+from recsys.serving.events import InvalidEvent, decode_record_data, parse_event
 from recsys_seed import SeedSpec
 
 MALFORMED_EVENTS = [  # the error path, shown in the report
@@ -70,9 +70,9 @@ def firehose_stats_path(settings: Settings) -> Path:
 def start_delivery(settings: Settings, log_path: Path) -> subprocess.Popen:
     """``recsys firehose`` as its own process, exactly as the compose service runs it."""
     firehose_stats_path(settings).unlink(missing_ok=True)
-    log = open(log_path, "wb")
-    return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
-                            env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
+                                env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_warm(settings: Settings, delivery: subprocess.Popen, timeout: float = 180) -> dict:
@@ -139,7 +139,7 @@ class ArrivalWatcher:
                     self.first_seen.setdefault(key, now)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "ArrivalWatcher":
+    def __enter__(self) -> ArrivalWatcher:
         self._thread.start()
         return self
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from recsys.contracts import ERROR_KEY_PREFIX, STRATEGIES
 from recsys.core.stats import percentile
 
-
 FRESHNESS_GOAL_P99_SECONDS = 3.0  # issue 15: PutRecords -> object in S3, first batch included
 
 
@@ -119,15 +118,15 @@ def summary_text(run: DemoRun) -> str:
         f"  seeded            {f['customers']:,} customers, {f['products']:,} products, {f['ratings']:,} ratings",
         f"  training rows     {f['training_rows']:,}",
         f"  model             {f['model_version']}: {f.get('model', '?')} ({f.get('model_choice', '')})",
-        f"  known customers   NDCG@10 {_ratio(f.get('ndcg_vs_popularity'))} popularity, "
-        f"{_ratio(f.get('ndcg_vs_planted_truth'))} planted-truth ceiling",
-        f"  cold start        {f.get('cold_customers', 0)} held-out customers: from attributes "
+        (f"  known customers   NDCG@10 {_ratio(f.get('ndcg_vs_popularity'))} popularity, "
+        f"{_ratio(f.get('ndcg_vs_planted_truth'))} planted-truth ceiling"),
+        (f"  cold start        {f.get('cold_customers', 0)} held-out customers: from attributes "
         f"{_ratio(f.get('cold_features_vs_popularity'))} popularity, "
         f"{_ratio(f.get('cold_features_vs_attributes_truth'))} attributes-only ceiling; "
-        f"+{f.get('browsed_items', 0)} browsed {_ratio(f.get('cold_browsed_vs_popularity'))} popularity",
+        f"+{f.get('browsed_items', 0)} browsed {_ratio(f.get('cold_browsed_vs_popularity'))} popularity"),
         f"  embeddings live   {f['items_live']:,} items, {f['users_live']:,} users, {f['embedding_dim']}-d",
-        f"  events            {f['events_produced']} produced: {f['delivered']} delivered, {f['dropped']} dropped, "
-        f"{f['failed']} failed ({f['new_customers']} new customers, {f['empty_histories']} empty histories)",
+        (f"  events            {f['events_produced']} produced: {f['delivered']} delivered, {f['dropped']} dropped, "
+        f"{f['failed']} failed ({f['new_customers']} new customers, {f['empty_histories']} empty histories)"),
         f"  strategies        {strategy_mix(run)}",
         f"  freshness         {freshness_text(run.freshness)}",
     ]
@@ -172,7 +171,8 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
     f = run.figures
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>recsys demo report</title>
 <style>
- body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1000px; margin: 24px auto; padding: 0 24px; color: #1d2433; }}
+ body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1000px; margin: 24px auto; padding: 0 24px;
+        color: #1d2433; }}
  table {{ border-collapse: collapse; width: 100%; margin: 8px 0 24px; }}
  th, td {{ text-align: left; padding: 5px 9px; border-bottom: 1px solid #e3e6eb; }}
  th {{ background: #eef0f4; }} td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
@@ -184,8 +184,10 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
 <div class="kpis">
  <div class="kpi"><b>{f['training_rows']:,}</b>training rows</div>
  <div class="kpi"><b>{(f.get('ndcg_vs_popularity') or float('nan')):.2f}×</b>NDCG@10 vs popularity</div>
- <div class="kpi"><b>{(f.get('cold_features_vs_popularity') or float('nan')):.2f}×</b>new customers from attributes vs popularity</div>
- <div class="kpi"><b>{f['delivered']}/{f['events_produced']}</b>events delivered ({f['dropped']} dropped, {f['failed']} failed)</div>
+ <div class="kpi"><b>{(f.get('cold_features_vs_popularity') or float('nan')):.2f}×</b>
+  new customers from attributes vs popularity</div>
+ <div class="kpi"><b>{f['delivered']}/{f['events_produced']}</b>
+  events delivered ({f['dropped']} dropped, {f['failed']} failed)</div>
  <div class="kpi"><b>{percentile(run.freshness, 99):.2f} s</b>freshness p99</div>
 </div>
 <h2>Pipeline stages</h2>
@@ -198,7 +200,8 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
 <h2>Cold start ({f.get('cold_customers', 0)} customers held out of training)</h2>
 <p>From attributes (country, credit limit) only: {_ratio(f.get('cold_features_vs_popularity'))} popularity,
 {_ratio(f.get('cold_features_vs_attributes_truth'))} the attributes-only ceiling (the best possible without history);
-with their first {f.get('browsed_items', 0)} ratings as a browse history: {_ratio(f.get('cold_browsed_vs_popularity'))} popularity.</p>
+with their first {f.get('browsed_items', 0)} ratings as a browse history:
+{_ratio(f.get('cold_browsed_vs_popularity'))} popularity.</p>
 {cold_tables}
 {_img(pngs['cold-start.png'], 'cold-start metrics') if 'cold-start.png' in pngs else ''}
 <h2>Strategies of the delivered records</h2>

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass
-from recsys.serving.recommend import known_customer_items
-from recsys.serving.vector_store import ScoredItem, VectorStoreError, consistent_read, rated_count
+
 from recsys.apps.source import product_names
 from recsys.core.config import Settings
 from recsys.core.db import connect_pg
 from recsys.core.errors import PipelineError
+from recsys.serving.recommend import known_customer_items
+from recsys.serving.vector_store import ScoredItem, VectorStoreError, consistent_read, rated_count
 
 
 @dataclass(frozen=True)

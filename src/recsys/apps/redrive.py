@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tqdm import tqdm
 
@@ -149,6 +149,6 @@ def redrive(settings: Settings, *, error_codes: Collection[str] = (), since: dat
 def _write_marker(s3, bucket: str, marker: str, error_key: str, redriven: set[str]) -> None:
     """Record which records of an error object have been re-driven."""
     body = {"error_key": error_key, "redriven": sorted(redriven),
-            "redriven_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "redriven_at": datetime.now(UTC).isoformat(timespec="seconds")}
     s3.put_object(Bucket=bucket, Key=marker, Body=json.dumps(body).encode(),
                   ContentType="application/json")

@@ -162,8 +162,8 @@ def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary:
             {"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
         summary.put_calls += 1
         accepted_at = time.time()
-        failed = [r for r, result in zip(pending, response["Records"]) if result.get("ErrorCode")]
-        for record, result in zip(pending, response["Records"]):
+        failed = [r for r, result in zip(pending, response["Records"], strict=True) if result.get("ErrorCode")]
+        for record, result in zip(pending, response["Records"], strict=True):
             if not result.get("ErrorCode"):
                 summary.accepted_at[record.partition_key] = accepted_at
         summary.sent += len(pending) - len(failed)

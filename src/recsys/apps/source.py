@@ -1,4 +1,5 @@
-"""The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted truth (the offline evaluation's ceiling)."""
+"""The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted
+truth (the offline evaluation's ceiling)."""
 from __future__ import annotations
 
 from contextlib import closing
@@ -8,8 +9,17 @@ from functools import partial
 from recsys.core.config import Settings
 from recsys.core.db import connect_mysql
 from recsys.core.errors import PipelineError, SourceUnavailable
-from recsys_seed import (Catalogue, PlantedTruth, SeedError, SeedSpec, SeedSummary, load_catalogue, planted_truth,
-                         seed_source, source_spec)
+from recsys_seed import (
+    Catalogue,
+    PlantedTruth,
+    SeedError,
+    SeedSpec,
+    SeedSummary,
+    load_catalogue,
+    planted_truth,
+    seed_source,
+    source_spec,
+)
 
 
 def seed_configured_source(settings: Settings, spec: SeedSpec, *, reset: bool = False,

@@ -50,7 +50,7 @@ class SessionRecommendations:
     s3_key: str
 
     @classmethod
-    def from_line(cls, line: dict, key: str) -> "SessionRecommendations":
+    def from_line(cls, line: dict, key: str) -> SessionRecommendations:
         return cls(
             session_id=str(line["session_id"]),
             customer_number=line.get("customer_number"),

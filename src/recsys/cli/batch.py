@@ -5,14 +5,15 @@ from pathlib import Path
 
 import click
 
-from recsys.model.foldin import TRANSFORMS
 from recsys.apps.source import planted_truth_for, seed_configured_source
 from recsys.cli.options import EF_SEARCH, SEED, FiniteFloatRange
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, EVALUATION_HTML, SERVING_POINTER_KEY, artifact_key
 from recsys.core.config import load_settings
+from recsys.model.foldin import TRANSFORMS
 from recsys.pipeline.train import MODEL_CHOICES, TrainParams, headline_metrics, train_and_publish
 from recsys.pipeline.vector_load import load_embeddings
 from recsys_seed import SeedSpec
+
 
 @click.command("seed")
 @click.option("--customers", default=SeedSpec.customers, show_default=True, type=int, help="Customers to create.")

@@ -10,7 +10,7 @@ from recsys.cli.options import FiniteFloatRange
 from recsys.core.config import load_settings
 from recsys.pipeline.etl import MARIADB_JDBC_JAR, job_argument_defaults, run_etl, summary_line
 
-_JOB_DEFAULTS = job_argument_defaults()
+_JOB_DEFAULTS = {name: value for name, value in job_argument_defaults().items() if value is not None}
 
 
 @click.command("etl")

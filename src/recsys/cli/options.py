@@ -5,9 +5,9 @@ import math
 
 import click
 
-from recsys.serving.vector_store import MAX_EF_SEARCH, MAX_K
 from recsys.apps.replay import MAX_RATE, MIN_RATE
 from recsys.contracts import MAX_CUSTOMER_NUMBER
+from recsys.serving.vector_store import MAX_EF_SEARCH, MAX_K
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -9,7 +9,6 @@ import click
 from recsys.core.config import load_settings, stack_env_file
 from recsys.local.stack import EmbeddedStack
 
-
 EMULATOR_OPTION = click.option(
     "--emulator", type=click.Choice(["moto", "localstack"]), default=None,
     help="AWS API emulator (default: RECSYS_EMULATOR, moto). docs/emulators.md says how they differ.")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -107,6 +107,6 @@ def firehose_command(until_idle, max_batches, mode, concurrency, code_dir, handl
 def redrive_command(error_codes: tuple[str, ...], since: datetime | None, dry_run: bool) -> None:
     """Put records parked under processing-failed/ back on the source stream, each once (a marker per
     error object records what was sent, so running it again is a no-op)."""
-    since = since.replace(tzinfo=timezone.utc) if since else None
+    since = since.replace(tzinfo=UTC) if since else None
     click.echo(redrive(load_settings(), error_codes=error_codes, since=since, dry_run=dry_run,
                        show_progress=True).line())

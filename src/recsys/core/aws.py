@@ -6,6 +6,7 @@ URL is used. No other module builds endpoints or branches on where it runs.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -17,14 +18,14 @@ _RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeo
 
 
 @lru_cache(maxsize=64)
-def _client(service: str, endpoint_url: str | None, region: str, key_id: str, secret: str):
-    credentials = {"aws_access_key_id": key_id, "aws_secret_access_key": secret} if key_id else {}
-    return boto3.session.Session(region_name=region, **credentials).client(
-        service, endpoint_url=endpoint_url, config=_RETRIES
-    )
+def _client(service: str, endpoint_url: str | None, region: str, key_id: str, secret: str) -> Any:
+    session = (boto3.session.Session(region_name=region, aws_access_key_id=key_id, aws_secret_access_key=secret)
+               if key_id else boto3.session.Session(region_name=region))
+    # the service name is the caller's: any client, typed by the caller's use rather than here
+    return session.client(service, endpoint_url=endpoint_url, config=_RETRIES)  # type: ignore[call-overload]
 
 
-def client(service: str, settings: Settings):
+def client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` configured from settings (cached per endpoint, region, key)."""
     return _client(service, settings.endpoint_url, settings.region, settings.aws_access_key_id,
                    settings.aws_secret_access_key)
@@ -42,7 +43,8 @@ def is_missing(exc: ClientError) -> bool:
 def read_object(settings: Settings, bucket: str, key: str) -> bytes | None:
     """The object's bytes, or None when the key (or its bucket) does not exist."""
     try:
-        return client("s3", settings).get_object(Bucket=bucket, Key=key)["Body"].read()
+        body: bytes = client("s3", settings).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
     except ClientError as exc:
         if is_missing(exc):
             return None

@@ -1,14 +1,21 @@
 """Connections to the MySQL source and the PostgreSQL + pgvector serving database."""
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg2
+import psycopg2.extensions
 import pymysql
+import pymysql.connections
 
 from recsys.core.config import Settings
 from recsys.core.errors import SourceUnavailable
 
+PgConnection = psycopg2.extensions.connection
 
-def connect_mysql(settings: Settings, *, database: str | None = None, autocommit: bool = False, **kwargs):
+
+def connect_mysql(settings: Settings, *, database: str | None = None, autocommit: bool = False,
+                  **kwargs: Any) -> pymysql.connections.Connection[Any]:
     """A pymysql connection to the source; ``database=""`` connects without selecting one."""
     try:
         return pymysql.connect(connect_timeout=5, autocommit=autocommit, charset="utf8mb4",
@@ -21,9 +28,10 @@ def connect_mysql(settings: Settings, *, database: str | None = None, autocommit
         ) from exc
 
 
-def connect_pg(settings: Settings, **kwargs):
+def connect_pg(settings: Settings, **kwargs: Any) -> PgConnection:
     """A psycopg2 connection to the PostgreSQL + pgvector database."""
-    return psycopg2.connect(connect_timeout=5, **settings.pg_params(), **kwargs)
+    conn: PgConnection = psycopg2.connect(connect_timeout=5, **settings.pg_params(), **kwargs)
+    return conn
 
 
 def quote_mysql_identifier(name: str) -> str:

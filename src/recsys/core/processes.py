@@ -6,7 +6,7 @@ import psutil
 
 def pid_alive(pid: int | None) -> bool:
     """True when a process with ``pid`` exists (zombies included: not yet reaped by their parent)."""
-    return bool(pid) and psutil.pid_exists(pid)
+    return pid is not None and pid > 0 and psutil.pid_exists(pid)
 
 
 def process_is(pid: int | None, started: float | None) -> bool:

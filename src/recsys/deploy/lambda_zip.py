@@ -50,8 +50,9 @@ PIP_PLATFORM_ARGS = (*(arg for platform in PLATFORMS for arg in ("--platform", p
 # pip before 24.2 checks Requires-Python against the interpreter it runs on, not --python-version
 MIN_PIP = (24, 2)
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
-ZIP_LIMIT_BYTES = 50 * 1024 * 1024  # direct upload limit
-UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024  # function + layers, unzipped
+MIB = 1024 * 1024
+ZIP_LIMIT_BYTES = 50 * MIB  # direct upload limit
+UNZIPPED_LIMIT_BYTES = 250 * MIB  # function + layers, unzipped
 EXCLUDED_DIRS = {"__pycache__", "bin"}  # bytecode differs per build; bin/ holds pip's host-specific scripts
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 
@@ -85,10 +86,11 @@ class ZipReport:
     sha256: str
 
     def lines(self) -> list[str]:
+        zipped, unzipped = self.zip_bytes / MIB, self.unzipped_bytes / MIB
         return [
             f"built {self.path} ({self.files:,} files, sha256 {self.sha256[:16]}…)",
-            f"zip size      {self.zip_bytes / 2**20:7.1f} MiB of {ZIP_LIMIT_BYTES / 2**20:.0f} MiB (direct upload limit)",
-            f"unzipped size {self.unzipped_bytes / 2**20:7.1f} MiB of {UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB (Lambda limit)",
+            f"zip size      {zipped:7.1f} MiB of {ZIP_LIMIT_BYTES / MIB:.0f} MiB (direct upload limit)",
+            f"unzipped size {unzipped:7.1f} MiB of {UNZIPPED_LIMIT_BYTES / MIB:.0f} MiB (Lambda limit)",
         ]
 
 
@@ -112,7 +114,7 @@ def requirements_hash(requirements: Path) -> str:
 
 def check_pip_version(python: str) -> None:
     """``PipelineError`` when ``python``'s pip is missing or too old to install the runtime's wheels."""
-    proc = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True)
+    proc = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
     version = proc.stdout.split()[1] if proc.returncode == 0 and proc.stdout.startswith("pip ") else "(none)"
     found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
     if found < MIN_PIP:
@@ -134,7 +136,7 @@ def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = 
     cmd = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
            *PIP_PLATFORM_ARGS, "--target", str(staging), "-r", str(requirements)]
     log.info("dependencies: %s", " ".join(cmd[3:]))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise PipelineError(f"pip could not install {requirements} for the Lambda runtime: "

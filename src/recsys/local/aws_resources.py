@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from recsys import contracts
 from recsys.core import aws
@@ -114,7 +115,7 @@ def ensure_bucket(settings: Settings, name: str) -> None:
         return
     except s3.exceptions.ClientError:
         pass
-    args = {"Bucket": name}
+    args: dict[str, Any] = {"Bucket": name}
     if settings.region != "us-east-1":
         args["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
     s3.create_bucket(**args)

@@ -21,13 +21,14 @@ does not restore S3 and writes Kinesis every 5 s only (docs/emulators.md).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -175,7 +176,7 @@ def save(settings: Settings, state_dir: Path, *, emulator: str, show_progress: b
     tmp.mkdir(parents=True)
     streams = _save_streams(settings, tmp)
     buckets = _save_buckets(settings, tmp, show_progress)
-    saved_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    saved_at = datetime.now(UTC).isoformat(timespec="seconds")
     (tmp / SUMMARY_FILE).write_text(json.dumps({"format": FORMAT, "saved_at": saved_at, "emulator": emulator,
                                                    "buckets": buckets, "streams": streams}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -195,7 +196,7 @@ def _put_in_order(kinesis, stream: str, records: list[dict]) -> None:
         while pending:
             response = kinesis.put_records(StreamName=stream, Records=[
                 {"PartitionKey": r["partition_key"], "Data": base64.b64decode(r["data"])} for r in pending])
-            pending = [r for r, result in zip(pending, response["Records"]) if "ErrorCode" in result]
+            pending = [r for r, result in zip(pending, response["Records"], strict=True) if "ErrorCode" in result]
             if pending:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -216,10 +217,8 @@ def _put_in_order(kinesis, stream: str, records: list[dict]) -> None:
 def _restore_streams(settings: Settings, root: Path, streams: dict[str, dict]) -> None:
     kinesis = aws.client("kinesis", settings)
     for name, saved in streams.items():
-        try:
+        with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
             kinesis.create_stream(StreamName=name, ShardCount=saved["shards"])
-        except kinesis.exceptions.ResourceInUseException:
-            pass
         kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
         with open(root / "kinesis" / f"{name}.jsonl") as lines:
             records = [json.loads(line) for line in lines]

@@ -10,6 +10,7 @@ differ from each other and from AWS for the calls this project makes: docs/emula
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -109,10 +110,8 @@ class Emulator(ABC):
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
         os.waitpid(pid, os.WNOHANG)  # when it is our own child, do not leave a zombie
-    except ChildProcessError:
-        pass
 
 
 class MotoServer(Emulator):

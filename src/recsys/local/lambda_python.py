@@ -13,14 +13,14 @@ import json
 import re
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from recsys import contracts
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.errors import PipelineError, RecsysError
 
-RUNTIME_VERSION: tuple[int, int] = tuple(int(p) for p in contracts.LAMBDA_RUNTIME.removeprefix("python").split("."))
+RUNTIME_VERSION: tuple[int, ...] = tuple(int(p) for p in contracts.LAMBDA_RUNTIME.removeprefix("python").split("."))
 RUNTIME_MINOR = ".".join(map(str, RUNTIME_VERSION))  # "3.13"
 LAMBDA_VENV = PROJECT_ROOT / ".venv-lambda"
 RUNTIME_MODULES = ("awslambdaric", "boto3")  # what the Lambda runtime provides besides the zip
@@ -36,11 +36,11 @@ class LambdaPythonMissing(RecsysError):
     """No interpreter of the Lambda runtime's Python minor (with the runtime's modules) was found."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def probe(python: str) -> tuple[tuple[int, int], tuple[str, ...]] | None:
     """(version, runtime modules it lacks) of an interpreter; None when it does not run."""
     try:
-        out = subprocess.run([python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:

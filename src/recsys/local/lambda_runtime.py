@@ -71,7 +71,7 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # a runtime killed mid-request (timeout, crash) resets its connection: expected, not news
-        log.debug("runtime api: connection from %s ended abruptly", client_address, exc_info=True)
+        log.debug("runtime api: connection from %s ended abruptly", client_address, exc_info=sys.exc_info())
 
 
 @dataclass
@@ -108,7 +108,7 @@ class RuntimeApiServer:
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def submit(self, payload: bytes, timeout_seconds: float) -> _Invocation:
         """Queue an invocation for the runtime's next ``GET .../invocation/next``."""
@@ -264,14 +264,14 @@ class LocalLambda:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self.server.init_error = None
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 closed below
         try:
             self._process = subprocess.Popen(
                 [self.python, "-m", "awslambdaric", self.handler], cwd=self.code_dir, env=self._process_env(),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )
         finally:
-            if self.log_file:
+            if not isinstance(output, int):  # our log file, not DEVNULL
                 output.close()
         self.cold_starts += 1
         log.debug("lambda runtime started (pid %d, %s)", self._process.pid, self.handler)
@@ -307,6 +307,8 @@ class LocalLambda:
         finally:
             self.server.forget(invocation)
         result = invocation.result
+        if result is None:  # every path above finishes the invocation
+            raise RuntimeError(f"invocation {invocation.request_id} ended without a result")
         result.duration_seconds = time.monotonic() - started
         if process.poll() is not None:
             self._process = None

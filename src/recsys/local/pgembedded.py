@@ -71,6 +71,8 @@ def service_account() -> ServiceAccount | None:
     if os.geteuid() != 0:
         return None
     entry = ensure_user_exists(SERVICE_USER)  # useradd: Debian gives the user a group of its own
+    if entry is None:
+        raise StackError(f"could not create the system user {SERVICE_USER} for PostgreSQL (useradd failed)")
     if entry.pw_gid == 0:
         raise StackError(f"system user {SERVICE_USER} has group root (gid 0); give it a group of its own "
                          f"(e.g. `groupadd {SERVICE_USER} && usermod -g {SERVICE_USER} {SERVICE_USER}`)")
@@ -78,7 +80,7 @@ def service_account() -> ServiceAccount | None:
 
 
 def _run(account: ServiceAccount | None, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs)
+    return subprocess.run(args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs, check=False)
 
 
 def _bin(name: str) -> str:

@@ -12,6 +12,7 @@ depends on it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -356,10 +357,8 @@ class EmbeddedStack:
 def _wait_gone(pid: int, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap when it is our own child
-        except ChildProcessError:
-            pass
         if not pid_alive(pid):
             return True
         time.sleep(0.1)
@@ -391,4 +390,4 @@ def scratch_stack(name: str, state_dir: Path | None = None, **extra_env: str) ->
         os.environ.clear()
         os.environ.update(saved)
         if own_dir:
-            shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(str(state_dir), ignore_errors=True)

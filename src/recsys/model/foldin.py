@@ -57,7 +57,7 @@ def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: 
     if idx.size:
         # duplicates: a sparse row would hold their summed confidence
         idx, inverse = np.unique(idx, return_inverse=True)
-        c = np.bincount(inverse, weights=c)
+        c = np.bincount(inverse, weights=c).astype(np.float64)
     Yh = Y[idx]
     precision = np.broadcast_to(np.asarray(regularization, dtype=np.float64), (Y.shape[1],))
     A = Y.T @ Y + np.diag(precision) + (Yh.T * (c - 1.0)) @ Yh
@@ -102,7 +102,8 @@ def cosine_scores(queries: np.ndarray, item_embeddings: np.ndarray) -> np.ndarra
     # pgvector returns NaN distance for a zero vector; rank such items (and queries) last
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = (q @ v.T) / (qn * vn[None, :])
-    return np.nan_to_num(scores, nan=-np.inf)
+    ranked: np.ndarray = np.nan_to_num(scores, nan=-np.inf)
+    return ranked
 
 
 def _check_transform(transform: str) -> None:

@@ -22,16 +22,17 @@ import io
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
-from recsys.serving.vector_store import to_pgvector_text
 from recsys.contracts import MODEL_MANIFEST, SERVING_POINTER_KEY, artifact_key
 from recsys.core.aws import client, read_object
 from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
+from recsys.serving.vector_store import to_pgvector_text
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def read_artifact(settings: Settings, version: str, name: str) -> bytes:
     return body
 
 
-def read_manifest(settings: Settings, version: str) -> dict:
+def read_manifest(settings: Settings, version: str) -> dict[str, Any]:
     """The parsed ``manifest.json`` of ``version``; PipelineError when it is missing or not a JSON object."""
     key = artifact_key(version, MODEL_MANIFEST)
     body = read_object(settings, settings.artifacts_bucket, key)
@@ -84,34 +85,34 @@ def read_manifest(settings: Settings, version: str) -> dict:
 
 # -- formats ------------------------------------------------------------------------------------
 
-def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
+def embeddings_csv(ids: Iterable[object], vectors: np.ndarray) -> bytes:
     """CSV with header ``id,embedding`` as ``aws_s3.table_import_from_s3 (format csv, header true)`` reads it."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "embedding"])
-    for ident, vector in zip(ids, vectors):
+    for ident, vector in zip(ids, vectors, strict=True):
         writer.writerow([ident, to_pgvector_text(vector)])
     return out.getvalue().encode("utf-8")
 
 
-def rated_items_csv(user_ids, item_ids) -> bytes:
+def rated_items_csv(user_ids: Iterable[object], item_ids: Iterable[object]) -> bytes:
     """CSV with header ``user_id,item_id``, one row per rating, as COPY and ``aws_s3`` read it."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["user_id", "item_id"])
-    writer.writerows(zip(user_ids, item_ids))
+    writer.writerows(zip(user_ids, item_ids, strict=True))
     return out.getvalue().encode("utf-8")
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle's bool
     return buf.getvalue()
 
 
 # -- publishing ---------------------------------------------------------------------------------
 
-def _put_object(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
+def _put_object(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
@@ -167,7 +168,7 @@ def _previous_version(settings: Settings) -> str:
         return "the previous version (pointer unreadable right now)"
 
 
-def _delete_quietly(s3, bucket: str, keys: list[str]) -> None:
+def _delete_quietly(s3: Any, bucket: str, keys: list[str]) -> None:
     if not keys:
         return
     try:

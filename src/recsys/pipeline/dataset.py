@@ -11,6 +11,7 @@ import io
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -47,21 +48,22 @@ def arrow_type(spark_type: str) -> pa.DataType:
     raise PipelineError(f"training set manifest names an unsupported column type {spark_type!r}")
 
 
-def manifest_schema(manifest: dict) -> pa.Schema:
+def manifest_schema(manifest: dict[str, Any]) -> pa.Schema:
     """The training set's Arrow schema, in contract order, from the manifest's ``columns``."""
     return pa.schema([(c["name"], arrow_type(c["type"])) for c in manifest["columns"]])
 
 
-def read_manifest(settings: Settings) -> dict:
+def read_manifest(settings: Settings) -> dict[str, Any]:
     """The published manifest; ``PipelineError`` when no training set has been published."""
     bucket = settings.datalake_bucket
     body = read_object(settings, bucket, MANIFEST_KEY)
     if body is None:
         raise PipelineError(f"no published training set at s3://{bucket}/{MANIFEST_KEY}: run `recsys etl` first")
     try:
-        return json.loads(body)
+        manifest: dict[str, Any] = json.loads(body)
     except ValueError as exc:
         raise PipelineError(f"training set manifest s3://{bucket}/{MANIFEST_KEY} is not JSON: {exc}") from None
+    return manifest
 
 
 def partition_value(key: str, partition_key: str) -> str | None:
@@ -73,7 +75,7 @@ def partition_value(key: str, partition_key: str) -> str | None:
     raise PipelineError(f"training set file {key} has no {partition_key}=… directory")
 
 
-def _read_file(s3, bucket: str, entry: dict, partition_key: str, partition_type: pa.DataType) -> pa.Table:
+def _read_file(s3: Any, bucket: str, entry: dict[str, Any], partition_key: str, partition_type: pa.DataType) -> pa.Table:
     """One listed Parquet file with its partition column restored from the path."""
     try:
         body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
@@ -91,7 +93,7 @@ def _read_file(s3, bucket: str, entry: dict, partition_key: str, partition_type:
     return table
 
 
-def _read_snapshot(s3, bucket: str, manifest: dict) -> pa.Table:
+def _read_snapshot(s3: Any, bucket: str, manifest: dict[str, Any]) -> pa.Table:
     schema = manifest_schema(manifest)
     key = manifest["partition_key"]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -111,7 +113,7 @@ def read_training_set(settings: Settings) -> pa.Table:
     return read_published(settings)[1]
 
 
-def read_published(settings: Settings) -> tuple[dict, pa.Table]:
+def read_published(settings: Settings) -> tuple[dict[str, Any], pa.Table]:
     """The manifest and the table of the snapshot that was actually read.
 
     When a newer run publishes (and deletes the old snapshot) while this reads, it reads again

@@ -17,15 +17,20 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from recsys.contracts import TRAINING_PREFIX
 from recsys.core.config import PROJECT_ROOT, Settings, load_settings
 from recsys.core.errors import PipelineError
 from recsys.core.processes import pid_alive
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 GLUE_SCRIPT = PROJECT_ROOT / "glue" / "etl_job.py"
 MARIADB_JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"  # Debian package libmariadb-java
@@ -40,7 +45,8 @@ def job_argument_defaults(script: Path = GLUE_SCRIPT) -> dict[str, str | None]:
     tree = ast.parse(script.read_text(), filename=str(script))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "JOB_ARGUMENTS" for t in node.targets):
-            return ast.literal_eval(node.value)
+            defaults: dict[str, str | None] = ast.literal_eval(node.value)
+            return defaults
     raise PipelineError(f"{script} defines no JOB_ARGUMENTS")
 
 
@@ -50,6 +56,8 @@ def load_job_module(script: Path = GLUE_SCRIPT) -> ModuleType:
     if not script.is_file():
         raise PipelineError(f"Glue job script not found at {script}")
     spec = importlib.util.spec_from_file_location("recsys_glue_etl_job", script)
+    if spec is None or spec.loader is None:
+        raise PipelineError(f"cannot load {script} as a module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
@@ -57,7 +65,7 @@ def load_job_module(script: Path = GLUE_SCRIPT) -> ModuleType:
 
 
 def local_spark_session(jdbc_jar: str = MARIADB_JDBC_JAR, *, master: str = "local[*]", driver_memory: str = "2g",
-                        shuffle_partitions: int | None = None, settings: Settings | None = None):
+                        shuffle_partitions: int | None = None, settings: Settings | None = None) -> SparkSession:
     """The local SparkSession with the JDBC driver on the driver classpath, tuned for a short job.
 
     Created once per process: later calls (and the job's own ``getOrCreate()``) get the same session.
@@ -131,13 +139,15 @@ def _java_identity() -> str:
     which a JDK upgrade changes; read from the file system: no JVM started just to ask its version."""
     java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     try:
+        if java is None:
+            raise FileNotFoundError("java")
         path = Path(java).resolve(strict=True)
-    except (TypeError, OSError):
+    except OSError:
         raise PipelineError(f"no java found ({java or 'not on PATH'}; Spark needs Java 17)") from None
     return f"{path}@{path.stat().st_mtime_ns}"
 
 
-def parquet_write_seconds(spark, after_stage: int) -> float:
+def parquet_write_seconds(spark: SparkSession, after_stage: int) -> float:
     """Wall seconds of the Spark stages after ``after_stage`` that wrote output (the Parquet write).
 
     Read from Spark's status store (kept with the UI off), so the job itself needs no timing code
@@ -153,20 +163,20 @@ def parquet_write_seconds(spark, after_stage: int) -> float:
     return seconds
 
 
-def last_stage_id(spark) -> int:
+def last_stage_id(spark: SparkSession) -> int:
     """The highest stage id so far (-1 before any), to tell a run's stages from earlier ones."""
     stages = _stage_list(spark)
-    return max((stages.apply(i).stageId() for i in range(stages.size())), default=-1)
+    return int(max((stages.apply(i).stageId() for i in range(stages.size())), default=-1))
 
 
-def _stage_list(spark):
-    context = spark.sparkContext
+def _stage_list(spark: SparkSession) -> Any:  # a py4j proxy of a Scala Seq
+    context: Any = spark.sparkContext  # its py4j gateway and JVM view, set once the context runs
     store = context._jsc.sc().statusStore()
     return store.stageList(None, False, False, context._gateway.new_array(context._jvm.double, 0),
                            context._jvm.java.util.ArrayList())
 
 
-def job_arguments(settings: Settings, staging_dir: str, **options) -> dict[str, str]:
+def job_arguments(settings: Settings, staging_dir: str, **options: object) -> dict[str, str]:
     """The script's arguments for a local run: the source and target from settings, then ``options``."""
     defaults = job_argument_defaults()
     unknown = sorted(set(options) - set(defaults))
@@ -193,7 +203,7 @@ def as_argv(arguments: dict[str, str]) -> list[str]:
 
 
 @contextmanager
-def aws_environment(settings: Settings):
+def aws_environment(settings: Settings) -> Iterator[None]:
     """The script's boto3 reads endpoint, region and credentials from the environment: set them from settings."""
     env = settings.as_env()
     saved = {name: os.environ.get(name) for name in AWS_ENVIRONMENT}
@@ -210,7 +220,7 @@ def aws_environment(settings: Settings):
                 os.environ[name] = value
 
 
-def run_etl(settings: Settings, *, jdbc_jar: str = MARIADB_JDBC_JAR, **options) -> dict:
+def run_etl(settings: Settings, *, jdbc_jar: str = MARIADB_JDBC_JAR, **options: object) -> dict[str, Any]:
     """Run glue/etl_job.py with local PySpark; returns the published manifest.
 
     ``options`` are the script's job arguments (``partition_key="customerNumber"``,
@@ -226,7 +236,7 @@ def run_etl(settings: Settings, *, jdbc_jar: str = MARIADB_JDBC_JAR, **options) 
             spark = local_spark_session(jdbc_jar, settings=settings)
             before = last_stage_id(spark)
             with aws_environment(settings):
-                manifest = job.main(argv)
+                manifest: dict[str, Any] = job.main(argv)
         except job.JobError as exc:
             raise PipelineError(str(exc)) from exc
     log.info("etl seconds: %s", " ".join(f"{name}={seconds:.2f}" for name, seconds in
@@ -244,7 +254,7 @@ def run_seconds(phases: dict[str, float], parquet_write: float) -> list[tuple[st
     return [(name, timed[name]) for name in order if name in timed]
 
 
-def summary_line(manifest: dict, seconds: float, bucket: str) -> str:
+def summary_line(manifest: dict[str, Any], seconds: float, bucket: str) -> str:
     """One line: what was published, how big, how fast."""
     quality = manifest["quality"]
     rows = manifest["row_count"]

@@ -131,7 +131,7 @@ def cold_split(data: Interactions, holdout_fraction: float, seed: int, cold_frac
     counts = np.bincount(data.users, minlength=data.shape[0])
     active = np.flatnonzero(counts > 0)
     rng = np.random.default_rng([seed, 16])
-    cold_users = np.sort(rng.choice(active, int(round(len(active) * cold_fraction)), replace=False))
+    cold_users = np.sort(rng.choice(active, round(len(active) * cold_fraction), replace=False))
     is_cold = np.zeros(data.shape[0], dtype=bool)
     is_cold[cold_users] = True
     cold = is_cold[data.users]
@@ -254,7 +254,8 @@ def attributes_truth_scorer(data: Interactions, truth) -> Scorer | None:
 
 @dataclass
 class EvaluationReport:
-    """Metrics per ranker on one split; no "planted truth" ranker when the ceiling is unavailable (see ``ceiling_note``)."""
+    """Metrics per ranker on one split; no "planted truth" ranker when the ceiling is unavailable
+    (see ``ceiling_note``)."""
 
     k: int
     relevant_min_rating: float
@@ -286,7 +287,8 @@ class EvaluationReport:
         """The metrics as a fixed-width text table, best-known reference rows included."""
         k = self.k
         w = max([22, *(len(name) + 2 for name in self.rankers)])
-        head = f"{'ranker':<{w}}{'P@'+str(k):>9}{'R@'+str(k):>9}{'NDCG@'+str(k):>9}{'MAP@'+str(k):>9}{'cover':>8}{'users':>7}"
+        metric_heads = "".join(f"{name + '@' + str(k):>9}" for name in ("P", "R", "NDCG", "MAP"))
+        head = f"{'ranker':<{w}}{metric_heads}{'cover':>8}{'users':>7}"
         lines = [head, "-" * len(head)]
         for name, m in self.rankers.items():
             lines.append(f"{name:<{w}}{m.precision:>9.4f}{m.recall:>9.4f}{m.ndcg:>9.4f}{m.map:>9.4f}"

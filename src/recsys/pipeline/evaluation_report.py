@@ -5,8 +5,14 @@ import base64
 import html
 import io
 import json
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from recsys.pipeline.evaluate import ATTRIBUTES_TRUTH, PLANTED_TRUTH, POPULARITY, EvaluationReport, ViewReports
+
+if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn (slow to load)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _colour(name: str, model_ranker: str) -> str:
@@ -14,7 +20,7 @@ def _colour(name: str, model_ranker: str) -> str:
             else "#2ca02c" if name in (PLANTED_TRUTH, ATTRIBUTES_TRUTH) else "#bbbbbb")
 
 
-def _bars(ax, names: list[str], values: list[float], colours: list[str], title: str) -> None:
+def _bars(ax: Axes, names: list[str], values: list[float], colours: list[str], title: str) -> None:
     """Horizontal bars with their values printed at the tips."""
     ax.barh(names, values, color=colours)
     for y, v in enumerate(values):
@@ -23,7 +29,7 @@ def _bars(ax, names: list[str], values: list[float], colours: list[str], title: 
     ax.set_xlim(0, max(values + [1e-9]) * 1.35)
 
 
-def _finish(fig, plt, title: str) -> bytes:
+def _finish(fig: Figure, plt: ModuleType, title: str) -> bytes:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -45,7 +51,7 @@ def report_png(report: EvaluationReport, model_ranker: str, title: str = "") -> 
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.45 * len(names) + 1.6), sharey=True)
     axes[0].invert_yaxis()  # shared y: first ranker on top in every panel
     colours = [_colour(n, model_ranker) for n in names]
-    for ax, (attr, label) in zip(axes, metrics):
+    for ax, (attr, label) in zip(axes, metrics, strict=True):
         _bars(ax, names, [getattr(report.rankers[n], attr) for n in names], colours, label)
     return _finish(fig, plt, title or "offline evaluation")
 
@@ -61,7 +67,7 @@ def cold_start_png(views: ViewReports, model_ranker: str, title: str = "") -> by
               (views.cold_browsed, f"(b) attributes + {views.browsed_items} browsed")]
     rows = max(len(report.rankers) for report, _ in panels)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * rows + 1.8))
-    for ax, (report, label) in zip(axes, panels):
+    for ax, (report, label) in zip(axes, panels, strict=True):
         names = list(report.rankers)
         ax.invert_yaxis()
         _bars(ax, names, [report.rankers[n].ndcg for n in names], [_colour(n, model_ranker) for n in names],
@@ -84,7 +90,7 @@ def _ratio_text(report: EvaluationReport, ranker: str, reference: str) -> str:
     return "n/a" if ratio is None else f"{ratio:.2f}×"
 
 
-def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict) -> str:
+def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict[str, Any]) -> str:
     """A self-contained HTML page: headline, the model choice, the three views' tables, the charts
     (base64) and the run's details."""
     report = views.known
@@ -115,7 +121,8 @@ def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: byt
     image, cold_image = base64.b64encode(png).decode("ascii"), base64.b64encode(cold_png).decode("ascii")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}table{{border-collapse:collapse;margin:.5rem 0 1rem}}
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}
+table{{border-collapse:collapse;margin:.5rem 0 1rem}}
 td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}td:first-child{{text-align:left}}
 .headline{{font-size:1.2rem;font-weight:600}}pre{{background:#f6f6f6;padding:1rem;overflow:auto}}</style></head>
 <body><h1>{html.escape(title)}</h1>

@@ -22,6 +22,7 @@ import psutil
 import psycopg2.errors
 
 from recsys.contracts import LOAD_LOCK_KEY
+from recsys.core.db import PgConnection
 from recsys.core.errors import PipelineError
 from recsys.core.processes import process_is
 
@@ -79,7 +80,7 @@ class LockHolder:
         return None if process_is(pid, started) else pid
 
 
-def lock_holder(conn) -> LockHolder | None:
+def lock_holder(conn: PgConnection) -> LockHolder | None:
     """Who holds the load lock in this database now (None: nobody)."""
     with conn.cursor() as cur:
         cur.execute(HOLDER_SQL, {"key": LOAD_LOCK_KEY})
@@ -88,20 +89,21 @@ def lock_holder(conn) -> LockHolder | None:
     return LockHolder(*row) if row else None
 
 
-def _try_lock(conn) -> bool:
+def _try_lock(conn: PgConnection) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (LOAD_LOCK_KEY,))
-        got = cur.fetchone()[0]
+        row = cur.fetchone()
     conn.commit()
-    return got
+    return bool(row and row[0])
 
 
-def _terminate(conn, holder: LockHolder, loader_pid: int) -> bool:
+def _terminate(conn: PgConnection, holder: LockHolder, loader_pid: int) -> bool:
     """End an orphaned loader's backend (waits up to TERMINATE_WAIT_MS for it to exit)."""
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(%s, %s)", (holder.pid, TERMINATE_WAIT_MS))
-            done = cur.fetchone()[0]
+            row = cur.fetchone()
+            done = bool(row and row[0])
         conn.commit()
     except psycopg2.Error as exc:  # e.g. not allowed to signal that role's backends
         conn.rollback()
@@ -115,7 +117,7 @@ def _terminate(conn, holder: LockHolder, loader_pid: int) -> bool:
     return done
 
 
-def acquire_load_lock(conn, timeout_seconds: int) -> None:
+def acquire_load_lock(conn: PgConnection, timeout_seconds: int) -> None:
     """Take the session-level load lock on ``conn``, waiting at most ``timeout_seconds`` for a live holder.
 
     An orphaned loader's backend (see the module docstring) is terminated first. PipelineError,

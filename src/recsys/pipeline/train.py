@@ -330,7 +330,7 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
         "max_item_norm": max_item_norm(model.item_vectors),
         "confidence": {"formula": CONFIDENCE_FORMULA, "alpha": model.alpha, "rating_offset": model.rating_offset},
         "final_fit": "all ratings (training part + held-out); metrics are from the fit on the training part",
-        "counts": {"ratings": int(len(data.users)), "customers": int(data.shape[0]), "products": int(data.shape[1])},
+        "counts": {"ratings": len(data.users), "customers": int(data.shape[0]), "products": int(data.shape[1])},
         "training_seconds": round(model.seconds, 3),
         "metrics": evaluation.known.as_dict() | {k: v for k, v in headline.items() if not k.startswith("cold")},
         "cold_start": {"customers": evaluation.views.cold_customers, "browsed_items": evaluation.views.browsed_items,

@@ -34,14 +34,20 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recsys.contracts import (
+    DEFAULT_TOP_K,
+    MAX_CUSTOMER_NUMBER,
+    MAX_TOP_K,
+    STRATEGY_FOLD_IN,
+    STRATEGY_KNOWN_CUSTOMER,
+    STRATEGY_POPULAR_FALLBACK,
+)
 from recsys.serving import vector_store
 from recsys.serving.database import DatabaseUnavailable
 from recsys.serving.events import InvalidEvent, parse_event
 from recsys.serving.handler import ServingRuntime
 from recsys.serving.model_cache import ModelUnavailable
 from recsys.serving.recommend import Lookup, known_customer_items, similar_to_item
-from recsys.contracts import (DEFAULT_TOP_K, MAX_CUSTOMER_NUMBER, MAX_TOP_K, STRATEGY_FOLD_IN,
-                              STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
 
 API_VERSION = "1.0.0"
 SERVICE = "recsys-api"
@@ -278,7 +284,7 @@ def _health(runtime: ServingRuntime) -> Health:
         live_check = Check(status="failed", detail="database unavailable")
     try:
         pointer = Check(status="ok", version=runtime.models.current().version)
-    except Exception as exc:  # noqa: BLE001 - any failure to read the artifacts is reported, not raised
+    except Exception as exc:
         pointer = Check(status="failed", detail=f"{type(exc).__name__}: {exc}")
     status = ("unavailable" if "failed" in (database.status, live_check.status)
               else "degraded" if pointer.status == "failed" else "ok")

@@ -8,16 +8,17 @@ model cache and its database connections are built once per cold start and reuse
 """
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import boto3
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+from mangum.types import LambdaContext
 
+from recsys import contracts
 from recsys.serving.api import PROBLEM_JSON, create_app
 from recsys.serving.database import DatabasePool, params_from_environment
 from recsys.serving.handler import BOTO_CONFIG, HandlerConfig, ServingRuntime, number_setting
-from recsys import contracts
 
 
 def runtime_from_environment() -> ServingRuntime:
@@ -30,7 +31,7 @@ def runtime_from_environment() -> ServingRuntime:
 _handler: Mangum | None = None
 
 
-def lambda_handler(event: dict, context) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Function URL / HTTP API entry point."""
     global _handler
     if _handler is None:

@@ -10,13 +10,14 @@ once (one read however many connections fail together) and the connection is ret
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -35,7 +36,7 @@ class DatabaseUnavailable(RuntimeError):
     """pgvector could not be reached, even after reconnecting."""
 
 
-def secret_connect_params(secrets_client, secret_arn: str) -> dict[str, str]:
+def secret_connect_params(secrets_client: Any, secret_arn: str) -> dict[str, str]:
     """psycopg2 connect keywords from an RDS-managed secret."""
     secret = json.loads(secrets_client.get_secret_value(SecretId=secret_arn)["SecretString"])
     params = {"user": secret["username"], "password": secret["password"]}
@@ -106,13 +107,11 @@ class Database:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 self._conn.close()
-            except CONNECTION_ERRORS:
-                pass
         self._conn = None
 
-    def run(self, work: Callable[[object], T]) -> T:
+    def run(self, work: Callable[[psycopg2.extensions.connection], T]) -> T:
         """``work(conn)``; on a connection error reconnect once, then raise ``DatabaseUnavailable``."""
         for attempt in (1, 2):
             try:
@@ -148,7 +147,7 @@ class DatabasePool:
         self._all = list(self._idle.queue)
         self._wait = wait_seconds
 
-    def run(self, work: Callable[[object], T]) -> T:
+    def run(self, work: Callable[[psycopg2.extensions.connection], T]) -> T:
         try:
             database = self._idle.get(timeout=self._wait)
         except queue.Empty:

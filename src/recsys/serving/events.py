@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NoReturn, overload
 
 from recsys.contracts import MAX_CUSTOMER_NUMBER, MAX_PARTITION_KEY_CHARS
 
@@ -89,7 +90,7 @@ def decode_record_data(data: str) -> bytes:
         raise InvalidEvent(f"data is not valid base64: {exc}") from None
 
 
-def _shown(value, limit: int = 40) -> str:
+def _shown(value: object, limit: int = 40) -> str:
     """A short, printable rendering of a refused value for the message (never the whole of it)."""
     text = ascii(value) if not isinstance(value, int) or value.bit_length() < 200 else f"<integer of {value.bit_length()} bits>"
     return text if len(text) <= limit else text[:limit] + "..."
@@ -108,13 +109,13 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise InvalidEvent(f"{name} is not a JSON number")
 
 
-def _check_depth(payload) -> None:
+def _check_depth(payload: object) -> None:
     """Refuse documents nested deeper than ``MAX_DEPTH`` (iteratively: no recursion to exhaust)."""
-    stack = [(payload, 1)]
+    stack: list[tuple[object, int]] = [(payload, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
@@ -124,7 +125,7 @@ def _check_depth(payload) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
-def _load(data: bytes):
+def _load(data: bytes) -> Any:
     if len(data) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event of {len(data):,} bytes (at most {MAX_EVENT_BYTES:,})")
     try:
@@ -140,25 +141,29 @@ def _load(data: bytes):
     return payload
 
 
-def _require(payload: dict, name: str, types: tuple[type, ...], nullable: bool = False):
+def _require(payload: dict[str, Any], name: str, types: tuple[type, ...], nullable: bool = False) -> Any:
     if name not in payload:
         raise InvalidEvent(f"missing field {name!r}")
     value = payload[name]
     if value is None and nullable:
         return None
     # bool is an int subclass: a true/false where a number belongs is a type error, not 1/0
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
         raise InvalidEvent(f"field {name!r} must be {expected}, got {type(value).__name__}")
     return value
 
 
-def _optional(payload: dict, name: str, types: tuple[type, ...]):
+def _optional(payload: dict[str, Any], name: str, types: tuple[type, ...]) -> Any:
     if payload.get(name) is None:
         return None
     return _require(payload, name, types)
 
 
+@overload
+def _text(name: str, value: str, *, required: bool = True) -> str: ...
+@overload
+def _text(name: str, value: str | None, *, required: bool = True) -> str | None: ...
 def _text(name: str, value: str | None, *, required: bool = True) -> str | None:
     """A string field: not blank when required, bounded, printable (no control characters or surrogates)."""
     if value is None:
@@ -180,7 +185,7 @@ def _in_range(name: str, value: int | float, low: int | float, high: int | float
     return value
 
 
-def _parse_item(index: int, raw) -> BrowsedItem:
+def _parse_item(index: int, raw: object) -> BrowsedItem:
     if not isinstance(raw, dict):
         raise InvalidEvent(f"browse_history[{index}] must be an object, got {type(raw).__name__}")
     try:

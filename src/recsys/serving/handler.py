@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -31,16 +32,17 @@ from aws_lambda_powertools.utilities.data_classes import (
     KinesisFirehoseEvent,
 )
 from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import KinesisFirehoseRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys import contracts
+from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 from recsys.serving import vector_store
-from recsys.serving.database import Database, DatabaseUnavailable, params_from_environment
+from recsys.serving.database import Database, DatabasePool, DatabaseUnavailable, params_from_environment
 from recsys.serving.events import ActivityEvent, InvalidEvent, decode_record_data, parse_event
 from recsys.serving.model_cache import ModelCache, ModelUnavailable, ServingModel
 from recsys.serving.recommend import recommend_batch
-from recsys import contracts
-from recsys.contracts import RESULT_DROPPED, RESULT_FAILED, RESULT_OK
 
 logger = Logger(service="recsys-inference")
 BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=20)
@@ -65,7 +67,10 @@ class HandlerConfig:
         )
 
 
-def number_setting(name: str, default, kind: type, low, high):
+Number = TypeVar("Number", int, float)
+
+
+def number_setting(name: str, default: Number, kind: type[Number], low: Number, high: Number) -> Number:
     text = os.environ.get(name, str(default))
     try:
         value = kind(text)
@@ -79,14 +84,14 @@ def number_setting(name: str, default, kind: type, low, high):
 class ServingRuntime:
     """State kept across warm invocations: the model cache and one database connection."""
 
-    def __init__(self, config: HandlerConfig, s3=None, database: Database | None = None):
+    def __init__(self, config: HandlerConfig, s3: Any = None, database: Database | DatabasePool | None = None):
         self.config = config
         s3 = s3 or boto3.client("s3", config=BOTO_CONFIG)
         self.models = ModelCache(s3, config.artifacts_bucket, config.pointer_ttl_seconds)
-        self.db = database or Database(params_from_environment(
+        self.db: Database | DatabasePool = database or Database(params_from_environment(
             lambda: boto3.client("secretsmanager", config=BOTO_CONFIG)))
 
-    def _model_for(self, conn, pointer_model: ServingModel) -> ServingModel:
+    def _model_for(self, conn: vector_store.Connection, pointer_model: ServingModel) -> ServingModel:
         """The model whose vectors pgvector serves: the pointer's, unless the database holds another.
 
         During a rollout the pointer can move before (or after) the vector load; fold-in must use
@@ -107,7 +112,7 @@ class ServingRuntime:
         Never raises: a warm-up that cannot reach S3 or pgvector is logged, and the first real batch
         reports the problem as usual.
         """
-        def touch(conn) -> None:
+        def touch(conn: vector_store.Connection) -> None:
             with vector_store.consistent_read(conn):
                 self._model_for(conn, self.models.current())
         try:
@@ -122,7 +127,7 @@ class ServingRuntime:
         except (BotoCoreError, ClientError) as exc:
             raise ModelUnavailable(f"artifacts bucket unreachable: {exc}") from exc
 
-        def work(conn) -> list[bytes]:
+        def work(conn: vector_store.Connection) -> list[bytes]:
             # one transaction: the live version and every lookup see the same loaded model
             with vector_store.consistent_read(conn):
                 model = self._model_for(conn, pointer_model)
@@ -196,7 +201,7 @@ def serve_isolating(runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRe
         serve_isolating(runtime, batch[:middle], results)
         serve_isolating(runtime, batch[middle:], results)
         return
-    for (record, _), line in zip(batch, lines):
+    for (record, _), line in zip(batch, lines, strict=True):
         results.ok(record, line)
 
 
@@ -244,7 +249,7 @@ def runtime() -> ServingRuntime:
 
 
 @logger.inject_lambda_context(log_event=False)
-def lambda_handler(event: dict, context) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Firehose data-transformation entry point. An invocation without records (Firehose never sends
     one; local delivery does, once per runtime at start) is a warm-up."""
     if not event.get("records"):

@@ -64,7 +64,7 @@ class ServingModel:
                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         """(strategy, query vector or None) of a customer without a stored vector, from their browse
         history (items the model does not know are ignored) and attributes (``recsys.model.hybrid_foldin``)."""
-        known = [(self.item_index[c], e) for c, e in zip(codes, engagements) if c in self.item_index]
+        known = [(self.item_index[c], e) for c, e in zip(codes, engagements, strict=True) if c in self.item_index]
         rows, weights = [r for r, _ in known], [e for _, e in known]
         strategy, user = self.fold_in.cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),
                                                         country=country, credit_limit=credit_limit)

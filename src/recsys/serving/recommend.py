@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
+from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 from recsys.serving import vector_store
 from recsys.serving.events import ActivityEvent
 from recsys.serving.model_cache import ServingModel
 from recsys.serving.vector_store import ScoredItem
-from recsys.contracts import STRATEGY_KNOWN_CUSTOMER
 
 SCORE_DECIMALS = 6
 
@@ -39,7 +40,7 @@ class RecommendationRecord:
     similar_items: list[ScoredItem]
     processed_at: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The record as the contract's JSON object (field by field: ``asdict`` is 3x slower here)."""
         return {
             "session_id": self.session_id,
@@ -81,24 +82,24 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     return Plan(event, strategy, query, exclude, anchor)
 
 
-def _scored(items: Sequence) -> list[ScoredItem]:
+def _scored(items: Sequence[Any]) -> list[ScoredItem]:
     return [ScoredItem(str(i.product_code), round(float(i.score), SCORE_DECIMALS)) for i in items]
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
 class BatchQueries:
     """The vector-store functions a batch uses (the real ones, or per-record variants in benchmarks)."""
 
-    user_vectors: Callable = vector_store.user_vectors
-    nearest_items: Callable = vector_store.nearest_items
-    similar_items: Callable = vector_store.similar_items
+    user_vectors: Callable[..., dict[int, np.ndarray]] = vector_store.user_vectors
+    nearest_items: Callable[..., list[list[vector_store.ScoredItem]]] = vector_store.nearest_items
+    similar_items: Callable[..., list[list[vector_store.ScoredItem]]] = vector_store.similar_items
 
 
-def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, k: int,
+def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEvent], model: ServingModel, k: int,
                     queries: BatchQueries | None = None) -> list[RecommendationRecord]:
     """Recommendation records for ``events`` (same order), with three database round trips in all."""
     q = queries or BatchQueries()
@@ -109,12 +110,12 @@ def recommend_batch(conn, events: Sequence[ActivityEvent], model: ServingModel, 
     with_vector = [p for p in plans if p.query is not None]
     nearest = q.nearest_items(conn, [p.query for p in with_vector], k, [p.exclude for p in with_vector]) \
         if with_vector else []
-    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest)}
+    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest, strict=True)}
 
     with_anchor = [p for p in plans if p.anchor is not None]
     similar = q.similar_items(conn, [p.anchor for p in with_anchor], k, [p.exclude for p in with_anchor]) \
         if with_anchor else []
-    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar)}
+    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar, strict=True)}
 
     processed_at = now_iso()
     records = []
@@ -148,7 +149,7 @@ class Lookup:
     items: list[ScoredItem] | None
 
 
-def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: bool = True,
+def known_customer_items(conn: vector_store.Connection, customer_number: int, k: int, *, exclude_rated: bool = True,
                          ef_search: int | None = None) -> Lookup:
     """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
     as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
@@ -156,12 +157,12 @@ def known_customer_items(conn, customer_number: int, k: int, *, exclude_rated: b
     return _lookup(conn, answer)
 
 
-def similar_to_item(conn, product_code: str, k: int) -> Lookup:
+def similar_to_item(conn: vector_store.Connection, product_code: str, k: int) -> Lookup:
     """The ``k`` items most similar to one product (as ``similar_items`` of a record). One statement."""
     return _lookup(conn, vector_store.similar_answer(conn, [product_code], k))
 
 
-def _lookup(conn, answer: vector_store.KnnAnswer) -> Lookup:
+def _lookup(conn: vector_store.Connection, answer: vector_store.KnnAnswer) -> Lookup:
     if 0 in answer.answered:
         return Lookup(answer.version, _scored(answer.items[0]))
     return Lookup(answer.version or vector_store.live_version(conn), None)  # unknown: say which version

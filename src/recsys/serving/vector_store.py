@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg2
@@ -37,6 +38,8 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from recsys.contracts import ITEM_TABLE, LIVE_TABLE, RATED_TABLE, USER_TABLE
+
+Connection = psycopg2.extensions.connection
 
 DEFAULT_EF_SEARCH = 64
 """HNSW candidate list size when the live version has no measured one (its ``ef_search`` column is
@@ -142,7 +145,7 @@ class ScoredItem:
     product_code: str
     score: float
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         """The recommendation record's ``{"product_code", "score"}`` shape."""
         return {"product_code": self.product_code, "score": self.score}
 
@@ -184,7 +187,7 @@ def parse_pgvector_text(text: str) -> np.ndarray:
 # ---- transactions --------------------------------------------------------------------------------
 
 @contextmanager
-def consistent_read(conn) -> Iterator:
+def consistent_read(conn: Connection) -> Iterator[Connection]:
     """A transaction in which every query sees the same model version; commits (or rolls back) at exit.
 
     Needs a connection with autocommit off and no transaction open (commit or roll back first).
@@ -209,7 +212,7 @@ def consistent_read(conn) -> Iterator:
 
 # ---- lookups -------------------------------------------------------------------------------------
 
-def live_model(conn) -> LiveModel | None:
+def live_model(conn: Connection) -> LiveModel | None:
     """The live model's row, or None when nothing has been loaded (or the schema is missing)."""
     with conn.cursor() as cur:
         try:
@@ -221,20 +224,21 @@ def live_model(conn) -> LiveModel | None:
     return LiveModel(*row) if row else None
 
 
-def live_version(conn) -> str | None:
+def live_version(conn: Connection) -> str | None:
     """The version readers are served, or None when no model is loaded."""
     model = live_model(conn)
     return model.version if model else None
 
 
-def rated_count(conn, customer_number: int) -> int:
+def rated_count(conn: Connection, customer_number: int) -> int:
     """How many items the live version lists as rated by the customer (what ``exclude_rated_by`` removes)."""
     with conn.cursor() as cur:
         cur.execute(RATED_COUNT_SQL, {"user_id": int(customer_number)})
-        return int(cur.fetchone()[0])
+        row = cur.fetchone()
+        return int(row[0]) if row else 0  # count(*) always answers one row
 
 
-def user_vectors(conn, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]:
+def user_vectors(conn: Connection, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]:
     """Stored (query-form) vectors of the given customers; unknown customers are absent."""
     ids = sorted({int(c) for c in customer_numbers})
     if not ids:
@@ -244,7 +248,7 @@ def user_vectors(conn, customer_numbers: Iterable[int]) -> dict[int, np.ndarray]
         return {int(cid): parse_pgvector_text(text) for cid, text in cur.fetchall()}
 
 
-def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
+def nearest_items(conn: Connection, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
                   exclude_rated_by: Sequence[int | None] | None = None,
                   ef_search: int | None = None,
@@ -260,12 +264,12 @@ def nearest_items(conn, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
     raters = _raters(exclude_rated_by, len(matrix))
     if not len(matrix):
         return []
-    params = {"vectors": [to_pgvector_text(v) for v in matrix], "excluded": [_array_text(e) for e in exclusions],
-              "raters": raters}
+    params: dict[str, list[Any]] = {"vectors": [to_pgvector_text(v) for v in matrix],
+                                    "excluded": [_array_text(e) for e in exclusions], "raters": raters}
     return _run_knn(conn, NEAREST_ITEMS_SQL, params, k, ef_search, max_scan_tuples, dimension=matrix.shape[1]).items
 
 
-def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
+def customer_items(conn: Connection, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
                    ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """Top-``k`` items for each customer from their stored vector (minus their rated items when
     ``exclude_rated``), in ONE statement that needs no transaction; ``answered`` holds the indexes
@@ -273,11 +277,12 @@ def customer_items(conn, customer_numbers: Sequence[int], k: int, *, exclude_rat
     customers = [int(c) for c in customer_numbers]
     if not customers:
         return KnnAnswer([], set(), None)
-    params = {"customers": customers, "raters": [c if exclude_rated else None for c in customers]}
+    params: dict[str, list[Any]] = {"customers": customers,
+                                    "raters": [c if exclude_rated else None for c in customers]}
     return _run_knn(conn, CUSTOMER_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
-def similar_items(conn, product_codes: Sequence[str], k: int,
+def similar_items(conn: Connection, product_codes: Sequence[str], k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
                   ef_search: int | None = None,
                   max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
@@ -288,7 +293,7 @@ def similar_items(conn, product_codes: Sequence[str], k: int,
     return similar_answer(conn, product_codes, k, exclude, ef_search=ef_search, max_scan_tuples=max_scan_tuples).items
 
 
-def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+def similar_answer(conn: Connection, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
                    ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
@@ -301,7 +306,7 @@ def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def _query_matrix(vectors) -> np.ndarray:
+def _query_matrix(vectors: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """Query vectors as a 2-D float array; refuses ragged, non-finite or zero vectors."""
     try:
         matrix = np.asarray(vectors if len(vectors) else np.empty((0, 1)), dtype=np.float64)
@@ -340,7 +345,7 @@ def _array_text(codes: set[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _run_knn(conn, query: str, params: dict, k: int, ef_search: int | None, max_scan_tuples: int,
+def _run_knn(conn: Connection, query: str, params: dict[str, list[Any]], k: int, ef_search: int | None, max_scan_tuples: int,
              dimension: int | None = None) -> KnnAnswer:
     """A batched k-NN statement with an iterative HNSW scan; queries that come back short are run
     again as exact scans. Each answer holds at most ``k`` items, best first.
@@ -368,7 +373,7 @@ def _run_knn(conn, query: str, params: dict, k: int, ef_search: int | None, max_
     return answer
 
 
-def _execute(conn, statement: str, params: dict, dimension: int | None) -> list[tuple]:
+def _execute(conn: Connection, statement: str, params: dict[str, Any], dimension: int | None) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         try:
             cur.execute(statement, params)
@@ -383,13 +388,14 @@ def _execute(conn, statement: str, params: dict, dimension: int | None) -> list[
         return cur.fetchall()
 
 
-def _grouped(rows: list[tuple], n_queries: int) -> KnnAnswer:
+def _grouped(rows: list[tuple[Any, ...]], n_queries: int) -> KnnAnswer:
     """Group ``(ord, id, score, version)`` rows (1-based ord, best first; a NULL id marks a query
     with a vector but no hit) into per-query lists."""
     items: list[list[ScoredItem]] = [[] for _ in range(n_queries)]
     answered: set[int] = set()
     version = None
-    for ordinal, code, score, version in rows:
+    for ordinal, code, score, row_version in rows:
+        version = row_version  # every row carries the live version; the last one read is the answer's
         answered.add(ordinal - 1)
         if code is not None:
             items[ordinal - 1].append(ScoredItem(code, float(score)))

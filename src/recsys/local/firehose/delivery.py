@@ -42,10 +42,17 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.contracts import LAMBDA_ENVIRONMENT, LAMBDA_HANDLER, PROCESSING_FAILED, RESULT_DROPPED, RESULT_FAILED, RESULT_OK
+from recsys.contracts import (
+    LAMBDA_ENVIRONMENT,
+    LAMBDA_HANDLER,
+    PROCESSING_FAILED,
+    RESULT_DROPPED,
+    RESULT_FAILED,
+    RESULT_OK,
+)
 from recsys.core import aws
 from recsys.core.config import Settings, StackEnvWatcher, changed_settings
 from recsys.core.errors import PipelineError
@@ -167,9 +174,9 @@ class S3Buffer:
 
     ok_lines: list[bytes] = field(default_factory=list)
     error_lines: list[bytes] = field(default_factory=list)
-    ok_oldest_ms: int | None = None
-    error_oldest_ms: int | None = None
-    oldest_received: float | None = None
+    ok_oldest_ms: int = 0  # 0: no line of that kind yet
+    error_oldest_ms: int = 0
+    oldest_received: float = 0.0
     positions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -259,7 +266,8 @@ class FirehoseDelivery:
     def _take_lambda_batch(self) -> list[SourceRecord]:
         """Records from the front of the buffer, within the buffer size and the 6 MB payload limit."""
         limit = min(self.config.lambda_buffer_bytes, PAYLOAD_LIMIT_BYTES * 3 // 4 - 64 * 1024)
-        batch, size = [], 0
+        batch: list[SourceRecord] = []
+        size = 0
         for record in self._lambda_buffer:
             cost = len(record.data) + 512  # base64 and the metadata around each record
             if batch and size + cost > limit:
@@ -359,11 +367,11 @@ class FirehoseDelivery:
         if buf.empty:
             return
         if buf.ok_lines:
-            moment = datetime.fromtimestamp(buf.ok_oldest_ms / 1000, timezone.utc)
+            moment = datetime.fromtimestamp(buf.ok_oldest_ms / 1000, UTC)
             self._put(object_key(self.config, moment), buf.ok_lines)
             self.stats.objects += 1
         if buf.error_lines:
-            moment = datetime.fromtimestamp(buf.error_oldest_ms / 1000, timezone.utc)
+            moment = datetime.fromtimestamp(buf.error_oldest_ms / 1000, UTC)
             self._put(object_key(self.config, moment, PROCESSING_FAILED), buf.error_lines)
             self.stats.error_objects += 1
         self.checkpoint.save(buf.positions)

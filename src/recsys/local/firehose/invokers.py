@@ -19,7 +19,6 @@ from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import InvocationResult, LocalLambda
 
-
 INVOKE_MODES = ("runtime", "api")
 
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> N
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a name of its own
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump({**data, "updated_at": datetime.now(timezone.utc).isoformat()}, handle, indent=2)
+            json.dump({**data, "updated_at": datetime.now(UTC).isoformat()}, handle, indent=2)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
