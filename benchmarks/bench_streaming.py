@@ -151,12 +151,6 @@ def main() -> int:
     from recsys_seed import SeedSpec
     from recsys.apps.demo_report import freshness_text
 
-    from recsys.apps.demo_report import freshness_text
-    from recsys.apps.source import seed_configured_source, source_catalogue
-    from recsys.core.config import load_settings
-    from recsys.deploy.lambda_zip import build_lambda_zip
-    from recsys.local.stack import scratch_stack
-    from recsys_seed import SeedSpec
 
     with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as scratch:
         zip_report = build_lambda_zip(scratch.state_dir / "build" / "lambda.zip")

@@ -10,6 +10,8 @@ from tests.support.fixtures_stack import EMULATORS
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, connect_pg
+from recsys.apps.demo import MALFORMED_EVENTS, run_demo
+from recsys.apps.demo_report import summary_text, write_report
 from recsys.local.stack import scratch_stack
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')

@@ -26,8 +26,6 @@ from recsys.core.config import load_settings
 from recsys.local.firehose.delivery import build_delivery
 from recsys.apps.replay import OutgoingRecord, events_to_records, send_records
 from recsys.apps.source import source_catalogue
-from recsys.core.config import load_settings
-from recsys.local.firehose.delivery import build_delivery
 from recsys_seed import synthesize_events
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
@@ -227,7 +225,6 @@ def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(st
     from tests.support.fixtures_streaming import train_and_publish
     from recsys.serving import handler
     from recsys.core import aws
-    from recsys.serving import handler
 
     secret = aws.client("secretsmanager", stack).create_secret(
         Name=f"rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps({"username": stack.pg_user, "password": stack.pg_password,

@@ -28,10 +28,6 @@ from recsys.cli.batch import train_command
 from recsys.contracts import EVALUATION_HTML as REPORT_HTML
 from recsys.contracts import EVALUATION_PNG as REPORT_PNG
 from recsys.contracts import STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_POPULAR_FALLBACK
-from recsys.core.aws import client
-from recsys.core.errors import PipelineError
-from recsys.model.foldin import TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding, to_query_vector
-from recsys.pipeline import artifacts, evaluate
 from recsys.pipeline.train import (
     ALS_RANKER,
     HYBRID_RANKER,
@@ -41,7 +37,6 @@ from recsys.pipeline.train import (
     train_and_publish,
     training_side_info,
 )
-from recsys.serving.model_cache import load_version
 
 
 def _version_prefixes(settings) -> set[str]:

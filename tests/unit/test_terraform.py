@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import re
 import shutil
 import subprocess

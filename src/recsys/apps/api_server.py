@@ -20,8 +20,6 @@ from recsys.core.config import Settings
 from recsys.serving.api import create_app
 from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime
-from recsys.core import aws
-from recsys.core.config import Settings
 from recsys.local.firehose.source import write_json_atomically
 
 # A query that runs longer than this is cancelled: a request answers 503 rather than hang.

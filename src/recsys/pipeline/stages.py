@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from recsys.contracts import STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK, USER_TABLE
