@@ -7,12 +7,6 @@ Stage-specific fixtures live in ``tests/support/fixtures_<stage>.py``, loaded as
 from __future__ import annotations
 
 import pytest
-from fixtures_api import *  # noqa: F403
-from fixtures_etl import *  # noqa: F403
-from fixtures_stack import *  # noqa: F403
-from fixtures_streaming import *  # noqa: F403
-from fixtures_train import *  # noqa: F403
-from fixtures_vectordb import *  # noqa: F403
 
 from recsys.apps.source import seed_configured_source
 from recsys.local.stack import scratch_stack

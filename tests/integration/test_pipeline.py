@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from fixtures_stack import running_emulator
+from tests.support.fixtures_stack import running_emulator
 from recsys.cli import cli
 from recsys.contracts import DB_LOADER_ROLE
 from recsys.core import aws

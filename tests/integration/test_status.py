@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import subprocess
 
-from fixtures_streaming import deliver
+from tests.support.fixtures_streaming import deliver
 from recsys.apps.api_server import RequestCounter, api_runtime, api_stats_path
 from recsys.apps.replay import events_to_records, record_for, send_records
 from recsys.apps.source import source_catalogue

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from test_terraform import TF, load_hcl
 
+from tests.tools import aws_provider_schema
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = Path(__file__).parent / "data" / "aws_provider_schema.json"
-sys.path.insert(0, str(ROOT / "tests" / "tools"))
-import aws_provider_schema  # noqa: E402
 
 META = {"resource": {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"},
         "data": {"count", "for_each", "depends_on", "provider", "lifecycle"}}
