@@ -106,6 +106,11 @@ MAX_TOP_K = 100
 API_HANDLER = "recsys.serving.api_handler.lambda_handler"
 ENV_API_POOL_SIZE = "RECSYS_API_POOL_SIZE"  # database connections kept by one API process
 DEFAULT_API_POOL_SIZE = 8
+# The largest request body the API reads: an activity event is at most a Kinesis record (1 MiB).
+# Longer bodies get a 413 problem, before reading when Content-Length says so.
+ENV_API_MAX_BODY_BYTES = "RECSYS_API_MAX_BODY_BYTES"
+DEFAULT_API_MAX_BODY_BYTES = 1024 * 1024
+MAX_API_MAX_BODY_BYTES = 1024 * 1024
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.
 LAMBDA_ENVIRONMENT = (
     ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,

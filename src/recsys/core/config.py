@@ -209,6 +209,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16)),
     Setting("RECSYS_API_URL", "api_url", "http://127.0.0.1:8000",
             "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url),
+    Setting(contracts.ENV_API_MAX_BODY_BYTES, "api_max_body_bytes", str(contracts.DEFAULT_API_MAX_BODY_BYTES),
+            "The recommendations API: largest request body read (larger: 413), "
+            f"1024-{contracts.MAX_API_MAX_BODY_BYTES}", _integer(1024, contracts.MAX_API_MAX_BODY_BYTES)),
     Setting(contracts.ENV_POINTER_TTL_SECONDS, "pointer_ttl_seconds", f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
             "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400)),
     Setting(contracts.ENV_TOP_K, "top_k", str(contracts.DEFAULT_TOP_K),
@@ -258,6 +261,7 @@ class Settings:
     lambda_python: Path | None
     lambda_concurrency: int
     api_url: str
+    api_max_body_bytes: int
     pointer_ttl_seconds: float
     top_k: int
     spark_java_options: str

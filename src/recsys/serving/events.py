@@ -35,6 +35,11 @@ class InvalidEvent(ValueError):
     """A record that is not a well-formed activity event; the message says what is wrong."""
 
 
+class UnacceptableDocument(InvalidEvent):
+    """The bytes are not an acceptable JSON document at all: not UTF-8 JSON, too large, nested too
+    deep or holding too long an integer (the API answers 400 for these, 422 for other ``InvalidEvent``)."""
+
+
 @dataclass(frozen=True)
 class BrowsedItem:
     """One product the customer looked at in the session."""
@@ -119,23 +124,24 @@ def _check_depth(payload) -> None:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
+                raise UnacceptableDocument(f"data is not an acceptable JSON document: nested deeper than {MAX_DEPTH} "
+                                           "levels")
             children = value.values() if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def _load(data: bytes):
     if len(data) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event of {len(data):,} bytes (at most {MAX_EVENT_BYTES:,})")
+        raise UnacceptableDocument(f"event of {len(data):,} bytes (at most {MAX_EVENT_BYTES:,})")
     try:
         text = data.decode("utf-8")
         payload = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except InvalidEvent as exc:
-        raise InvalidEvent(f"data is not an acceptable JSON document: {exc}") from None
+        raise UnacceptableDocument(f"data is not an acceptable JSON document: {exc}") from None
     except RecursionError:
-        raise InvalidEvent("data is not an acceptable JSON document: nested too deeply") from None
+        raise UnacceptableDocument("data is not an acceptable JSON document: nested too deeply") from None
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InvalidEvent(f"data is not JSON: {exc}") from None
+        raise UnacceptableDocument(f"data is not JSON: {exc}") from None
     _check_depth(payload)
     return payload
 
