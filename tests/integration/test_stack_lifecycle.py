@@ -272,3 +272,76 @@ def test_permissions_outside_the_state_dir_are_never_changed():
     finally:
         cli(clean_env(parent / "state"), "stack", "down", "--discard", check=False)
         subprocess.run(["rm", "-rf", str(parent)], check=False)
+
+
+# -- the state dir is private -------------------------------------------------------------------------
+READER = r"""
+import json, os, sys
+opened = []
+for path in json.load(sys.stdin):
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        opened.append(path)
+    except OSError:
+        pass
+print(json.dumps(opened))
+"""
+
+
+def as_nobody(script: str, stdin: str) -> str:
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-I",
+                           "-c", script], input=stdin, capture_output=True, text=True, cwd="/", check=True).stdout
+
+
+@ROOT_ONLY
+def test_another_local_user_reads_nothing_in_the_state_dir(cycled):
+    """After a down/up cycle with deliveries (stack.json, stack.env, the password, Firehose
+    checkpoints, the saved AWS state with its S3 object files and Kinesis records, the emulator's
+    home, logs): the user nobody opens no file and lists no folder by its path; the PostgreSQL
+    account owns only its data and log folders."""
+    state_dir = Path(cycled.after.state_dir)
+    account = pgembedded.service_account()
+    paths, foreign = [], []
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.relative_to(state_dir).parts[0] in ("pgdata", "pglog"):
+                continue
+            paths.append(str(path))
+            if path.lstat().st_uid != os.geteuid():
+                foreign.append(str(path))
+    names = {Path(p).relative_to(state_dir).parts[0] for p in paths}
+    assert {"stack.json", "stack.env", "postgres.password", "firehose", "logs", "aws-state.restored"} <= names, names
+    assert not foreign, f"not the invoking user's: {foreign[:5]}"
+    assert as_nobody(READER, json.dumps(paths + [str(state_dir)])) == "[]\n"
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o701
+    assert {p.stat().st_uid for p in (state_dir / "pgdata", state_dir / "pglog")} == {account.uid}
+
+
+@ROOT_ONLY
+def test_a_link_planted_in_an_old_logs_folder_is_not_followed(state_dir):
+    """An older release let the PostgreSQL account own ``logs/``: a link it planted there (to a
+    root-only file) is removed at `up`, and the folder is the invoking user's again."""
+    account = pgembedded.service_account()
+    secret = Path(tempfile.mkdtemp(prefix="recsys-secret-")) / "root-only"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    state_dir.chmod(0o701)
+    logs = state_dir / "logs"
+    logs.mkdir()
+    (logs / "moto.log").symlink_to(secret)
+    os.chown(logs / "moto.log", account.uid, account.gid, follow_symlinks=False)
+    os.chown(logs, account.uid, account.gid)
+    env = clean_env(state_dir)
+    try:
+        cli(env, "stack", "up")
+        assert secret.read_text() == "root's\n"
+        assert logs.lstat().st_uid == os.geteuid() and stat.S_IMODE(logs.stat().st_mode) == 0o700
+        assert not (logs / "moto.log").is_symlink()
+    finally:
+        cli(env, "stack", "down", "--discard", check=False)
+        subprocess.run(["rm", "-rf", str(secret.parent)], check=False)

@@ -24,6 +24,7 @@ import psutil
 
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.errors import StackError
+from recsys.local.private_files import open_log, private_dir
 
 LOCALSTACK_HOST_FILES = PROJECT_ROOT / "localstack" / "host"
 # What LocalStack serves here: the calls the project makes. DynamoDB stays out on purpose: with it,
@@ -75,9 +76,8 @@ class Emulator(ABC):
 
     def start(self, port: int, home: Path, log_path: Path) -> EmulatorProcess:
         """Start detached (own session) and wait until its health endpoint answers."""
-        home.mkdir(parents=True, exist_ok=True)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
+        private_dir(home)
+        with open_log(log_path) as log:
             proc = subprocess.Popen(self.command(port), env=self.environment(port, home), cwd=home, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
