@@ -285,7 +285,7 @@ class EmbeddedStack:
                 aws_state.discard(self.state_dir)
                 self.notes.append("AWS state discarded: the S3 objects and Kinesis records were not saved")
             else:
-                self._save_aws_state(state, show_progress)
+                self._fence_and_save(state, emulator, show_progress)
             emulator.stop(state.aws["pid"])
             stopped.append(f"{emulator.name} (pid {state.aws['pid']})")
         else:
@@ -307,6 +307,19 @@ class EmbeddedStack:
         self._save(state)
         stack_env_file(self.state_dir).unlink(missing_ok=True)
         return stopped
+
+    def _fence_and_save(self, state: StackState, emulator: Emulator, show_progress: bool) -> None:
+        """Fence the emulator (no write accepted from now on, none in flight), then save: everything it
+        acknowledged is in the save. When the save fails the fence comes down and nothing is stopped."""
+        home = self.state_dir / emulator.name
+        if not emulator.fence(state.aws["port"], home):
+            self.notes.append(f"warning: {emulator.name} cannot refuse writes while its state is saved: a write it "
+                              "acknowledges during the save is lost (stop producers before `recsys stack down`)")
+        try:
+            self._save_aws_state(state, show_progress)
+        except StackError:
+            emulator.unfence(home)
+            raise
 
     def _save_aws_state(self, state: StackState, show_progress: bool) -> None:
         """Save before stopping; when that fails nothing is stopped, so nothing is lost."""
