@@ -163,7 +163,7 @@ def test_database_outage_parks_records_and_redrive_sends_them_once(stack, stream
                       {e["session_id"] for e in during}]
         assert len(parked_raw) == 20
 
-        new_pid = pgembedded.start(local.pg_data, state["port"], local.logs / "postgres.log")
+        new_pid = pgembedded.start(local.pg_data, state["port"], local.pg_log)
         full = json.loads(local.state_file.read_text())  # so the session's `stack down` stops the new server
         full["postgres"]["pid"] = new_pid
         local.state_file.write_text(json.dumps(full, indent=2))

@@ -18,14 +18,13 @@ from recsys.core.errors import StackError
 
 def private_dir(path: Path, *, passable: bool = False) -> Path:
     """``path`` as a folder only its owner (this process's user) can enter: created 0700 (missing
-    parents too), an existing one made 0700 (0701 when ``passable``: others may pass through to a
-    folder of theirs inside, not list or read). A link, or a folder owned by another user, is refused."""
-    for folder in [*reversed(path.parents), path]:
-        if not folder.exists() and not folder.is_symlink():
-            try:
-                folder.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
+    parents as ``mkdir -p`` would), an existing one made 0700 (0701 when ``passable``: others may pass
+    through to a folder of theirs inside, not list or read). A link, or another user's folder, is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise StackError(f"{path} is not a folder (a link?): remove it; the stack keeps private state there")
