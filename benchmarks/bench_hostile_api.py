@@ -92,8 +92,8 @@ def hostile_cases(base: str, port: int, limit: int) -> list[tuple[str, int, floa
             yield b" " * 65536
     post("100 MB chunked body", chunks())
     for name, request in [
-        ("Content-Length: 10737418240", b"POST /recommendations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                                        b"content-length: 10737418240\r\n\r\n"),
+        ("Content-Length: 10737418240", b"POST /recommendations HTTP/1.1\r\nhost: x\r\n"
+                                        b"content-type: application/json\r\ncontent-length: 10737418240\r\n\r\n"),
         ("NUL in the request line", b"GET /customers/\x00103/recommendations HTTP/1.1\r\nhost: x\r\n\r\n"),
         ("non-ASCII in the request line", b"GET /customers/\xc3\xa9/recommendations HTTP/1.1\r\nhost: x\r\n\r\n"),
     ]:
@@ -210,7 +210,8 @@ def main(argv=None) -> int:
              <= GOAL_RSS_GROWTH_MB}
     for goal, met in goals.items():
         print(f"goal {'met' if met else 'NOT met'}: {goal}")
-    print(json.dumps({"cases": {n: s for n, s, _ in cases}, "idle_rss": idle_rss, "peak_rss": max(cases_rss, loaded_rss),
+    print(json.dumps({"cases": {n: s for n, s, _ in cases}, "idle_rss": idle_rss,
+                      "peak_rss": max(cases_rss, loaded_rss),
                       "health_ms_idle_max": max(idle), "health_ms_loaded_max": max(loaded),
                       "health_ms_loaded_p99": percentile(loaded, .99)}))
     return 0 if all(goals.values()) else 1

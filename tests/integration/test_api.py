@@ -223,7 +223,8 @@ def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db,
                      python=lambda_python(api_db.settings), log_file=tmp_path / "lambda.log") as function:
         result = function.invoke(json.dumps(firehose).encode())
     assert result.ok, result.error()
-    streamed = {int(r["recordId"]): json.loads(base64.b64decode(r["data"])) for r in json.loads(result.payload)["records"]}
+    streamed = {int(r["recordId"]): json.loads(base64.b64decode(r["data"]))
+                for r in json.loads(result.payload)["records"]}
 
     for customer, body in bodies.items():
         rated, eligible = streaming_model.rated[customer], unrated[customer]

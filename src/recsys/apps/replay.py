@@ -242,7 +242,8 @@ def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate:
 
 
 def replay(settings: Settings, *, events: int, rate: float | None, from_file: Path | None = None,
-           from_offset: int = 0, new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05, seed: int | None = None,
+           from_offset: int = 0, new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05,
+           seed: int | None = None,
            show_progress: bool = False) -> ReplaySummary:
     """Synthesise (or read) events and send them."""
     if from_file is not None:

@@ -45,8 +45,8 @@ from recsys.serving.events import InvalidEvent, UnacceptableDocument, parse_even
 from recsys.serving.handler import ServingRuntime
 from recsys.serving.model_cache import ModelUnavailable
 from recsys.serving.recommend import Lookup, known_customer_items, similar_to_item
-from recsys.contracts import (DEFAULT_API_MAX_BODY_BYTES, DEFAULT_TOP_K, MAX_CUSTOMER_NUMBER, MAX_TOP_K, STRATEGY_FOLD_IN,
-                              STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
+from recsys.contracts import (DEFAULT_API_MAX_BODY_BYTES, DEFAULT_TOP_K, MAX_CUSTOMER_NUMBER, MAX_TOP_K,
+                              STRATEGY_FOLD_IN, STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK)
 
 API_VERSION = "1.0.0"
 SERVICE = "recsys-api"
