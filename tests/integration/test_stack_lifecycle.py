@@ -380,7 +380,9 @@ def test_stack_down_under_traffic_loses_no_acknowledged_event(state_dir, streami
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     try:
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 100 and time.monotonic() < deadline:  # the producer is under way
+            time.sleep(0.05)
         before_down = len(acknowledged)
         down = cli(env, "stack", "down").stdout
         cli(env, "stack", "up")
@@ -401,6 +403,7 @@ def test_stack_down_under_traffic_loses_no_acknowledged_event(state_dir, streami
     assert "saved AWS state" in down and "cannot refuse writes" not in down
     assert before_down > 0 and len(acknowledged) > before_down, "the producer must run through down and up"
     assert not lost, f"{len(lost)} acknowledged events lost, e.g. {sorted(lost)[:10]}"
+    assert set(delivered) <= set(range(sent[0]))
     assert duplicated == 0
 
 
@@ -421,7 +424,9 @@ def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_di
         replay_env = {**env, **settings.as_env()}
         replay = subprocess.Popen([RECSYS, "replay", "--from-file", str(events), "--rate", "300"], env=replay_env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while len(stream_contents(settings)) < 50 and time.monotonic() < deadline:  # fence midway
+            time.sleep(0.1)
         moto = emulator_for(settings)
         port = int(settings.endpoint_url.rsplit(":", 1)[1])
         assert moto.fence(port, state_dir / moto.name)

@@ -8,6 +8,10 @@ no write is in flight. From then on every request that could change state gets a
 acknowledgement); reads (S3 GET/HEAD, the Kinesis reads the save makes) still pass, so the save
 sees everything that was acknowledged. A new server starts unfenced (``Emulator.start`` removes
 the file).
+
+Kinesis writes also pass one at a time: moto's ``Shard.put_record`` numbers a record from the
+shard's last one ("not safe for concurrency"), so two writers at once (a producer, and ``stack up``
+restoring saved records) could both be acknowledged under one sequence number, one record lost.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class WriteFence:
         self.app, self.fence_file = app, fence_file
         self.in_flight = 0
         self.changed = threading.Condition()
+        self.kinesis_writes = threading.Lock()
 
     @staticmethod
     def is_read(environ) -> bool:
@@ -52,6 +57,9 @@ class WriteFence:
                 return self.refuse(environ, start_response)
             self.in_flight += 1
         try:
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith("Kinesis_"):
+                with self.kinesis_writes:
+                    return list(self.app(environ, start_response))
             return list(self.app(environ, start_response))  # the write is done when its answer exists
         finally:
             with self.changed:
