@@ -117,6 +117,13 @@ ENV_PG_SSLROOTCERT = "PGSSLROOTCERT"
 AWS_PG_SSLMODE = "verify-full"
 RDS_CA_BUNDLE = "rds-ca-bundle.pem"
 LAMBDA_TASK_ROOT = "/var/task"
+# The largest request body the API reads (longer: a 413 problem, before reading when Content-Length
+# says so). The default is 4x the largest event the validator's own fields allow (500 browsed items,
+# ~62 KB); at most a Kinesis record (1 MiB), for events with large extra fields. Parsing a maximal
+# body holds the interpreter ~10 ms at the default, ~40 ms at 1 MiB (benchmarks/bench_hostile_api.py).
+ENV_API_MAX_BODY_BYTES = "RECSYS_API_MAX_BODY_BYTES"
+DEFAULT_API_MAX_BODY_BYTES = 256 * 1024
+MAX_API_MAX_BODY_BYTES = 1024 * 1024
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.
 LAMBDA_ENVIRONMENT = (
     ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,

@@ -188,6 +188,60 @@ def test_bad_bodies(client, streaming_model):
     assert_problem(client.post("/recommendations", json=event(None, [])), 422, "nothing to serve")
 
 
+def lambda_environment(settings) -> dict:
+    from recsys import contracts
+    return {"PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
+            "PGPASSWORD": settings.pg_password, "PGDATABASE": settings.pg_database,
+            "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket, "AWS_ENDPOINT_URL": settings.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": settings.region,
+            contracts.ENV_API_POOL_SIZE: "1"}
+
+
+def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db, client, streaming_model,
+                                                                          streaming_zip, tmp_path):
+    """The customers who rated the most products (fewer unrated than k, and all but a few): the
+    record the Lambda zip writes under awslambdaric, POST /recommendations and GET agree, hold no
+    rated item (recommended or similar), hold exactly k items while k unrated exist, and say so
+    (``fewer_than_k``) when they do not."""
+    from recsys import contracts
+    from recsys.local.firehose.invokers import unpack_zip
+    from recsys.local.lambda_python import lambda_python
+    from recsys.local.lambda_runtime import LocalLambda
+
+    products = streaming_model.product_codes
+    unrated = {c: len(products) - len(streaming_model.rated[c]) for c in streaming_model.customer_numbers}
+    fewest = min(unrated, key=unrated.get)  # fewer unrated products than k (in the seeded source: none)
+    all_but_a_few = min((c for c in unrated if unrated[c] >= 1), key=unrated.get)
+    assert unrated[fewest] < 10 and 1 <= unrated[all_but_a_few] < len(products) // 4, \
+        "needs customers who rated (nearly) every product"
+    bodies = {c: event(c, sorted(streaming_model.rated[c])[:2]) for c in (fewest, all_but_a_few)}
+    firehose = {"invocationId": "i", "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/x",
+                "region": "us-east-1",
+                "records": [{"recordId": str(c), "data": base64.b64encode(json.dumps(b).encode()).decode(),
+                             "approximateArrivalTimestamp": 0} for c, b in bodies.items()]}
+    code = unpack_zip(streaming_zip, tmp_path / "code")
+    with LocalLambda(code, contracts.LAMBDA_HANDLER, lambda_environment(api_db.settings),
+                     python=lambda_python(api_db.settings), log_file=tmp_path / "lambda.log") as function:
+        result = function.invoke(json.dumps(firehose).encode())
+    assert result.ok, result.error()
+    streamed = {int(r["recordId"]): json.loads(base64.b64decode(r["data"]))
+                for r in json.loads(result.payload)["records"]}
+
+    for customer, body in bodies.items():
+        rated, eligible = streaming_model.rated[customer], unrated[customer]
+        record = streamed[customer]
+        posted = client.post("/recommendations", json=body).json()
+        got = client.get(f"/customers/{customer}/recommendations").json()
+        assert record["strategy"] == "known_customer"
+        assert {k: v for k, v in posted.items() if k != "processed_at"} == \
+            {k: v for k, v in record.items() if k != "processed_at"}
+        assert codes(got["items"]) == codes(posted["recommended_items"])  # GET and POST agree
+        assert len(posted["recommended_items"]) == min(10, eligible)
+        assert posted["fewer_than_k"] is got["fewer_than_k"] is (eligible < 10)
+        assert not set(codes(posted["recommended_items"])) & rated, "a rated item was recommended"
+        assert not set(codes(posted["similar_items"])) & rated, "a rated item was listed as similar"
+
+
 # ---- the database goes away and comes back --------------------------------------------------------
 
 def test_database_down_is_503_and_the_api_recovers(client, api_db, streaming_model):
@@ -251,11 +305,7 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
     code = tmp_path / "code"
     zipfile.ZipFile(report.path).extractall(code)
     settings = api_db.settings
-    environment = {"PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
-                   "PGPASSWORD": settings.pg_password, "PGDATABASE": settings.pg_database,
-                   "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket, "AWS_ENDPOINT_URL": settings.endpoint_url,
-                   "AWS_ACCESS_KEY_ID": "test",
-                   "AWS_SECRET_ACCESS_KEY": "test", contracts.ENV_API_POOL_SIZE: "1"}
+    environment = lambda_environment(settings)
     event = json.loads((Path(__file__).parents[1] / "unit" / "events" / "function_url_request.json").read_text())
     customer = streaming_model.customer_numbers[3]
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/customers/{customer}/recommendations"
@@ -271,9 +321,19 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
 
 # ---- the document against the server: property-based --------------------------------------------
 
+HOSTILE_BODIES = ["[" * 100_000, '{"a":' * 50_000, '{"session_id": "s", "customer_number": 1, "event_time": '
+                  '"2026-11-26T14:00:00Z", "browse_history": ' + "[" * 20_000 + "]" * 20_000 + "}",
+                  '{"session_id": "s", "customer_number": ' + "9" * 4301 + "}", " " * (2 * 1024 * 1024)]
+HOSTILE_INTEGERS = ["1_03", "+103", " 103", "103.0", "1e3", "-0"]
+
+
 def test_every_operation_answers_as_documented(api_url):
     """schemathesis generates requests from the OpenAPI document and checks every answer: no server
     error but the documented 503, documented status codes, content types and response schemas.
+    Besides the schema-valid requests: schemathesis's negative mode (requests the schema forbids,
+    which must be refused with a documented 4xx), and the hostile cases of docs/api.md ("Bounded
+    requests": nested bodies, a 4,301-digit integer, a body over the limit, integers that are not
+    plain digits), each as a case of the document.
 
     Not checked: that every schema-valid body is accepted. The stream's own validator
     (``parse_event``) decides what an event is, and it is stricter than JSON Schema can say (JSON
@@ -281,15 +341,30 @@ def test_every_operation_answers_as_documented(api_url):
     """
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = {result.ok().label: result.ok() for result in schema.get_all_operations()}
     assert len(operations) == 5
-    for operation in operations:
-        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def answers_as_documented(case):
-            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    for label, operation in operations.items():
+        takes_input = label not in ("GET /health", "GET /version")  # nothing to make negative
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[:2 if takes_input else 1]:
+            @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def answers_as_documented(case):
+                case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
-        answers_as_documented()
+            answers_as_documented()
+
+    post = operations["POST /recommendations"]
+    for body in HOSTILE_BODIES:
+        response = post.Case(body=body.encode(), media_type="application/json").call_and_validate(
+            excluded_checks=[positive_data_acceptance])
+        assert response.status_code in (400, 413), response.text[:200]
+    customer = operations["GET /customers/{customerNumber}/recommendations"]
+    for text in HOSTILE_INTEGERS:
+        for case in (customer.Case(path_parameters={"customerNumber": text}),
+                     customer.Case(path_parameters={"customerNumber": 103}, query={"k": text})):
+            response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+            assert response.status_code == 400, (text, response.text[:200])

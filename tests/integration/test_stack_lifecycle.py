@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -276,3 +277,174 @@ def test_permissions_outside_the_state_dir_are_never_changed():
     finally:
         cli(clean_env(parent / "state"), "stack", "down", "--discard", check=False)
         subprocess.run(["rm", "-rf", str(parent)], check=False)
+
+
+# -- the state dir is private -------------------------------------------------------------------------
+READER = r"""
+import json, os, sys
+opened = []
+for path in json.load(sys.stdin):
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        opened.append(path)
+    except OSError:
+        pass
+print(json.dumps(opened))
+"""
+
+
+def as_nobody(script: str, stdin: str) -> str:
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-I",
+                           "-c", script], input=stdin, capture_output=True, text=True, cwd="/", check=True).stdout
+
+
+@ROOT_ONLY
+def test_another_local_user_reads_nothing_in_the_state_dir(cycled):
+    """After a down/up cycle with deliveries (stack.json, stack.env, the password, Firehose
+    checkpoints, the saved AWS state with its S3 object files and Kinesis records, the emulator's
+    home, logs): the user nobody opens no file and lists no folder by its path; the PostgreSQL
+    account owns only its data and log folders."""
+    state_dir = Path(cycled.after.state_dir)
+    account = pgembedded.service_account()
+    paths, foreign = [], []
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.relative_to(state_dir).parts[0] in ("pgdata", "pglog"):
+                continue
+            paths.append(str(path))
+            if path.lstat().st_uid != os.geteuid():
+                foreign.append(str(path))
+    names = {Path(p).relative_to(state_dir).parts[0] for p in paths}
+    assert {"stack.json", "stack.env", "postgres.password", "firehose", "logs", "aws-state.restored"} <= names, names
+    assert not foreign, f"not the invoking user's: {foreign[:5]}"
+    assert as_nobody(READER, json.dumps(paths + [str(state_dir)])) == "[]\n"
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o701
+    assert {p.stat().st_uid for p in (state_dir / "pgdata", state_dir / "pglog")} == {account.uid}
+
+
+@ROOT_ONLY
+def test_a_link_planted_in_an_old_logs_folder_is_not_followed(state_dir):
+    """An older release let the PostgreSQL account own ``logs/``: a link it planted there (to a
+    root-only file) is removed at `up`, and the folder is the invoking user's again."""
+    account = pgembedded.service_account()
+    secret = Path(tempfile.mkdtemp(prefix="recsys-secret-")) / "root-only"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    state_dir.chmod(0o701)
+    logs = state_dir / "logs"
+    logs.mkdir()
+    (logs / "moto.log").symlink_to(secret)
+    os.chown(logs / "moto.log", account.uid, account.gid, follow_symlinks=False)
+    os.chown(logs, account.uid, account.gid)
+    env = clean_env(state_dir)
+    try:
+        cli(env, "stack", "up")
+        assert secret.read_text() == "root's\n"
+        assert logs.lstat().st_uid == os.geteuid() and stat.S_IMODE(logs.stat().st_mode) == 0o700
+        assert not (logs / "moto.log").is_symlink()
+    finally:
+        cli(env, "stack", "down", "--discard", check=False)
+        subprocess.run(["rm", "-rf", str(secret.parent)], check=False)
+
+
+# -- `stack down` under traffic ------------------------------------------------------------------------
+def test_stack_down_under_traffic_loses_no_acknowledged_event(state_dir, streaming_handlers_dir):
+    """A producer keeps writing (and logs every record Kinesis acknowledges) through `stack down` and
+    `up`; 16 MiB of S3 objects make the save take a while. Every acknowledged event is delivered
+    exactly once after `up`: the emulator accepts no write from the moment its state is saved."""
+    import threading
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    env = clean_env(state_dir)
+    cli(env, "stack", "up")
+    settings = stack_settings(env)
+    s3 = aws.client("s3", settings)
+    for i in range(16):
+        s3.put_object(Bucket=settings.scripts_bucket, Key=f"ballast/{i}", Body=os.urandom(1 << 20))
+    acknowledged, stop, sent = [], threading.Event(), [0]
+
+    def produce():
+        kinesis = aws.client("kinesis", settings)
+        while not stop.is_set():
+            first = sent[0]
+            sent[0] += 10
+            try:
+                response = kinesis.put_records(StreamName=settings.kinesis_stream, Records=records(first, 10))
+            except (BotoCoreError, ClientError):
+                time.sleep(0.02)
+                continue
+            acknowledged.extend(first + i for i, r in enumerate(response["Records"]) if not r.get("ErrorCode"))
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 100 and time.monotonic() < deadline:  # the producer is under way
+            time.sleep(0.05)
+        before_down = len(acknowledged)
+        down = cli(env, "stack", "down").stdout
+        cli(env, "stack", "up")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        producer.join(60)
+    try:
+        after = stack_settings(env)
+        deliver(after, streaming_handlers_dir)
+        delivered = [line["n"] for line in delivered_lines(after)]
+    finally:
+        cli(env, "stack", "down", "--discard", check=False)
+    lost = set(acknowledged) - set(delivered)
+    duplicated = len(delivered) - len(set(delivered))
+    print(f"\nrestart under traffic: sent {sent[0]}, acknowledged {len(acknowledged)} ({before_down} before down), "
+          f"delivered {len(delivered)}, lost {len(lost)}, duplicated {duplicated}")
+    assert "saved AWS state" in down and "cannot refuse writes" not in down
+    assert before_down > 0 and len(acknowledged) > before_down, "the producer must run through down and up"
+    assert not lost, f"{len(lost)} acknowledged events lost, e.g. {sorted(lost)[:10]}"
+    assert set(delivered) <= set(range(sent[0]))
+    assert duplicated == 0
+
+
+def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_dir, streaming_handlers_dir,
+                                                                         tmp_path):
+    """`recsys replay --from-file` whose emulator stops accepting writes midway exits 1 saying how many
+    events it sent and how many were acknowledged, and the byte offset to resume from; resumed from
+    there, every line is delivered exactly once."""
+    from recsys.local.emulators import emulator_for
+
+    env = clean_env(state_dir)
+    cli(env, "stack", "up")
+    try:
+        settings = stack_settings(env)
+        lines = [json.dumps({"session_id": f"s-{n}", "n": n}) for n in range(600)]
+        events = tmp_path / "events.jsonl"
+        events.write_text("\n".join(lines) + "\n")
+        replay_env = {**env, **settings.as_env()}
+        replay = subprocess.Popen([RECSYS, "replay", "--from-file", str(events), "--rate", "300"], env=replay_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(stream_contents(settings)) < 50 and time.monotonic() < deadline:  # fence midway
+            time.sleep(0.1)
+        moto = emulator_for(settings)
+        port = int(settings.endpoint_url.rsplit(":", 1)[1])
+        assert moto.fence(port, state_dir / moto.name)
+        _, stderr = replay.communicate(timeout=120)
+        moto.unfence(state_dir / moto.name)
+        assert replay.returncode == 1, stderr
+        report = re.search(r"error: replay interrupted \(.*\): ([\d,]+) of 600 events sent, ([\d,]+) acknowledged; "
+                           r"resume with --from-offset (\d+)", stderr)
+        assert report, stderr[-500:]
+        acknowledged, offset = int(report.group(2).replace(",", "")), int(report.group(3))
+        assert 0 < acknowledged < 600 and offset == sum(len(line) + 1 for line in lines[:acknowledged])
+        cli(replay_env, "replay", "--from-file", str(events), "--from-offset", str(offset), "--rate", "0")
+        deliver(settings, streaming_handlers_dir)
+        delivered = sorted(line["n"] for line in delivered_lines(settings))
+        assert delivered == list(range(600))
+    finally:
+        cli(env, "stack", "down", "--discard", check=False)

@@ -126,7 +126,7 @@ def test_delivery_follows_postgres_to_another_port(stack, streaming_model, strea
         rewrite stack.env."""
         pgembedded.stop(local.pg_data)
         state = StackState.load(local.state_file)
-        state.postgres.update(port=port, pid=pgembedded.start(local.pg_data, port, local.logs / "postgres.log"))
+        state.postgres.update(port=port, pid=pgembedded.start(local.pg_data, port, local.pg_log))
         state.save(local.state_file)
         stack_env_file(stack.state_dir).write_text("".join(f"{k}={v}\n" for k, v in local.stack_env(state).items()))
 

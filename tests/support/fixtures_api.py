@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from recsys.apps.api_server import api_runtime
+from recsys.serving.api import create_app
+from recsys.apps.api_server import api_runtime, server_config
 from recsys.local import pgembedded
 from recsys.local.stack import free_port
 from recsys.pipeline.vector_load import load_embeddings
-from recsys.serving.api import create_app
 
 
 @dataclasses.dataclass
@@ -54,8 +54,8 @@ def api_db(stack, streaming_model):
 def api_url(api_db):
     """uvicorn serving the app on a free port, in a thread of the test process."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_runtime(api_db.settings, pool_size=4)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(create_app(api_runtime(api_db.settings, pool_size=4)), "127.0.0.1", port,
+                                         log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

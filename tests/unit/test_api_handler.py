@@ -79,3 +79,33 @@ def test_a_bad_pool_size_fails_the_cold_start(handler, monkeypatch):
     monkeypatch.setenv(contracts.ENV_API_POOL_SIZE, "0")
     with pytest.raises(ValueError, match=re.escape("RECSYS_API_POOL_SIZE='0': expected an integer 1..64")):
         handler(request("/version"), FakeContext())
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ("[" * 100_000, 400, "nested too deeply"),
+    ('{"session_id": "s", "customer_number": ' + "9" * 4301 + "}", 400, "4301 digits"),
+    ("{" + " " * 5000 + "}", 413, "larger than 4,096 bytes"),
+])
+def test_function_url_bodies_have_the_same_limits(handler, monkeypatch, body, status, fragment):
+    monkeypatch.setenv(contracts.ENV_API_MAX_BODY_BYTES, "4096")
+    monkeypatch.setattr(api_handler, "_handler", None)
+    if status == 400:
+        monkeypatch.setenv(contracts.ENV_API_MAX_BODY_BYTES, str(contracts.MAX_API_MAX_BODY_BYTES))
+    response = handler(request("/recommendations", method="POST", body=body), FakeContext())
+    assert response["statusCode"] == status, response["body"][:300]
+    assert response["headers"]["content-type"] == "application/problem+json"
+    assert fragment in json.loads(response["body"])["detail"]
+
+
+@pytest.mark.parametrize("path, query", [("/customers/1_03/recommendations", ""),
+                                         ("/customers/+103/recommendations", ""),
+                                         ("/customers/103/recommendations", "k=10.0")])
+def test_function_url_integers_are_plain_digits(handler, path, query):
+    response = handler(request(path, query), FakeContext())
+    assert response["statusCode"] == 400 and "plain decimal integer" in json.loads(response["body"])["detail"]
+
+
+def test_function_url_unavailable_names_no_host_or_port(handler):
+    response = handler(EVENT, FakeContext())
+    detail = json.loads(response["body"])["detail"]
+    assert response["statusCode"] == 503 and "127.0.0.1" not in detail and detail == "pgvector unreachable"

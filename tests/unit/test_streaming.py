@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -329,14 +331,60 @@ def test_timeout_kills_the_runtime_and_the_next_invoke_starts_fresh(local_lambda
     assert fn.invoke(b'{"again": true}').ok and fn.cold_starts == 2
 
 
-def test_runtime_api_rejects_unknown_request_ids(local_lambda):
+def test_runtime_api_answers_no_process_but_its_runtime(local_lambda):
+    """Another process of the same user (this test) gets its connection closed unanswered, even for
+    paths that do not exist; the runtime itself is served as before."""
     fn = local_lambda("broken.echo")
-    conn = http.client.HTTPConnection(fn.server.address, timeout=5)
-    conn.request("POST", "/2018-06-01/runtime/invocation/nope/response", body=b"{}")
-    response = conn.getresponse()
-    assert response.status == 400 and b"unknown request id" in response.read()
-    conn.request("GET", "/2018-06-01/runtime/elsewhere")
-    assert conn.getresponse().status == 404
+    assert fn.invoke(b"{}").ok
+    for method, path in (("POST", "/2018-06-01/runtime/invocation/nope/response"),
+                         ("GET", "/2018-06-01/runtime/invocation/next"), ("GET", "/2018-06-01/runtime/elsewhere")):
+        conn = http.client.HTTPConnection(fn.server.address, timeout=5)
+        conn.request(method, path, body=b"{}" if method == "POST" else None)
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            conn.getresponse()
+        conn.close()
+    assert fn.invoke(b'{"n": 2}').ok
+
+
+ATTACKER = r"""
+import http.client, json, sys, time
+address, seconds = sys.argv[1], float(sys.argv[2])
+report = {"taken": [], "forged": 0, "refused": 0, "uid": __import__("os").getuid()}
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        conn = http.client.HTTPConnection(address, timeout=3)
+        conn.request("GET", "/2018-06-01/runtime/invocation/next")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status == 200:
+            request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
+            report["taken"].append(body.decode())
+            conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=b'{"forged": true}')
+            report["forged"] += conn.getresponse().status == 202
+    except (OSError, http.client.HTTPException):
+        report["refused"] += 1
+        time.sleep(0.01)
+print(json.dumps(report))
+"""
+
+
+def test_another_local_user_can_neither_take_invocations_nor_forge_results(local_lambda):
+    """The attacker runs as ``nobody`` and long-polls the runtime API while six invocations are made:
+    it takes none (it would see the events) and forges no result; every result is the function's."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv(1) to run the attacker as the user nobody")
+    fn = local_lambda("broken.echo")
+    assert fn.invoke(b'{"warm": true}').ok
+    attacker = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                                 "-I", "-c", ATTACKER, fn.server.address, "4"], stdout=subprocess.PIPE, text=True,
+                                cwd="/")
+    time.sleep(0.5)  # the attacker is polling
+    results = [fn.invoke(json.dumps({"n": n}).encode()) for n in range(6)]
+    report = json.loads(attacker.communicate(timeout=30)[0])
+    assert report["uid"] != 0 and report["refused"] > 0
+    assert report["taken"] == [] and report["forged"] == 0, report
+    assert [json.loads(r.payload)["event"] for r in results] == [{"n": n} for n in range(6)]
 
 
 def test_checkpoint_is_discarded_for_another_incarnation_of_the_stream(tmp_path):

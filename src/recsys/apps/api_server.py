@@ -11,13 +11,15 @@ import os
 import threading
 import time
 from pathlib import Path
+import json
 from urllib.parse import urlsplit
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from recsys.core import aws
 from recsys.core.config import Settings
-from recsys.serving.api import create_app
+from recsys.serving.api import PROBLEM_JSON, create_app, problem_body
 from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime
 from recsys.local.firehose.source import write_json_atomically
@@ -93,11 +95,30 @@ class RequestCounter:
             log.warning("API request counts not written to %s: %s", self.path, exc)
 
 
+class ProblemHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, whose own 400 (a request it cannot parse: bad request line,
+    raw NUL or non-ASCII bytes, a malformed header) is problem JSON like the app's errors."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(problem_body(400, f"malformed HTTP request: {msg}")).encode()
+        head = (f"HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n").encode()
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+def server_config(app, host: str, port: int, **options) -> uvicorn.Config:
+    """uvicorn's configuration for the API: the problem-JSON protocol, loopback unless told otherwise."""
+    return uvicorn.Config(app, host=host, port=port, http=ProblemHttpProtocol, **options)
+
+
 def serve_api(settings: Settings, host: str, port: int, pool_size: int, access_log: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers, also in a background job)."""
-    app = RequestCounter(create_app(api_runtime(settings, pool_size)), api_stats_path(settings))
+    app = RequestCounter(create_app(api_runtime(settings, pool_size), settings.api_max_body_bytes),
+                         api_stats_path(settings))
     app.write()  # zero counts at start: status tells a fresh API from none
     try:
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.Server(server_config(app, host, port, access_log=access_log, log_level="info",
+                                     timeout_graceful_shutdown=5)).run()
     finally:
         app.write()

@@ -32,6 +32,7 @@ from recsys.core.config import Settings
 from recsys.core.errors import PipelineError
 from recsys.deploy.lambda_zip import build_lambda_zip
 from recsys.local.firehose.delivery import state_file
+from recsys.local.private_files import open_log
 from recsys.local.stack import EmbeddedStack
 from recsys.pipeline.etl import run_etl
 from recsys.pipeline.evaluation_report import cold_start_png
@@ -70,9 +71,9 @@ def firehose_stats_path(settings: Settings) -> Path:
 def start_delivery(settings: Settings, log_path: Path) -> subprocess.Popen:
     """``recsys firehose`` as its own process, exactly as the compose service runs it."""
     firehose_stats_path(settings).unlink(missing_ok=True)
-    with open(log_path, "wb") as log:  # the child holds its own copy of the descriptor
-        return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
-                                env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
+    log = open_log(log_path)
+    return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
+                            env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_warm(settings: Settings, delivery: subprocess.Popen, timeout: float = 180) -> dict:

@@ -6,7 +6,10 @@ read from a JSON-lines file (``--from-file``: lines are sent as they are, malfor
 Sending: ``PutRecords`` batches of at most 500 records and 5 MB, partition key = session id,
 a rate limit in events/s, a progress bar, and retries with exponential backoff of exactly the
 records a partial failure names (``FailedRecordCount`` / per-record ``ErrorCode``), so nothing is
-lost and nothing is sent twice.
+lost and nothing is sent twice. Interrupted (Ctrl-C, SIGTERM) or cut off (the endpoint refuses or
+goes away), it raises ``ReplayInterrupted`` carrying how many events were sent and acknowledged and,
+for a file, the byte offset to resume from (``--from-offset``): the start of the first line not
+acknowledged.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import hashlib
 import json
 import logging
 import time
+
+from botocore.exceptions import BotoCoreError, ClientError
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +47,7 @@ class OutgoingRecord:
 
     data: bytes
     partition_key: str
+    offset: int | None = None  # where its line starts in the file it came from
 
     @property
     def size(self) -> int:
@@ -53,13 +59,19 @@ class ReplaySummary:
     """What a replay sent."""
 
     events: int = 0
-    sent: int = 0
+    sent: int = 0  # acknowledged by Kinesis
+    attempted: int = 0  # handed to PutRecords at least once
     put_calls: int = 0
     retried_records: int = 0
     new_customers: int = 0
     empty_histories: int = 0
     seconds: float = 0.0
     accepted_at: dict[str, float] = field(default_factory=dict)  # partition key (session) -> epoch seconds
+    resume_offset: int | None = None  # interrupted file replay: where the first unacknowledged line starts
+
+    @property
+    def acknowledged(self) -> int:
+        return self.sent
 
     def line(self) -> str:
         rate = self.sent / self.seconds if self.seconds else 0.0
@@ -98,19 +110,37 @@ def events_to_records(events: Iterable[dict]) -> list[OutgoingRecord]:
     return records
 
 
-def file_records(path: Path) -> list[OutgoingRecord]:
-    """Each non-blank line of a JSON-lines file, sent as is; the whole file is checked before anything
-    is sent, so a line Kinesis cannot take stops the replay before the first PutRecords."""
-    records = []
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+def file_records(path: Path, start_offset: int = 0) -> list[OutgoingRecord]:
+    """Each non-blank line of a JSON-lines file from byte ``start_offset`` (a line start: what an
+    interrupted replay reported), sent as is; the whole file is checked before anything is sent, so
+    a line Kinesis cannot take stops the replay before the first PutRecords."""
+    data = path.read_bytes()
+    if not 0 <= start_offset <= len(data) or start_offset and data[start_offset - 1:start_offset] != b"\n":
+        raise PipelineError(f"--from-offset {start_offset} is not the start of a line of {path} "
+                            f"({len(data):,} bytes)")
+    records, offset = [], start_offset
+    first_number = data.count(b"\n", 0, start_offset) + 1
+    for number, line in enumerate(data[start_offset:].splitlines(keepends=True), first_number):
+        start, offset = offset, offset + len(line)
         if not line.strip():
             continue
-        record = record_for(line)
+        record = record_for(line.rstrip(b"\r\n"))
         if record.size > MAX_RECORD_BYTES:
             raise PipelineError(f"{path}:{number}: a record of {record.size:,} bytes exceeds Kinesis's 1 MiB "
-                                "record limit; nothing was sent")
-        records.append(record)
+                                f"record limit (its line starts at byte {start}); nothing was sent")
+        records.append(OutgoingRecord(record.data, record.partition_key, start))
     return records
+
+
+class ReplayInterrupted(PipelineError):
+    """A replay stopped before every event was acknowledged; ``summary`` says how far it got."""
+
+    def __init__(self, reason: str, summary: ReplaySummary):
+        self.reason, self.summary = reason, summary
+        resume = (f"; resume with --from-offset {summary.resume_offset}" if summary.resume_offset is not None
+                  else "")
+        super().__init__(f"replay interrupted ({reason}): {summary.attempted:,} of {summary.events:,} events sent, "
+                         f"{summary.acknowledged:,} acknowledged{resume}")
 
 
 def check_rate(rate: float | None) -> None:
@@ -157,6 +187,7 @@ def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary:
                      backoff_seconds: float = 0.1, sleep=time.sleep) -> None:
     """PutRecords; resend only the records the response marks failed, with exponential backoff."""
     pending = batch
+    summary.attempted += len(batch)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         response = kinesis.put_records(StreamName=stream, Records=[
             {"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
@@ -192,22 +223,31 @@ def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate:
     started = time.perf_counter()
     # under a rate limit, small batches keep the pace smooth (about 10 PutRecords per second)
     per_batch = MAX_BATCH_RECORDS if not rate else max(1, min(MAX_BATCH_RECORDS, int(rate // 10)))
-    with tqdm(total=len(records), unit="event", desc="replay", disable=not show_progress) as bar:
-        for start in range(0, len(records), per_batch):
-            for batch in batches(records[start:start + per_batch]):
-                limiter.acquire(len(batch))
-                put_with_retries(kinesis, settings.kinesis_stream, batch, summary)
-                bar.update(len(batch))
+    done = 0  # records[:done] are acknowledged
+    try:
+        with tqdm(total=len(records), unit="event", desc="replay", disable=not show_progress) as bar:
+            for start in range(0, len(records), per_batch):
+                for batch in batches(records[start:start + per_batch]):
+                    limiter.acquire(len(batch))
+                    put_with_retries(kinesis, settings.kinesis_stream, batch, summary)
+                    done += len(batch)
+                    bar.update(len(batch))
+    except (KeyboardInterrupt, BotoCoreError, ClientError, PipelineError) as exc:
+        summary.seconds = time.perf_counter() - started
+        summary.resume_offset = records[done].offset if done < len(records) else None
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        raise ReplayInterrupted(reason, summary) from exc
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def replay(settings: Settings, *, events: int, rate: float | None, from_file: Path | None = None,
-           new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05, seed: int | None = None,
+           from_offset: int = 0, new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05,
+           seed: int | None = None,
            show_progress: bool = False) -> ReplaySummary:
     """Synthesise (or read) events and send them."""
     if from_file is not None:
-        records = file_records(from_file)
+        records = file_records(from_file, from_offset)
         summary = ReplaySummary(events=len(records))
     else:
         if events < 1:

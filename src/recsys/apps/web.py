@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources as package_files
 
 import httpx
-from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from recsys.apps.source import Product, product_catalogue
 from recsys.contracts import ERROR_KEY_PREFIX
@@ -184,78 +184,101 @@ def _pairs(items: list[dict]) -> list[tuple[str, float]]:
     return [(i["product_code"], float(i["score"])) for i in items]
 
 
+@dataclass
+class PageSources:
+    """What the page views read, built once per app and kept in ``app.extensions``: the delivered
+    feed, the API client and the product catalogue (read from the source on first use)."""
+
+    settings: Settings
+    feeds: FeedReader
+    api: ApiClient
+    catalogue: dict[str, Product] = field(default_factory=dict)
+
+    def product(self, code: str) -> Product:
+        if not self.catalogue:
+            self.catalogue.update(product_catalogue(self.settings))
+        return self.catalogue.get(code, Product(code, "(unknown product)", ""))
+
+
+def sources() -> PageSources:
+    """The current app's sources (the views' one dependency)."""
+    return current_app.extensions["recsys"]
+
+
+pages = Blueprint("pages", __name__)
+
+
+@pages.get("/healthz")
+def healthz():
+    return "ok"
+
+
+@pages.get("/")
+def index():
+    chosen = request.args.get("customer", type=int)
+    if chosen is not None:
+        return redirect(url_for("pages.customer_page", number=chosen))
+    code = request.args.get("product", "").strip()
+    if code:
+        return redirect(url_for("pages.product_page", code=code))
+    feed = sources().feeds.read()
+    return render_template("index.html", feed=feed, sessions=feed.sessions[:100])
+
+
+@pages.get("/customer/<int:number>")
+def customer_page(number: int):
+    feed = sources().feeds.read()
+    api = sources().api
+    sessions = feed.for_customer(number)
+    latest = sessions[0] if sessions else None
+    live, live_error = None, None
+    try:
+        live = api.customer_recommendations(number)
+    except ApiError as exc:
+        if exc.status == 404 and not sessions:
+            abort(404, f"customer {number} is neither in the live model nor in the delivered sessions")
+        live_error = exc.detail
+    anchor = (latest.browsed[0] if latest and latest.browsed
+              else live["items"][0]["product_code"] if live and live["items"] else None)
+    similar, similar_error = None, None
+    if anchor:
+        try:
+            similar = api.similar(anchor)
+        except ApiError as exc:
+            similar_error = exc.detail
+    return render_template("customer.html", feed=feed, number=number, latest=latest, earlier=sessions[1:],
+                           live=live, recommended=_pairs(live["items"]) if live else [], live_error=live_error,
+                           anchor=anchor, similar=_pairs(similar["items"]) if similar else [],
+                           similar_error=similar_error)
+
+
+@pages.get("/product/<code>")
+def product_page(code: str):
+    try:
+        similar = sources().api.similar(code)
+    except ApiError as exc:
+        abort(exc.status if exc.status in (400, 404) else 503, exc.detail)
+    return render_template("product.html", feed=sources().feeds.read(), code=code,
+                           model_version=similar["model_version"], similar=_pairs(similar["items"]))
+
+
+@pages.get("/api/customer/<int:number>")
+def customer_api(number: int):
+    sessions = sources().feeds.read().for_customer(number)
+    if not sessions:
+        abort(404)
+    return jsonify([s.__dict__ for s in sessions])
+
+
 def create_app(settings: Settings) -> Flask:
-    """The Flask app: the feed is re-listed on each page view so new deliveries show up."""
-    templates = str(package_files.files("recsys.apps") / "templates")
-    app = Flask(__name__, template_folder=templates)
-    catalogue: dict[str, Product] = {}
-    feeds = FeedReader(settings)
-    api = ApiClient(settings.api_url)
-
-    def product(code: str) -> Product:
-        if not catalogue:
-            catalogue.update(product_catalogue(settings))
-        return catalogue.get(code, Product(code, "(unknown product)", ""))
-
-    app.jinja_env.globals["product"] = product
+    """The Flask app: the ``pages`` blueprint over this settings' sources (the feed is re-listed on
+    each page view so new deliveries show up)."""
+    app = Flask(__name__, template_folder=str(package_files.files("recsys.apps") / "templates"))
+    page_sources = PageSources(settings, FeedReader(settings), ApiClient(settings.api_url))
+    app.extensions["recsys"] = page_sources
+    app.jinja_env.globals["product"] = page_sources.product
     app.jinja_env.globals["api_url"] = settings.api_url
-
-    @app.get("/healthz")
-    def healthz():
-        return "ok"
-
-    @app.get("/")
-    def index():
-        chosen = request.args.get("customer", type=int)
-        if chosen is not None:
-            return redirect(url_for("customer_page", number=chosen))
-        code = request.args.get("product", "").strip()
-        if code:
-            return redirect(url_for("product_page", code=code))
-        feed = feeds.read()
-        return render_template("index.html", feed=feed, sessions=feed.sessions[:100])
-
-    @app.get("/customer/<int:number>")
-    def customer_page(number: int):
-        feed = feeds.read()
-        sessions = feed.for_customer(number)
-        latest = sessions[0] if sessions else None
-        live, live_error = None, None
-        try:
-            live = api.customer_recommendations(number)
-        except ApiError as exc:
-            if exc.status == 404 and not sessions:
-                abort(404, f"customer {number} is neither in the live model nor in the delivered sessions")
-            live_error = exc.detail
-        anchor = (latest.browsed[0] if latest and latest.browsed
-                  else live["items"][0]["product_code"] if live and live["items"] else None)
-        similar, similar_error = None, None
-        if anchor:
-            try:
-                similar = api.similar(anchor)
-            except ApiError as exc:
-                similar_error = exc.detail
-        return render_template("customer.html", feed=feed, number=number, latest=latest, earlier=sessions[1:],
-                               live=live, recommended=_pairs(live["items"]) if live else [], live_error=live_error,
-                               anchor=anchor, similar=_pairs(similar["items"]) if similar else [],
-                               similar_error=similar_error)
-
-    @app.get("/product/<code>")
-    def product_page(code: str):
-        try:
-            similar = api.similar(code)
-        except ApiError as exc:
-            abort(exc.status if exc.status in (400, 404) else 503, exc.detail)
-        return render_template("product.html", feed=feeds.read(), code=code, model_version=similar["model_version"],
-                               similar=_pairs(similar["items"]))
-
-    @app.get("/api/customer/<int:number>")
-    def customer_api(number: int):
-        sessions = feeds.read().for_customer(number)
-        if not sessions:
-            abort(404)
-        return jsonify([s.__dict__ for s in sessions])
-
+    app.register_blueprint(pages)
     return app
 
 

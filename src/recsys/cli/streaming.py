@@ -46,16 +46,30 @@ def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool, ca_bu
               help=f"Events per second: 0 (unlimited) or {MIN_RATE:g}-{MAX_RATE:,.0f}.")
 @click.option("--from-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Replay this JSON-lines file instead of synthesising (lines sent as they are).")
+@click.option("--from-offset", type=click.IntRange(0), default=0, show_default=True, metavar="BYTES",
+              help="With --from-file: start at this byte offset (what an interrupted replay reported).")
 @click.option("--new-customers", type=FRACTION, default=0.05, show_default=True,
               help="Fraction of events from customers unknown to the source and the model.")
 @click.option("--empty-histories", type=FRACTION, default=0.05, show_default=True,
               help="Fraction of events with an empty browse history.")
 @click.option("--seed", type=SEED, default=None, help="Random seed (default: a fresh one).")
-def replay_command(events, rate, from_file, new_customers, empty_histories, seed) -> None:
-    """Send activity events to the Kinesis stream (synthesised from the source, or from a file)."""
-    summary = replay(load_settings(), events=events, rate=rate or None, from_file=from_file,
-                     new_customer_fraction=new_customers, empty_history_fraction=empty_histories, seed=seed,
-                     show_progress=True)
+def replay_command(events, rate, from_file, from_offset, new_customers, empty_histories, seed) -> None:
+    """Send activity events to the Kinesis stream (synthesised from the source, or from a file).
+
+    Interrupted (Ctrl-C, SIGTERM) or cut off by its endpoint, it says how many events were sent and
+    acknowledged (and, for a file, the --from-offset to resume from) and exits with status 1."""
+    if from_offset and from_file is None:
+        raise click.UsageError("--from-offset needs --from-file")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        summary = replay(load_settings(), events=events, rate=rate or None, from_file=from_file,
+                         from_offset=from_offset, new_customer_fraction=new_customers,
+                         empty_history_fraction=empty_histories, seed=seed, show_progress=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(summary.line())
 
 

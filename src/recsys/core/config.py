@@ -264,6 +264,10 @@ class Settings:
     api_url: str = setting(
         "RECSYS_API_URL", "http://127.0.0.1:8000",
         "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url)
+    api_max_body_bytes: int = setting(
+        contracts.ENV_API_MAX_BODY_BYTES, str(contracts.DEFAULT_API_MAX_BODY_BYTES),
+        f"The recommendations API: largest request body read (larger: 413), 1024-{contracts.MAX_API_MAX_BODY_BYTES}",
+        _integer(1024, contracts.MAX_API_MAX_BODY_BYTES))
     pointer_ttl_seconds: float = setting(
         contracts.ENV_POINTER_TTL_SECONDS, f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
         "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400))

@@ -37,6 +37,7 @@ from recsys.core import aws
 from recsys.core.config import Settings
 from recsys.local.aws_resources import ensure_bucket
 from recsys.local.firehose.delivery import state_file
+from recsys.local.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def save(settings: Settings, state_dir: Path, *, emulator: str, show_progress: b
     final = saved_dir(state_dir)
     tmp = state_dir / f"{SAVED}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    private_dir(tmp)
     streams = _save_streams(settings, tmp)
     buckets = _save_buckets(settings, tmp, show_progress)
     saved_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,6 +1,7 @@
 """The AWS API emulators the embedded stack can run, behind one interface (``RECSYS_EMULATOR``).
 
-* ``moto``: ``python -m moto.server`` from the project's venv (the default).
+* ``moto``: moto's server from the project's venv (the default), behind a write fence
+  (``recsys.local.moto_fenced``) that ``stack down`` raises before it saves.
 * ``localstack``: LocalStack community 4.14.0 run on the host, without Docker, from its own Python 3.13
   venv (``make install`` builds it from ``localstack/host/``), every byte of its state under the
   stack's state directory and every port it opens on 127.0.0.1.
@@ -25,12 +26,16 @@ import psutil
 
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.errors import StackError
+from recsys.local.private_files import open_log, private_dir
 
 LOCALSTACK_HOST_FILES = PROJECT_ROOT / "localstack" / "host"
 # What LocalStack serves here: the calls the project makes. DynamoDB stays out on purpose: with it,
 # LocalStack's Firehose could start its own Kinesis consumer next to `recsys firehose` (docs/emulators.md).
 LOCALSTACK_SERVICES = "s3,kinesis,firehose,secretsmanager,sts,iam,lambda,logs"
 BLACKHOLE_PROXY = "http://127.0.0.1:9"  # discard port: LocalStack's outbound downloads fail at once
+FENCE_FILE = "fence"  # in the emulator's home: while it exists, a fenced emulator accepts no write
+FENCE_ENV = "RECSYS_MOTO_FENCE_FILE"
+FENCE_PATH = "/recsys/fence"  # GET: answers once the fence is up and no write is in flight
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,19 @@ class Emulator(ABC):
     def healthy(self, port: int) -> bool:
         return http_ok(self.endpoint(port) + self.health_path)
 
+    def fence(self, port: int, home: Path) -> bool:
+        """Stop accepting writes (reads still answer) and wait for those in flight; False when this
+        emulator cannot be fenced."""
+        return False
+
+    def unfence(self, home: Path) -> None:
+        (home / FENCE_FILE).unlink(missing_ok=True)
+
     def start(self, port: int, home: Path, log_path: Path) -> EmulatorProcess:
-        """Start detached (own session) and wait until its health endpoint answers."""
-        home.mkdir(parents=True, exist_ok=True)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
+        """Start detached (own session), unfenced, and wait until its health endpoint answers."""
+        private_dir(home)
+        self.unfence(home)
+        with open_log(log_path) as log:
             proc = subprocess.Popen(self.command(port), env=self.environment(port, home), cwd=home, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
@@ -122,10 +135,19 @@ class MotoServer(Emulator):
     start_timeout = 30.0
 
     def command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        return [sys.executable, "-m", "recsys.local.moto_fenced", "-H", "127.0.0.1", "-p", str(port)]
 
     def environment(self, port: int, home: Path) -> dict[str, str]:
-        return dict(os.environ)
+        return {**os.environ, FENCE_ENV: str(home / FENCE_FILE)}
+
+    def fence(self, port: int, home: Path) -> bool:
+        fd = os.open(home / FENCE_FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        try:
+            with urllib.request.urlopen(self.endpoint(port) + FENCE_PATH, timeout=60) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
 
 class LocalStack(Emulator):

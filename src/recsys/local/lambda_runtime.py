@@ -7,6 +7,14 @@ The server implements the endpoints a runtime uses (``/2018-06-01/runtime/invoca
 package as its task root and ``PYTHONPATH``, and only the function's environment, as Lambda does.
 Like Lambda, a timed-out or crashed runtime is killed and started afresh on the next invoke.
 
+Only the runtime process this ``LocalLambda`` started may talk to its server: every connection
+to the 127.0.0.1 port is checked, before a byte is read, to be a socket of that process (its
+open TCP connections, from the kernel, via psutil); any other process, of another local user or
+the same one, has its connection closed unanswered, so it can neither take invocations (the
+events they carry) nor post results. Why not a Unix socket or a secret: ``awslambdaric`` reads
+``AWS_LAMBDA_RUNTIME_API`` as ``host:port`` only (its native client builds ``http://`` URLs, its
+init-error path uses ``http.client.HTTPConnection``) and sends no credential (docs/streaming.md).
+
 ``LocalLambda.invoke`` returns what the Lambda ``Invoke`` API returns: the payload, and
 ``function_error`` (``"Unhandled"``) with AWS's error shape (``errorMessage``, ``errorType``,
 ``stackTrace``, ``requestId``) when the function failed.
@@ -28,7 +36,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
+
 from recsys.local.lambda_python import check_code_matches, python_version
+from recsys.local.private_files import open_log
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,14 @@ def error_payload(message: str, error_type: str, request_id: str | None = None) 
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    peer_allowed = staticmethod(lambda client_address: True)
+
+    def verify_request(self, request, client_address) -> bool:
+        if self.peer_allowed(client_address):
+            return True
+        log.warning("runtime api: refused a connection from %s:%s: not the runtime this delivery started",
+                    *client_address[:2])
+        return False
 
     def handle_error(self, request, client_address):
         # a runtime killed mid-request (timeout, crash) resets its connection: expected, not news
@@ -93,6 +112,7 @@ class RuntimeApiServer:
 
     def __init__(self, function_arn: str, poll_seconds: float = 0.5):
         self.function_arn = function_arn
+        self.runtime_pid: int | None = None  # the only process whose connections are served
         self._pending: queue.Queue[_Invocation] = queue.Queue()
         self._by_id: dict[str, _Invocation] = {}
         self._lock = threading.Lock()
@@ -102,6 +122,7 @@ class RuntimeApiServer:
         self._poll_seconds = poll_seconds
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        self._server.peer_allowed = self.connection_is_runtime
         self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-runtime-api", daemon=True)
         self._thread.start()
 
@@ -109,6 +130,19 @@ class RuntimeApiServer:
     def address(self) -> str:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
+
+    def connection_is_runtime(self, client_address: tuple) -> bool:
+        """Whether the connection from ``client_address`` is a socket of the runtime process (and not of
+        any other local process): the kernel's list of that process's TCP connections must hold it."""
+        if self.runtime_pid is None:
+            return False
+        ours = (self._server.server_address[0], self._server.server_address[1])
+        peer = (client_address[0], client_address[1])
+        try:
+            connections = psutil.Process(self.runtime_pid).net_connections(kind="tcp4")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        return any(tuple(c.laddr) == peer and tuple(c.raddr) == ours for c in connections if c.raddr)
 
     def submit(self, payload: bytes, timeout_seconds: float) -> _Invocation:
         """Queue an invocation for the runtime's next ``GET .../invocation/next``."""
@@ -264,7 +298,7 @@ class LocalLambda:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self.server.init_error = None
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 closed below
+        output = open_log(self.log_file) if self.log_file else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
                 [self.python, "-m", "awslambdaric", self.handler], cwd=self.code_dir, env=self._process_env(),
@@ -273,6 +307,7 @@ class LocalLambda:
         finally:
             if not isinstance(output, int):  # our log file, not DEVNULL
                 output.close()
+        self.server.runtime_pid = self._process.pid
         self.cold_starts += 1
         log.debug("lambda runtime started (pid %d, %s)", self._process.pid, self.handler)
         return self._process

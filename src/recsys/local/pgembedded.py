@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.core.errors import StackError
+from recsys.local.private_files import read_tail
 
 with warnings.catch_warnings():  # the wheel resolves an XDG runtime dir at import; we do not use it
     warnings.simplefilter("ignore")
@@ -218,7 +219,7 @@ def start(data_dir: Path, port: int, log_file: Path) -> int:
     proc = _run(account, [_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
                           "-o", f"-p {port} {options}", "start"])
     if proc.returncode != 0:
-        tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+        tail = read_tail(log_file)  # the account's file: never through a link it planted
         raise StackError(f"embedded PostgreSQL failed to start on port {port}: {proc.stderr.strip()}\n{tail}")
     return postmaster_pid(data_dir)
 

@@ -36,6 +36,7 @@ from recsys.core.errors import SourceUnavailable, StackError
 from recsys.core.processes import pid_alive, process_is
 from recsys.local import aws_resources, aws_state, pgembedded
 from recsys.local.emulators import Emulator, emulator_for
+from recsys.local.private_files import open_log, private_dir, reclaim, write_private
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # emulators accept any
 API_PREFERRED_PORT = 8000
@@ -92,23 +93,13 @@ class StackState:
         return cls(aws=aws, postgres=saved.get("postgres", {}), api=saved.get("api", {}))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"aws": self.aws, "postgres": self.postgres, "api": self.api}, indent=2))
+        write_private(path, json.dumps({"aws": self.aws, "postgres": self.postgres, "api": self.api}, indent=2))
 
     def api_running(self) -> bool:
         return pid_alive(self.api.get("pid")) and port_answers(self.api.get("port", 0))
 
     def emulator_running(self) -> bool:
         return process_is(self.aws.get("pid"), self.aws.get("started")) and port_answers(self.aws.get("port", 0))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only (0600), replacing it in one rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 class EmbeddedStack:
@@ -119,7 +110,8 @@ class EmbeddedStack:
         self.state_dir = self.settings.state_dir
         self.state_file = self.state_dir / "stack.json"
         self.pg_data = self.state_dir / "pgdata"
-        self.logs = self.state_dir / "logs"
+        self.logs = self.state_dir / "logs"  # ours, 0700
+        self.pg_log = self.state_dir / "pglog" / "postgres.log"  # the PostgreSQL account's folder
         self.notes: list[str] = []
 
     def _load(self) -> StackState:
@@ -164,7 +156,7 @@ class EmbeddedStack:
         if existed and created:  # a cluster from before passwords: give it one before it listens
             pgembedded.set_password(self.pg_data, password)
         port = free_port(pg.get("port"))
-        pid = pgembedded.start(self.pg_data, port, self.logs / "postgres.log")
+        pid = pgembedded.start(self.pg_data, port, self.pg_log)
         state.postgres = {"pid": pid, "port": port, "data": str(self.pg_data)}
 
     def restart_postgres(self) -> None:
@@ -176,7 +168,7 @@ class EmbeddedStack:
             raise StackError("the embedded PostgreSQL is not running: `recsys stack up` starts it")
         pgembedded.stop(self.pg_data)
         _wait_gone(pg["pid"])
-        pg["pid"] = pgembedded.start(self.pg_data, pg["port"], self.logs / "postgres.log")
+        pg["pid"] = pgembedded.start(self.pg_data, pg["port"], self.pg_log)
         self._save(state)
 
     def _check_mysql(self) -> None:
@@ -215,11 +207,27 @@ class EmbeddedStack:
         if restored:
             self.notes.append(restored.line(f"restored (saved {restored.saved_at})", self.state_dir / aws_state.RESTORED))
 
+    def make_private(self) -> None:
+        """The state dir 0700 (0701 when PostgreSQL runs as its own account, to reach pgdata and
+        pglog), its files 0600 and folders 0700, ``logs/`` ours again if an older release gave it to
+        the PostgreSQL account (links in it removed)."""
+        private_dir(self.state_dir, passable=pgembedded.service_account() is not None)
+        reclaim(self.logs)
+        private_dir(self.logs)
+        for entry in self.state_dir.iterdir():
+            info = entry.lstat()
+            if entry.name in ("pgdata", "pglog") or info.st_uid != os.geteuid():
+                continue  # PostgreSQL's own (pgembedded keeps them 0700)
+            if entry.is_dir() and not entry.is_symlink():
+                entry.chmod(0o700)
+            elif entry.is_file() and not entry.is_symlink():
+                entry.chmod(0o600)
+
     def up(self) -> dict[str, str]:
         """Start everything not yet running, restore saved AWS state, create AWS resources and the vector extension."""
         self._check_mysql()
         state = self._load()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.make_private()
         if not pid_alive(state.postgres.get("pid")):
             pgembedded.preflight(self.pg_data)  # before anything starts
         try:
@@ -260,8 +268,7 @@ class EmbeddedStack:
         state = self._load()
         if not state.api_running():
             port = free_port(state.api.get("port") or API_PREFERRED_PORT)
-            self.logs.mkdir(parents=True, exist_ok=True)
-            with open(self.logs / "api.log", "ab") as log:
+            with open_log(self.logs / "api.log") as log:
                 proc = subprocess.Popen(
                     [str(Path(sys.executable).with_name("recsys")), "api", "--port", str(port)],
                     env={**os.environ, **self.settings.as_env()}, stdout=log, stderr=subprocess.STDOUT,
@@ -298,7 +305,7 @@ class EmbeddedStack:
                 aws_state.discard(self.state_dir)
                 self.notes.append("AWS state discarded: the S3 objects and Kinesis records were not saved")
             else:
-                self._save_aws_state(state, show_progress)
+                self._fence_and_save(state, emulator, show_progress)
             emulator.stop(state.aws["pid"])
             stopped.append(f"{emulator.name} (pid {state.aws['pid']})")
         else:
@@ -320,6 +327,19 @@ class EmbeddedStack:
         self._save(state)
         stack_env_file(self.state_dir).unlink(missing_ok=True)
         return stopped
+
+    def _fence_and_save(self, state: StackState, emulator: Emulator, show_progress: bool) -> None:
+        """Fence the emulator (no write accepted from now on, none in flight), then save: everything it
+        acknowledged is in the save. When the save fails the fence comes down and nothing is stopped."""
+        home = self.state_dir / emulator.name
+        if not emulator.fence(state.aws["port"], home):
+            self.notes.append(f"warning: {emulator.name} cannot refuse writes while its state is saved: a write it "
+                              "acknowledges during the save is lost (stop producers before `recsys stack down`)")
+        try:
+            self._save_aws_state(state, show_progress)
+        except StackError:
+            emulator.unfence(home)
+            raise
 
     def _save_aws_state(self, state: StackState, show_progress: bool) -> None:
         """Save before stopping; when that fails nothing is stopped, so nothing is lost."""

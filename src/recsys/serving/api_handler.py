@@ -3,7 +3,9 @@
 Mangum turns a Lambda Function URL (or API Gateway HTTP API) event into an ASGI request for the
 same FastAPI app ``recsys api`` serves with uvicorn. Settings come from the environment, as for
 the Firehose Lambda (names in ``recsys.contracts``), plus ``RECSYS_API_POOL_SIZE`` (default 8; 1
-is enough on Lambda, which sends one request at a time to an execution environment). The app, its
+is enough on Lambda, which sends one request at a time to an execution environment) and
+``RECSYS_API_MAX_BODY_BYTES`` (the body limit ``recsys api`` applies too; a Function URL takes at
+most 6 MB, the app reads at most this). The app, its
 model cache and its database connections are built once per cold start and reused.
 """
 from __future__ import annotations
@@ -36,6 +38,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     global _handler
     if _handler is None:
         # problem details are text too: sent as is, not base64
-        _handler = Mangum(create_app(runtime_from_environment()), lifespan="off",
+        max_body = number_setting(contracts.ENV_API_MAX_BODY_BYTES, contracts.DEFAULT_API_MAX_BODY_BYTES, int, 1024,
+                                  contracts.MAX_API_MAX_BODY_BYTES)
+        _handler = Mangum(create_app(runtime_from_environment(), max_body), lifespan="off",
                           text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_JSON])
     return _handler(event, context)

@@ -3,7 +3,9 @@
 Per event: find the customer's query vector (stored ``user_emb`` vector for a known customer; for
 an unknown one, from their attributes and/or browse history, ``recsys.model.hybrid_foldin``; nothing
 usable → popular items), then the nearest items to it and the items similar to the most engaged
-browsed product, browsed items excluded.
+browsed product. ``exclusions`` is the one rule for what every path leaves out: the session's
+browsed products always, and for a known customer every item they rated (the stream, POST and GET
+alike). When fewer than k items survive it, the record says so (``fewer_than_k``).
 The whole batch costs three database round trips: one user-vector lookup, one nearest-items query
 for every vector, one similar-items query for every anchor.
 """
@@ -39,6 +41,7 @@ class RecommendationRecord:
     recommended_items: list[ScoredItem]
     similar_items: list[ScoredItem]
     processed_at: str
+    fewer_than_k: bool = False  # fewer than k items were left after the exclusions
 
     def to_json(self) -> dict[str, Any]:
         """The record as the contract's JSON object (field by field: ``asdict`` is 3x slower here)."""
@@ -52,11 +55,29 @@ class RecommendationRecord:
             "recommended_items": [item.as_record() for item in self.recommended_items],
             "similar_items": [item.as_record() for item in self.similar_items],
             "processed_at": self.processed_at,
+            "fewer_than_k": self.fewer_than_k,
         }
 
     def to_json_line(self) -> bytes:
         """The newline-terminated JSON line Firehose concatenates into the S3 object."""
         return (json.dumps(self.to_json(), separators=(",", ":")) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What a served list leaves out: ``codes`` (the session's browsed products) and every item
+    ``rated_by`` rated (a customer the live model knows; None: nobody's ratings)."""
+
+    codes: list[str]
+    rated_by: int | None
+
+
+def exclusions(customer_number: int | None, browsed: Sequence[str], *, known: bool,
+               exclude_rated: bool = True) -> Exclusions:
+    """The one exclusion rule of every serving path (stream, POST, GET, `recsys recommend`): browsed
+    products, plus a known customer's rated items unless the caller asked for them (GET's
+    ``exclude_rated=false``). A new or anonymous customer has no ratings in the model to exclude."""
+    return Exclusions(list(browsed), customer_number if known and exclude_rated else None)
 
 
 @dataclass
@@ -66,16 +87,18 @@ class Plan:
     event: ActivityEvent
     strategy: str
     query: np.ndarray | None  # None for the popular fallback
-    exclude: list[str]
+    exclude: Exclusions
     anchor: str | None
 
 
 def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.ndarray]) -> Plan:
     """Choose the strategy and query vector for one event, given the batch's stored user vectors."""
-    exclude = event.browsed_codes
     anchor = event.anchor_item()
-    if event.customer_number is not None and event.customer_number in stored:
-        return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32), exclude, anchor)
+    known = event.customer_number is not None and event.customer_number in stored
+    exclude = exclusions(event.customer_number, event.browsed_codes, known=known)
+    if known:
+        return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32),
+                    exclude, anchor)
     codes = [item.product_code for item in event.browse_history]
     strategy, query = model.cold_start_query(codes, [item.engagement for item in event.browse_history],
                                              country=event.country, credit_limit=event.credit_limit)
@@ -108,14 +131,14 @@ def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEven
     plans = [plan_event(e, model, stored) for e in events]
 
     with_vector = [p for p in plans if p.query is not None]
-    nearest = q.nearest_items(conn, [p.query for p in with_vector], k, [p.exclude for p in with_vector]) \
-        if with_vector else []
-    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest, strict=True)}
+    nearest = q.nearest_items(conn, [p.query for p in with_vector], k, [p.exclude.codes for p in with_vector],
+                              exclude_rated_by=[p.exclude.rated_by for p in with_vector]) if with_vector else []
+    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest)}
 
     with_anchor = [p for p in plans if p.anchor is not None]
-    similar = q.similar_items(conn, [p.anchor for p in with_anchor], k, [p.exclude for p in with_anchor]) \
-        if with_anchor else []
-    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar, strict=True)}
+    similar = q.similar_items(conn, [p.anchor for p in with_anchor], k, [p.exclude.codes for p in with_anchor],
+                              exclude_rated_by=[p.exclude.rated_by for p in with_anchor]) if with_anchor else []
+    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar)}
 
     processed_at = now_iso()
     records = []
@@ -123,7 +146,7 @@ def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEven
         if p.query is not None:
             recommended = _scored(nearest_by_plan[id(p)])
         else:
-            recommended = _scored(model.popular_items(k, set(p.exclude)))
+            recommended = _scored(model.popular_items(k, set(p.exclude.codes)))
         records.append(RecommendationRecord(
             session_id=p.event.session_id,
             customer_number=p.event.customer_number,
@@ -134,6 +157,7 @@ def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEven
             recommended_items=recommended,
             similar_items=_scored(similar_by_plan.get(id(p), [])),
             processed_at=processed_at,
+            fewer_than_k=len(recommended) < k,
         ))
     return records
 
@@ -152,8 +176,11 @@ class Lookup:
 def known_customer_items(conn: vector_store.Connection, customer_number: int, k: int, *, exclude_rated: bool = True,
                          ef_search: int | None = None) -> Lookup:
     """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
-    as ``plan_event`` serves it), minus every item they rated when ``exclude_rated``. One statement."""
-    answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=exclude_rated, ef_search=ef_search)
+    as ``plan_event`` serves it, by the same ``exclusions`` rule: every item they rated, unless not
+    ``exclude_rated``; nothing was browsed). One statement."""
+    rule = exclusions(customer_number, [], known=True, exclude_rated=exclude_rated)
+    answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=rule.rated_by is not None,
+                                         ef_search=ef_search)
     return _lookup(conn, answer)
 
 

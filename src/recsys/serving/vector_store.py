@@ -127,8 +127,9 @@ q AS MATERIALIZED (
 SIMILAR_ITEMS_SQL = f"""
 WITH {LIVE_CTE},
 q AS MATERIALIZED (
-    SELECT u.ord, src.embedding AS vec, u.excluded::varchar[] || src.id AS excluded, NULL::integer AS rater
-    FROM unnest(%(codes)s::varchar[], %(excluded)s::text[]) WITH ORDINALITY AS u(code, excluded, ord)
+    SELECT u.ord, src.embedding AS vec, u.excluded::varchar[] || src.id AS excluded, u.rater
+    FROM unnest(%(codes)s::varchar[], %(excluded)s::text[], %(raters)s::integer[])
+         WITH ORDINALITY AS u(code, excluded, rater, ord)
     JOIN {ITEM_TABLE} AS src ON src.id = u.code
 )
 {KNN_SELECT}"""
@@ -284,23 +285,28 @@ def customer_items(conn: Connection, customer_numbers: Sequence[int], k: int, *,
 
 def similar_items(conn: Connection, product_codes: Sequence[str], k: int,
                   exclude: Sequence[Iterable[str]] | None = None, *,
+                  exclude_rated_by: Sequence[int | None] | None = None,
                   ef_search: int | None = None,
                   max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
-    """Top-``k`` items most similar to each given item, excluding the item itself and its ``exclude`` codes.
+    """Top-``k`` items most similar to each given item, excluding the item itself, its ``exclude``
+    codes and, where ``exclude_rated_by[i]`` names a customer, every item that customer rated.
 
     One statement for the whole batch; an unknown product code gets an empty list.
     """
-    return similar_answer(conn, product_codes, k, exclude, ef_search=ef_search, max_scan_tuples=max_scan_tuples).items
+    return similar_answer(conn, product_codes, k, exclude, exclude_rated_by=exclude_rated_by, ef_search=ef_search,
+                          max_scan_tuples=max_scan_tuples).items
 
 
-def similar_answer(conn: Connection, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+                   exclude_rated_by: Sequence[int | None] | None = None,
                    ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
     exclusions = _exclusions(exclude, len(codes))
+    raters = _raters(exclude_rated_by, len(codes))
     if not codes:
         return KnnAnswer([], set(), None)
-    params = {"codes": codes, "excluded": [_array_text(e) for e in exclusions]}
+    params = {"codes": codes, "excluded": [_array_text(e) for e in exclusions], "raters": raters}
     return _run_knn(conn, SIMILAR_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 

@@ -63,6 +63,7 @@ from recsys.local.firehose.invokers import Invoker, build_invoker
 from recsys.local.firehose.prefixes import object_key
 from recsys.local.firehose.source import Checkpoint, ShardReader, SourceRecord, write_json_atomically
 from recsys.local.firehose.transformation import ContractViolation, TransformedRecord, error_record, validate_response
+from recsys.local.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ class DeliveryLock:
     """
 
     def __init__(self, path: Path, delivery_stream: str):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -18,6 +18,7 @@ from recsys.local.aws_resources import lambda_environment
 from recsys.local.firehose.config import DeliveryConfig
 from recsys.local.lambda_python import lambda_python
 from recsys.local.lambda_runtime import InvocationResult, LocalLambda
+from recsys.local.private_files import private_dir
 
 INVOKE_MODES = ("runtime", "api")
 
@@ -109,8 +110,8 @@ def runtime_invoker(settings: Settings, config: DeliveryConfig, *, code_dir: Pat
     """``concurrency`` copies of the deployment zip (or an unpacked code dir) under ``awslambdaric``."""
     state = settings.state_dir
     python = lambda_python(settings)
-    directory = code_dir or unpack_zip(settings.lambda_zip, state / "lambda")
-    (state / "logs").mkdir(parents=True, exist_ok=True)
+    directory = code_dir or unpack_zip(settings.lambda_zip, private_dir(state / "lambda"))
+    private_dir(state / "logs")
     return RuntimePool([
         LocalLambda(directory, handler, lambda_environment(settings), function_name=config.lambda_arn.rsplit(":", 1)[-1],
                     function_arn=config.lambda_arn, timeout_seconds=timeout_seconds,

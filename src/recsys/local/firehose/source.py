@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recsys.local.private_files import private_dir
+
 log = logging.getLogger(__name__)
 
 GET_RECORDS_LIMIT = 10_000
@@ -71,7 +73,7 @@ class Checkpoint:
 
 def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` plus ``updated_at`` in one rename; ``durable`` fsyncs first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a name of its own
     try:
         with os.fdopen(fd, "w") as handle:
