@@ -97,9 +97,10 @@ class AttributeEncoder:
                 NPZ_LOG_CREDIT: np.array([self.log_credit_mean, self.log_credit_std])}
 
     @classmethod
-    def from_arrays(cls, npz) -> AttributeEncoder:
+    def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributeEncoder:
         mean, std = (float(v) for v in npz[NPZ_LOG_CREDIT])
-        return cls(tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]), tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
+        return cls(tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]),
+                   tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
                    {str(c): str(r) for c, r in npz[NPZ_COUNTRY_REGIONS]}, mean, std)
 
 
@@ -115,17 +116,18 @@ class AttributePrior:
     def mean(self, attributes: np.ndarray | None) -> np.ndarray:
         """m(a); ``None`` = the average training customer."""
         a = self.population_attributes if attributes is None else attributes
-        return np.asarray(a, dtype=np.float64) @ self.prior_map
+        prior_mean: np.ndarray = np.asarray(a, dtype=np.float64) @ self.prior_map
+        return prior_mean
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {NPZ_PRIOR_MAP: np.asarray(self.prior_map, dtype=np.float64),
                 NPZ_POPULATION_ATTRIBUTES: np.asarray(self.population_attributes, dtype=np.float64),
-                NPZ_FEATURES_ALONE: np.bool_(self.features_alone)} | self.encoder.to_arrays()
+                NPZ_FEATURES_ALONE: np.asarray(self.features_alone, dtype=np.bool_)} | self.encoder.to_arrays()
 
     @classmethod
-    def from_arrays(cls, npz) -> AttributePrior | None:
+    def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributePrior | None:
         """The prior a model archive holds, or None for a plain ALS model (no prior arrays)."""
-        if NPZ_PRIOR_MAP not in npz.files:
+        if NPZ_PRIOR_MAP not in npz:
             return None
         return cls(AttributeEncoder.from_arrays(npz), np.asarray(npz[NPZ_PRIOR_MAP], dtype=np.float64),
                    np.asarray(npz[NPZ_POPULATION_ATTRIBUTES], dtype=np.float64), bool(npz[NPZ_FEATURES_ALONE]))
@@ -146,7 +148,7 @@ def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confid
         mean = None if prior is None else prior.mean(attributes)
         strategy = STRATEGY_FOLD_IN if attributes is None else STRATEGY_FEATURES_FOLD_IN
         return strategy, fold_in(item_factors, item_rows, confidences, regularization, mean)
-    if attributes is not None and prior.features_alone:
+    if prior is not None and attributes is not None and prior.features_alone:
         return STRATEGY_FEATURES, prior.mean(attributes).astype(np.float32)
     return STRATEGY_POPULAR_FALLBACK, None
 
