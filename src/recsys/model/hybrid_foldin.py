@@ -22,7 +22,7 @@ as the average customer's.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,7 +70,7 @@ class AttributeEncoder:
         known_credit = credit_limit is not None and np.isfinite(credit_limit)
         return known_credit or country in self.country_regions or country in self.countries
 
-    def encode(self, countries: Sequence[str | None], credit_limits: Sequence[float | None]) -> np.ndarray:
+    def encode(self, countries: Collection[str | None], credit_limits: Collection[float | None]) -> np.ndarray:
         """(n, dim) float64; an unknown country or region leaves its one-hot block at zero."""
         n = len(countries)
         out = np.zeros((n, self.dim))

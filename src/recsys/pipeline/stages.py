@@ -136,7 +136,9 @@ def smoke(settings: Settings, run_id: str) -> str:
             raise PipelineError(f"smoke test: the vector DB serves {served}, not the promoted {promoted}")
         with conn.cursor() as cur:
             cur.execute(f"SELECT min(id), max(id) FROM {USER_TABLE}")
-            known, highest = cur.fetchone() or (None, None)  # an aggregate: always one row
+            row = cur.fetchone()
+            assert row is not None, "an aggregate answers one row"
+            known, highest = row
         conn.commit()
         if known is None:
             raise PipelineError(f"smoke test: {USER_TABLE} of {promoted} has no customer")
