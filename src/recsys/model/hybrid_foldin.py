@@ -133,7 +133,7 @@ class AttributePrior:
                    np.asarray(npz[NPZ_POPULATION_ATTRIBUTES], dtype=np.float64), bool(npz[NPZ_FEATURES_ALONE]))
 
 
-def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float],
+def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float] | np.ndarray,
                       regularization: float | np.ndarray, prior: AttributePrior | None, *,
                       country: str | None = None, credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
     """(strategy, raw user vector or None) for a customer the model has no stored vector for.
@@ -171,7 +171,8 @@ class HybridFoldIn(FoldInModel):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return self.prior.to_arrays() | {NPZ_PRECISION: np.asarray(self.precision)}
 
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float], *,
+    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
+                          confidences: Sequence[float] | np.ndarray, *,
                           country: str | None = None,
                           credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         return cold_start_vector(item_factors, item_rows, confidences, self.precision, self.prior,
