@@ -9,6 +9,8 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from recsys.apps.api_server import api_stats_path
 from recsys.apps.redrive import redrive
@@ -28,17 +30,19 @@ class Signal:
         return f"{'ALERT' if self.alert else 'ok   '} {self.name:<15} {self.value}"
 
 
-def _read_json(path) -> tuple[dict | None, float | None]:
+def _read_json(path: Path) -> tuple[dict[str, Any], float] | None:
+    """A state file's content and age in seconds; None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text()), time.time() - path.stat().st_mtime
     except (OSError, ValueError):
-        return None, None
+        return None
 
 
 def delivery_signals(settings: Settings) -> list[Signal]:
-    stats, age = _read_json(state_file(settings, settings.firehose_stream, "stats"))
-    if stats is None:
+    read = _read_json(state_file(settings, settings.firehose_stream, "stats"))
+    if read is None:
         return [Signal("delivery", "no delivery has run (`recsys firehose`)", False)]
+    stats, age = read
     waiting = stats["records_in"] - stats["delivered"] - stats["dropped"] - stats["failed"]
     stale = age > 3 * HEARTBEAT_SECONDS
     return [
@@ -56,9 +60,10 @@ def parked_signal(settings: Settings) -> Signal:
 
 
 def api_signal(settings: Settings) -> Signal:
-    stats, age = _read_json(api_stats_path(settings))
-    if stats is None:
+    read = _read_json(api_stats_path(settings))
+    if read is None:
         return Signal("api errors", "no API has run (`recsys api`)", False)
+    stats, age = read
     rate = stats["5xx"] / stats["requests"] if stats["requests"] else 0.0
     return Signal("api errors", f"{stats['5xx']} 5xx of {stats['requests']} requests ({rate:.1%}); "
                   f"counts {age:.0f} s old", stats["5xx"] > 0)

@@ -286,10 +286,10 @@ class Settings:
         shown = {s.field: ("***" if s.secret and getattr(self, s.field) else getattr(self, s.field)) for s in SETTINGS}
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
-    def mysql_params(self, database: str | None = None) -> dict:
+    def mysql_params(self, database: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``pymysql.connect``; ``database=""`` selects none."""
-        params = {"host": self.mysql_host, "port": self.mysql_port, "user": self.mysql_user,
-                  "password": self.mysql_password}
+        params: dict[str, Any] = {"host": self.mysql_host, "port": self.mysql_port, "user": self.mysql_user,
+                                  "password": self.mysql_password}
         chosen = self.mysql_database if database is None else database
         return params | ({"database": chosen} if chosen else {})
 
@@ -298,10 +298,10 @@ class Settings:
         # jdbc:mysql:// with the MariaDB driver; jdbc:mariadb:// makes Spark quote with " (docs/architecture.md).
         return f"jdbc:mysql://{self.mysql_host}:{self.mysql_port}/{self.mysql_database}"
 
-    def pg_params(self) -> dict:
+    def pg_params(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg2.connect``."""
-        params = {"host": self.pg_host, "port": self.pg_port, "user": self.pg_user, "dbname": self.pg_database,
-                  "sslmode": self.pg_sslmode}
+        params: dict[str, Any] = {"host": self.pg_host, "port": self.pg_port, "user": self.pg_user,
+                                  "dbname": self.pg_database, "sslmode": self.pg_sslmode}
         return (params | ({"password": self.pg_password} if self.pg_password else {})
                 | ({"sslrootcert": str(self.pg_sslrootcert)} if self.pg_sslrootcert else {}))
 
@@ -323,12 +323,12 @@ def _as_text(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def stack_env_file(state_dir: str | os.PathLike) -> Path:
+def stack_env_file(state_dir: str | os.PathLike[str]) -> Path:
     """Where a running local stack writes the settings that point clients at it."""
     return Path(state_dir) / "stack.env"
 
 
-def read_stack_env(state_dir: str | os.PathLike) -> dict[str, str]:
+def read_stack_env(state_dir: str | os.PathLike[str]) -> dict[str, str]:
     """The running local stack's settings from its ``stack.env``; empty when no stack runs."""
     stack_file = stack_env_file(state_dir)
     if not stack_file.exists():
@@ -355,7 +355,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "AWS_DEFAULT_REGION" not in env and env.get("AWS_REGION"):
         env["AWS_DEFAULT_REGION"] = env["AWS_REGION"]
     from_stack = read_stack_env(env.get("RECSYS_STATE_DIR") or _BY_ENV["RECSYS_STATE_DIR"].default)
-    values = {}
+    values: dict[str, Any] = {}  # each field's value, parsed by its own Setting
     for setting in SETTINGS:
         text = env[setting.env] if setting.env in env else from_stack.get(setting.env, setting.default)
         values[setting.field] = parse_setting(setting.env, text)

@@ -9,6 +9,7 @@ from psycopg2 import sql
 
 from recsys.contracts import DB_LOADER_ROLE, DB_ROLES, DB_SERVING_ROLE
 from recsys.core.config import PROJECT_ROOT
+from recsys.core.db import PgConnection
 from recsys.core.errors import ConfigError
 
 SQL_DIR = PROJECT_ROOT / "sql"
@@ -25,7 +26,7 @@ def passwords_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {role: environ[name] for role, name in PASSWORD_ENV.items()}
 
 
-def apply_roles(conn, passwords: Mapping[str, str]) -> None:
+def apply_roles(conn: PgConnection, passwords: Mapping[str, str]) -> None:
     """Apply the serving schema and the roles, then let each role log in with its password. Committed."""
     if set(passwords) != set(DB_ROLES):
         raise ValueError(f"passwords for exactly {', '.join(DB_ROLES)} expected")

@@ -30,7 +30,8 @@ class AlsFoldIn(FoldInModel):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {}  # λ is the common ``regularization`` scalar
 
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float], *,
+    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
+                          confidences: Sequence[float] | np.ndarray, *,
                           country: str | None = None,
                           credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         if len(item_rows):

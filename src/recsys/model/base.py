@@ -32,7 +32,8 @@ class FoldInModel(ABC):
         """The kind's own ``model.npz`` entries (beyond the common ones the trainer writes)."""
 
     @abstractmethod
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float], *,
+    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
+                          confidences: Sequence[float] | np.ndarray, *,
                           country: str | None = None,
                           credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         """(strategy, raw user vector or None) of a customer the model has no stored vector for:

@@ -36,7 +36,7 @@ def confidence(ratings: Sequence[float] | np.ndarray, alpha: float, rating_offse
     return 1.0 + alpha * np.maximum(r - rating_offset, 0.0)
 
 
-def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: Sequence[float],
+def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: Sequence[float] | np.ndarray,
             regularization: float | np.ndarray, prior_mean: np.ndarray | None = None) -> np.ndarray:
     """The ALS user vector for a history of items with confidences, the item factors held fixed.
 

@@ -22,7 +22,7 @@ as the average customer's.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,7 +70,7 @@ class AttributeEncoder:
         known_credit = credit_limit is not None and np.isfinite(credit_limit)
         return known_credit or country in self.country_regions or country in self.countries
 
-    def encode(self, countries: Sequence[str | None], credit_limits: Sequence[float | None]) -> np.ndarray:
+    def encode(self, countries: Collection[str | None], credit_limits: Collection[float | None]) -> np.ndarray:
         """(n, dim) float64; an unknown country or region leaves its one-hot block at zero."""
         n = len(countries)
         out = np.zeros((n, self.dim))
@@ -97,9 +97,10 @@ class AttributeEncoder:
                 NPZ_LOG_CREDIT: np.array([self.log_credit_mean, self.log_credit_std])}
 
     @classmethod
-    def from_arrays(cls, npz) -> AttributeEncoder:
+    def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributeEncoder:
         mean, std = (float(v) for v in npz[NPZ_LOG_CREDIT])
-        return cls(tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]), tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
+        return cls(tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]),
+                   tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
                    {str(c): str(r) for c, r in npz[NPZ_COUNTRY_REGIONS]}, mean, std)
 
 
@@ -115,23 +116,24 @@ class AttributePrior:
     def mean(self, attributes: np.ndarray | None) -> np.ndarray:
         """m(a); ``None`` = the average training customer."""
         a = self.population_attributes if attributes is None else attributes
-        return np.asarray(a, dtype=np.float64) @ self.prior_map
+        prior_mean: np.ndarray = np.asarray(a, dtype=np.float64) @ self.prior_map
+        return prior_mean
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {NPZ_PRIOR_MAP: np.asarray(self.prior_map, dtype=np.float64),
                 NPZ_POPULATION_ATTRIBUTES: np.asarray(self.population_attributes, dtype=np.float64),
-                NPZ_FEATURES_ALONE: np.bool_(self.features_alone)} | self.encoder.to_arrays()
+                NPZ_FEATURES_ALONE: np.asarray(self.features_alone, dtype=np.bool_)} | self.encoder.to_arrays()
 
     @classmethod
-    def from_arrays(cls, npz) -> AttributePrior | None:
+    def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributePrior | None:
         """The prior a model archive holds, or None for a plain ALS model (no prior arrays)."""
-        if NPZ_PRIOR_MAP not in npz.files:
+        if NPZ_PRIOR_MAP not in npz:
             return None
         return cls(AttributeEncoder.from_arrays(npz), np.asarray(npz[NPZ_PRIOR_MAP], dtype=np.float64),
                    np.asarray(npz[NPZ_POPULATION_ATTRIBUTES], dtype=np.float64), bool(npz[NPZ_FEATURES_ALONE]))
 
 
-def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float],
+def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float] | np.ndarray,
                       regularization: float | np.ndarray, prior: AttributePrior | None, *,
                       country: str | None = None, credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
     """(strategy, raw user vector or None) for a customer the model has no stored vector for.
@@ -146,7 +148,7 @@ def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confid
         mean = None if prior is None else prior.mean(attributes)
         strategy = STRATEGY_FOLD_IN if attributes is None else STRATEGY_FEATURES_FOLD_IN
         return strategy, fold_in(item_factors, item_rows, confidences, regularization, mean)
-    if attributes is not None and prior.features_alone:
+    if prior is not None and attributes is not None and prior.features_alone:
         return STRATEGY_FEATURES, prior.mean(attributes).astype(np.float32)
     return STRATEGY_POPULAR_FALLBACK, None
 
@@ -169,7 +171,8 @@ class HybridFoldIn(FoldInModel):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return self.prior.to_arrays() | {NPZ_PRECISION: np.asarray(self.precision)}
 
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float], *,
+    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
+                          confidences: Sequence[float] | np.ndarray, *,
                           country: str | None = None,
                           credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
         return cold_start_vector(item_factors, item_rows, confidences, self.precision, self.prior,

@@ -104,7 +104,7 @@ def rated_items_csv(user_ids: Iterable[object], item_ids: Iterable[object]) -> b
     return out.getvalue().encode("utf-8")
 
 
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: Mapping[str, np.ndarray | np.generic]) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle's bool
     return buf.getvalue()
@@ -122,8 +122,8 @@ def _content_type(name: str) -> str:
             "html": "text/html; charset=utf-8"}.get(suffix, "application/octet-stream")
 
 
-def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict, *,
-                    move_pointer: bool = True) -> dict:
+def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict[str, Any], *,
+                    move_pointer: bool = True) -> dict[str, Any]:
     """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer
     (unless ``move_pointer`` is False: a candidate the pipeline's quality gate promotes or not).
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys.contracts import PIPELINE_RUNS_PREFIX, TASK_DBROLES, TASK_GATE, TASK_LOAD, TASK_TRAIN
 
@@ -57,7 +58,7 @@ class Retry:
     interval_seconds: int
     backoff_rate: float = 2.0
 
-    def asl(self) -> dict:
+    def asl(self) -> dict[str, Any]:
         return {"ErrorEquals": list(self.errors), "IntervalSeconds": self.interval_seconds,
                 "MaxAttempts": self.max_attempts, "BackoffRate": self.backoff_rate}
 
@@ -161,7 +162,8 @@ def _array_literal(items: list[str]) -> str:
     return ", ".join(f"'{item}'" for item in items)
 
 
-def _task_state(stage: Stage, targets: Targets) -> dict:
+def _task_state(stage: Stage, targets: Targets) -> dict[str, Any]:
+    parameters: dict[str, Any]
     if stage.service == GLUE:
         resource, parameters = "arn:aws:states:::glue:startJobRun.sync", {"JobName": targets.glue_job_name}
     else:
@@ -176,24 +178,25 @@ def _task_state(stage: Stage, targets: Targets) -> dict:
                 "AssignPublicIp": "DISABLED"}},
             "Overrides": {"ContainerOverrides": [{"Name": CONTAINER_NAME, "Command.$": command}]},
         }
-    state = {"Type": "Task", "Comment": stage.description, "Resource": resource, "Parameters": parameters,
-             "TimeoutSeconds": stage.timeout_seconds, "ResultPath": None,
-             "Retry": [retry.asl() for retry in stage.retries],
-             "Catch": [{"ErrorEquals": [ALL_ERRORS], "ResultPath": "$.error", "Next": stage.on_error}]}
+    state: dict[str, Any] = {
+        "Type": "Task", "Comment": stage.description, "Resource": resource, "Parameters": parameters,
+        "TimeoutSeconds": stage.timeout_seconds, "ResultPath": None,
+        "Retry": [retry.asl() for retry in stage.retries],
+        "Catch": [{"ErrorEquals": [ALL_ERRORS], "ResultPath": "$.error", "Next": stage.on_error}]}
     state["Next"] = READ_GATE_DECISION if stage.gate else stage.next
     return state
 
 
-def _notify(targets: Targets, subject: str, message: str, next_state: str) -> dict:
+def _notify(targets: Targets, subject: str, message: str, next_state: str) -> dict[str, Any]:
     return {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
             "Parameters": {"TopicArn": targets.topic_arn, "Subject": subject, "Message.$": message},
             "ResultPath": None, "Retry": [Retry(("States.ALL",), 3, 10).asl()], "Next": next_state}
 
 
-def render_definition(targets: Targets) -> dict:
+def render_definition(targets: Targets) -> dict[str, Any]:
     """The state machine as a dict (``asl_json`` writes it)."""
     gate = next(stage for stage in PIPELINE if stage.gate)
-    states: dict[str, dict] = {}
+    states: dict[str, dict[str, Any]] = {}
     for stage in (*PIPELINE, *HANDLERS):
         states[stage.state] = _task_state(stage, targets)
         if stage.gate:
@@ -233,7 +236,7 @@ def asl_json(targets: Targets) -> str:
     """The document as JSON text; ``Raw`` values are written verbatim (so a template may not be JSON)."""
     raws: dict[str, str] = {}
 
-    def encode(value):
+    def encode(value: object) -> str:
         if isinstance(value, Raw):
             marker = f"__raw_{len(raws)}__"
             raws[marker] = value.text

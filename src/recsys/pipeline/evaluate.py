@@ -29,8 +29,9 @@ expected from the customer's attributes alone: the best possible without history
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +50,19 @@ SCORE_CHUNK_ROWS = 2048  # customers scored at once: bounds the (rows × catalog
 
 # score(user_rows) -> (len(user_rows), P) scores, higher is better
 Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+class PlantedTruth(Protocol):
+    """The seeder's generating model as the ceilings read it (``recsys_seed.PlantedTruth``; its
+    ``expected_affinity``, the attributes-only part, is optional)."""
+
+    @property
+    def customer_index(self) -> Mapping[int, int]: ...
+
+    @property
+    def product_codes(self) -> np.ndarray: ...
+
+    def affinity(self, customer_index: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,8 @@ def holdout_mask(data: Interactions, fraction: float, seed: int) -> np.ndarray:
     counts = np.bincount(data.users, minlength=data.shape[0])
     n_test = np.where(counts >= MIN_RATINGS_TO_SPLIT,
                       np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
-    return rank < n_test[data.users]
+    held_out: np.ndarray = rank < n_test[data.users]
+    return held_out
 
 
 @dataclass(frozen=True)
@@ -226,7 +241,7 @@ def random_scorer(n_items: int, seed: int) -> Scorer:
     return score
 
 
-def planted_truth_scorer(data: Interactions, truth) -> Scorer | None:
+def planted_truth_scorer(data: Interactions, truth: PlantedTruth) -> Scorer | None:
     """Rank by the seeder's true affinity, or None when the truth does not cover the training set."""
     cust_index = truth.customer_index
     code_index = {str(code): j for j, code in enumerate(truth.product_codes)}
@@ -239,7 +254,7 @@ def planted_truth_scorer(data: Interactions, truth) -> Scorer | None:
     return lambda rows: truth.affinity(user_rows[rows])[:, item_cols]
 
 
-def attributes_truth_scorer(data: Interactions, truth) -> Scorer | None:
+def attributes_truth_scorer(data: Interactions, truth: PlantedTruth) -> Scorer | None:
     """Rank by the affinity the seeder's truth expects from a customer's attributes alone (the
     cold-start ceiling), or None when the truth does not cover the training set or has no such part."""
     if not hasattr(truth, "expected_affinity") or planted_truth_scorer(data, truth) is None:
@@ -271,9 +286,9 @@ class EvaluationReport:
         ref = self.rankers.get(reference)
         if ref is None or getattr(ref, metric) == 0:
             return None
-        return getattr(self.rankers[ranker], metric) / getattr(ref, metric)
+        return float(getattr(self.rankers[ranker], metric) / getattr(ref, metric))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "k": self.k, "relevant": f"held-out rating >= {self.relevant_min_rating:g}",
             "holdout_fraction": self.holdout_fraction, "split_seed": self.split_seed,
@@ -328,7 +343,7 @@ class ViewReports:
     cold_customers: int
     browsed_items: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"known": self.known.as_dict(), "cold_features": self.cold_features.as_dict(),
                 "cold_browsed": self.cold_browsed.as_dict(), "cold_customers": self.cold_customers,
                 "browsed_items": self.browsed_items}
@@ -338,11 +353,13 @@ def evaluate_views(data: Interactions, split: ColdSplit, known: dict[str, Scorer
                    cold_browsed: dict[str, Scorer], *, k: int, relevant_min_rating: float, holdout_fraction: float,
                    browsed_items: int, ceiling_note: str = "") -> ViewReports:
     """Score each view's rankers on its own test ratings (see ``cold_split``)."""
-    common = dict(k=k, relevant_min_rating=relevant_min_rating, holdout_fraction=holdout_fraction,
-                  split_seed=split.seed)
+    def view(test: np.ndarray, scorers: dict[str, Scorer], note: str = "") -> EvaluationReport:
+        return evaluate_rankers(data, test, scorers, k=k, relevant_min_rating=relevant_min_rating,
+                                holdout_fraction=holdout_fraction, split_seed=split.seed, ceiling_note=note)
+
     return ViewReports(
-        known=evaluate_rankers(data, split.known_test, known, ceiling_note=ceiling_note, **common),
-        cold_features=evaluate_rankers(data, split.cold, cold_features, **common),
-        cold_browsed=evaluate_rankers(data, split.cold & ~split.browsed, cold_browsed, **common),
+        known=view(split.known_test, known, ceiling_note),
+        cold_features=view(split.cold, cold_features),
+        cold_browsed=view(split.cold & ~split.browsed, cold_browsed),
         cold_customers=len(split.cold_users), browsed_items=browsed_items,
     )

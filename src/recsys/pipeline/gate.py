@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from recsys import contracts
 from recsys.core.config import Settings
@@ -48,12 +49,12 @@ class Decision:
     tolerance: float
     summary: str  # one line with both figures: the notification and the run's outcome
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         return {"promote": self.promote, "tolerance": self.tolerance, "summary": self.summary,
                 "candidate": asdict(self.candidate), "live": asdict(self.live) if self.live else None}
 
 
-def recipe(manifest: dict) -> train.TrainParams:
+def recipe(manifest: dict[str, Any]) -> train.TrainParams:
     """The TrainParams that refit a published version's model on the gate's split."""
     try:
         kind = manifest["model"]["kind"]

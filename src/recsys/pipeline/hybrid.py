@@ -31,6 +31,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -75,7 +76,7 @@ class HybridParams:
     use_prior: bool = True  # False: prior mean 0 (ALS with fixed item features), for comparison
     seed: int = 42
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -136,7 +137,7 @@ def _standardised(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scale_denominator(scale) -> float:
+def _scale_denominator(scale: object) -> float:
     """``"1:18"`` -> 18.0; anything else -> NaN."""
     try:
         numerator, denominator = (float(part) for part in str(scale).split(":"))
@@ -301,7 +302,8 @@ def fit_hybrid(stars: sp.csr_matrix, side: SideInfo, params: HybridParams, show_
     return HybridFit(params, users.astype(np.float32), Y.astype(np.float32), lam, prior, A_all, feature_names, seconds)
 
 
-def _solve_free_item_factors(X, F, conf, extra_items, rows, cols, k, reg_item) -> np.ndarray:
+def _solve_free_item_factors(X: np.ndarray, F: np.ndarray, conf: sp.csr_matrix, extra_items: sp.csr_matrix,
+                             rows: np.ndarray, cols: np.ndarray, k: int, reg_item: float) -> np.ndarray:
     """The items' free factors q_i with the features b_i fixed (exact solves)."""
     P_free, W = np.ascontiguousarray(X[:, :k]), X[:, k:]
     feature_score = np.einsum("rj,rj->r", W[rows], F[cols])  # w_u · b_i of every rating

@@ -141,10 +141,12 @@ def run_pipeline(settings: Settings, run_id: str, execute: Executor, *, sleep: C
         state = stage.next
     if state == SUCCEEDED:
         return _finish(settings, outcome, SUCCEEDED_STATUS, None, echo)
+    assert failure is not None, "only a failed stage leads to the failure notification"
     return _finish(settings, outcome, FAILED_STATUS, f"failed: {failure.error} {failure.cause}", echo)
 
 
-def _finish(settings: Settings, outcome: RunOutcome, status: str, notification: str | None, echo) -> RunOutcome:
+def _finish(settings: Settings, outcome: RunOutcome, status: str, notification: str | None,
+            echo: Callable[[str], None]) -> RunOutcome:
     outcome.status = status
     if notification:
         message = f"recsys pipeline run {outcome.run_id}: {notification}"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from recsys.contracts import STRATEGY_KNOWN_CUSTOMER, STRATEGY_POPULAR_FALLBACK, USER_TABLE
 from recsys.core import aws
@@ -40,12 +41,13 @@ SMOKE_K = 5
 
 # -- the run record ---------------------------------------------------------------------------------
 
-def read_run(settings: Settings, run_id: str) -> dict:
+def read_run(settings: Settings, run_id: str) -> dict[str, Any]:
     body = aws.read_object(settings, settings.artifacts_bucket, run_record_key(run_id))
-    return json.loads(body) if body else {"run_id": run_id}
+    record: dict[str, Any] = json.loads(body) if body else {"run_id": run_id}
+    return record
 
 
-def update_run(settings: Settings, run_id: str, **fields) -> dict:
+def update_run(settings: Settings, run_id: str, **fields: Any) -> dict[str, Any]:
     record = read_run(settings, run_id) | fields | {"updated_at": artifacts.utc_now_iso()}
     aws.client("s3", settings).put_object(Bucket=settings.artifacts_bucket, Key=run_record_key(run_id),
                                           Body=json.dumps(record, indent=2).encode(), ContentType="application/json")
@@ -57,11 +59,11 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"run-{artifacts.new_version(now)}"
 
 
-def _required(record: dict, name: str, stage: str) -> str:
+def _required(record: dict[str, Any], name: str, stage: str) -> str:
     value = record.get(name)
     if not value:
         raise PipelineError(f"run {record['run_id']}: no {name} in its record; run the stage before {stage} first")
-    return value
+    return str(value)
 
 
 # -- the stages -------------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def etl(settings: Settings, run_id: str) -> str:
     return f"training set {manifest['run_id']}: {manifest['row_count']:,} rows"
 
 
-def train_params():
+def train_params() -> TrainParams:
     """TrainParams from ``RECSYS_TRAIN_PARAMS`` (the task definition's environment), else the defaults."""
     try:
         overrides = json.loads(os.environ.get(ENV_TRAIN_PARAMS) or "{}")
@@ -134,7 +136,9 @@ def smoke(settings: Settings, run_id: str) -> str:
             raise PipelineError(f"smoke test: the vector DB serves {served}, not the promoted {promoted}")
         with conn.cursor() as cur:
             cur.execute(f"SELECT min(id), max(id) FROM {USER_TABLE}")
-            known, highest = cur.fetchone()
+            row = cur.fetchone()
+            assert row is not None, "an aggregate answers one row"
+            known, highest = row
         conn.commit()
         if known is None:
             raise PipelineError(f"smoke test: {USER_TABLE} of {promoted} has no customer")

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -31,10 +31,16 @@ from recsys.model.als import ALS_KIND, NPZ_REGULARIZATION
 from recsys.model.foldin import TRANSFORM_MIPS, TRANSFORMS, max_item_norm, to_item_embedding, to_query_vector
 from recsys.model.hybrid_foldin import HYBRID_KIND
 from recsys.pipeline import artifacts, dataset, evaluate, evaluation_report, hybrid
-from recsys.pipeline.trainers.als import (MIPS_RANKER, PLAIN_COSINE_RANKER, Factors,  # noqa: F401 (public names)
-                                          confidence_matrix, fit_als)
-from recsys.pipeline.trainers.base import FinalModel, cold_ranker, serving_scorer  # noqa: F401 (public names)
-from recsys.pipeline.trainers.params import MODEL_AUTO, TrainParams
+from recsys.pipeline.trainers.als import MIPS_RANKER as MIPS_RANKER  # re-exported: ``X as X`` (public names)
+from recsys.pipeline.trainers.als import PLAIN_COSINE_RANKER as PLAIN_COSINE_RANKER
+from recsys.pipeline.trainers.als import Factors as Factors
+from recsys.pipeline.trainers.als import confidence_matrix as confidence_matrix
+from recsys.pipeline.trainers.als import fit_als as fit_als
+from recsys.pipeline.trainers.base import FinalModel as FinalModel
+from recsys.pipeline.trainers.base import cold_ranker as cold_ranker
+from recsys.pipeline.trainers.base import serving_scorer as serving_scorer
+from recsys.pipeline.trainers.params import MODEL_AUTO
+from recsys.pipeline.trainers.params import TrainParams as TrainParams
 from recsys.pipeline.trainers.registry import TRAINERS, trainer
 
 log = logging.getLogger(__name__)
@@ -95,7 +101,7 @@ class Evaluation:
 @dataclass(frozen=True)
 class TrainResult:
     version: str
-    manifest: dict
+    manifest: dict[str, Any]
     report: evaluate.EvaluationReport  # known customers, the reported split
     report_dir: Path
     evaluation: Evaluation
@@ -165,7 +171,7 @@ def fit_candidates(data: evaluate.Interactions, train: np.ndarray, side: hybrid.
 
 
 def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: SplitFits, params: TrainParams,
-                truth=None, ceiling_note: str = "") -> evaluate.ViewReports:
+                truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "") -> evaluate.ViewReports:
     """Every candidate's rankers and the reference rankers on the split's three views (``evaluate.evaluate_views``)."""
     train_part = data.matrix(np.ones(len(data.users), dtype=np.float32), split.train)
     references: dict[str, evaluate.Scorer] = {evaluate.POPULARITY: evaluate.popularity_scorer(train_part)}
@@ -222,10 +228,10 @@ def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: h
                                      params.cold_fraction, params.browse)
     views = score_views(training, validation, fit_candidates(training, validation.train, side, params, kinds,
                                                              show_progress), params)
-    ndcg = {kind: _ndcg(views.known, kind) for kind in kinds}
+    ndcg = {kind: score for kind in kinds if (score := _ndcg(views.known, kind)) is not None}
     if len(kinds) == 1:
         kind, reason = kinds[0], _single_candidate_reason(params, kinds)
-    elif None in ndcg.values():
+    elif len(ndcg) < len(kinds):
         kind, reason = kinds[0], f"validation split too small to compare: kept the {kinds[0].upper()} baseline"
     else:
         kind = max(kinds, key=lambda candidate: ndcg[candidate])  # the first on a tie
@@ -236,8 +242,9 @@ def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: h
     return Selection(kind, reason, views, options)
 
 
-def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybrid.SideInfo | None = None, truth=None,
-                   ceiling_note: str = "", show_progress: bool = False) -> Evaluation:
+def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybrid.SideInfo | None = None,
+                   truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "",
+                   show_progress: bool = False) -> Evaluation:
     """Choose the model on validation, then fit the candidates on the training part of the reported
     split and score them and the references on its three views."""
     kinds = candidate_kinds(params, side)
@@ -252,7 +259,19 @@ def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybri
     return Evaluation(selection, views)
 
 
-def headline_metrics(evaluation: Evaluation) -> dict:
+class HeadlineMetrics(TypedDict):
+    """The published model's NDCG ratios (``headline_metrics``); None when unavailable."""
+
+    model: str
+    ndcg_vs_popularity: float | None
+    ndcg_vs_planted_truth: float | None
+    cold_features_vs_popularity: float | None
+    cold_features_vs_attributes_truth: float | None
+    cold_browsed_vs_popularity: float | None
+    cold_browsed_vs_planted_truth: float | None
+
+
+def headline_metrics(evaluation: Evaluation) -> HeadlineMetrics:
     """The published model's NDCG ratios on the reported split (None when unavailable): known customers
     to popularity and the ceiling; cold start from features only to popularity and the attributes-only
     ceiling; cold start with a browse history to popularity and the ceiling."""
@@ -279,13 +298,13 @@ def fit_final(data: evaluate.Interactions, side: hybrid.SideInfo | None, params:
               show_progress: bool = False) -> FinalModel:
     """Fit the chosen model on every rating (so every customer has a vector)."""
     final = trainer(selection.kind).fit_final(data, side, params, selection.options, show_progress)
-    details = {"kind": selection.kind, "chosen_by": selection.reason}
+    details: dict[str, Any] = {"kind": selection.kind, "chosen_by": selection.reason}
     if selection.validation is not None:
         details["validation"] = selection.validation.as_dict()
     return replace(final, details=details | final.details)
 
 
-def popular_items(data: evaluate.Interactions, top_n: int = POPULAR_ITEMS_KEPT) -> list[dict]:
+def popular_items(data: evaluate.Interactions, top_n: int = POPULAR_ITEMS_KEPT) -> list[dict[str, str | float]]:
     """The most-rated products, best first, score = count / best count (the Lambda's fallback)."""
     counts = np.bincount(data.items, minlength=data.shape[1]).astype(np.float64)
     order = np.lexsort((np.arange(counts.size), -counts))[:top_n]
@@ -297,13 +316,14 @@ def model_files(data: evaluate.Interactions, model: FinalModel, params: TrainPar
     max_norm = max_item_norm(model.item_vectors)
     item_emb = to_item_embedding(model.item_vectors, params.embedding_transform, max_norm)
     user_emb = to_query_vector(model.user_vectors, params.embedding_transform)
-    npz = artifacts.npz_bytes({
+    common: dict[str, np.ndarray | np.generic] = {
         "item_factors": model.item_vectors, "user_factors": model.user_vectors,
         "item_ids": data.item_ids.astype(str), "user_ids": data.user_ids.astype(np.int64),
         NPZ_REGULARIZATION: np.float64(model.regularization), "alpha": np.float64(model.alpha),
         "rating_offset": np.float64(model.rating_offset), "factors": np.int64(model.item_vectors.shape[1]),
         "max_item_norm": np.float64(max_norm), "embedding_transform": np.str_(params.embedding_transform),
-    } | model.fold_in.to_arrays())
+    }
+    npz = artifacts.npz_bytes(common | model.fold_in.to_arrays())
     return {
         contracts.ITEM_EMBEDDINGS: artifacts.embeddings_csv(data.item_ids, item_emb),
         contracts.USER_EMBEDDINGS: artifacts.embeddings_csv(data.user_ids, user_emb),
@@ -314,7 +334,7 @@ def model_files(data: evaluate.Interactions, model: FinalModel, params: TrainPar
 
 
 def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Interactions, params: TrainParams,
-                   model: FinalModel, evaluation: Evaluation) -> dict:
+                   model: FinalModel, evaluation: Evaluation) -> dict[str, Any]:
     """manifest.json without ``files`` (``publish_version`` adds the checksums)."""
     dims = model.item_vectors.shape[1]
     headline = headline_metrics(evaluation)
@@ -354,7 +374,7 @@ def training_side_info(table: pa.Table, data: evaluate.Interactions) -> hybrid.S
 
 
 def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path = Path("reports"), *,
-                      truth=None, ceiling_note: str = "", show_progress: bool = False,
+                      truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "", show_progress: bool = False,
                       move_pointer: bool = True) -> TrainResult:
     """The whole stage: read, validate, choose and evaluate, fit on all ratings, write the report and
     artifacts, then move the serving pointer (``move_pointer`` False: publish a candidate only, for the

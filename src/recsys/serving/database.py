@@ -84,24 +84,30 @@ class ConnectParams:
                 self._generation += 1
 
 
+def _connect_with(params: dict[str, str]) -> psycopg2.extensions.connection:
+    keywords: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **params}
+    conn: psycopg2.extensions.connection = psycopg2.connect(**keywords)
+    return conn
+
+
 class Database:
     """Lazily opened, reused connection; ``run`` retries once on a fresh connection, and a connection
     refused for its credentials is retried once with credentials read again (``ConnectParams``)."""
 
     def __init__(self, params: ConnectParams | Callable[[], dict[str, str]]):
         self._params = params if isinstance(params, ConnectParams) else ConnectParams(params)
-        self._conn = None
+        self._conn: psycopg2.extensions.connection | None = None
 
-    def _connect(self):
+    def _connect(self) -> psycopg2.extensions.connection:
         generation, params = self._params.get()
         try:
-            conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **params)
+            conn = _connect_with(params)
         except psycopg2.OperationalError as exc:
             if not is_authentication_failure(exc):
                 raise
             log.warning("pgvector refused the credentials (rotated?): reading them again")
             self._params.refresh(generation)
-            conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **self._params.get()[1])
+            conn = _connect_with(self._params.get()[1])
         conn.autocommit = False  # callers run each batch in one transaction (vector_store.consistent_read)
         return conn
 

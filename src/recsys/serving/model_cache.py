@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from recsys.model.als import ALS_KIND
 from recsys.model.base import FoldInModel
 from recsys.model.foldin import confidence, to_query_vector
 from recsys.model.registry import UnknownModelKind, fold_in_class
+
+if TYPE_CHECKING:  # stubs only: the Lambda zips ship boto3 without them
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ class ServingModel:
     rating_offset: float
     embedding_transform: str
     popular: list[PopularItem]
-    manifest: dict = field(repr=False, default_factory=dict)
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def browse_confidences(self, engagements: list[float]) -> np.ndarray:
         """Confidence of browsed items by the manifest's formula, browses read as ratings."""
@@ -75,7 +79,7 @@ class ServingModel:
         return [p for p in self.popular if p.product_code not in exclude][:k]
 
 
-def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
+def _confidence_settings(manifest: dict[str, Any], npz: np.lib.npyio.NpzFile) -> tuple[float, float]:
     """(alpha, rating_offset) from the manifest's confidence formula, else the model archive."""
     conf = manifest.get("confidence") or {}
     if not isinstance(conf, dict):
@@ -87,13 +91,13 @@ def _confidence_settings(manifest: dict, npz) -> tuple[float, float]:
     return float(alpha), float(offset)
 
 
-def model_kind(manifest: dict) -> str:
+def model_kind(manifest: dict[str, Any]) -> str:
     """The manifest's ``model.kind``; manifests written before there was a choice of model are ALS."""
     model = manifest.get("model")
     return str(model.get("kind", ALS_KIND)) if isinstance(model, dict) else ALS_KIND
 
 
-def load_version(s3, bucket: str, version: str) -> ServingModel:
+def load_version(s3: S3Client, bucket: str, version: str) -> ServingModel:
     """Read one version's artifacts from S3."""
     def read(name: str) -> bytes:
         return s3.get_object(Bucket=bucket, Key=artifact_key(version, name))["Body"].read()
@@ -132,7 +136,7 @@ def load_version(s3, bucket: str, version: str) -> ServingModel:
     return model
 
 
-def read_pointer(s3, bucket: str) -> str:
+def read_pointer(s3: S3Client, bucket: str) -> str:
     """The version ``models/serving.json`` names."""
     try:
         body = s3.get_object(Bucket=bucket, Key=SERVING_POINTER_KEY)["Body"].read()
@@ -147,7 +151,8 @@ class ModelCache:
     Thread-safe (the API serves requests from a thread pool): one thread loads, the others wait for it.
     """
 
-    def __init__(self, s3, bucket: str, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, s3: S3Client, bucket: str, ttl_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl_seconds, clock
         self._models: dict[str, ServingModel] = {}
         self._pointer: str | None = None

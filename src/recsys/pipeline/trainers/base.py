@@ -65,9 +65,9 @@ class FinalModel:
     regularization: float  # the common model.npz ``regularization`` (ALS's λ; the hybrid's λ_free)
     alpha: float  # the confidence formula the vectors were fitted with (the Lambda's fold-in uses it)
     rating_offset: float
-    hyperparameters: dict
+    hyperparameters: dict[str, Any]
     fold_in: FoldInModel  # writes the kind's own model.npz entries
-    details: dict  # the kind's part of the manifest's model description
+    details: dict[str, Any]  # the kind's part of the manifest's model description
     seconds: float
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys.model.foldin import TRANSFORM_MIPS
 from recsys.pipeline.hybrid import HybridParams
@@ -31,6 +32,6 @@ class TrainParams:
     browse: int = 3  # ratings of a cold customer read as their browse history (second cold view)
     hybrid: HybridParams = field(default_factory=HybridParams)
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in
                 ("factors", "iterations", "regularization", "alpha", "rating_offset", "seed")}

@@ -4,13 +4,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from typing import Any
 
 import psycopg2
+from botocore.response import StreamingBody
 from tqdm import tqdm
 
 from recsys.contracts import MODEL_MANIFEST
 from recsys.core.aws import client
 from recsys.core.config import Settings
+from recsys.core.db import PgConnection
 from recsys.core.errors import PipelineError
 from recsys.pipeline.vector_load.manifest import ModelVersion, expected_sha256
 from recsys.pipeline.vector_load.tables import ServedTable, copy_sql
@@ -23,14 +26,14 @@ COPY_CHUNK_BYTES = 1 << 20
 class S3CsvStream:
     """File-like view of an S3 object for ``copy_expert``: counts rows for progress, hashes bytes."""
 
-    def __init__(self, body, bar: tqdm):
+    def __init__(self, body: StreamingBody, bar: tqdm[Any]) -> None:
         self._body = body
         self._bar = bar
         self.sha256 = hashlib.sha256()
         self.lines = 0
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._body.read(size if size and size > 0 else COPY_CHUNK_BYTES)
+        chunk: bytes = self._body.read(size if size and size > 0 else COPY_CHUNK_BYTES)
         self.sha256.update(chunk)
         newlines = chunk.count(b"\n")
         self.lines += newlines
@@ -39,7 +42,7 @@ class S3CsvStream:
 
 
 
-def copy_table(conn, settings: Settings, model: ModelVersion, table: ServedTable) -> int:
+def copy_table(conn: PgConnection, settings: Settings, model: ModelVersion, table: ServedTable) -> int:
     """Stream one CSV from S3 into its staged table; returns the row count. Not committed."""
     key = model.key(table.csv_file)
     obj = client("s3", settings).get_object(Bucket=model.bucket, Key=key)
@@ -47,10 +50,11 @@ def copy_table(conn, settings: Settings, model: ModelVersion, table: ServedTable
             conn.cursor() as cur:
         stream = S3CsvStream(obj["Body"], bar)
         try:
-            cur.copy_expert(copy_sql(table, model.version), stream, size=COPY_CHUNK_BYTES)
+            # the stub asks for readline too; psycopg2 reads COPY FROM STDIN input with read() only
+            cur.copy_expert(copy_sql(table, model.version), stream, size=COPY_CHUNK_BYTES)  # type: ignore[arg-type]
         except (psycopg2.DataError, psycopg2.IntegrityError) as exc:  # bad value, duplicate or missing id
             raise _bad_csv(model, table, exc) from exc
-        rows = cur.rowcount
+        rows: int = cur.rowcount
     expected = expected_sha256(model, table.csv_file)
     if expected and stream.sha256.hexdigest() != expected:
         raise PipelineError(f"model version {model.version}: {table.csv_file} does not match the sha256 in "

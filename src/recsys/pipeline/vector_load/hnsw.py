@@ -7,6 +7,7 @@ import time
 from psycopg2 import sql
 
 from recsys.contracts import EF_SEARCH_RECALL_TARGET
+from recsys.core.db import PgConnection
 from recsys.pipeline.vector_load.manifest import ModelVersion
 from recsys.pipeline.vector_load.tables import ITEMS, USERS, EmbeddingTable, HnswParams, hnsw_index_sql
 
@@ -16,7 +17,7 @@ CALIBRATION_SQL = ("SELECT ef_search, recall, standard_error "
                    "FROM recsys_ef_search_recall(%s::regclass, %s::regclass, %s)")
 
 
-def build_index(conn, model: ModelVersion, table: EmbeddingTable, params: HnswParams) -> float:
+def build_index(conn: PgConnection, model: ModelVersion, table: EmbeddingTable, params: HnswParams) -> float:
     """Build a staged table's HNSW index and analyse it; returns seconds. Not committed."""
     started = time.perf_counter()
     with conn.cursor() as cur:
@@ -27,7 +28,7 @@ def build_index(conn, model: ModelVersion, table: EmbeddingTable, params: HnswPa
     return seconds
 
 
-def calibrate_ef_search(conn, model: ModelVersion,
+def calibrate_ef_search(conn: PgConnection, model: ModelVersion,
                         target: float = EF_SEARCH_RECALL_TARGET) -> tuple[int, tuple[tuple[int, float], ...]]:
     """The smallest ``ef_search`` whose recall@10 on the staged item index reaches ``target`` with 95%
     confidence (queries: a fixed sample of 200 of the version's customer vectors, truth: exact search;

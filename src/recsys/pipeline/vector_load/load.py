@@ -10,7 +10,7 @@ from psycopg2 import sql
 
 from recsys.contracts import EF_SEARCH_RECALL_TARGET, ITEM_TABLE, RATED_ITEMS, USER_TABLE
 from recsys.core.config import Settings
-from recsys.core.db import connect_pg
+from recsys.core.db import PgConnection, connect_pg
 from recsys.core.errors import PipelineError
 from recsys.pipeline.load_lock import acquire_load_lock, application_name
 from recsys.pipeline.vector_load.csv_copy import copy_table
@@ -89,7 +89,7 @@ def load_embeddings(settings: Settings, version: str | None = None,
             raise
 
 
-def _load_new_version(conn, settings: Settings, model: ModelVersion, params: HnswParams,
+def _load_new_version(conn: PgConnection, settings: Settings, model: ModelVersion, params: HnswParams,
                       current: LiveModel | None, ef_search: int | None) -> LoadResult:
     """Stage, index and switch in ``model``; the caller cleans up on failure."""
     drop_staged(conn, model.version)

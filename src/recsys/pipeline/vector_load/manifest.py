@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys.contracts import MODEL_MANIFEST, MODELS_PREFIX, RATED_ITEMS, SERVING_POINTER_KEY, artifact_key
 from recsys.core.aws import client, is_missing
@@ -21,7 +22,7 @@ class ModelVersion:
     version: str
     bucket: str
     dimension: int
-    manifest: dict = field(repr=False)
+    manifest: dict[str, Any] = field(repr=False)
 
     def key(self, filename: str) -> str:
         return artifact_key(self.version, filename)

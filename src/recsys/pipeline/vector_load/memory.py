@@ -15,6 +15,7 @@ from psycopg2 import sql
 
 from recsys.contracts import HNSW_M, ITEM_TABLE, USER_TABLE
 from recsys.core.config import Settings
+from recsys.core.db import PgConnection
 from recsys.pipeline.vector_load.manifest import ModelVersion
 from recsys.pipeline.vector_load.tables import HnswParams
 
@@ -88,7 +89,8 @@ def server_ram_bytes(settings: Settings) -> int | None:
     return settings.pg_server_ram_mb * MB if settings.pg_server_ram_mb else None
 
 
-def set_build_memory(conn, settings: Settings, model: ModelVersion, rows: int, params: HnswParams) -> int | None:
+def set_build_memory(conn: PgConnection, settings: Settings, model: ModelVersion, rows: int,
+                     params: HnswParams) -> int | None:
     """Size this session's maintenance_work_mem (MB) for building the largest graph in memory, when the
     server's RAM is configured (else the server's own setting stays: the parameter group sizes it)."""
     ram = server_ram_bytes(settings)
@@ -100,7 +102,7 @@ def set_build_memory(conn, settings: Settings, model: ModelVersion, rows: int, p
     return megabytes
 
 
-def size_server_memory(conn, settings: Settings) -> tuple[MemorySettings, str]:
+def size_server_memory(conn: PgConnection, settings: Settings) -> tuple[MemorySettings, str]:
     """Memory settings sized from the live HNSW indexes, and a line saying how they were applied.
 
     ``RECSYS_PG_MEMORY=apply``: written with ALTER SYSTEM and reloaded (shared_buffers takes effect at
@@ -109,7 +111,9 @@ def size_server_memory(conn, settings: Settings) -> tuple[MemorySettings, str]:
     """
     with conn.cursor() as cur:
         cur.execute(INDEX_SIZES_SQL)
-        total, largest = (int(v) for v in cur.fetchone())
+        sizes_row = cur.fetchone()
+        assert sizes_row is not None, "an aggregate answers one row"
+        total, largest = (int(v) for v in sizes_row)
     conn.commit()
     sizes = f"HNSW indexes {total / MB:,.1f} MB"
     memory = memory_settings(total, largest, server_ram_bytes(settings) or UNKNOWN_RAM_BYTES)
@@ -127,7 +131,7 @@ def _settings_text(memory: MemorySettings) -> str:
     return ", ".join(f"{name}={value}" for name, value in memory.server_settings().items())
 
 
-def apply_server_memory(conn, memory: MemorySettings) -> bool:
+def apply_server_memory(conn: PgConnection, memory: MemorySettings) -> bool:
     """ALTER SYSTEM the settings and reload the configuration; True when shared_buffers still differs
     (it changes only at a restart). ALTER SYSTEM cannot run in a transaction: autocommit meanwhile."""
     conn.commit()
@@ -137,7 +141,9 @@ def apply_server_memory(conn, memory: MemorySettings) -> bool:
             for name, value in memory.server_settings().items():
                 cur.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
             cur.execute("SELECT pg_reload_conf(), pg_size_bytes(current_setting('shared_buffers'))")
-            running = cur.fetchone()[1]
+            row = cur.fetchone()
+            assert row is not None, "a SELECT without FROM answers one row"
+            running = int(row[1])
     finally:
         conn.autocommit = False
     return running != memory.shared_buffers * MB

@@ -6,8 +6,10 @@ import time
 
 import psycopg2.errors
 from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
 
 from recsys.contracts import ITEM_TABLE, LIVE_TABLE, RATED_TABLE, USER_TABLE
+from recsys.core.db import PgConnection
 from recsys.core.errors import PipelineError
 from recsys.pipeline.vector_load.manifest import ModelVersion
 from recsys.pipeline.vector_load.tables import SERVED_TABLES, EmbeddingTable, HnswParams
@@ -20,7 +22,8 @@ LIVE_COLUMNS = ("singleton", "version", "dimension", "item_count", "user_count",
                 "hnsw_m", "hnsw_ef_construction", "source_uri", "loaded_at", "ef_search")
 
 
-def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswParams, ef_search: int) -> None:
+def switch_live(conn: PgConnection, model: ModelVersion, counts: dict[str, int], params: HnswParams,
+                ef_search: int) -> None:
     """Swap the staged tables in and record the live version, in one transaction.
 
     Retries when readers hold the tables longer than the lock timeout (or a lock cycle is
@@ -40,7 +43,8 @@ def switch_live(conn, model: ModelVersion, counts: dict[str, int], params: HnswP
                         f"switch gave up after {SWITCH_ATTEMPTS} attempts (the previous version is still live)")
 
 
-def _switch_statements(cur, model: ModelVersion, counts: dict[str, int], params: HnswParams, ef_search: int) -> None:
+def _switch_statements(cur: PgCursor, model: ModelVersion, counts: dict[str, int], params: HnswParams,
+                       ef_search: int) -> None:
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (SWITCH_LOCK_TIMEOUT,))
     cur.execute(f"LOCK TABLE {LIVE_TABLE}, {USER_TABLE}, {ITEM_TABLE}, {RATED_TABLE} IN ACCESS EXCLUSIVE MODE")
     for table in SERVED_TABLES:

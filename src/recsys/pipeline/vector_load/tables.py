@@ -9,6 +9,7 @@ from psycopg2 import sql
 from recsys.contracts import (HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE, RATED_ITEMS, RATED_TABLE,
                               USER_EMBEDDINGS, USER_TABLE)
 from recsys.core.config import PROJECT_ROOT
+from recsys.core.db import PgConnection
 
 SCHEMA_FILE = PROJECT_ROOT / "sql" / "pgvector.sql"
 INDEX_OPCLASS = "vector_cosine_ops"
@@ -60,7 +61,7 @@ class HnswParams:
 
 
 
-def apply_schema(conn) -> None:
+def apply_schema(conn: PgConnection) -> None:
     """Create the extension, the placeholder tables and ``live_model`` when missing (sql/pgvector.sql)."""
     with conn.cursor() as cur:
         cur.execute(SCHEMA_FILE.read_text())
@@ -93,7 +94,7 @@ def copy_sql(table: ServedTable, version: str) -> sql.Composed:
         table=sql.Identifier(table.staged(version)), columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)))
 
 
-def drop_staged(conn, version: str) -> None:
+def drop_staged(conn: PgConnection, version: str) -> None:
     """Drop a version's staged tables (leftovers of an interrupted or refused load)."""
     conn.rollback()
     with conn.cursor() as cur:
