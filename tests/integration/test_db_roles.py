@@ -13,7 +13,17 @@ import pytest
 
 from recsys.contracts import DB_LOADER_ROLE, DB_SERVING_ROLE
 from recsys.core.db import connect_pg
+from recsys.core.db_roles import apply_roles
 from recsys.local.stack import EmbeddedStack
+
+
+@pytest.fixture(scope="module", autouse=True)
+def roles_in_place(stack):
+    """The roles as the pipeline's DatabaseRoles stage leaves them before every run: earlier tests load
+    versions as the superuser (as `recsys load-embeddings` does with the stack's default PGUSER), whose
+    tables the stage hands to the loader and opens to the serving role."""
+    with closing(connect_pg(stack)) as conn:
+        apply_roles(conn, EmbeddedStack(stack).role_passwords())
 
 
 def connect_as(settings, role: str):

@@ -289,7 +289,7 @@ def test_explain_uses_hnsw_index_per_lateral_query(vectordb_live, vectordb_conn)
                                                         "raters": [1000] * 50, "k": 13})
         nearest_plan = "\n".join(r for (r,) in cur.fetchall())
         cur.execute("EXPLAIN " + vs.SIMILAR_ITEMS_SQL, {"codes": list(vectordb_live.item_ids[:50]),
-                                                        "excluded": ["{}"] * 50, "k": 11})
+                                                        "excluded": ["{}"] * 50, "raters": [1000] * 50, "k": 11})
         similar_plan = "\n".join(r for (r,) in cur.fetchall())
         cur.execute("EXPLAIN " + vs.CUSTOMER_ITEMS_SQL, {"customers": [1000, 1001], "raters": [1000, None], "k": 10})
         customer_plan = "\n".join(r for (r,) in cur.fetchall())
