@@ -14,6 +14,7 @@ from recsys.core.errors import ConfigError, StackError
 from recsys.local.aws_state import StateSummary
 from recsys.local.emulators import LocalStack, MotoServer, emulator_for
 from recsys.local.pgembedded import ServiceAccount, check_reachable
+from recsys.local.write_fence import FENCE_ENV, FENCE_FILE
 
 
 def test_the_emulator_is_a_setting(tmp_path):
@@ -36,7 +37,8 @@ def test_localstack_keeps_its_state_under_home_and_listens_on_loopback(tmp_path)
     assert "bind-loopback.cjs" in env["NODE_OPTIONS"] and Path(env["NODE_OPTIONS"].split()[-1]).is_file()
     assert "dynamodb" not in env["SERVICES"].split(",")  # its Firehose must not consume Kinesis
     assert env["OUTBOUND_HTTPS_PROXY"].startswith("http://127.0.0.1:")
-    assert not any(key.startswith(("AWS_", "PG", "RECSYS_")) for key in env)  # nothing of ours leaks in
+    assert env[FENCE_ENV] == str(home / FENCE_FILE)  # the write fence `stack down` raises, under home too
+    assert not any(key.startswith(("AWS_", "PG", "RECSYS_")) for key in env if key != FENCE_ENV)  # nothing else of ours
     assert (home / "fs/usr/lib/localstack").resolve() == (tmp_path / "venv/static-libs").resolve()
     assert (home / "fs/var/lib/localstack/lib/java").is_file()  # no JDK can be installed there
     with pytest.raises(StackError, match=r"LocalStack is not installed in .*run `make install`"):

@@ -1,10 +1,12 @@
 """The AWS API emulators the embedded stack can run, behind one interface (``RECSYS_EMULATOR``).
 
-* ``moto``: moto's server from the project's venv (the default), behind a write fence
-  (``recsys.local.moto_fenced``) that ``stack down`` raises before it saves.
+* ``moto``: moto's server from the project's venv (the default).
 * ``localstack``: LocalStack community 4.14.0 run on the host, without Docker, from its own Python 3.13
   venv (``make install`` builds it from ``localstack/host/``), every byte of its state under the
   stack's state directory and every port it opens on 127.0.0.1.
+
+Both run behind the write fence (``recsys.local.write_fence``) that ``stack down`` raises before it saves:
+``recsys.local.moto_fenced`` and ``localstack/host/fenced_runtime.py`` wrap the servers.
 
 Everything else (resources, delivery, ETL, trainer, loader) only sees ``AWS_ENDPOINT_URL``. How the two
 differ from each other and from AWS for the calls this project makes: docs/emulators.md.
@@ -26,16 +28,15 @@ import psutil
 
 from recsys.core.config import PROJECT_ROOT, Settings
 from recsys.core.errors import StackError
+from recsys.local import write_fence
 from recsys.local.private_files import open_log, private_dir
+from recsys.local.write_fence import FENCE_ENV, FENCE_FILE, FENCE_PATH
 
 LOCALSTACK_HOST_FILES = PROJECT_ROOT / "localstack" / "host"
 # What LocalStack serves here: the calls the project makes. DynamoDB stays out on purpose: with it,
 # LocalStack's Firehose could start its own Kinesis consumer next to `recsys firehose` (docs/emulators.md).
 LOCALSTACK_SERVICES = "s3,kinesis,firehose,secretsmanager,sts,iam,lambda,logs"
 BLACKHOLE_PROXY = "http://127.0.0.1:9"  # discard port: LocalStack's outbound downloads fail at once
-FENCE_FILE = "fence"  # in the emulator's home: while it exists, a fenced emulator accepts no write
-FENCE_ENV = "RECSYS_MOTO_FENCE_FILE"
-FENCE_PATH = "/recsys/fence"  # GET: answers once the fence is up and no write is in flight
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,15 @@ class Emulator(ABC):
         return http_ok(self.endpoint(port) + self.health_path)
 
     def fence(self, port: int, home: Path) -> bool:
-        """Stop accepting writes (reads still answer) and wait for those in flight; False when this
-        emulator cannot be fenced."""
-        return False
+        """Stop accepting writes (reads still answer) and wait for those in flight; False when the
+        emulator did not confirm it."""
+        fd = os.open(home / FENCE_FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        try:
+            with urllib.request.urlopen(self.endpoint(port) + FENCE_PATH, timeout=60) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def unfence(self, home: Path) -> None:
         (home / FENCE_FILE).unlink(missing_ok=True)
@@ -140,18 +147,10 @@ class MotoServer(Emulator):
     def environment(self, port: int, home: Path) -> dict[str, str]:
         return {**os.environ, FENCE_ENV: str(home / FENCE_FILE)}
 
-    def fence(self, port: int, home: Path) -> bool:
-        fd = os.open(home / FENCE_FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
-        try:
-            with urllib.request.urlopen(self.endpoint(port) + FENCE_PATH, timeout=60) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
 
 class LocalStack(Emulator):
-    """LocalStack community 4.14.0 on the host: ``python -m localstack.runtime.main`` from .venv-localstack.
+    """LocalStack community 4.14.0 on the host: ``python -m localstack.runtime.main`` from .venv-localstack,
+    started through ``localstack/host/fenced_runtime.py``, which adds the write fence (recsys is not installed there).
 
     This machine class (a container with ``/.dockerenv``) makes LocalStack believe it runs in Docker and
     write to /var/lib/localstack, /etc/localstack and /usr/lib/localstack: ``OVERRIDE_IN_DOCKER=0`` and
@@ -181,7 +180,8 @@ class LocalStack(Emulator):
                              "(or localstack/host/install.sh <venv>) or set RECSYS_LOCALSTACK_VENV")
 
     def command(self, port: int) -> list[str]:  # the port is in GATEWAY_LISTEN
-        return [str(self.venv / "bin" / "python"), "-m", "localstack.runtime.main"]
+        launcher = LOCALSTACK_HOST_FILES / "fenced_runtime.py"
+        return [str(self.venv / "bin" / "python"), str(launcher), write_fence.__file__]
 
     def environment(self, port: int, home: Path) -> dict[str, str]:
         fs, tmp = home / "fs", home / "tmp"
@@ -203,6 +203,7 @@ class LocalStack(Emulator):
             "DNS_ADDRESS": "0", "DISABLE_EVENTS": "1", "SKIP_SSL_CERT_DOWNLOAD": "1",
             "OUTBOUND_HTTP_PROXY": BLACKHOLE_PROXY, "OUTBOUND_HTTPS_PROXY": BLACKHOLE_PROXY,
             "NODE_OPTIONS": f"--require {LOCALSTACK_HOST_FILES / 'bind-loopback.cjs'}",
+            FENCE_ENV: str(home / FENCE_FILE),
         }
 
     def start(self, port: int, home: Path, log_path: Path) -> EmulatorProcess:

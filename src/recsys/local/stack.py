@@ -333,8 +333,8 @@ class EmbeddedStack:
         acknowledged is in the save. When the save fails the fence comes down and nothing is stopped."""
         home = self.state_dir / emulator.name
         if not emulator.fence(state.aws["port"], home):
-            self.notes.append(f"warning: {emulator.name} cannot refuse writes while its state is saved: a write it "
-                              "acknowledges during the save is lost (stop producers before `recsys stack down`)")
+            self.notes.append(f"warning: {emulator.name} did not confirm its write fence: a write it acknowledges "
+                              "during the save may be lost (stop producers before `recsys stack down`)")
         try:
             self._save_aws_state(state, show_progress)
         except StackError:
