@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
-from recsys.apps.api_server import api_runtime, server_config
+from tests.support.uvicorn_thread import serving
+from recsys.apps.api_server import api_runtime
 from recsys.core.config import load_settings
 from recsys.local.stack import free_port
 from recsys.serving.api import create_app
@@ -34,18 +33,8 @@ def api(dead_ports):
     pg_port, s3_port = dead_ports
     settings = load_settings().replace(PGPORT=str(pg_port), AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_port}",
                                        AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
-    port = free_port()
-    server = uvicorn.Server(server_config(create_app(api_runtime(settings, pool_size=1), LIMIT), "127.0.0.1", port,
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(api_runtime(settings, pool_size=1), LIMIT)) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

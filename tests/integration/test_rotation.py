@@ -18,11 +18,10 @@ import uuid
 import httpx
 import psycopg2
 import pytest
-import uvicorn
 
+from tests.support.uvicorn_thread import serving
 from recsys.apps.api_server import api_runtime
 from recsys.core import aws
-from recsys.local.stack import free_port
 from recsys.serving.api import create_app
 
 
@@ -116,21 +115,12 @@ def test_a_rotation_during_delivery_loses_nothing(stack, streaming_model, rotati
 def test_the_api_recovers_from_a_rotation_without_a_restart(stack, streaming_model, rotating_role):
     """`recsys api`'s app on uvicorn, reading the secret like the Lambda, under load from two clients."""
     settings = dataclasses.replace(stack, db_secret_arn=rotating_role.secret_arn, pg_port=1)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_runtime(settings, pool_size=4)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
     customers = streaming_model.customer_numbers
     outcomes: list[tuple[float, int]] = []
     lock = threading.Lock()
     stop = threading.Event()
 
-    def load(worker: int) -> None:
+    def load(port: int, worker: int) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             n = worker
             while not stop.is_set():
@@ -139,8 +129,8 @@ def test_the_api_recovers_from_a_rotation_without_a_restart(stack, streaming_mod
                 with lock:
                     outcomes.append((time.monotonic(), status))
 
-    try:
-        workers = [threading.Thread(target=load, args=(w,)) for w in range(2)]
+    with serving(create_app(api_runtime(settings, pool_size=4))) as port:
+        workers = [threading.Thread(target=load, args=(port, w)) for w in range(2)]
         for worker in workers:
             worker.start()
         time.sleep(2.0)
@@ -149,9 +139,6 @@ def test_the_api_recovers_from_a_rotation_without_a_restart(stack, streaming_mod
         stop.set()
         for worker in workers:
             worker.join(15)
-    finally:
-        server.should_exit = True
-        thread.join(10)
     ok = sum(1 for _, status in outcomes if status == 200)
     failed = len(outcomes) - ok
     after = [(t, s) for t, s in outcomes if t > rotating_role.rotated_at]

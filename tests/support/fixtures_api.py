@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
+from tests.support.uvicorn_thread import serving
 from recsys.serving.api import create_app
-from recsys.apps.api_server import api_runtime, server_config
+from recsys.apps.api_server import api_runtime
 from recsys.local import pgembedded
 from recsys.local.stack import free_port
 from recsys.pipeline.vector_load import load_embeddings
@@ -53,15 +51,5 @@ def api_db(stack, streaming_model):
 @pytest.fixture(scope="session")
 def api_url(api_db):
     """uvicorn serving the app on a free port, in a thread of the test process."""
-    port = free_port()
-    server = uvicorn.Server(server_config(create_app(api_runtime(api_db.settings, pool_size=4)), "127.0.0.1", port,
-                                         log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(api_runtime(api_db.settings, pool_size=4))) as port:
+        yield f"http://127.0.0.1:{port}"
