@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,6 +38,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.contracts import (
     DEFAULT_TOP_K,
@@ -49,7 +50,7 @@ from recsys.contracts import (
 )
 from recsys.serving import vector_store
 from recsys.serving.database import DatabaseUnavailable
-from recsys.serving.events import InvalidEvent, UnacceptableDocument, parse_event
+from recsys.serving.events import ActivityEvent, InvalidEvent, UnacceptableDocument, parse_event
 from recsys.serving.handler import ServingRuntime
 from recsys.serving.model_cache import ModelUnavailable
 from recsys.serving.recommend import Lookup, known_customer_items, similar_to_item
@@ -134,8 +135,11 @@ class Check(BaseModel):
     version: str | None = None
 
 
+HealthStatus = Literal["ok", "degraded", "unavailable"]
+
+
 class Health(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"] = Field(
+    status: HealthStatus = Field(
         description="unavailable (HTTP 503): no database or no live model; degraded: the model "
                     "artifacts cannot be read, so POST /recommendations fails while the GET endpoints work")
     database: Check
@@ -164,21 +168,21 @@ class Problem(BaseModel):
 class ApiProblem(Exception):
     """An error answered as problem details."""
 
-    def __init__(self, status: int, detail: str, **extra):
+    def __init__(self, status: int, detail: str, **extra: Any):
         super().__init__(detail)
         self.status, self.detail, self.extra = status, detail, extra
 
 
-def problem_body(status: int, detail: str, instance: str | None = None, **extra) -> dict:
+def problem_body(status: int, detail: str, instance: str | None = None, **extra: Any) -> dict[str, Any]:
     return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
             **({"instance": instance} if instance else {}), **extra}
 
 
-def problem_response(status: int, detail: str, instance: str | None = None, **extra) -> JSONResponse:
+def problem_response(status: int, detail: str, instance: str | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse(problem_body(status, detail, instance, **extra), status_code=status, media_type=PROBLEM_JSON)
 
 
-def _problems(*statuses: int) -> dict:
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {400: "Malformed request", 404: "Unknown customer, product or path",
                     413: "Request body larger than the API reads", 422: "Not a servable activity event",
                     503: "pgvector or the model artifacts unavailable"}
@@ -203,21 +207,23 @@ class BodyLimit:
     before any of its body is read; a body without one (chunked) fails with 413 as soon as the bytes
     read pass the limit. Either way at most ``max_bytes`` (plus one chunk) are held in memory."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or len(declared) > 20 or int(declared) > self.max_bytes):
             problem = (BodyTooLarge(self.max_bytes) if declared.isdigit()
                        else ApiProblem(400, "Content-Length is not a decimal number"))
             response = problem_response(problem.status, problem.detail, scope["path"], **problem.extra)
-            return await response(scope, receive, send)
+            await response(scope, receive, send)
+            return
         received = 0
 
-        async def bounded_receive():
+        async def bounded_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -232,7 +238,7 @@ class BodyLimit:
 DECIMAL_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
-def _plain_decimal(value):
+def _plain_decimal(value: object) -> object:
     """Path and query integers are plain decimal digits: no sign, blank, underscore, fraction or exponent
     (which Python's and pydantic's int parsing would accept)."""
     if isinstance(value, str) and not DECIMAL_DIGITS.fullmatch(value):
@@ -247,17 +253,18 @@ PLAIN_DECIMAL = BeforeValidator(_plain_decimal)
 
 def serving_runtime(request: Request) -> ServingRuntime:
     """The app's runtime (its database pool and model cache), a dependency of every route."""
-    return request.app.state.runtime
+    runtime: ServingRuntime = request.app.state.runtime  # set by create_app
+    return runtime
 
 
 Runtime = Annotated[ServingRuntime, Depends(serving_runtime)]
 router = APIRouter()
 
 
-def one_statement(runtime: ServingRuntime, work: Callable[[object], T]) -> T:
+def one_statement(runtime: ServingRuntime, work: Callable[[vector_store.Connection], T]) -> T:
     """``work(conn)`` on a pooled connection in autocommit: each lookup is one statement that reads
     one model version by itself, so it needs no transaction (and no extra round trips)."""
-    def run(conn):
+    def run(conn: vector_store.Connection) -> T:
         conn.autocommit = True
         try:
             return work(conn)
@@ -305,7 +312,7 @@ def similar_products(
                            items=[ScoredItemOut(**i.as_record()) for i in found.items])
 
 
-def read_event(body: bytes):
+def read_event(body: bytes) -> ActivityEvent:
     """The body's activity event (CPU-bound, bounded by the body limit: run off the event loop)."""
     try:
         event = parse_event(body)
@@ -354,16 +361,22 @@ def version(runtime: Runtime) -> VersionInfo:
 
 # ---- the app --------------------------------------------------------------------------------------
 
+class RecommendationsApp(FastAPI):
+    """FastAPI serving the document ``_openapi_document`` makes of its routes at /openapi.json."""
+
+    def openapi(self) -> dict[str, Any]:
+        return _openapi_document(self)
+
+
 def create_app(runtime: ServingRuntime, max_body_bytes: int = DEFAULT_API_MAX_BODY_BYTES) -> FastAPI:
     """The API over ``runtime`` (its database pool and model cache), for uvicorn or Mangum; request
     bodies longer than ``max_body_bytes`` are refused with 413."""
-    app = FastAPI(title="recsys recommendations API", version=API_VERSION,
-                  description=__doc__.split("\n\n")[1], docs_url="/docs", redoc_url=None)
+    app = RecommendationsApp(title="recsys recommendations API", version=API_VERSION,
+                             description=__doc__.split("\n\n")[1], docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
     app.include_router(router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.openapi = lambda: _openapi_document(app)
     return app
 
 
@@ -388,41 +401,41 @@ def _health(runtime: ServingRuntime) -> Health:
     except Exception as exc:  # noqa: BLE001 - any failure to read the artifacts is reported, not raised
         log.warning("health: model pointer check failed: %s", exc)
         pointer = Check(status="failed", detail=f"{type(exc).__name__}: {public_reason(exc)}")
-    status = ("unavailable" if "failed" in (database.status, live_check.status)
+    status: HealthStatus = ("unavailable" if "failed" in (database.status, live_check.status)
               else "degraded" if pointer.status == "failed" else "ok")
     return Health(status=status, database=database, live_model=live_check, model_pointer=pointer)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
-    async def api_problem(request: Request, exc: ApiProblem):
+    async def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, request.url.path, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"parameter": ".".join(str(part) for part in e["loc"][1:]) or e["loc"][0], "message": e["msg"]}
                   for e in exc.errors()]
         detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
         return problem_response(400, detail, request.url.path, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), request.url.path)
 
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(ModelUnavailable)
     @app.exception_handler(vector_store.VectorStoreError)
-    async def unavailable(request: Request, exc: Exception):
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: 503: %s", request.method, request.url.path, exc)
         return problem_response(503, public_reason(exc), request.url.path)
 
     @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception):
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem_response(500, "the server failed to answer this request", request.url.path)
 
 
-def _openapi_document(app: FastAPI) -> dict:
+def _openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, made to say what the app does: problem details (not FastAPI's 422
     validation body) for errors, and the activity-event schema for the POST body."""
     if app.openapi_schema:

@@ -94,11 +94,10 @@ class Plan:
 def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.ndarray]) -> Plan:
     """Choose the strategy and query vector for one event, given the batch's stored user vectors."""
     anchor = event.anchor_item()
-    known = event.customer_number is not None and event.customer_number in stored
-    exclude = exclusions(event.customer_number, event.browsed_codes, known=known)
-    if known:
-        return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored[event.customer_number], dtype=np.float32),
-                    exclude, anchor)
+    stored_vector = None if event.customer_number is None else stored.get(event.customer_number)
+    exclude = exclusions(event.customer_number, event.browsed_codes, known=stored_vector is not None)
+    if stored_vector is not None:
+        return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored_vector, dtype=np.float32), exclude, anchor)
     codes = [item.product_code for item in event.browse_history]
     strategy, query = model.cold_start_query(codes, [item.engagement for item in event.browse_history],
                                              country=event.country, credit_limit=event.credit_limit)

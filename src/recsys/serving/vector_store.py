@@ -297,7 +297,8 @@ def similar_items(conn: Connection, product_codes: Sequence[str], k: int,
                           max_scan_tuples=max_scan_tuples).items
 
 
-def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence[Iterable[str]] | None = None, *,
+def similar_answer(conn: Connection, product_codes: Sequence[str], k: int,
+                   exclude: Sequence[Iterable[str]] | None = None, *,
                    exclude_rated_by: Sequence[int | None] | None = None,
                    ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
     """``similar_items`` with the live version and which products the live model knows."""
@@ -306,7 +307,8 @@ def similar_answer(conn, product_codes: Sequence[str], k: int, exclude: Sequence
     raters = _raters(exclude_rated_by, len(codes))
     if not codes:
         return KnnAnswer([], set(), None)
-    params = {"codes": codes, "excluded": [_array_text(e) for e in exclusions], "raters": raters}
+    params: dict[str, list[Any]] = {"codes": codes, "excluded": [_array_text(e) for e in exclusions],
+                                    "raters": raters}
     return _run_knn(conn, SIMILAR_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
