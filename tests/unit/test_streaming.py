@@ -2,6 +2,7 @@
 producer's batching/retries/pacing, and the Lambda Runtime API server with real awslambdaric."""
 from __future__ import annotations
 
+import stat
 import base64
 import http.client
 import json
@@ -432,3 +433,18 @@ def test_a_new_environment_restarts_an_idle_runtime_and_the_next_invoke_uses_it(
     result = fn.invoke(b"{}")
     assert result.ok, result.error()
     assert json.loads(result.payload)["marker"] == "m-2" and fn.cold_starts == 2
+
+
+def test_a_state_file_is_private_and_leaves_its_folders_mode_alone(tmp_path):
+    """The state dir is 0701 so PostgreSQL's account can pass to its data: writing a stats file there
+    (the API's request counts) must not close it, and the file is its owner's alone."""
+    from recsys.local.firehose.source import write_json_atomically
+
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o701)
+    write_json_atomically(state / "api.stats.json", {"requests": 1})
+    assert stat.S_IMODE(state.stat().st_mode) == 0o701
+    assert stat.S_IMODE((state / "api.stats.json").stat().st_mode) == 0o600
+    write_json_atomically(state / "new" / "checkpoint.json", {"shards": {}})
+    assert stat.S_IMODE((state / "new").stat().st_mode) == 0o700

@@ -232,7 +232,9 @@ def stop(data_dir: Path) -> None:
     """Fast shutdown (rolls back open transactions, then checkpoints)."""
     if not (data_dir / "postmaster.pid").exists():
         return
-    _run(service_account(), [_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
+    proc = _run(service_account(), [_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
+    if proc.returncode != 0 and (data_dir / "postmaster.pid").exists():
+        raise StackError(f"PostgreSQL in {data_dir} did not stop: {(proc.stderr or proc.stdout).strip()}")
 
 
 def psql_path() -> str:

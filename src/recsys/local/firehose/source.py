@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.local.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,10 @@ class Checkpoint:
 
 
 def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> None:
-    """Replace ``path`` with ``data`` plus ``updated_at`` in one rename; ``durable`` fsyncs first."""
-    private_dir(path.parent)
+    """Replace ``path`` with ``data`` plus ``updated_at`` in one rename; ``durable`` fsyncs first. The file
+    is its owner's alone (0600); a missing folder is made private, an existing one keeps its mode (the
+    state dir itself stays passable for PostgreSQL's account, ``EmbeddedStack.make_private``)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a name of its own
     try:
         with os.fdopen(fd, "w") as handle:
@@ -81,7 +82,6 @@ def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> N
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
