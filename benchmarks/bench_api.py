@@ -19,6 +19,7 @@ exited) spent per request, a figure other load does not inflate much.
     .venv/bin/python -m benchmarks.bench_api
     .venv/bin/python -m benchmarks.bench_api --items 20000 --users 5000 --seconds 5   # quicker
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from benchmarks.bench_vectordb import clustered, embeddings_csv  # noqa: E402  (the same synthetic model and fast CSV)
+import numpy as np
+
+from benchmarks.bench_vectordb import clustered, embeddings_csv
 
 TARGET_P99_MS, TARGET_RATE, TARGET_SPEEDUP = 25.0, 200.0, 5.0
 CONCURRENCY = (1, 8, 32)
@@ -60,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ---- the baseline server (a subprocess of this script) ---------------------------------------------
+
 
 class ConnectionPerRequest:
     """The baseline's database: ``run(work)`` opens a connection, runs ``work``, closes it."""
@@ -98,6 +101,7 @@ def serve_baseline(port: int) -> None:
 
 # ---- data -------------------------------------------------------------------------------------------
 
+
 def publish_model(settings, args) -> tuple[str, np.ndarray]:
     """A synthetic version in the contract layout (embeddings and rated items); returns (version, user ids)."""
     from recsys.contracts import ITEM_EMBEDDINGS, MODEL_MANIFEST, RATED_ITEMS, USER_EMBEDDINGS, artifact_key
@@ -109,20 +113,29 @@ def publish_model(settings, args) -> tuple[str, np.ndarray]:
     user_ids = np.arange(1, args.users + 1)
     rated = rng.integers(args.items, size=(args.users, RATED_PER_CUSTOMER))
     pairs = sorted({(int(u), str(item_ids[j])) for u, row in zip(user_ids, rated, strict=True) for j in row})
-    files = {ITEM_EMBEDDINGS: embeddings_csv(item_ids, items), USER_EMBEDDINGS: embeddings_csv(user_ids, users),
-             RATED_ITEMS: ("user_id,item_id\n" + "".join(f"{u},{c}\n" for u, c in pairs)).encode()}
+    files = {
+        ITEM_EMBEDDINGS: embeddings_csv(item_ids, items),
+        USER_EMBEDDINGS: embeddings_csv(user_ids, users),
+        RATED_ITEMS: ("user_id,item_id\n" + "".join(f"{u},{c}\n" for u, c in pairs)).encode(),
+    }
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-a91be7c4"
     s3 = client("s3", settings)
     for name, body in files.items():
         s3.put_object(Bucket=settings.artifacts_bucket, Key=artifact_key(version, name), Body=body)
-    manifest = {"version": version, "embedding_dim": args.dim, "embedding_transform": "none",
-                "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()}}
-    s3.put_object(Bucket=settings.artifacts_bucket, Key=artifact_key(version, MODEL_MANIFEST),
-                  Body=json.dumps(manifest).encode())
+    manifest = {
+        "version": version,
+        "embedding_dim": args.dim,
+        "embedding_transform": "none",
+        "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()},
+    }
+    s3.put_object(
+        Bucket=settings.artifacts_bucket, Key=artifact_key(version, MODEL_MANIFEST), Body=json.dumps(manifest).encode()
+    )
     return version, user_ids
 
 
 # ---- servers ----------------------------------------------------------------------------------------
+
 
 def start_server(command: list[str], port: int, env: dict) -> subprocess.Popen:
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -151,6 +164,7 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 # ---- load -------------------------------------------------------------------------------------------
+
 
 class Client:
     """One keep-alive HTTP connection; ``get`` returns (status, seconds)."""
@@ -260,8 +274,13 @@ def cluster_cpu(postmaster: int) -> float:
 def summary(latencies: list[float], elapsed: float, errors: int) -> dict:
     from recsys.core.stats import percentile
 
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
-            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "errors": errors,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+    }
 
 
 def measure(name: str, port: int, customers: np.ndarray, args, server: int, postmaster: int) -> dict:
@@ -270,14 +289,20 @@ def measure(name: str, port: int, customers: np.ndarray, args, server: int, post
     results = {}
     for key in (*CONCURRENCY, "open"):
         before = process_cpu(server) + cluster_cpu(postmaster)
-        results[key] = (closed_loop(port, customers, key, args.seconds, seed=key) if key != "open"
-                        else open_loop(port, customers, args.rate, args.open_seconds, seed=7))
+        results[key] = (
+            closed_loop(port, customers, key, args.seconds, seed=key)
+            if key != "open"
+            else open_loop(port, customers, args.rate, args.open_seconds, seed=7)
+        )
         r = results[key]
         r["cpu_ms"] = (process_cpu(server) + cluster_cpu(postmaster) - before) / max(r["requests"], 1) * 1e3
         label = f"concurrency {key:>2}" if key != "open" else f"open loop {args.rate:g}/s"
-        print(f"  {name:<22} {label:<17} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:>7.2f} ms  "
-              f"p99 {r['p99_ms']:>8.2f} ms  CPU {r['cpu_ms']:.2f} ms/req  ({r['requests']:,} requests, "
-              f"{r['errors']} errors)", flush=True)
+        print(
+            f"  {name:<22} {label:<17} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:>7.2f} ms  "
+            f"p99 {r['p99_ms']:>8.2f} ms  CPU {r['cpu_ms']:.2f} ms/req  ({r['requests']:,} requests, "
+            f"{r['errors']} errors)",
+            flush=True,
+        )
     return results
 
 
@@ -290,14 +315,19 @@ def main(argv=None) -> int:
     from recsys.pipeline.vector_load import load_embeddings
 
     with scratch_stack("bench_api") as settings:
-        print(f"== recommendations API benchmark: {args.items:,} items x {args.dim}-d, {args.users:,} customers "
-              f"({RATED_PER_CUSTOMER} rated each), GET /customers/{{n}}/recommendations?k={K}; 2-core shared machine",
-              flush=True)
+        print(
+            f"== recommendations API benchmark: {args.items:,} items x {args.dim}-d, {args.users:,} customers "
+            f"({RATED_PER_CUSTOMER} rated each), GET /customers/{{n}}/recommendations?k={K}; 2-core shared machine",
+            flush=True,
+        )
         started = time.perf_counter()
         version, customers = publish_model(settings, args)
         loaded = load_embeddings(settings, version)
-        print(f"published and loaded {version} in {time.perf_counter() - started:.0f} s "
-              f"(HNSW {loaded.index_seconds:.0f} s)", flush=True)
+        print(
+            f"published and loaded {version} in {time.perf_counter() - started:.0f} s "
+            f"(HNSW {loaded.index_seconds:.0f} s)",
+            flush=True,
+        )
         env = {**os.environ, **settings.as_env()}
         postmaster = json.loads((settings.state_dir / "stack.json").read_text())["postgres"]["pid"]
         print(f"load average before measuring: {os.getloadavg()[0]:.1f}", flush=True)
@@ -305,9 +335,13 @@ def main(argv=None) -> int:
         recsys = str(Path(sys.executable).with_name("recsys"))
         results = {}
         for name, command, port in (
-                ("recsys api (pool of 8)", [recsys, "api", "--port", str(pooled_port), "--no-access-log"], pooled_port),
-                ("baseline (connect/req)",
-                 [sys.executable, "-m", __spec__.name, "--serve-baseline", str(baseline_port)], baseline_port)):
+            ("recsys api (pool of 8)", [recsys, "api", "--port", str(pooled_port), "--no-access-log"], pooled_port),
+            (
+                "baseline (connect/req)",
+                [sys.executable, "-m", __spec__.name, "--serve-baseline", str(baseline_port)],
+                baseline_port,
+            ),
+        ):
             server = start_server(command, port, env)
             try:
                 results[name] = measure(name, port, customers, args, server.pid, postmaster)
@@ -317,18 +351,45 @@ def main(argv=None) -> int:
     best = max(pooled[c]["rps"] for c in CONCURRENCY)
     best_baseline = max(baseline[c]["rps"] for c in CONCURRENCY)
     print("\n== goals")
-    checks = [((f"open loop {args.rate:g} req/s: p99 {pooled['open']['p99_ms']:.1f} ms <= {TARGET_P99_MS:g} ms "
-               f"(p50 {pooled['open']['p50_ms']:.1f} ms)"), pooled["open"]["p99_ms"] <= TARGET_P99_MS)]
+    checks = [
+        (
+            (
+                f"open loop {args.rate:g} req/s: p99 {pooled['open']['p99_ms']:.1f} ms <= {TARGET_P99_MS:g} ms "
+                f"(p50 {pooled['open']['p50_ms']:.1f} ms)"
+            ),
+            pooled["open"]["p99_ms"] <= TARGET_P99_MS,
+        )
+    ]
     for c in CONCURRENCY:
         ratio = pooled[c]["rps"] / baseline[c]["rps"]
-        checks.append(((f"concurrency {c:>2}: {pooled[c]['rps']:,.0f} vs baseline {baseline[c]['rps']:,.0f} req/s = "
-                       f"{ratio:.1f}x >= {TARGET_SPEEDUP:g}x"), ratio >= TARGET_SPEEDUP))
-    checks.append(((f"best throughput {best:,.0f} vs baseline's best {best_baseline:,.0f} req/s = "
-                   f"{best / best_baseline:.1f}x >= {TARGET_SPEEDUP:g}x"), best / best_baseline >= TARGET_SPEEDUP))
+        checks.append(
+            (
+                (
+                    f"concurrency {c:>2}: {pooled[c]['rps']:,.0f} vs baseline {baseline[c]['rps']:,.0f} req/s = "
+                    f"{ratio:.1f}x >= {TARGET_SPEEDUP:g}x"
+                ),
+                ratio >= TARGET_SPEEDUP,
+            )
+        )
+    checks.append(
+        (
+            (
+                f"best throughput {best:,.0f} vs baseline's best {best_baseline:,.0f} req/s = "
+                f"{best / best_baseline:.1f}x >= {TARGET_SPEEDUP:g}x"
+            ),
+            best / best_baseline >= TARGET_SPEEDUP,
+        )
+    )
     cpu_ratio = baseline[8]["cpu_ms"] / pooled[8]["cpu_ms"]
-    checks.append(((f"CPU per request at concurrency 8 (API + PostgreSQL): {pooled[8]['cpu_ms']:.2f} vs baseline "
-                   f"{baseline[8]['cpu_ms']:.2f} ms = {cpu_ratio:.1f}x: the throughput ratio on a machine of its own"),
-                   cpu_ratio >= TARGET_SPEEDUP))
+    checks.append(
+        (
+            (
+                f"CPU per request at concurrency 8 (API + PostgreSQL): {pooled[8]['cpu_ms']:.2f} vs baseline "
+                f"{baseline[8]['cpu_ms']:.2f} ms = {cpu_ratio:.1f}x: the throughput ratio on a machine of its own"
+            ),
+            cpu_ratio >= TARGET_SPEEDUP,
+        )
+    )
     for text, ok in checks:
         print(f"  [{'met' if ok else 'NOT MET'}] {text}")
     print(f"load average after measuring: {os.getloadavg()[0]:.1f}")

@@ -19,6 +19,7 @@ Exits 0; a goal not met is printed as "NOT met".
     .venv/bin/python -m benchmarks.bench_etl --ratings 1000000
     .venv/bin/python -m benchmarks.bench_etl --ratings 10000000 --customers 200000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,16 @@ BASELINE_PREFIX = "bench_baseline/"
 GOAL_BASELINE = "baseline mysql-client"
 LARGE = 5_000_000  # from here on the 10M goal (Spark faster than the baseline) applies
 # where the Spark run's time went: the launcher's "etl seconds:" line (name=seconds ...)
-PHASES = {"jvm": "JVM start", "session": "Spark session", "bounds": "bounds query + schemas",
-          "read_join": "JDBC read + join + shuffle", "parquet_write": "Parquet write", "file_rows": "rows per file",
-          "upload": "upload", "publish": "manifest + cleanup"}
+PHASES = {
+    "jvm": "JVM start",
+    "session": "Spark session",
+    "bounds": "bounds query + schemas",
+    "read_join": "JDBC read + join + shuffle",
+    "parquet_write": "Parquet write",
+    "file_rows": "rows per file",
+    "upload": "upload",
+    "publish": "manifest + cleanup",
+}
 
 
 @dataclass
@@ -108,8 +116,9 @@ def run_watched(command: list[str], env: dict[str, str] | None = None, *, merge_
     (stderr joins stdout unless ``merge_stderr`` is False, when it passes through, progress bars included)."""
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT if merge_stderr else None, text=True)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else None, text=True
+    )
     peak = 0
     cpu: dict[int, float] = {}
     watched = psutil.Process(proc.pid)
@@ -125,8 +134,7 @@ def run_watched(command: list[str], env: dict[str, str] | None = None, *, merge_
         time.sleep(0.1)
     seconds = time.perf_counter() - started
     reader.join()
-    return Watched(seconds, sum(cpu.values()), peak / 2**20, (load_before, os.getloadavg()[0]), proc.returncode,
-                   output)
+    return Watched(seconds, sum(cpu.values()), peak / 2**20, (load_before, os.getloadavg()[0]), proc.returncode, output)
 
 
 def measure(name: str, command: list[str], env: dict[str, str], rows: int) -> Measurement:
@@ -152,13 +160,23 @@ def phase_seconds(output: list[str]) -> dict[str, float]:
 def training_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("customerNumber", pa.int32()), ("city", pa.string()), ("state", pa.string()),
-        ("postalCode", pa.string()), ("country", pa.string()), ("creditLimit", pa.decimal128(10, 2)),
-        ("productCode", pa.string()), ("productLine", pa.string()), ("productScale", pa.string()),
-        ("quantityInStock", pa.int16()), ("buyPrice", pa.decimal128(10, 2)), ("MSRP", pa.decimal128(10, 2)),
-        ("productRating", pa.int8()),
-    ])
+    return pa.schema(
+        [
+            ("customerNumber", pa.int32()),
+            ("city", pa.string()),
+            ("state", pa.string()),
+            ("postalCode", pa.string()),
+            ("country", pa.string()),
+            ("creditLimit", pa.decimal128(10, 2)),
+            ("productCode", pa.string()),
+            ("productLine", pa.string()),
+            ("productScale", pa.string()),
+            ("quantityInStock", pa.int16()),
+            ("buyPrice", pa.decimal128(10, 2)),
+            ("MSRP", pa.decimal128(10, 2)),
+            ("productRating", pa.int8()),
+        ]
+    )
 
 
 def batches_pymysql(settings, schema, chunk: int = 100_000):
@@ -175,7 +193,8 @@ def batches_pymysql(settings, schema, chunk: int = 100_000):
             while rows := cur.fetchmany(chunk):
                 columns = list(zip(*rows, strict=True))
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)], schema=schema)
+                    [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)], schema=schema
+                )
     finally:
         conn.close()
 
@@ -184,16 +203,24 @@ def batches_mysql_client(settings, schema):
     """The SQL join streamed by the ``mysql`` C client as TSV, parsed by pyarrow.csv."""
     import pyarrow.csv as pacsv
 
-    command = ["mysql", "--batch", "--quick", f"--host={settings.mysql_host}", f"--port={settings.mysql_port}",
-               f"--user={settings.mysql_user}", settings.mysql_database, "-e", TRAINING_SQL]
+    command = [
+        "mysql",
+        "--batch",
+        "--quick",
+        f"--host={settings.mysql_host}",
+        f"--port={settings.mysql_port}",
+        f"--user={settings.mysql_user}",
+        settings.mysql_database,
+        "-e",
+        TRAINING_SQL,
+    ]
     env = {**os.environ, "MYSQL_PWD": settings.mysql_password}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
     reader = pacsv.open_csv(
         proc.stdout,
         read_options=pacsv.ReadOptions(block_size=8 << 20),
         parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char="\\"),
-        convert_options=pacsv.ConvertOptions(column_types=schema, null_values=["NULL"],
-                                             strings_can_be_null=True),
+        convert_options=pacsv.ConvertOptions(column_types=schema, null_values=["NULL"], strings_can_be_null=True),
     )
     yield from reader
     if proc.wait() != 0:
@@ -217,8 +244,9 @@ def run_baseline(method: str) -> None:
         pq.write_to_dataset(table, staging, partition_cols=["productLine"], compression="snappy")
         files = list(Path(staging).rglob("*.parquet"))
         for path in files:
-            s3.upload_file(str(path), settings.datalake_bucket,
-                           f"{BASELINE_PREFIX}{method}/{path.relative_to(staging).as_posix()}")
+            s3.upload_file(
+                str(path), settings.datalake_bucket, f"{BASELINE_PREFIX}{method}/{path.relative_to(staging).as_posix()}"
+            )
     print(f"baseline {method}: {table.num_rows:,} rows, {len(files)} files")
 
 
@@ -228,22 +256,32 @@ def seed(settings, customers: int, products: int, ratings: int) -> None:
     from recsys_seed import SeedSpec
 
     started = time.perf_counter()
-    summary = seed_configured_source(settings, SeedSpec(customers, products, ratings, 42), reset=True, show_progress=False)
-    print(f"seeded {summary.ratings:,} ratings ({customers:,} customers x {products:,} products) "
-          f"in {time.perf_counter() - started:.1f} s")
+    summary = seed_configured_source(
+        settings, SeedSpec(customers, products, ratings, 42), reset=True, show_progress=False
+    )
+    print(
+        f"seeded {summary.ratings:,} ratings ({customers:,} customers x {products:,} products) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def report(spark: Measurement, baselines: list[Measurement]) -> None:
-    print(f"\n{'run':<24}{'wall s':>8}{'CPU s':>8}{'rows/s':>11}{'peak RSS MB':>13}{'time vs spark':>15}"
-          f"{'load before/after':>19}")
+    print(
+        f"\n{'run':<24}{'wall s':>8}{'CPU s':>8}{'rows/s':>11}{'peak RSS MB':>13}{'time vs spark':>15}"
+        f"{'load before/after':>19}"
+    )
     for m in [spark, *baselines]:
-        print(f"{m.name:<24}{m.seconds:>8.1f}{m.cpu_seconds:>8.1f}{m.rows_per_second:>11,.0f}{m.peak_rss_mb:>13,.0f}"
-              f"{m.seconds / spark.seconds:>14.2f}x{m.load[0]:>11.1f} / {m.load[1]:.1f}")
+        print(
+            f"{m.name:<24}{m.seconds:>8.1f}{m.cpu_seconds:>8.1f}{m.rows_per_second:>11,.0f}{m.peak_rss_mb:>13,.0f}"
+            f"{m.seconds / spark.seconds:>14.2f}x{m.load[0]:>11.1f} / {m.load[1]:.1f}"
+        )
     report_phases(spark)
     for baseline in baselines:
         ratio = spark.seconds / baseline.seconds
-        print(f"spark / {baseline.name} wall time: {ratio:.2f}x ({'spark faster' if ratio < 1 else 'baseline faster'}); "
-              f"CPU time: {spark.cpu_seconds / baseline.cpu_seconds:.2f}x")
+        print(
+            f"spark / {baseline.name} wall time: {ratio:.2f}x ({'spark faster' if ratio < 1 else 'baseline faster'}); "
+            f"CPU time: {spark.cpu_seconds / baseline.cpu_seconds:.2f}x"
+        )
     report_goal(spark, next((b for b in baselines if b.name == GOAL_BASELINE), None))
 
 
@@ -255,8 +293,7 @@ def report_phases(spark: Measurement) -> None:
         return
     rest = spark.seconds - sum(phases.values())
     print(f"\nwhere the Spark run's {spark.seconds:.1f} s went:")
-    for name, seconds in [*((PHASES.get(n, n), v) for n, v in phases.items()),
-                          ("Python start, imports, exit", rest)]:
+    for name, seconds in [*((PHASES.get(n, n), v) for n, v in phases.items()), ("Python start, imports, exit", rest)]:
         print(f"  {name:<30}{seconds:>7.2f} s {seconds / spark.seconds:>6.1%}")
 
 
@@ -272,8 +309,10 @@ def report_goal(spark: Measurement, baseline: Measurement | None) -> None:
             goal += f" (measured at {spark.rows / 1e6:g}M)"
     else:
         goal, met = "Spark <= 2x the mysql client's wall time at 1M ratings", ratio <= 2
-    print(f"goal: {goal}: {ratio:.2f}x -> {'met' if met else 'NOT met'} "
-          f"(load average {spark.load[0]:.1f} -> {baseline.load[1]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"goal: {goal}: {ratio:.2f}x -> {'met' if met else 'NOT met'} "
+        f"(load average {spark.load[0]:.1f} -> {baseline.load[1]:.1f} on {os.cpu_count()} cores)"
+    )
 
 
 def main() -> None:
@@ -282,8 +321,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=0, help="default: ratings / 50")
     parser.add_argument("--products", type=int, default=2_000)
     parser.add_argument("--baselines", default="pymysql,mysql-client")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run every contender this many times, interleaved; report each one's median run")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run every contender this many times, interleaved; report each one's median run",
+    )
     parser.add_argument("--baseline-only", choices=["pymysql", "mysql-client"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_only:
@@ -297,9 +340,14 @@ def main() -> None:
         seed(settings, customers, args.products, args.ratings)
         env = dict(os.environ)
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-        commands = {"spark (recsys etl)": [str(RECSYS), "etl"],
-                    **{f"baseline {m}": [sys.executable, __file__, "--baseline-only", m]
-                       for m in args.baselines.split(",") if m}}
+        commands = {
+            "spark (recsys etl)": [str(RECSYS), "etl"],
+            **{
+                f"baseline {m}": [sys.executable, __file__, "--baseline-only", m]
+                for m in args.baselines.split(",")
+                if m
+            },
+        }
         if settings.spark_cds == "on" and not cds_archive_ready():
             print("no class-data sharing archive for Spark yet: a first, unmeasured run writes it")
             measure("warm-up (writes the archive)", commands["spark (recsys etl)"], env, args.ratings)

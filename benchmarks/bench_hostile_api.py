@@ -19,6 +19,7 @@ hostile case; RSS stays within 100 MB of idle (the limit bounds what a request c
 
     .venv/bin/python benchmarks/bench_hostile_api.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,9 @@ def hostile_cases(base: str, port: int, limit: int) -> list[tuple[str, int, floa
         started = time.monotonic()
         with httpx.Client(base_url=base, timeout=120) as http:
             try:
-                status = http.post("/recommendations", content=content,
-                                   headers={"content-type": "application/json", **headers}).status_code
+                status = http.post(
+                    "/recommendations", content=content, headers={"content-type": "application/json", **headers}
+                ).status_code
             except httpx.HTTPError as exc:  # the server closed while the client was still sending
                 status = f"closed ({type(exc).__name__})"
         results.append((name, status, time.monotonic() - started))
@@ -90,10 +92,16 @@ def hostile_cases(base: str, port: int, limit: int) -> list[tuple[str, int, floa
     def chunks():
         for _ in range(1600):
             yield b" " * 65536
+
     post("100 MB chunked body", chunks())
     for name, request in [
-        ("Content-Length: 10737418240", b"POST /recommendations HTTP/1.1\r\nhost: x\r\n"
-                                        b"content-type: application/json\r\ncontent-length: 10737418240\r\n\r\n"),
+        (
+            "Content-Length: 10737418240",
+            (
+                b"POST /recommendations HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/json\r\ncontent-length: 10737418240\r\n\r\n"
+            ),
+        ),
         ("NUL in the request line", b"GET /customers/\x00103/recommendations HTTP/1.1\r\nhost: x\r\n\r\n"),
         ("non-ASCII in the request line", b"GET /customers/\xc3\xa9/recommendations HTTP/1.1\r\nhost: x\r\n\r\n"),
     ]:
@@ -120,8 +128,10 @@ class RssSampler(threading.Thread):
 def health_latencies(base: str, seconds: float, during=None) -> list[float]:
     """/health every 20 ms for ``seconds`` (ms each), while ``during`` (a callable) runs in two threads."""
     stop = threading.Event()
-    workers = [threading.Thread(target=lambda: [during() for _ in iter(stop.is_set, True)], daemon=True)
-               for _ in range(1 if during else 0)]
+    workers = [
+        threading.Thread(target=lambda: [during() for _ in iter(stop.is_set, True)], daemon=True)
+        for _ in range(1 if during else 0)
+    ]
     for worker in workers:
         worker.start()
     latencies = []
@@ -157,9 +167,12 @@ def main(argv=None) -> int:
         limit = settings.api_max_body_bytes
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "api", "--port", str(port),
-                                   "--no-access-log"], env={**os.environ, **load_settings().as_env()},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("recsys")), "api", "--port", str(port), "--no-access-log"],
+            env={**os.environ, **load_settings().as_env()},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 60
             while not port_answers(port):
@@ -175,13 +188,15 @@ def main(argv=None) -> int:
             body = maximal_body(limit)
             with httpx.Client(base_url=base, timeout=60) as http:
                 started = time.perf_counter()
-                maximal_status = http.post("/recommendations", content=body,
-                                           headers={"content-type": "application/json"}).status_code
+                maximal_status = http.post(
+                    "/recommendations", content=body, headers={"content-type": "application/json"}
+                ).status_code
                 maximal_seconds = time.perf_counter() - started
 
             def maximal():
                 with httpx.Client(base_url=base, timeout=60) as http:
                     http.post("/recommendations", content=body, headers={"content-type": "application/json"})
+
             sampler.peak = 0
             loaded = health_latencies(base, args.seconds, during=maximal)
             sampler.stop.set()
@@ -195,25 +210,41 @@ def main(argv=None) -> int:
     for name, status, seconds in cases:
         print(f"{name:<46} {status!s:>8} {seconds:>8.3f}")
     print("(the 100 MB bodies' seconds are the client's: it sends until the server's 413 closes the connection)")
-    print(f"\nmaximal request (a valid event of {len(body):,} bytes, small integers in an extra field): "
-          f"{maximal_status} in {maximal_seconds:.3f} s (503: this stack has no model live, after the whole parse)")
+    print(
+        f"\nmaximal request (a valid event of {len(body):,} bytes, small integers in an extra field): "
+        f"{maximal_status} in {maximal_seconds:.3f} s (503: this stack has no model live, after the whole parse)"
+    )
     mb = 1 / 2**20
-    print(f"\nserver RSS: idle {idle_rss * mb:.0f} MiB, peak during the hostile cases {cases_rss * mb:.0f} MiB, "
-          f"peak during the maximal requests {loaded_rss * mb:.0f} MiB")
+    print(
+        f"\nserver RSS: idle {idle_rss * mb:.0f} MiB, peak during the hostile cases {cases_rss * mb:.0f} MiB, "
+        f"peak during the maximal requests {loaded_rss * mb:.0f} MiB"
+    )
     for name, values in (("idle (baseline)", idle), ("during maximal requests", loaded)):
-        print(f"/health {name:<25} n={len(values):>4} p50 {percentile(values, .5):6.1f} ms  "
-              f"p99 {percentile(values, .99):6.1f} ms  max {max(values):6.1f} ms")
+        print(
+            f"/health {name:<25} n={len(values):>4} p50 {percentile(values, 0.5):6.1f} ms  "
+            f"p99 {percentile(values, 0.99):6.1f} ms  max {max(values):6.1f} ms"
+        )
     bad = [c for c in cases if not isinstance(c[1], int) or c[1] >= 500 or c[1] < 400]
-    goals = {f"/health max <= {GOAL_HEALTH_MS:.0f} ms during maximal requests": max(loaded) <= GOAL_HEALTH_MS,
-             "no 5xx or 2xx for a hostile case": not bad,
-             f"RSS growth <= {GOAL_RSS_GROWTH_MB:.0f} MB": (max(cases_rss, loaded_rss) - idle_rss) / 1e6
-             <= GOAL_RSS_GROWTH_MB}
+    goals = {
+        f"/health max <= {GOAL_HEALTH_MS:.0f} ms during maximal requests": max(loaded) <= GOAL_HEALTH_MS,
+        "no 5xx or 2xx for a hostile case": not bad,
+        f"RSS growth <= {GOAL_RSS_GROWTH_MB:.0f} MB": (max(cases_rss, loaded_rss) - idle_rss) / 1e6
+        <= GOAL_RSS_GROWTH_MB,
+    }
     for goal, met in goals.items():
         print(f"goal {'met' if met else 'NOT met'}: {goal}")
-    print(json.dumps({"cases": {n: s for n, s, _ in cases}, "idle_rss": idle_rss,
-                      "peak_rss": max(cases_rss, loaded_rss),
-                      "health_ms_idle_max": max(idle), "health_ms_loaded_max": max(loaded),
-                      "health_ms_loaded_p99": percentile(loaded, .99)}))
+    print(
+        json.dumps(
+            {
+                "cases": {n: s for n, s, _ in cases},
+                "idle_rss": idle_rss,
+                "peak_rss": max(cases_rss, loaded_rss),
+                "health_ms_idle_max": max(idle),
+                "health_ms_loaded_max": max(loaded),
+                "health_ms_loaded_p99": percentile(loaded, 0.99),
+            }
+        )
+    )
     return 0 if all(goals.values()) else 1
 
 

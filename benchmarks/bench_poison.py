@@ -8,12 +8,12 @@ database, and drops/stops them at the end.
 Goal: every valid event delivered, every poison record parked alone
 (``Lambda.ProcessingFailedStatus``), no invocation failed as a whole, 0 lost, 0 duplicated.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-
 
 
 def main() -> int:
@@ -25,6 +25,7 @@ def main() -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tests.support.fixtures_streaming import train_and_publish
     from tests.support.poison_run import poison_run
+
     from recsys.apps.source import seed_configured_source, source_catalogue
     from recsys.core.config import load_settings
     from recsys.deploy.lambda_zip import build_lambda_zip
@@ -39,10 +40,16 @@ def main() -> int:
         train_and_publish(settings)
         report = poison_run(settings, source_catalogue(settings), events=args.events, poison=args.poison)
     print("\n".join(report.lines()))
-    met = (report.valid_delivered == report.valid_sent and report.poison_parked_alone == report.poison_sent
-           and report.failed_invocations == 0 and report.valid_duplicated == report.poison_duplicated == 0)
-    print(f"goal (all valid delivered, every poison record parked alone, 0 lost, 0 duplicated): "
-          f"{'met' if met else 'NOT met'}")
+    met = (
+        report.valid_delivered == report.valid_sent
+        and report.poison_parked_alone == report.poison_sent
+        and report.failed_invocations == 0
+        and report.valid_duplicated == report.poison_duplicated == 0
+    )
+    print(
+        f"goal (all valid delivered, every poison record parked alone, 0 lost, 0 duplicated): "
+        f"{'met' if met else 'NOT met'}"
+    )
     return 0 if met else 1
 
 

@@ -15,6 +15,7 @@ Customers are ratings / 50 (as bench_etl.py), products 2,000 (fewer for small si
     .venv/bin/python -m benchmarks.bench_scaling --sizes 0.1M            # about a minute
     .venv/bin/python -m benchmarks.bench_scaling                         # 0.1M, 1M, 5M
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,17 @@ def shape(ratings: int) -> tuple[int, int]:
 def stage_command(stage: str, ratings: int, reports_dir: Path) -> list[str]:
     customers, products = shape(ratings)
     if stage == "seed":
-        return [str(RECSYS), "seed", "--customers", str(customers), "--products", str(products),
-                "--ratings", str(ratings), "--reset"]
+        return [
+            str(RECSYS),
+            "seed",
+            "--customers",
+            str(customers),
+            "--products",
+            str(products),
+            "--ratings",
+            str(ratings),
+            "--reset",
+        ]
     if stage == "train":
         return [str(RECSYS), "train", "--reports-dir", str(reports_dir)]
     return [str(RECSYS), stage]
@@ -89,8 +99,10 @@ def run_stage(stage: str, ratings: int, reports_dir: Path) -> StageRun:
     if run.returncode != 0:
         sys.exit(f"{stage} at {size_label(ratings)} failed ({run.returncode}):\n" + "".join(run.output[-30:]))
     lines = [line.strip() for line in run.output if line.strip()]
-    summary = next((line for line in reversed(lines) if line.startswith(("etl:", "seeded", "version ", "published"))),
-                   lines[-1] if lines else "")
+    summary = next(
+        (line for line in reversed(lines) if line.startswith(("etl:", "seeded", "version ", "published"))),
+        lines[-1] if lines else "",
+    )
     rows, unit = stage_rows(stage, ratings, summary)
     return StageRun(ratings, stage, run.seconds, run.cpu_seconds, run.peak_rss_mb, rows, unit, run.load, summary)
 
@@ -108,22 +120,32 @@ def run_size(ratings: int, index: int, count: int, reports_dir: Path) -> list[St
     """The four stages at one size, with a progress line before and after each."""
     runs = []
     for number, stage in enumerate(STAGES, start=1):
-        print(f"[{size_label(ratings)} {index}/{count}] {number}/{len(STAGES)} {stage} ... "
-              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"[{size_label(ratings)} {index}/{count}] {number}/{len(STAGES)} {stage} ... "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         run = run_stage(stage, ratings, reports_dir)
-        print(f"[{size_label(ratings)} {index}/{count}] {stage} done in {run.seconds:.1f} s, "
-              f"peak RSS {run.peak_rss_mb:,.0f} MB: {run.summary[:160]}", flush=True)
+        print(
+            f"[{size_label(ratings)} {index}/{count}] {stage} done in {run.seconds:.1f} s, "
+            f"peak RSS {run.peak_rss_mb:,.0f} MB: {run.summary[:160]}",
+            flush=True,
+        )
         runs.append(run)
     return runs
 
 
 def print_table(runs: list[StageRun]) -> None:
-    print(f"\n{'ratings':>8} {'stage':<16}{'wall s':>9}{'CPU s':>9}{'rows/s':>12} {'(rows)':<9}{'peak RSS MB':>12}"
-          f"{'load before/after':>19}")
+    print(
+        f"\n{'ratings':>8} {'stage':<16}{'wall s':>9}{'CPU s':>9}{'rows/s':>12} {'(rows)':<9}{'peak RSS MB':>12}"
+        f"{'load before/after':>19}"
+    )
     for run in runs:
-        print(f"{size_label(run.size):>8} {run.stage:<16}{run.seconds:>9.1f}{run.cpu_seconds:>9.1f}"
-              f"{run.rows_per_second:>12,.0f} {run.unit:<9}{run.peak_rss_mb:>12,.0f}"
-              f"{run.load[0]:>11.1f} / {run.load[1]:.1f}")
+        print(
+            f"{size_label(run.size):>8} {run.stage:<16}{run.seconds:>9.1f}{run.cpu_seconds:>9.1f}"
+            f"{run.rows_per_second:>12,.0f} {run.unit:<9}{run.peak_rss_mb:>12,.0f}"
+            f"{run.load[0]:>11.1f} / {run.load[1]:.1f}"
+        )
     totals: dict[int, float] = {}
     for run in runs:
         totals[run.size] = totals.get(run.size, 0.0) + run.seconds
@@ -138,13 +160,17 @@ def print_growth(runs: list[StageRun]) -> None:
         return
     small, large = sizes[0], sizes[-1]
     by = {(run.size, run.stage): run for run in runs}
-    print(f"\ngrowth from {size_label(small)} to {size_label(large)} ratings ({large / small:g}x the data; "
-          "slope of log(time) over log(ratings): 1 = linear, < 1 = fixed costs still dominate)")
+    print(
+        f"\ngrowth from {size_label(small)} to {size_label(large)} ratings ({large / small:g}x the data; "
+        "slope of log(time) over log(ratings): 1 = linear, < 1 = fixed costs still dominate)"
+    )
     for stage in STAGES:
         a, b = by[small, stage], by[large, stage]
         slope = math.log(b.seconds / a.seconds) / math.log(large / small)
-        print(f"  {stage:<16} wall {a.seconds:>7.1f} s -> {b.seconds:>7.1f} s ({b.seconds / a.seconds:>5.1f}x, "
-              f"slope {slope:.2f}); peak RSS {a.peak_rss_mb:,.0f} -> {b.peak_rss_mb:,.0f} MB")
+        print(
+            f"  {stage:<16} wall {a.seconds:>7.1f} s -> {b.seconds:>7.1f} s ({b.seconds / a.seconds:>5.1f}x, "
+            f"slope {slope:.2f}); peak RSS {a.peak_rss_mb:,.0f} -> {b.peak_rss_mb:,.0f} MB"
+        )
 
 
 def plot(runs: list[StageRun], path: Path) -> None:
@@ -168,8 +194,10 @@ def plot(runs: list[StageRun], path: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
     time_axis.legend()
-    fig.suptitle(f"recsys batch path by stage ({os.cpu_count()} cores, load average "
-                 f"{min(loads):.1f}-{max(loads):.1f} during the runs)")
+    fig.suptitle(
+        f"recsys batch path by stage ({os.cpu_count()} cores, load average "
+        f"{min(loads):.1f}-{max(loads):.1f} during the runs)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -179,8 +207,11 @@ def plot(runs: list[StageRun], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=DEFAULT_SIZES,
-                        help=f"comma-separated ratings counts, e.g. 0.1M,1M or 250k (default {DEFAULT_SIZES})")
+    parser.add_argument(
+        "--sizes",
+        default=DEFAULT_SIZES,
+        help=f"comma-separated ratings counts, e.g. 0.1M,1M or 250k (default {DEFAULT_SIZES})",
+    )
     parser.add_argument("--png", type=Path, default=DEFAULT_PNG, help="where the plot goes")
     args = parser.parse_args()
     try:
@@ -190,11 +221,16 @@ def main() -> None:
 
     from recsys.local.stack import scratch_stack
 
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}; sizes: "
-          f"{', '.join(size_label(s) for s in sizes)}", flush=True)
+    print(
+        f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}; sizes: "
+        f"{', '.join(size_label(s) for s in sizes)}",
+        flush=True,
+    )
     runs: list[StageRun] = []
-    with scratch_stack("bench_scaling", OPENBLAS_NUM_THREADS="1"), \
-            tempfile.TemporaryDirectory(prefix="bench-scaling-reports-") as reports:
+    with (
+        scratch_stack("bench_scaling", OPENBLAS_NUM_THREADS="1"),
+        tempfile.TemporaryDirectory(prefix="bench-scaling-reports-") as reports,
+    ):
         for index, ratings in enumerate(sizes, start=1):
             runs += run_size(ratings, index, len(sizes), Path(reports))
     print_table(runs)

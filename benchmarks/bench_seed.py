@@ -6,6 +6,7 @@ Both sides load the same rows into freshly created tables of the same schema, wi
 settings (foreign_key_checks=0, unique_checks=0) and the same chunks, on the configured MySQL server,
 in a scratch database that is dropped at the end. Targets: >= 100k ratings/s, within 1.5x of raw.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ def raw_load_seconds(settings, spec: SeedSpec) -> float:
     """Time only LOAD DATA of pre-written TSV chunks into fresh tables (no generation)."""
     tables, rating_chunks = generate_streaming(spec)
     codes = tables.truth.product_codes
-    chunks = [("productlines", load.rows_to_tsv(tables.productlines)), ("products", load.rows_to_tsv(tables.products)),
-              ("customers", load.rows_to_tsv(tables.customers))]
+    chunks = [
+        ("productlines", load.rows_to_tsv(tables.productlines)),
+        ("products", load.rows_to_tsv(tables.products)),
+        ("customers", load.rows_to_tsv(tables.customers)),
+    ]
     chunks += [("ratings", load.ratings_to_tsv(c.customers, codes[c.products], c.stars)) for c in rating_chunks]
     with tempfile.TemporaryDirectory() as tmp:
         files = []
@@ -51,8 +55,11 @@ def raw_load_seconds(settings, spec: SeedSpec) -> float:
         started = time.perf_counter()
         for table, path in files:
             with conn.cursor() as cur:
-                cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {load.quote_identifier(table)} CHARACTER SET utf8mb4 "
-                            "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'", (path,))
+                cur.execute(
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {load.quote_identifier(table)} CHARACTER SET utf8mb4 "
+                    "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'",
+                    (path,),
+                )
             conn.commit()
         elapsed = time.perf_counter() - started
         conn.close()
@@ -80,8 +87,10 @@ def main() -> None:
     print(f"  {'recsys seed (generate + load)':<36} {summary.seconds:8.2f} s  {rate:>12,.0f} ratings/s")
     print(f"  {'raw LOAD DATA of pre-written TSV':<36} {raw:8.2f} s  {spec.ratings / raw:>12,.0f} ratings/s")
     print(f"  ratio seed / raw load: {ratio:.2f}x   (target <= 1.5x)")
-    print(f"  throughput target >= 100,000 ratings/s: {'met' if rate >= 100_000 else 'NOT met'}; "
-          f"ratio target: {'met' if ratio <= 1.5 else 'NOT met'}")
+    print(
+        f"  throughput target >= 100,000 ratings/s: {'met' if rate >= 100_000 else 'NOT met'}; "
+        f"ratio target: {'met' if ratio <= 1.5 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ with PutRecords of 500 (no ordering rule). Timings on a shared 2-core machine va
     .venv/bin/python -m benchmarks.bench_stack                       # 200 x 256 KiB (50 MiB), 20k records
     .venv/bin/python -m benchmarks.bench_stack --emulators moto --objects 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,14 @@ class Running:
         started = time.perf_counter()
         self.process = self.emulator.start(port, state_dir / name, state_dir / "logs" / f"{name}.log")
         self.healthy_s = time.perf_counter() - started
-        self.settings = load_settings({"RECSYS_STATE_DIR": str(state_dir), "RECSYS_EMULATOR": name,
-                                       "AWS_ENDPOINT_URL": self.emulator.endpoint(port), **LOCAL_CREDENTIALS})
+        self.settings = load_settings(
+            {
+                "RECSYS_STATE_DIR": str(state_dir),
+                "RECSYS_EMULATOR": name,
+                "AWS_ENDPOINT_URL": self.emulator.endpoint(port),
+                **LOCAL_CREDENTIALS,
+            }
+        )
         started = time.perf_counter()
         ensure_resources(self.settings)
         self.resources_s = time.perf_counter() - started
@@ -72,8 +79,10 @@ def fill(settings, objects: int, kib: int, records: int) -> None:
     for i in range(objects):
         s3.put_object(Bucket=settings.artifacts_bucket, Key=f"models/bench/{i:05d}.bin", Body=body)
     for start in range(0, records, 500):
-        batch = [{"PartitionKey": f"session-{n % 997}", "Data": b'{"n": %d, "pad": "%s"}' % (n, b"x" * 200)}
-                 for n in range(start, min(start + 500, records))]
+        batch = [
+            {"PartitionKey": f"session-{n % 997}", "Data": b'{"n": %d, "pad": "%s"}' % (n, b"x" * 200)}
+            for n in range(start, min(start + 500, records))
+        ]
         kinesis.put_records(StreamName=settings.kinesis_stream, Records=batch)
 
 
@@ -87,13 +96,19 @@ def naive_copy(source, target) -> float:
             s3_out.put_object(Bucket=target.artifacts_bucket, Key=obj["Key"], Body=body)
     k_in, k_out = aws.client("kinesis", source), aws.client("kinesis", target)
     for shard in k_in.list_shards(StreamName=source.kinesis_stream)["Shards"]:
-        iterator = k_in.get_shard_iterator(StreamName=source.kinesis_stream, ShardId=shard["ShardId"],
-                                           ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = k_in.get_shard_iterator(
+            StreamName=source.kinesis_stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             got = k_in.get_records(ShardIterator=iterator, Limit=10_000)
             for start in range(0, len(got["Records"]), 500):
-                k_out.put_records(StreamName=target.kinesis_stream, Records=[
-                    {"PartitionKey": r["PartitionKey"], "Data": r["Data"]} for r in got["Records"][start:start + 500]])
+                k_out.put_records(
+                    StreamName=target.kinesis_stream,
+                    Records=[
+                        {"PartitionKey": r["PartitionKey"], "Data": r["Data"]}
+                        for r in got["Records"][start : start + 500]
+                    ],
+                )
             if not got["Records"] and got.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = got.get("NextShardIterator")
@@ -114,9 +129,17 @@ def bench(name: str, args: argparse.Namespace) -> dict:
         third = Running(name, root / "c")
         baseline = naive_copy(first.settings, third.settings)
         size = sum(f.stat().st_size for f in (root / "b" / aws_state.RESTORED).rglob("*") if f.is_file())
-        figures = {"healthy_s": first.healthy_s, "resources_s": first.resources_s, "rss_mib": rss,
-                   "save_s": saved.seconds, "restore_s": restored.seconds, "baseline_s": baseline,
-                   "mib": saved.bytes / 2**20, "records": saved.records, "on_disk_mib": size / 2**20}
+        figures = {
+            "healthy_s": first.healthy_s,
+            "resources_s": first.resources_s,
+            "rss_mib": rss,
+            "save_s": saved.seconds,
+            "restore_s": restored.seconds,
+            "baseline_s": baseline,
+            "mib": saved.bytes / 2**20,
+            "records": saved.records,
+            "on_disk_mib": size / 2**20,
+        }
         figures["stop_s"] = max(stops + [first.stop(), third.stop()])
         return figures
     finally:
@@ -132,17 +155,25 @@ def main() -> None:
         mib_s = 2 * f["mib"] / moved
         rec_s = 2 * f["records"] / moved
         print(f"\n== {name}")
-        print(f"  start to healthy        {f['healthy_s']:6.1f} s   resources (first calls) {f['resources_s']:5.1f} s"
-              f"   stop (slowest of 3) {f['stop_s']:5.1f} s   RSS with children {f['rss_mib']:6.0f} MiB")
-        print(f"  save                    {f['save_s']:6.1f} s   restore {f['restore_s']:5.1f} s   "
-              f"({f['mib']:.0f} MiB, {f['records']:,} records, {f['on_disk_mib']:.0f} MiB on disk)")
-        print(f"  save+restore            {mib_s:6.1f} MiB/s and {rec_s:,.0f} records/s each way "
-              f"(goal >= {TARGET_MIB_PER_S:g} MiB/s, >= {TARGET_RECORDS_PER_S:,.0f} records/s): "
-              f"{'met' if mib_s >= TARGET_MIB_PER_S and rec_s >= TARGET_RECORDS_PER_S else 'NOT met'}")
+        print(
+            f"  start to healthy        {f['healthy_s']:6.1f} s   resources (first calls) {f['resources_s']:5.1f} s"
+            f"   stop (slowest of 3) {f['stop_s']:5.1f} s   RSS with children {f['rss_mib']:6.0f} MiB"
+        )
+        print(
+            f"  save                    {f['save_s']:6.1f} s   restore {f['restore_s']:5.1f} s   "
+            f"({f['mib']:.0f} MiB, {f['records']:,} records, {f['on_disk_mib']:.0f} MiB on disk)"
+        )
+        print(
+            f"  save+restore            {mib_s:6.1f} MiB/s and {rec_s:,.0f} records/s each way "
+            f"(goal >= {TARGET_MIB_PER_S:g} MiB/s, >= {TARGET_RECORDS_PER_S:,.0f} records/s): "
+            f"{'met' if mib_s >= TARGET_MIB_PER_S and rec_s >= TARGET_RECORDS_PER_S else 'NOT met'}"
+        )
         ratio = moved / f["baseline_s"]
-        print(f"  vs naive copy           {moved:6.1f} s vs {f['baseline_s']:.1f} s = {ratio:.2f}x "
-              f"(goal <= {TARGET_VS_BASELINE:g}x; the save also writes disk and keeps per-key order): "
-              f"{'met' if ratio <= TARGET_VS_BASELINE else 'NOT met'}")
+        print(
+            f"  vs naive copy           {moved:6.1f} s vs {f['baseline_s']:.1f} s = {ratio:.2f}x "
+            f"(goal <= {TARGET_VS_BASELINE:g}x; the save also writes disk and keeps per-key order): "
+            f"{'met' if ratio <= TARGET_VS_BASELINE else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

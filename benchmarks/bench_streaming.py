@@ -8,6 +8,7 @@ Targets: batched Lambda >= 1,000 records/s on 2 cores and >= 5x the per-record v
 freshness p99 <= 3 s from PutRecords to the object in S3 with a 1 s buffer, on a freshly started
 delivery (first batch included), against a same-run baseline: one invocation at a time, no warm-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,20 @@ import threading
 import time
 
 
-
 def firehose_event(events: list[dict]) -> dict:
-    return {"invocationId": "bench", "deliveryStreamArn": "arn", "region": "us-east-1", "records": [
-        {"recordId": str(i), "approximateArrivalTimestamp": 0,
-         "data": base64.b64encode(json.dumps(e).encode()).decode()} for i, e in enumerate(events)]}
+    return {
+        "invocationId": "bench",
+        "deliveryStreamArn": "arn",
+        "region": "us-east-1",
+        "records": [
+            {
+                "recordId": str(i),
+                "approximateArrivalTimestamp": 0,
+                "data": base64.b64encode(json.dumps(e).encode()).decode(),
+            }
+            for i, e in enumerate(events)
+        ],
+    }
 
 
 def per_record_runtime(handler_module, runtime):
@@ -42,6 +52,7 @@ def per_record_runtime(handler_module, runtime):
                     for event in events:
                         lines += [r.to_json_line() for r in recommend_batch(conn, [event], model, self.config.top_k)]
                     return lines
+
             return self.db.run(work)
 
     clone = PerRecord.__new__(PerRecord)
@@ -76,18 +87,29 @@ def bench_lambda(settings, catalogue, batch: int, rounds: int) -> dict:
     timed(runtime)  # warm: model loaded, connection open
     batched, per_record = timed(runtime), timed(slow)
     code_dir = unpack_zip(settings.lambda_zip, settings.state_dir / "lambda")
-    with LocalLambda(code_dir, "recsys.serving.handler.lambda_handler", lambda_environment(settings),
-                     log_file=settings.state_dir / "bench-lambda.log", python=lambda_python(settings)) as fn:
+    with LocalLambda(
+        code_dir,
+        "recsys.serving.handler.lambda_handler",
+        lambda_environment(settings),
+        log_file=settings.state_dir / "bench-lambda.log",
+        python=lambda_python(settings),
+    ) as fn:
         body = json.dumps(payload).encode()
         cold = fn.invoke(body)
         assert cold.ok, cold.error()
         warm = min(fn.invoke(body).duration_seconds for _ in range(rounds))
-    return {"batch": batch, "batched_s": batched, "per_record_s": per_record, "zip_cold_s": cold.duration_seconds,
-            "zip_warm_s": warm}
+    return {
+        "batch": batch,
+        "batched_s": batched,
+        "per_record_s": per_record,
+        "zip_cold_s": cold.duration_seconds,
+        "zip_warm_s": warm,
+    }
 
 
-def bench_freshness(settings, catalogue, events: int, rate: float, *, concurrency: int, warm_up: bool,
-                    seed: int) -> dict:
+def bench_freshness(
+    settings, catalogue, events: int, rate: float, *, concurrency: int, warm_up: bool, seed: int
+) -> dict:
     """Seconds from PutRecords accepting each event to its object appearing in S3, for a freshly
     started delivery (new runtimes): with ``warm_up`` the events are sent once the runtimes are warm,
     as on a delivery stream that runs before traffic arrives; without it the first batch is cold."""
@@ -114,9 +136,18 @@ def bench_freshness(settings, catalogue, events: int, rate: float, *, concurrenc
     worker.join(10)
     delivery.close()
     lat = collect_outputs(settings, sent.accepted_at, watcher.first_seen).freshness
-    return {"events": events, "delivered": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-            "latencies": lat, "objects": delivery.stats.objects, "buffer_s": float(settings.buffer_seconds),
-            "batch_p50": delivery.stats.batch_percentile(50), "concurrency": concurrency, "warm_up": warm_up}
+    return {
+        "events": events,
+        "delivered": len(lat),
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "latencies": lat,
+        "objects": delivery.stats.objects,
+        "buffer_s": float(settings.buffer_seconds),
+        "batch_p50": delivery.stats.batch_percentile(50),
+        "concurrency": concurrency,
+        "warm_up": warm_up,
+    }
 
 
 def bench_producer(settings, catalogue, events: int) -> dict:
@@ -127,8 +158,12 @@ def bench_producer(settings, catalogue, events: int) -> dict:
     generated = synthesize_events(catalogue, events, seed=3)
     synth = time.perf_counter() - started
     summary = send_records(settings, events_to_records(generated))
-    return {"events": events, "synth_per_s": events / synth, "send_per_s": summary.sent / summary.seconds,
-            "put_calls": summary.put_calls}
+    return {
+        "events": events,
+        "synth_per_s": events / synth,
+        "send_per_s": summary.sent / summary.seconds,
+        "put_calls": summary.put_calls,
+    }
 
 
 def main() -> int:
@@ -143,14 +178,13 @@ def main() -> int:
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tests.support.fixtures_streaming import train_and_publish
-    from recsys.deploy.lambda_zip import build_lambda_zip
-    from recsys.apps.source import source_catalogue
-    from recsys.core.config import load_settings
-    from recsys.local.stack import scratch_stack
-    from recsys.apps.source import seed_configured_source
-    from recsys_seed import SeedSpec
-    from recsys.apps.demo_report import freshness_text
 
+    from recsys.apps.demo_report import freshness_text
+    from recsys.apps.source import seed_configured_source, source_catalogue
+    from recsys.core.config import load_settings
+    from recsys.deploy.lambda_zip import build_lambda_zip
+    from recsys.local.stack import scratch_stack
+    from recsys_seed import SeedSpec
 
     with scratch_stack("bench_streaming", RECSYS_BUFFER_SECONDS="1", RECSYS_POINTER_TTL_SECONDS="60") as scratch:
         zip_report = build_lambda_zip(scratch.state_dir / "build" / "lambda.zip")
@@ -161,10 +195,18 @@ def main() -> int:
         catalogue = source_catalogue(settings)
 
         lam = bench_lambda(settings, catalogue, args.batch, args.rounds)
-        baseline = bench_freshness(settings, catalogue, args.freshness_events, args.freshness_rate,
-                                   concurrency=1, warm_up=False, seed=2)
-        fresh = bench_freshness(settings, catalogue, args.freshness_events, args.freshness_rate,
-                                concurrency=args.concurrency, warm_up=True, seed=4)
+        baseline = bench_freshness(
+            settings, catalogue, args.freshness_events, args.freshness_rate, concurrency=1, warm_up=False, seed=2
+        )
+        fresh = bench_freshness(
+            settings,
+            catalogue,
+            args.freshness_events,
+            args.freshness_rate,
+            concurrency=args.concurrency,
+            warm_up=True,
+            seed=4,
+        )
         prod = bench_producer(settings, catalogue, args.producer_events)
 
     batched_rps = lam["batch"] / lam["batched_s"]
@@ -175,17 +217,27 @@ def main() -> int:
     print(f"  batched queries      {lam['batched_s'] * 1000:8.1f} ms  {batched_rps:8,.0f} records/s  (target >= 1,000)")
     print(f"  one query per record {lam['per_record_s'] * 1000:8.1f} ms  {per_record_rps:8,.0f} records/s")
     print(f"  ratio                {batched_rps / per_record_rps:8.1f}x  (target >= 5x)")
-    print(f"  through the zip under awslambdaric: cold {lam['zip_cold_s'] * 1000:.0f} ms, warm "
-          f"{lam['zip_warm_s'] * 1000:.0f} ms = {lam['batch'] / lam['zip_warm_s']:,.0f} records/s")
-    print(f"freshness PutRecords -> S3 object, buffer {fresh['buffer_s']:g} s, {args.freshness_events} events at "
-          f"{args.freshness_rate:g}/s, each run on a freshly started delivery (first batch included):")
-    for label, result in ((f"concurrency {fresh['concurrency']} + warm-up", fresh),
-                          ("baseline: concurrency 1, cold", baseline)):
-        print(f"  {label:<30} {result['delivered']}/{result['events']} delivered, "
-              f"{freshness_text(result['latencies'])}; {result['objects']} objects, "
-              f"Lambda batch p50 {result['batch_p50'] * 1000:.0f} ms")
-    print(f"producer: {prod['events']:,} events, synthesis {prod['synth_per_s']:,.0f} events/s, "
-          f"PutRecords {prod['send_per_s']:,.0f} events/s ({prod['put_calls']} calls) against moto")
+    print(
+        f"  through the zip under awslambdaric: cold {lam['zip_cold_s'] * 1000:.0f} ms, warm "
+        f"{lam['zip_warm_s'] * 1000:.0f} ms = {lam['batch'] / lam['zip_warm_s']:,.0f} records/s"
+    )
+    print(
+        f"freshness PutRecords -> S3 object, buffer {fresh['buffer_s']:g} s, {args.freshness_events} events at "
+        f"{args.freshness_rate:g}/s, each run on a freshly started delivery (first batch included):"
+    )
+    for label, result in (
+        (f"concurrency {fresh['concurrency']} + warm-up", fresh),
+        ("baseline: concurrency 1, cold", baseline),
+    ):
+        print(
+            f"  {label:<30} {result['delivered']}/{result['events']} delivered, "
+            f"{freshness_text(result['latencies'])}; {result['objects']} objects, "
+            f"Lambda batch p50 {result['batch_p50'] * 1000:.0f} ms"
+        )
+    print(
+        f"producer: {prod['events']:,} events, synthesis {prod['synth_per_s']:,.0f} events/s, "
+        f"PutRecords {prod['send_per_s']:,.0f} events/s ({prod['put_calls']} calls) against moto"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ times the final fits of ALS and the hybrid on every rating, interleaved ``--repe
 ``--tune`` scores variants of both models on a validation split carved out of the evaluation split's
 training part (the reported hold-out is never looked at) and prints them best first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,22 @@ GOALS = [
     ("known customers >= 2x popularity", "known_x_pop", 2.0, ["als_known_x_pop"]),
     ("cold, attributes only >= 1.5x popularity", "features_x_pop", 1.5, ["attributes_ceiling_x_pop"]),
     ("cold, attributes only >= 0.8x attributes-only ceiling", "features_x_attr_ceiling", 0.8, []),
-    ("cold, attributes + 3 browsed >= 3x popularity", "browsed_x_pop", 3.0,
-     ["als_browsed_x_pop", "hybrid_fold_in_x_pop", "ceiling_browsed_x_pop"]),
+    (
+        "cold, attributes + 3 browsed >= 3x popularity",
+        "browsed_x_pop",
+        3.0,
+        ["als_browsed_x_pop", "hybrid_fold_in_x_pop", "ceiling_browsed_x_pop"],
+    ),
 ]
 TIME_GOAL = 2.0  # hybrid wall time <= 2x ALS's at 1M ratings
-BASELINE_LABELS = {"als_known_x_ceiling": "ALS", "als_known_x_pop": "ALS",
-                   "attributes_ceiling_x_pop": "attributes-only ceiling", "als_browsed_x_pop": "ALS fold_in",
-                   "hybrid_fold_in_x_pop": "hybrid fold_in (no attributes)", "ceiling_browsed_x_pop": "planted ceiling"}
+BASELINE_LABELS = {
+    "als_known_x_ceiling": "ALS",
+    "als_known_x_pop": "ALS",
+    "attributes_ceiling_x_pop": "attributes-only ceiling",
+    "als_browsed_x_pop": "ALS fold_in",
+    "hybrid_fold_in_x_pop": "hybrid fold_in (no attributes)",
+    "ceiling_browsed_x_pop": "planted ceiling",
+}
 
 
 @dataclass
@@ -92,18 +102,29 @@ def run_scale(name: str, spec_args: tuple[int, int, int, int], share: float, rep
         table = training_table_from_mysql(settings)
         publish_training_table(settings, table)
         published = time.perf_counter()
-        print(f"[{name}] seeded {spec_args[2]:,} ratings (attribute share {share:g}) in {seeded - started:.1f} s; "
-              f"table + publish {published - seeded:.1f} s", flush=True)
+        print(
+            f"[{name}] seeded {spec_args[2]:,} ratings (attribute share {share:g}) in {seeded - started:.1f} s; "
+            f"table + publish {published - seeded:.1f} s",
+            flush=True,
+        )
         truth, note = planted_truth_for(settings)
-        result = train_and_publish(settings, TrainParams(), settings.state_dir / "reports", truth=truth,
-                                   ceiling_note=note)
+        result = train_and_publish(
+            settings, TrainParams(), settings.state_dir / "reports", truth=truth, ceiling_note=note
+        )
         stage = time.perf_counter() - published
         print(result.evaluation.text(), flush=True)
         views = result.evaluation.views
-        ndcg = {view: {n: m.ndcg for n, m in report.rankers.items()} for view, report in
-                (("known", views.known), ("cold_features", views.cold_features), ("cold_browsed", views.cold_browsed))}
-        scale = ScaleResult(name, spec_args[2], result.evaluation.selection.kind, result.evaluation.selection.reason,
-                            stage, ndcg)
+        ndcg = {
+            view: {n: m.ndcg for n, m in report.rankers.items()}
+            for view, report in (
+                ("known", views.known),
+                ("cold_features", views.cold_features),
+                ("cold_browsed", views.cold_browsed),
+            )
+        }
+        scale = ScaleResult(
+            name, spec_args[2], result.evaluation.selection.kind, result.evaluation.selection.reason, stage, ndcg
+        )
         if name == TIMED_SCALE:
             scale.timing = time_final_fits(table, repeats)
         if tune:
@@ -130,14 +151,29 @@ def time_final_fits(table, repeats: int) -> dict[str, list[tuple[float, float]]]
             else:
                 hybrid.fit_hybrid(stars, side, params.hybrid)
             runs[model].append((time.perf_counter() - wall, time.process_time() - cpu))
-            print(f"  fit {model} run {run + 1}: wall {runs[model][-1][0]:.2f} s, cpu {runs[model][-1][1]:.2f} s, "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"  fit {model} run {run + 1}: wall {runs[model][-1][0]:.2f} s, cpu {runs[model][-1][1]:.2f} s, "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     return runs
 
 
-TUNE_HYBRID = [{}, {"use_prior": False}, {"factors": 8}, {"factors": 24}, {"reg_free": 5.0}, {"reg_free": 50.0},
-               {"reg_line": 5.0}, {"reg_line": 80.0}, {"reg_item": 20.0}, {"reg_item": 100.0}, {"alpha": 2.0},
-               {"iterations": 6}, {"iterations": 14}]
+TUNE_HYBRID = [
+    {},
+    {"use_prior": False},
+    {"factors": 8},
+    {"factors": 24},
+    {"reg_free": 5.0},
+    {"reg_free": 50.0},
+    {"reg_line": 5.0},
+    {"reg_line": 80.0},
+    {"reg_item": 20.0},
+    {"reg_item": 100.0},
+    {"alpha": 2.0},
+    {"iterations": 6},
+    {"iterations": 14},
+]
 TUNE_ALS = [{}, {"factors": 8}, {"factors": 24}, {"regularization": 5.0}, {"regularization": 50.0}, {"alpha": 2.0}]
 
 
@@ -159,20 +195,29 @@ def tune_on_validation(table, truth) -> None:
     base = TrainParams()
     split = evaluate.cold_split(data, base.holdout_fraction, base.seed, base.cold_fraction, base.browse)
     training = evaluate.subset(data, split.train)
-    validation = evaluate.cold_split(training, base.holdout_fraction, base.seed + VALIDATION_SEED_OFFSET,
-                                     base.cold_fraction, base.browse)
+    validation = evaluate.cold_split(
+        training, base.holdout_fraction, base.seed + VALIDATION_SEED_OFFSET, base.cold_fraction, base.browse
+    )
     rows = []
     for kind, variants in ((ALS_RANKER, TUNE_ALS), (HYBRID_RANKER, TUNE_HYBRID)):
         for change in variants:
-            params = replace(base, **change) if kind == ALS_RANKER else replace(base, hybrid=replace(base.hybrid, **change))
+            params = (
+                replace(base, **change) if kind == ALS_RANKER else replace(base, hybrid=replace(base.hybrid, **change))
+            )
             fits = fit_candidates(training, validation.train, side, params, [kind])
             views = score_views(training, validation, fits, params, truth)
             known = views.known.rankers[kind].ndcg
             ceiling = views.known.rankers.get("planted truth")
             features = views.cold_features.rankers.get("hybrid [features]")
             label = f"{kind} " + (" ".join(f"{k}={v}" for k, v in change.items()) or "(defaults)")
-            rows.append((known, label, known / ceiling.ndcg if ceiling else float("nan"),
-                         features.ndcg if features else float("nan")))
+            rows.append(
+                (
+                    known,
+                    label,
+                    known / ceiling.ndcg if ceiling else float("nan"),
+                    features.ndcg if features else float("nan"),
+                )
+            )
     print("validation NDCG@10 (best first): known customers, x planted ceiling, cold from attributes")
     for known, label, x_ceiling, features in sorted(rows, reverse=True):
         print(f"  {label:<36} {known:.4f}  {x_ceiling:.2f}x  {features:.4f}")
@@ -183,10 +228,18 @@ def _fmt(value: float | None) -> str:
 
 
 def quality_table(results: list[ScaleResult]) -> str:
-    rankers = {"known": ["als", "hybrid", "popularity", "planted truth"],
-               "cold_features": ["hybrid [features]", "popularity", "attributes-only truth", "planted truth"],
-               "cold_browsed": ["als [fold_in]", "hybrid [fold_in]", "hybrid [features+fold_in]", "popularity",
-                                "attributes-only truth", "planted truth"]}
+    rankers = {
+        "known": ["als", "hybrid", "popularity", "planted truth"],
+        "cold_features": ["hybrid [features]", "popularity", "attributes-only truth", "planted truth"],
+        "cold_browsed": [
+            "als [fold_in]",
+            "hybrid [fold_in]",
+            "hybrid [features+fold_in]",
+            "popularity",
+            "attributes-only truth",
+            "planted truth",
+        ],
+    }
     head = f"{'scale':<6}{'view':<15}{'ranker':<28}{'NDCG@10':>9}{'x pop':>8}{'x ceiling':>11}"
     lines = [head, "-" * len(head)]
     for r in results:
@@ -194,8 +247,10 @@ def quality_table(results: list[ScaleResult]) -> str:
             ceiling = "attributes-only truth" if view == "cold_features" else "planted truth"
             for name in names:
                 if name in r.ndcg[view]:
-                    lines.append(f"{r.scale:<6}{view:<15}{name:<28}{r.ndcg[view][name]:>9.4f}"
-                                 f"{_fmt(r.ratio(view, name, 'popularity')):>8}{_fmt(r.ratio(view, name, ceiling)):>11}")
+                    lines.append(
+                        f"{r.scale:<6}{view:<15}{name:<28}{r.ndcg[view][name]:>9.4f}"
+                        f"{_fmt(r.ratio(view, name, 'popularity')):>8}{_fmt(r.ratio(view, name, ceiling)):>11}"
+                    )
     return "\n".join(lines)
 
 
@@ -214,9 +269,11 @@ def goals_table(results: list[ScaleResult]) -> str:
             wall = {m: float(np.median([w for w, _ in runs])) for m, runs in r.timing.items()}
             cpu = {m: float(np.median([c for _, c in runs])) for m, runs in r.timing.items()}
             ratio = wall["hybrid"] / wall["als"]
-            lines.append(f"{'training at 1M <= 2x pure ALS wall time':<56}{r.scale:<7}{ratio:>7.2f}x  "
-                         f"{'met' if ratio <= TIME_GOAL else 'NOT MET':<8}median wall ALS {wall['als']:.2f} s, "
-                         f"hybrid {wall['hybrid']:.2f} s; cpu ALS {cpu['als']:.2f} s, hybrid {cpu['hybrid']:.2f} s")
+            lines.append(
+                f"{'training at 1M <= 2x pure ALS wall time':<56}{r.scale:<7}{ratio:>7.2f}x  "
+                f"{'met' if ratio <= TIME_GOAL else 'NOT MET':<8}median wall ALS {wall['als']:.2f} s, "
+                f"hybrid {wall['hybrid']:.2f} s; cpu ALS {cpu['als']:.2f} s, hybrid {cpu['hybrid']:.2f} s"
+            )
     return "\n".join(lines)
 
 
@@ -227,8 +284,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing runs at 1M")
     parser.add_argument("--tune", action="store_true", help="also print a validation-only search per scale")
     args = parser.parse_args()
-    results = [run_scale(name, SCALES[name], args.attribute_share, args.repeats, args.tune)
-               for name in args.scales.split(",")]
+    results = [
+        run_scale(name, SCALES[name], args.attribute_share, args.repeats, args.tune) for name in args.scales.split(",")
+    ]
     print()
     print(quality_table(results))
     print()

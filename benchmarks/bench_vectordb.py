@@ -13,6 +13,7 @@ shared_buffers and ef_search 64, plus an exact (sequential) scan.
     .venv/bin/python -m benchmarks.bench_vectordb                  # 100k items x 64-d
     .venv/bin/python -m benchmarks.bench_vectordb --items 1000000  # ~15 min on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clusters", type=int, default=200)
     parser.add_argument("--queries", type=int, default=1000, help="single-query latency sample")
     parser.add_argument("--seqscan-queries", type=int, default=20)
-    parser.add_argument("--ef-search", default="16,24,32,40,64,100,128,150,200,250,300,400",
-                        help="comma-separated values to sweep")
+    parser.add_argument(
+        "--ef-search", default="16,24,32,40,64,100,128,150,200,250,300,400", help="comma-separated values to sweep"
+    )
     parser.add_argument("--m", type=int, default=HNSW_M)
     parser.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument("--k", type=int, default=10)
@@ -66,7 +68,9 @@ def embeddings_csv(ids, vectors: np.ndarray) -> bytes:
     """The contract CSV (``id,"[x,...]"``); %-formatting per row is much faster than the trainer's
     per-float writer at a million rows."""
     row = ",".join(["%.9g"] * vectors.shape[1])
-    return ("id,embedding\n" + "".join(f'{i},"[{row % tuple(v)}]"\n' for i, v in zip(ids, vectors, strict=True))).encode()
+    return (
+        "id,embedding\n" + "".join(f'{i},"[{row % tuple(v)}]"\n' for i, v in zip(ids, vectors, strict=True))
+    ).encode()
 
 
 def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -76,7 +80,7 @@ def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     chunk = max(1, 2**26 // len(items))  # ~256 MB of similarities at a time
     out = []
     for start in range(0, len(q), chunk):
-        sims = q[start:start + chunk] @ normed.T
+        sims = q[start : start + chunk] @ normed.T
         top = np.argpartition(-sims, k, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
         out.append(np.take_along_axis(top, order, axis=1))
@@ -84,8 +88,14 @@ def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall(expected_rows: np.ndarray, item_ids: np.ndarray, got) -> float:
-    return float(np.mean([len(set(item_ids[e]) & {h.product_code for h in g}) / len(e)
-                          for e, g in zip(expected_rows, got, strict=True)]))
+    return float(
+        np.mean(
+            [
+                len(set(item_ids[e]) & {h.product_code for h in g}) / len(e)
+                for e, g in zip(expected_rows, got, strict=True)
+            ]
+        )
+    )
 
 
 def timed_single(vs, conn, queries: np.ndarray, k: int, ef_search: int | None, seqscan: bool = False):
@@ -105,8 +115,13 @@ def timed_single(vs, conn, queries: np.ndarray, k: int, ef_search: int | None, s
 def measure(vs, conn, queries, expected, item_ids, k, ef_search) -> tuple[float, float, float, float, str]:
     """recall@k, p50 ms, p99 ms, QPS of single queries at ``ef_search`` (None: the live version's), load."""
     latencies, got = timed_single(vs, conn, queries, k, ef_search)
-    return (recall(expected, item_ids, got), np.percentile(latencies, 50) * 1e3,
-            np.percentile(latencies, 99) * 1e3, len(latencies) / latencies.sum(), load_text())
+    return (
+        recall(expected, item_ids, got),
+        np.percentile(latencies, 50) * 1e3,
+        np.percentile(latencies, 99) * 1e3,
+        len(latencies) / latencies.sum(),
+        load_text(),
+    )
 
 
 def row(label, figures) -> str:
@@ -119,13 +134,19 @@ def publish(settings, s3, version: str, item_ids, items, user_ids, users) -> Non
     import json
 
     bucket = settings.artifacts_bucket
-    files = {"item_embeddings.csv": embeddings_csv(item_ids, items),
-             "user_embeddings.csv": embeddings_csv(user_ids, users)}
+    files = {
+        "item_embeddings.csv": embeddings_csv(item_ids, items),
+        "user_embeddings.csv": embeddings_csv(user_ids, users),
+    }
     for name, body in files.items():
         s3.put_object(Bucket=bucket, Key=f"models/{version}/{name}", Body=body)
-    manifest = {"version": version, "created_at": datetime.now(UTC).isoformat(),
-                "embedding_dim": items.shape[1], "embedding_transform": "none",
-                "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()}}
+    manifest = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "embedding_dim": items.shape[1],
+        "embedding_transform": "none",
+        "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()},
+    }
     s3.put_object(Bucket=bucket, Key=f"models/{version}/manifest.json", Body=json.dumps(manifest))
 
 
@@ -140,9 +161,11 @@ def main() -> int:
 def server_state(conn) -> str:
     """shared_buffers, effective_cache_size and the HNSW indexes' size, as the server reports them."""
     with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('shared_buffers'), current_setting('effective_cache_size'), "
-                    "pg_size_pretty(pg_relation_size('item_emb_embedding_hnsw')), "
-                    "pg_size_pretty(pg_relation_size('user_emb_embedding_hnsw'))")
+        cur.execute(
+            "SELECT current_setting('shared_buffers'), current_setting('effective_cache_size'), "
+            "pg_size_pretty(pg_relation_size('item_emb_embedding_hnsw')), "
+            "pg_size_pretty(pg_relation_size('user_emb_embedding_hnsw'))"
+        )
         shared, cache, items, users = cur.fetchone()
     conn.commit()
     return f"shared_buffers {shared}, effective_cache_size {cache}; HNSW item index {items}, user index {users}"
@@ -171,8 +194,10 @@ def run(args, settings) -> int:
 
     rng = np.random.default_rng(42)
     params = HnswParams(args.m, args.ef_construction)
-    print(f"== vector DB benchmark: {args.items:,} items x {args.dim}-d, {args.clusters} clusters, "
-          f"{args.users:,} users; k={args.k}; 2-core shared machine; {load_text()}")
+    print(
+        f"== vector DB benchmark: {args.items:,} items x {args.dim}-d, {args.clusters} clusters, "
+        f"{args.users:,} users; k={args.k}; 2-core shared machine; {load_text()}"
+    )
     started = time.perf_counter()
     items, users, queries = clustered(rng, (args.items, args.users, args.queries), args.dim, args.clusters)
     item_ids = np.array([f"P{i:07d}" for i in range(args.items)])
@@ -183,11 +208,16 @@ def run(args, settings) -> int:
 
     result = load_embeddings(settings, version, params)
     rows = result.item_count + result.user_count
-    print(f"load: COPY {rows:,} rows in {result.copy_seconds:.1f} s = {rows / result.copy_seconds:,.0f} rows/s; "
-          f"HNSW build (items + users, m={params.m}, ef_construction={params.ef_construction}) "
-          f"{result.index_seconds:.1f} s; {load_text()}")
-    print("loader's ef_search calibration (200 customer vectors vs exact): "
-          + ", ".join(f"{ef}: {r:.3f}" for ef, r in result.ef_search_curve) + f" -> stored ef_search {result.ef_search}")
+    print(
+        f"load: COPY {rows:,} rows in {result.copy_seconds:.1f} s = {rows / result.copy_seconds:,.0f} rows/s; "
+        f"HNSW build (items + users, m={params.m}, ef_construction={params.ef_construction}) "
+        f"{result.index_seconds:.1f} s; {load_text()}"
+    )
+    print(
+        "loader's ef_search calibration (200 customer vectors vs exact): "
+        + ", ".join(f"{ef}: {r:.3f}" for ef, r in result.ef_search_curve)
+        + f" -> stored ef_search {result.ef_search}"
+    )
     print(f"loader's memory sizing: {result.memory_note}", flush=True)
 
     started = time.perf_counter()
@@ -206,8 +236,10 @@ def run(args, settings) -> int:
 
     n_seq = min(args.seqscan_queries, len(queries))
     seq_lat, seq_got = timed_single(vs, conn, queries[:n_seq], args.k, None, seqscan=True)
-    print(f"exact scan (enable_indexscan=off), {n_seq} queries: p50 {np.median(seq_lat) * 1e3:.1f} ms, "
-          f"{n_seq / seq_lat.sum():.1f} QPS, recall {recall(expected[:n_seq], item_ids, seq_got):.4f}; {load_text()}")
+    print(
+        f"exact scan (enable_indexscan=off), {n_seq} queries: p50 {np.median(seq_lat) * 1e3:.1f} ms, "
+        f"{n_seq / seq_lat.sum():.1f} QPS, recall {recall(expected[:n_seq], item_ids, seq_got):.4f}; {load_text()}"
+    )
     conn.autocommit = True  # ALTER SYSTEM cannot run in a transaction
     with conn.cursor() as cur:
         cur.execute(f"ALTER SYSTEM SET shared_buffers = '{BASELINE_SHARED_BUFFERS}'")
@@ -215,30 +247,40 @@ def run(args, settings) -> int:
 
     conn = restart_and_warm(settings, vs, queries, args.k)
     print(f"\n-- baseline (previous defaults): {server_state(conn)}")
-    baseline = {ef: measure(vs, conn, queries, expected, item_ids, args.k, ef)
-                for ef in sorted({BASELINE_EF_SEARCH, result.ef_search})}
+    baseline = {
+        ef: measure(vs, conn, queries, expected, item_ids, args.k, ef)
+        for ef in sorted({BASELINE_EF_SEARCH, result.ef_search})
+    }
     for ef, figures in baseline.items():
         print(row(str(ef), figures), flush=True)
     conn.close()
 
     reaching = [ef for ef in sorted(sweep) if sweep[ef][0] >= EF_SEARCH_RECALL_TARGET]
-    print(f"\n== goal: recall@{args.k} >= {EF_SEARCH_RECALL_TARGET} with p99 <= {TARGET_P99_MS} ms "
-          f"(m={params.m}, ef_construction={params.ef_construction}, build {result.index_seconds:.0f} s)")
+    print(
+        f"\n== goal: recall@{args.k} >= {EF_SEARCH_RECALL_TARGET} with p99 <= {TARGET_P99_MS} ms "
+        f"(m={params.m}, ef_construction={params.ef_construction}, build {result.index_seconds:.0f} s)"
+    )
     base = baseline[BASELINE_EF_SEARCH]
     base_met = base[0] >= EF_SEARCH_RECALL_TARGET and base[2] <= TARGET_P99_MS
-    print(f"  baseline 256MB shared_buffers, ef_search {BASELINE_EF_SEARCH}: recall {base[0]:.4f}, "
-          f"p99 {base[2]:.2f} ms: {'met' if base_met else 'NOT met'}")
+    print(
+        f"  baseline 256MB shared_buffers, ef_search {BASELINE_EF_SEARCH}: recall {base[0]:.4f}, "
+        f"p99 {base[2]:.2f} ms: {'met' if base_met else 'NOT met'}"
+    )
     if reaching:
         ef = reaching[0]
         rec, p50, p99, _, load = sweep[ef]
-        print(f"  chosen point: ef_search {ef} (smallest swept reaching the recall): recall {rec:.4f}, "
-              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({load}): "
-              f"{'met' if p99 <= TARGET_P99_MS else 'NOT met (p99 over ' + str(TARGET_P99_MS) + ' ms)'}")
+        print(
+            f"  chosen point: ef_search {ef} (smallest swept reaching the recall): recall {rec:.4f}, "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({load}): "
+            f"{'met' if p99 <= TARGET_P99_MS else 'NOT met (p99 over ' + str(TARGET_P99_MS) + ' ms)'}"
+        )
     else:
         print(f"  NOT met: no swept ef_search reaches recall {EF_SEARCH_RECALL_TARGET}")
     rec, p50, p99, _, load = stored
-    print(f"  the loader's stored ef_search {result.ef_search} (what readers use): recall {rec:.4f}, p99 {p99:.2f} ms: "
-          f"{'met' if rec >= EF_SEARCH_RECALL_TARGET and p99 <= TARGET_P99_MS else 'NOT met'}")
+    print(
+        f"  the loader's stored ef_search {result.ef_search} (what readers use): recall {rec:.4f}, p99 {p99:.2f} ms: "
+        f"{'met' if rec >= EF_SEARCH_RECALL_TARGET and p99 <= TARGET_P99_MS else 'NOT met'}"
+    )
     return 0
 
 

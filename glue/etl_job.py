@@ -12,6 +12,7 @@ customers and products while measuring data quality -> write snappy Parquet part
 boto3) -> check the quality rules -> publish ``_manifest.json`` (one PUT, last) -> delete older
 snapshots. Publishing protocol and keys: docs/contracts.md section 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -184,14 +185,16 @@ class JobConfig:
             raise JobError(f"--target_path must look like s3://bucket/prefix/, got {args['target_path']!r}")
         columns = [name for name, _ in TRAINING_COLUMNS]
         if args["partition_key"] not in columns:
-            raise JobError(f"--partition_key {args['partition_key']!r} is not a training-set column "
-                           f"(one of: {', '.join(columns)})")
+            raise JobError(
+                f"--partition_key {args['partition_key']!r} is not a training-set column (one of: {', '.join(columns)})"
+            )
         run_id = args["run_id"] or new_run_id()
         if not RUN_ID_PATTERN.match(run_id):
             raise JobError(f"--run_id must look like YYYYMMDDTHHMMSSZ-<8 hex>, got {run_id!r}")
         if not args["source_jdbc_url"].startswith("jdbc:"):
-            raise JobError(f"--source_jdbc_url must be a JDBC URL (jdbc:mysql://host:port/db), "
-                           f"got {args['source_jdbc_url']!r}")
+            raise JobError(
+                f"--source_jdbc_url must be a JDBC URL (jdbc:mysql://host:port/db), got {args['source_jdbc_url']!r}"
+            )
         ratio = _number(args, "max_orphan_ratio", float)
         if not 0.0 <= ratio <= 1.0:
             raise JobError(f"--max_orphan_ratio must be between 0 and 1, got {ratio}")
@@ -277,8 +280,13 @@ def source_credentials(config: JobConfig, secrets_client_factory) -> tuple[str, 
 
 def jdbc_options(config: JobConfig, user: str, password: str) -> dict[str, str]:
     """Options shared by every JDBC read."""
-    return {"url": config.source_jdbc_url, "driver": config.jdbc_driver, "user": user,
-            "password": password, "fetchsize": str(config.fetch_size)}
+    return {
+        "url": config.source_jdbc_url,
+        "driver": config.jdbc_driver,
+        "user": user,
+        "password": password,
+        "fetchsize": str(config.fetch_size),
+    }
 
 
 def java_root_cause(exc: BaseException) -> str:
@@ -291,39 +299,63 @@ def java_root_cause(exc: BaseException) -> str:
     return f"{java.getClass().getSimpleName()}: {java.getMessage()}"
 
 
-def read_bounds(spark: SparkSession, options: dict[str, str],
-                tables: dict[str, str | None]) -> dict[str, TableBounds]:
+def read_bounds(spark: SparkSession, options: dict[str, str], tables: dict[str, str | None]) -> dict[str, TableBounds]:
     """COUNT(*) (and MIN/MAX of the numeric key, when named) of every table in ``tables`` (name -> key),
     in ONE small query: one JDBC round trip and one Spark job however many tables."""
-    selects = [f"SELECT '{table}' AS t, COUNT(*) AS n, " + (f"MIN({key}) AS lo, MAX({key}) AS hi" if key
-                                                             else "NULL AS lo, NULL AS hi") + f" FROM {table}"
-               for table, key in tables.items()]
+    selects = [
+        f"SELECT '{table}' AS t, COUNT(*) AS n, "
+        + (f"MIN({key}) AS lo, MAX({key}) AS hi" if key else "NULL AS lo, NULL AS hi")
+        + f" FROM {table}"
+        for table, key in tables.items()
+    ]
     try:
-        rows = spark.read.format("jdbc").options(**options).option("query", " UNION ALL ".join(selects)).load().collect()
+        rows = (
+            spark.read.format("jdbc").options(**options).option("query", " UNION ALL ".join(selects)).load().collect()
+        )
     except Exception as exc:  # Py4JJavaError and friends: the driver's message is what matters
         raise JobError(f"cannot query {', '.join(tables)} at {options['url']}: {java_root_cause(exc)}") from exc
     found = {row["t"]: row for row in rows}
-    return {table: TableBounds(int(found[table]["n"]), *(_int_or_none(found[table][end]) for end in ("lo", "hi")))
-            if key else TableBounds(int(found[table]["n"])) for table, key in tables.items()}
+    return {
+        table: TableBounds(int(found[table]["n"]), *(_int_or_none(found[table][end]) for end in ("lo", "hi")))
+        if key
+        else TableBounds(int(found[table]["n"]))
+        for table, key in tables.items()
+    }
 
 
 def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
 
 
-def read_table(spark: SparkSession, options: dict[str, str], table: str, columns: tuple[str, ...],
-               bounds: TableBounds, config: JobConfig, key: str | None = None) -> DataFrame:
+def read_table(
+    spark: SparkSession,
+    options: dict[str, str],
+    table: str,
+    columns: tuple[str, ...],
+    bounds: TableBounds,
+    config: JobConfig,
+    key: str | None = None,
+) -> DataFrame:
     """``table``'s ``columns`` over JDBC, range-partitioned on ``key`` into as many reads as its size needs."""
     max_parts = config.num_partitions or 2 * spark.sparkContext.defaultParallelism
     parts = min(max_parts, max(1, math.ceil(bounds.rows / config.rows_per_read_partition)))
     reader = spark.read.format("jdbc").options(**options).option("dbtable", table)
     if key and parts > 1 and bounds.low is not None:
-        reader = (reader.option("partitionColumn", key).option("lowerBound", str(bounds.low))
-                  .option("upperBound", str(bounds.high + 1)).option("numPartitions", str(parts)))
+        reader = (
+            reader.option("partitionColumn", key)
+            .option("lowerBound", str(bounds.low))
+            .option("upperBound", str(bounds.high + 1))
+            .option("numPartitions", str(parts))
+        )
     else:
         parts = 1
-    log.info("read %s: %s rows in %d JDBC partition(s)%s", table, f"{bounds.rows:,}", parts,
-             f" on {key} {bounds.low}..{bounds.high}" if parts > 1 else "")
+    log.info(
+        "read %s: %s rows in %d JDBC partition(s)%s",
+        table,
+        f"{bounds.rows:,}",
+        parts,
+        f" on {key} {bounds.low}..{bounds.high}" if parts > 1 else "",
+    )
     return reader.load().select(*columns)
 
 
@@ -348,12 +380,15 @@ class QualityReport:
         if self.null_keys:
             broken.append(f"no_null_keys: {self.null_keys} rows with null {'/'.join(KEY_COLUMNS)}")
         if self.ratings_out_of_range:
-            broken.append(f"rating_in_range: {self.ratings_out_of_range} ratings outside "
-                          f"{RATING_RANGE[0]}..{RATING_RANGE[1]}")
+            broken.append(
+                f"rating_in_range: {self.ratings_out_of_range} ratings outside {RATING_RANGE[0]}..{RATING_RANGE[1]}"
+            )
         orphan_ratio = self.orphan_ratings / self.ratings_in if self.ratings_in else 0.0
         if orphan_ratio > max_orphan_ratio:
-            broken.append(f"max_orphan_ratio: {self.orphan_ratings} orphan ratings "
-                          f"({orphan_ratio:.4%} of {self.ratings_in}) > {max_orphan_ratio:.4%}")
+            broken.append(
+                f"max_orphan_ratio: {self.orphan_ratings} orphan ratings "
+                f"({orphan_ratio:.4%} of {self.ratings_in}) > {max_orphan_ratio:.4%}"
+            )
         return broken
 
 
@@ -372,10 +407,13 @@ class QualityProbes:
     def report(self) -> QualityReport:
         ratings = self.ratings.get
         return QualityReport(
-            ratings_in=int(ratings["ratings_in"]), rows_out=int(ratings["rows_out"] or 0),
-            orphan_ratings=int(ratings["orphan_ratings"] or 0), null_keys=int(ratings["null_keys"] or 0),
+            ratings_in=int(ratings["ratings_in"]),
+            rows_out=int(ratings["rows_out"] or 0),
+            orphan_ratings=int(ratings["orphan_ratings"] or 0),
+            null_keys=int(ratings["null_keys"] or 0),
             ratings_out_of_range=int(ratings["ratings_out_of_range"] or 0),
-            customers_in=int(self.customers.get["n"]), products_in=int(self.products.get["n"]),
+            customers_in=int(self.customers.get["n"]),
+            products_in=int(self.products.get["n"]),
         )
 
 
@@ -383,19 +421,25 @@ def _count_if(condition) -> F.Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def training_frame(ratings: DataFrame, customers: DataFrame, products: DataFrame, probes: QualityProbes,
-                   broadcast_customers: bool, broadcast_products: bool) -> DataFrame:
+def training_frame(
+    ratings: DataFrame,
+    customers: DataFrame,
+    products: DataFrame,
+    probes: QualityProbes,
+    broadcast_customers: bool,
+    broadcast_products: bool,
+) -> DataFrame:
     """The 13 contract columns, one row per rating whose customer and product exist.
 
     Left joins keep orphan ratings long enough to be counted by the observation, then drop them.
     """
-    customers = customers.observe(probes.customers, F.count(F.lit(1)).alias("n")) \
-        .withColumn("_customer_found", F.lit(True))
-    products = products.observe(probes.products, F.count(F.lit(1)).alias("n")) \
-        .withColumn("_product_found", F.lit(True))
-    joined = (ratings
-              .join(F.broadcast(customers) if broadcast_customers else customers, "customerNumber", "left")
-              .join(F.broadcast(products) if broadcast_products else products, "productCode", "left"))
+    customers = customers.observe(probes.customers, F.count(F.lit(1)).alias("n")).withColumn(
+        "_customer_found", F.lit(True)
+    )
+    products = products.observe(probes.products, F.count(F.lit(1)).alias("n")).withColumn("_product_found", F.lit(True))
+    joined = ratings.join(F.broadcast(customers) if broadcast_customers else customers, "customerNumber", "left").join(
+        F.broadcast(products) if broadcast_products else products, "productCode", "left"
+    )
     matched = F.col("_customer_found").isNotNull() & F.col("_product_found").isNotNull()
     null_key = F.lit(False)
     for column in KEY_COLUMNS:
@@ -429,8 +473,12 @@ def write_snapshot(frame: DataFrame, config: JobConfig, path: str) -> None:
     spark = frame.sparkSession
     spark.conf.set("spark.sql.optimizer.plannedWrite.enabled", "false")
     spark.conf.set("spark.sql.maxConcurrentOutputFileWriters", str(CONCURRENT_WRITERS))
-    writer = (frame.repartition(F.col(config.partition_key)).write.mode("errorifexists")
-              .option("compression", "snappy").partitionBy(config.partition_key))
+    writer = (
+        frame.repartition(F.col(config.partition_key))
+        .write.mode("errorifexists")
+        .option("compression", "snappy")
+        .partitionBy(config.partition_key)
+    )
     if config.max_records_per_file:
         writer = writer.option("maxRecordsPerFile", str(config.max_records_per_file))
     try:
@@ -446,7 +494,7 @@ def snapshot_file_rows(spark: SparkSession, path: str, schema=None) -> dict[str,
     footers are read, and with the written frame's ``schema`` Spark does not infer one first.
     """
     reader = spark.read.schema(schema) if schema is not None else spark.read
-    counts = (reader.parquet(path).groupBy(F.input_file_name().alias("file")).count().collect())
+    counts = reader.parquet(path).groupBy(F.input_file_name().alias("file")).count().collect()
     return {"/".join(unquote(row["file"]).rstrip("/").split("/")[-2:]): int(row["count"]) for row in counts}
 
 
@@ -479,7 +527,7 @@ def list_keys(s3, bucket: str, prefix: str) -> list[dict]:
 def snapshot_files(s3, config: JobConfig, rows_by_file: dict[str, int]) -> list[dict]:
     """The manifest's ``files``: every data file in S3 with size and rows; ``JobError`` on any mismatch."""
     objects = list_keys(s3, config.target_bucket, config.snapshot_prefix)
-    names = {obj["Key"][len(config.snapshot_prefix):]: obj for obj in objects}
+    names = {obj["Key"][len(config.snapshot_prefix) :]: obj for obj in objects}
     if SNAPSHOT_SUCCESS not in names:
         raise JobError(f"snapshot s3://{config.target_bucket}/{config.snapshot_prefix} has no {SNAPSHOT_SUCCESS}")
     listed = {name: obj for name, obj in names.items() if name.endswith(".parquet")}
@@ -487,8 +535,10 @@ def snapshot_files(s3, config: JobConfig, rows_by_file: dict[str, int]) -> list[
         missing = sorted(set(rows_by_file) - set(listed))[:3]
         extra = sorted(set(listed) - set(rows_by_file))[:3]
         raise JobError(f"snapshot in S3 does not match what was written (missing {missing}, unexpected {extra})")
-    return [{"key": listed[name]["Key"], "size": int(listed[name]["Size"]), "rows": rows_by_file[name]}
-            for name in sorted(listed)]
+    return [
+        {"key": listed[name]["Key"], "size": int(listed[name]["Size"]), "rows": rows_by_file[name]}
+        for name in sorted(listed)
+    ]
 
 
 def build_manifest(config: JobConfig, columns: list[dict], files: list[dict], quality: QualityReport) -> dict:
@@ -522,28 +572,39 @@ def publish_manifest(s3, config: JobConfig, manifest: dict) -> None:
     """Move the publish marker to this snapshot in one PUT, unless a newer run already published."""
     published = current_manifest(s3, config)
     if published and published.get("run_id", "") > config.run_id:
-        raise JobError(f"a newer snapshot {published['run_id']} was published while run {config.run_id} "
-                       "was in progress; not replacing it")
-    s3.put_object(Bucket=config.target_bucket, Key=config.manifest_key,
-                  Body=json.dumps(manifest, indent=2).encode(), ContentType="application/json")
+        raise JobError(
+            f"a newer snapshot {published['run_id']} was published while run {config.run_id} "
+            "was in progress; not replacing it"
+        )
+    s3.put_object(
+        Bucket=config.target_bucket,
+        Key=config.manifest_key,
+        Body=json.dumps(manifest, indent=2).encode(),
+        ContentType="application/json",
+    )
 
 
 def delete_keys(s3, bucket: str, keys: list[str]) -> None:
     """Delete ``keys`` in batches of 1000 (the S3 limit)."""
     for start in range(0, len(keys), 1000):
-        batch = [{"Key": key} for key in keys[start:start + 1000]]
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
         errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
         if errors:  # leftovers are harmless to readers (not in the manifest); the next run retries them
-            log.warning("could not delete %d objects, e.g. %s: %s", len(errors), errors[0].get("Key"),
-                        errors[0].get("Message"))
+            log.warning(
+                "could not delete %d objects, e.g. %s: %s", len(errors), errors[0].get("Key"), errors[0].get("Message")
+            )
 
 
 def delete_older_snapshots(s3, config: JobConfig) -> list[str]:
     """Remove every snapshot older than this run's (newer ones may belong to a run still writing)."""
     root = config.target_prefix + SNAPSHOTS_DIR
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=config.target_bucket, Prefix=root, Delimiter="/")
-    older = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])
-             if p["Prefix"][len(root):].rstrip("/") < config.run_id]
+    older = [
+        p["Prefix"]
+        for page in pages
+        for p in page.get("CommonPrefixes", [])
+        if p["Prefix"][len(root) :].rstrip("/") < config.run_id
+    ]
     for prefix in older:
         delete_keys(s3, config.target_bucket, [o["Key"] for o in list_keys(s3, config.target_bucket, prefix)])
     return older
@@ -555,8 +616,9 @@ def discard_snapshot(s3, config: JobConfig) -> None:
         published = current_manifest(s3, config)
         if published and published.get("run_id") == config.run_id:
             return  # the manifest PUT went through although it reported an error: the snapshot is live
-        delete_keys(s3, config.target_bucket,
-                    [o["Key"] for o in list_keys(s3, config.target_bucket, config.snapshot_prefix)])
+        delete_keys(
+            s3, config.target_bucket, [o["Key"] for o in list_keys(s3, config.target_bucket, config.snapshot_prefix)]
+        )
     except Exception as exc:  # the original failure matters more; the next run deletes leftovers
         log.warning("could not remove unpublished snapshot %s: %s", config.snapshot_prefix, exc)
 
@@ -574,10 +636,10 @@ def snapshot_partitions(manifest: dict) -> dict[str, str]:
     key = manifest["partition_key"] + "="
     partitions = {}
     for entry in manifest["files"]:
-        relative = entry["key"][len(manifest["snapshot_prefix"]):]
+        relative = entry["key"][len(manifest["snapshot_prefix"]) :]
         directory = relative.rsplit("/", 1)[0]
         if directory.startswith(key):
-            partitions[unquote(directory[len(key):])] = directory + "/"
+            partitions[unquote(directory[len(key) :])] = directory + "/"
     return partitions
 
 
@@ -587,12 +649,18 @@ def catalog_table_input(config: JobConfig, manifest: dict) -> dict:
     return {
         "Name": config.catalog_table,
         "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "parquet.compression": "SNAPPY",
-                       "recsys_run_id": manifest["run_id"], "recsys_row_count": str(manifest["row_count"])},
+        "Parameters": {
+            "classification": "parquet",
+            "parquet.compression": "SNAPPY",
+            "recsys_run_id": manifest["run_id"],
+            "recsys_row_count": str(manifest["row_count"]),
+        },
         "PartitionKeys": [c for c in columns if c["Name"] == manifest["partition_key"]],
-        "StorageDescriptor": {"Columns": [c for c in columns if c["Name"] != manifest["partition_key"]],
-                              "Location": f"s3://{config.target_bucket}/{manifest['snapshot_prefix']}",
-                              **PARQUET_STORAGE},
+        "StorageDescriptor": {
+            "Columns": [c for c in columns if c["Name"] != manifest["partition_key"]],
+            "Location": f"s3://{config.target_bucket}/{manifest['snapshot_prefix']}",
+            **PARQUET_STORAGE,
+        },
     }
 
 
@@ -608,23 +676,33 @@ def point_catalog_at_snapshot(glue, config: JobConfig, manifest: dict) -> int:
         glue.update_table(**where, TableInput=table)
     except glue.exceptions.EntityNotFoundException:
         glue.create_table(**where, TableInput=table)
-    old = [p["Values"] for page in glue.get_paginator("get_partitions").paginate(**where, TableName=table["Name"])
-           for p in page["Partitions"]]
+    old = [
+        p["Values"]
+        for page in glue.get_paginator("get_partitions").paginate(**where, TableName=table["Name"])
+        for p in page["Partitions"]
+    ]
     for start in range(0, len(old), 25):  # BatchDeletePartition takes 25 at a time
-        glue.batch_delete_partition(**where, TableName=table["Name"],
-                                    PartitionsToDelete=[{"Values": v} for v in old[start:start + 25]])
+        glue.batch_delete_partition(
+            **where, TableName=table["Name"], PartitionsToDelete=[{"Values": v} for v in old[start : start + 25]]
+        )
     location = table["StorageDescriptor"]["Location"]
-    new = [{"Values": [value],  # a null key stays Hive's __HIVE_DEFAULT_PARTITION__, as Spark wrote it
-            "StorageDescriptor": {**table["StorageDescriptor"], "Location": location + directory}}
-           for value, directory in sorted(snapshot_partitions(manifest).items())]
+    new = [
+        {
+            "Values": [value],  # a null key stays Hive's __HIVE_DEFAULT_PARTITION__, as Spark wrote it
+            "StorageDescriptor": {**table["StorageDescriptor"], "Location": location + directory},
+        }
+        for value, directory in sorted(snapshot_partitions(manifest).items())
+    ]
     for start in range(0, len(new), 100):  # BatchCreatePartition takes 100 at a time
-        response = glue.batch_create_partition(**where, TableName=table["Name"],
-                                               PartitionInputList=new[start:start + 100])
+        response = glue.batch_create_partition(
+            **where, TableName=table["Name"], PartitionInputList=new[start : start + 100]
+        )
         if response.get("Errors"):
-            raise JobError(f"catalog {config.catalog_database}.{config.catalog_table}: "
-                           f"{len(response['Errors'])} partitions not created: {response['Errors'][0]}")
-    log.info("catalog %s.%s -> %s (%d partitions)", config.catalog_database, config.catalog_table, location,
-             len(new))
+            raise JobError(
+                f"catalog {config.catalog_database}.{config.catalog_table}: "
+                f"{len(response['Errors'])} partitions not created: {response['Errors'][0]}"
+            )
+    log.info("catalog %s.%s -> %s (%d partitions)", config.catalog_database, config.catalog_table, location, len(new))
     return len(new)
 
 
@@ -643,25 +721,40 @@ def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=
     s3 = s3 or aws_client("s3")
     user, password = source_credentials(config, secrets_client_factory or (lambda: aws_client("secretsmanager")))
     options = jdbc_options(config, user, password)
-    log.info("run %s: %s -> s3://%s/%s (partition_key=%s)", config.run_id, config.source_jdbc_url,
-             config.target_bucket, config.snapshot_prefix, config.partition_key)
+    log.info(
+        "run %s: %s -> s3://%s/%s (partition_key=%s)",
+        config.run_id,
+        config.source_jdbc_url,
+        config.target_bucket,
+        config.snapshot_prefix,
+        config.partition_key,
+    )
 
     with watch.phase("bounds"):  # the source's sizes and key ranges, then each table's schema
-        bounds = read_bounds(spark, options, {"ratings": "customerNumber", "customers": "customerNumber",
-                                              "products": None})
+        bounds = read_bounds(
+            spark, options, {"ratings": "customerNumber", "customers": "customerNumber", "products": None}
+        )
         ratings = read_table(spark, options, "ratings", RATING_COLUMNS, bounds["ratings"], config, "customerNumber")
-        customers = read_table(spark, options, "customers", CUSTOMER_COLUMNS, bounds["customers"], config,
-                               "customerNumber")
+        customers = read_table(
+            spark, options, "customers", CUSTOMER_COLUMNS, bounds["customers"], config, "customerNumber"
+        )
         products = read_table(spark, options, "products", PRODUCT_COLUMNS, bounds["products"], config)
     if config.partition_key == "customerNumber":
-        log.warning("partition_key=customerNumber writes one directory and file per customer "
-                    "(~%s here): fine for lab parity, slow to list and read at scale; prefer productLine",
-                    f"{bounds['customers'].rows:,}")
+        log.warning(
+            "partition_key=customerNumber writes one directory and file per customer "
+            "(~%s here): fine for lab parity, slow to list and read at scale; prefer productLine",
+            f"{bounds['customers'].rows:,}",
+        )
 
     probes = QualityProbes.create()
-    frame = training_frame(ratings, customers, products, probes,
-                           broadcast_customers=bounds["customers"].rows <= config.broadcast_max_rows,
-                           broadcast_products=bounds["products"].rows <= config.broadcast_max_rows)
+    frame = training_frame(
+        ratings,
+        customers,
+        products,
+        probes,
+        broadcast_customers=bounds["customers"].rows <= config.broadcast_max_rows,
+        broadcast_products=bounds["products"].rows <= config.broadcast_max_rows,
+    )
     columns = check_contract(frame)
     spark_path = config.spark_snapshot_path()
     try:
@@ -674,14 +767,19 @@ def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=
             raise QualityError("data quality check failed, nothing published: " + "; ".join(broken))
         with watch.phase("file_rows"):
             rows_by_file = snapshot_file_rows(spark, spark_path, frame.schema)
-        log.info("wrote %s rows in %d files (%s)", f"{sum(rows_by_file.values()):,}", len(rows_by_file),
-                 "staged locally" if config.staging_dir else "directly to S3")
+        log.info(
+            "wrote %s rows in %d files (%s)",
+            f"{sum(rows_by_file.values()):,}",
+            len(rows_by_file),
+            "staged locally" if config.staging_dir else "directly to S3",
+        )
         if len(rows_by_file) > MANY_FILES:
             log.warning("%d files in one snapshot: consider a partition key with fewer values", len(rows_by_file))
         if config.staging_dir:
             with watch.phase("upload"):
-                upload_staging(s3, Path(config.staging_dir, config.run_id), config.target_bucket,
-                               config.snapshot_prefix)
+                upload_staging(
+                    s3, Path(config.staging_dir, config.run_id), config.target_bucket, config.snapshot_prefix
+                )
         with watch.phase("publish"):
             manifest = build_manifest(config, columns, snapshot_files(s3, config, rows_by_file), quality)
             publish_manifest(s3, config, manifest)
@@ -696,17 +794,25 @@ def run(spark: SparkSession, config: JobConfig, s3=None, secrets_client_factory=
             point_catalog_at_snapshot(aws_client("glue"), config, manifest)
         removed = delete_older_snapshots(s3, config)
     log.info("phase seconds: %s", watch.line())
-    log.info("published s3://%s/%s -> %s: %s rows, %d files; removed %d older snapshot(s); %.1f s",
-             config.target_bucket, config.manifest_key, config.run_id, f"{manifest['row_count']:,}",
-             len(manifest["files"]), len(removed), time.perf_counter() - started)
+    log.info(
+        "published s3://%s/%s -> %s: %s rows, %d files; removed %d older snapshot(s); %.1f s",
+        config.target_bucket,
+        config.manifest_key,
+        config.run_id,
+        f"{manifest['row_count']:,}",
+        len(manifest["files"]),
+        len(removed),
+        time.perf_counter() - started,
+    )
     return manifest
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Entry point on Glue, under spark-submit and in-process: parse arguments, run, commit the Glue job."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     log.setLevel(logging.INFO)
     args = parse_arguments(sys.argv if argv is None else argv)
     config = JobConfig.from_arguments(args)

@@ -1,5 +1,6 @@
 """Fixtures every test may use. ``tests/unit`` needs no service; ``tests/integration`` starts its own
 (see ``tests/integration/conftest.py``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,8 @@ import recsys  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS before numpy load
 # top conftest, because pytest reads ``pytest_plugins`` only from it; the fixtures they build on
 # (``stack``, ``seeded``) are tests/integration/conftest.py's, so only integration tests can use them.
 pytest_plugins = ["pytester", "tests.support.environment"] + [
-    f"tests.support.fixtures_{stage}" for stage in ("stack", "etl", "train", "vectordb", "streaming", "api")]
+    f"tests.support.fixtures_{stage}" for stage in ("stack", "etl", "train", "vectordb", "streaming", "api")
+]
 
 REPO = Path(__file__).resolve().parents[1]
 HANDLERS_DIR = Path(__file__).parent / "streaming_handlers"

@@ -7,6 +7,7 @@ the city, country and credit limit of the customer whose taste they borrow, whic
 to that taste) and a fraction have empty histories. Events have the activity-event shape of
 docs/architecture.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,11 +54,11 @@ def load_catalogue(conn) -> Catalogue:
     spec = source_spec(conn)
     if spec is None:
         uniform = np.zeros(len(codes), dtype=np.float32)
-        return Catalogue(customers, np.array(codes), lambda row: uniform,
-                         {c[0]: i for i, c in enumerate(customers)}, planted=False)
+        return Catalogue(
+            customers, np.array(codes), lambda row: uniform, {c[0]: i for i, c in enumerate(customers)}, planted=False
+        )
     truth = planted_truth(spec)
-    return Catalogue(customers, truth.product_codes, truth.affinity, truth.customer_index,
-                     planted=True)
+    return Catalogue(customers, truth.product_codes, truth.affinity, truth.customer_index, planted=True)
 
 
 def _session_id(rng: np.random.Generator) -> str:
@@ -68,12 +69,24 @@ def browse_history(rng: np.random.Generator, codes: np.ndarray, affinity: np.nda
     """``length`` distinct products sampled by softmax of ``affinity`` (Gumbel top-k)."""
     noisy = affinity / TASTE_TEMPERATURE + rng.gumbel(size=affinity.shape)
     picked = np.argsort(-noisy)[:length]
-    return [{"product_code": str(codes[j]), "quantity": int(rng.integers(1, 4)),
-             "in_shopping_cart": bool(rng.random() < CART_PROBABILITY)} for j in picked]
+    return [
+        {
+            "product_code": str(codes[j]),
+            "quantity": int(rng.integers(1, 4)),
+            "in_shopping_cart": bool(rng.random() < CART_PROBABILITY),
+        }
+        for j in picked
+    ]
 
 
-def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: float = 0.05,
-                      empty_history_fraction: float = 0.05, seed: int | None = None) -> list[dict]:
+def synthesize_events(
+    catalogue: Catalogue,
+    n: int,
+    *,
+    new_customer_fraction: float = 0.05,
+    empty_history_fraction: float = 0.05,
+    seed: int | None = None,
+) -> list[dict]:
     """``n`` activity events drawn from the catalogue's planted tastes."""
     for name, value in (("new-customers", new_customer_fraction), ("empty-histories", empty_history_fraction)):
         if not 0 <= value <= 1:
@@ -90,8 +103,17 @@ def synthesize_events(catalogue: Catalogue, n: int, *, new_customer_fraction: fl
         empty = rng.random() < empty_history_fraction
         length = 0 if empty else int(rng.integers(HISTORY_LENGTH[0], HISTORY_LENGTH[1] + 1))
         history = browse_history(rng, catalogue.product_codes, catalogue.affinity(taste_row), length) if length else []
-        events.append({"session_id": _session_id(rng), "customer_number": number, "city": city,
-                       "country": country, "credit_limit": credit, "event_time": now, "browse_history": history})
+        events.append(
+            {
+                "session_id": _session_id(rng),
+                "customer_number": number,
+                "city": city,
+                "country": country,
+                "credit_limit": credit,
+                "event_time": now,
+                "browse_history": history,
+            }
+        )
     return events
 
 
@@ -115,9 +137,15 @@ def poison_record(kind: str, index: int = 0, run: str = "") -> bytes:
     """One malformed record of ``kind`` (``POISON_KINDS``): an otherwise valid event, session
     ``poison-<run><kind>-<index>`` (``run`` tells the records of separate runs apart)."""
     session = f"poison-{run}{kind}-{index}"
-    event: dict[str, Any] = {"session_id": session, "customer_number": 103, "city": "Nantes", "country": "France",
-             "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
-             "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}]}
+    event: dict[str, Any] = {
+        "session_id": session,
+        "customer_number": 103,
+        "city": "Nantes",
+        "country": "France",
+        "credit_limit": 21000.0,
+        "event_time": "2026-11-26T14:00:00Z",
+        "browse_history": [{"product_code": "S10_1678", "quantity": 1, "in_shopping_cart": False}],
+    }
     item = event["browse_history"][0]
     holes = {}
     if kind == "deep_nesting":

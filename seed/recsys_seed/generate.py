@@ -26,6 +26,7 @@ those features, so evaluation can rank held-out products by the true affinity (t
 can do) and by the affinity expected from the attributes alone (the best a model can do for a
 customer it knows nothing else about).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -47,69 +48,214 @@ PRODUCT_LINES = {
     "Vintage Cars": "Our Vintage Car models realistically portray automobiles produced from the early 1900s.",
 }
 LINE_SUBJECTS = {
-    "Classic Cars": ["Ferrari Dino", "Chevrolet Corvette", "Ford Mustang", "Porsche 356", "Jaguar E-type",
-                     "Alpine Renault", "Mercedes-Benz SL", "Aston Martin DB5", "Dodge Charger", "Pontiac GTO"],
-    "Motorcycles": ["Harley Davidson Chopper", "Ducati 900", "Honda CB750", "BMW R75", "Triumph Bonneville",
-                    "Indian Chief", "Yamaha YZR", "Suzuki XREO", "Moto Guzzi V7", "Norton Commando"],
-    "Planes": ["Spitfire", "P-51 Mustang", "Boeing 767", "Douglas DC-3", "Concorde", "Fokker Triplane",
-               "Lockheed Constellation", "Piper J-3 Cub", "F/A-18 Hornet", "Sopwith Camel"],
-    "Ships": ["Titanic", "HMS Bounty", "Queen Mary", "USS Constitution", "Mayflower", "Cutty Sark",
-              "Pont Yacht", "Santa Maria", "Bismarck", "Andrea Doria"],
-    "Trains": ["Collectable Wooden Train", "Flying Scotsman", "Orient Express", "Union Pacific Big Boy",
-               "Mallard", "Shinkansen 0", "Pennsylvania GG1", "Rocket", "Royal Scot", "Santa Fe Chief"],
-    "Trucks and Buses": ["Ford F-150", "Volkswagen Transporter", "Mack Tanker", "Greyhound Scenicruiser",
-                         "Peterbilt 379", "Dodge Power Wagon", "Routemaster", "Chevy Pickup", "Kenworth W900",
-                         "Diamond T620"],
-    "Vintage Cars": ["Ford Model T", "Bugatti Royale", "Rolls-Royce Silver Ghost", "Duesenberg SJ",
-                     "Packard Twelve", "Cadillac V16", "Mercedes-Benz SSK", "Hispano-Suiza", "Bentley Blower",
-                     "Stutz Bearcat"],
+    "Classic Cars": [
+        "Ferrari Dino",
+        "Chevrolet Corvette",
+        "Ford Mustang",
+        "Porsche 356",
+        "Jaguar E-type",
+        "Alpine Renault",
+        "Mercedes-Benz SL",
+        "Aston Martin DB5",
+        "Dodge Charger",
+        "Pontiac GTO",
+    ],
+    "Motorcycles": [
+        "Harley Davidson Chopper",
+        "Ducati 900",
+        "Honda CB750",
+        "BMW R75",
+        "Triumph Bonneville",
+        "Indian Chief",
+        "Yamaha YZR",
+        "Suzuki XREO",
+        "Moto Guzzi V7",
+        "Norton Commando",
+    ],
+    "Planes": [
+        "Spitfire",
+        "P-51 Mustang",
+        "Boeing 767",
+        "Douglas DC-3",
+        "Concorde",
+        "Fokker Triplane",
+        "Lockheed Constellation",
+        "Piper J-3 Cub",
+        "F/A-18 Hornet",
+        "Sopwith Camel",
+    ],
+    "Ships": [
+        "Titanic",
+        "HMS Bounty",
+        "Queen Mary",
+        "USS Constitution",
+        "Mayflower",
+        "Cutty Sark",
+        "Pont Yacht",
+        "Santa Maria",
+        "Bismarck",
+        "Andrea Doria",
+    ],
+    "Trains": [
+        "Collectable Wooden Train",
+        "Flying Scotsman",
+        "Orient Express",
+        "Union Pacific Big Boy",
+        "Mallard",
+        "Shinkansen 0",
+        "Pennsylvania GG1",
+        "Rocket",
+        "Royal Scot",
+        "Santa Fe Chief",
+    ],
+    "Trucks and Buses": [
+        "Ford F-150",
+        "Volkswagen Transporter",
+        "Mack Tanker",
+        "Greyhound Scenicruiser",
+        "Peterbilt 379",
+        "Dodge Power Wagon",
+        "Routemaster",
+        "Chevy Pickup",
+        "Kenworth W900",
+        "Diamond T620",
+    ],
+    "Vintage Cars": [
+        "Ford Model T",
+        "Bugatti Royale",
+        "Rolls-Royce Silver Ghost",
+        "Duesenberg SJ",
+        "Packard Twelve",
+        "Cadillac V16",
+        "Mercedes-Benz SSK",
+        "Hispano-Suiza",
+        "Bentley Blower",
+        "Stutz Bearcat",
+    ],
 }
-LINE_YEARS = {"Classic Cars": (1948, 2005), "Motorcycles": (1936, 2003), "Planes": (1917, 1985),
-              "Ships": (1492, 1960), "Trains": (1829, 1964), "Trucks and Buses": (1926, 1996),
-              "Vintage Cars": (1903, 1940)}
+LINE_YEARS = {
+    "Classic Cars": (1948, 2005),
+    "Motorcycles": (1936, 2003),
+    "Planes": (1917, 1985),
+    "Ships": (1492, 1960),
+    "Trains": (1829, 1964),
+    "Trucks and Buses": (1926, 1996),
+    "Vintage Cars": (1903, 1940),
+}
 SCALES = ["1:10", "1:12", "1:18", "1:24", "1:32", "1:50", "1:72", "1:700"]
-VENDORS = ["Min Lin Diecast", "Classic Metal Creations", "Highway 66 Mini Classics", "Red Start Diecast",
-           "Motor City Art Classics", "Second Gear Diecast", "Autoart Studio Design", "Welly Diecast Productions",
-           "Unimax Art Galleries", "Studio M Art Models", "Exoto Designs", "Gearbox Collectibles",
-           "Carousel DieCast Legends"]
+VENDORS = [
+    "Min Lin Diecast",
+    "Classic Metal Creations",
+    "Highway 66 Mini Classics",
+    "Red Start Diecast",
+    "Motor City Art Classics",
+    "Second Gear Diecast",
+    "Autoart Studio Design",
+    "Welly Diecast Productions",
+    "Unimax Art Galleries",
+    "Studio M Art Models",
+    "Exoto Designs",
+    "Gearbox Collectibles",
+    "Carousel DieCast Legends",
+]
 # (city, state or None, postal code pattern ('#' = digit) or None, country): consistent by construction.
 LOCATIONS = [
-    ("Nantes", None, "440##", "France"), ("Paris", None, "750##", "France"), ("Lyon", None, "690##", "France"),
-    ("Marseille", None, "130##", "France"), ("Strasbourg", None, "670##", "France"),
-    ("Las Vegas", "NV", "891##", "USA"), ("San Francisco", "CA", "941##", "USA"), ("NYC", "NY", "100##", "USA"),
-    ("Boston", "MA", "021##", "USA"), ("Philadelphia", "PA", "191##", "USA"), ("Allentown", "PA", "181##", "USA"),
-    ("New Haven", "CT", "065##", "USA"), ("Glendale", "CA", "912##", "USA"), ("Cambridge", "MA", "021##", "USA"),
-    ("Melbourne", "Victoria", "30##", "Australia"), ("Sydney", "NSW", "20##", "Australia"),
-    ("Madrid", None, "280##", "Spain"), ("Barcelona", None, "080##", "Spain"), ("Sevilla", None, "410##", "Spain"),
-    ("Frankfurt", None, "603##", "Germany"), ("München", None, "80###", "Germany"), ("Köln", None, "50###", "Germany"),
-    ("London", None, "WX1 #AA", "UK"), ("Manchester", None, "M# #AA", "UK"), ("Liverpool", None, "L# #AA", "UK"),
-    ("Tokyo", "Tokyo", "106-00##", "Japan"), ("Osaka", "Osaka", "530-00##", "Japan"),
-    ("Torino", None, "101##", "Italy"), ("Milan", None, "201##", "Italy"), ("Bergamo", None, "241##", "Italy"),
-    ("Helsinki", None, "00###", "Finland"), ("Oulu", None, "90###", "Finland"),
-    ("Oslo", None, "0###", "Norway"), ("Stavern", None, "32##", "Norway"),
-    ("Singapore", None, "0795##", "Singapore"), ("Vancouver", "BC", "V6B #A#", "Canada"),
-    ("Montréal", "Québec", "H1J #A#", "Canada"), ("Auckland", None, "10##", "New Zealand"),
-    ("Wellington", None, "60##", "New Zealand"), ("Luleå", None, "958 ##", "Sweden"),
-    ("Kobenhavn", None, "1###", "Denmark"), ("Bruxelles", None, "10##", "Belgium"),
-    ("Genève", None, "12##", "Switzerland"), ("Dublin", None, None, "Ireland"), ("Salzburg", None, "50##", "Austria"),
-    ("Makati City", None, "12##", "Philippines"), ("Central Hong Kong", None, None, "Hong Kong"),
-    ("Saint Petersburg", None, "1970##", "Russia"), ("Warszawa", None, "01-0##", "Poland"),
-    ("Herzlia", None, "467##", "Israel"), ("Johannesburg", None, "20##", "South Africa"),
+    ("Nantes", None, "440##", "France"),
+    ("Paris", None, "750##", "France"),
+    ("Lyon", None, "690##", "France"),
+    ("Marseille", None, "130##", "France"),
+    ("Strasbourg", None, "670##", "France"),
+    ("Las Vegas", "NV", "891##", "USA"),
+    ("San Francisco", "CA", "941##", "USA"),
+    ("NYC", "NY", "100##", "USA"),
+    ("Boston", "MA", "021##", "USA"),
+    ("Philadelphia", "PA", "191##", "USA"),
+    ("Allentown", "PA", "181##", "USA"),
+    ("New Haven", "CT", "065##", "USA"),
+    ("Glendale", "CA", "912##", "USA"),
+    ("Cambridge", "MA", "021##", "USA"),
+    ("Melbourne", "Victoria", "30##", "Australia"),
+    ("Sydney", "NSW", "20##", "Australia"),
+    ("Madrid", None, "280##", "Spain"),
+    ("Barcelona", None, "080##", "Spain"),
+    ("Sevilla", None, "410##", "Spain"),
+    ("Frankfurt", None, "603##", "Germany"),
+    ("München", None, "80###", "Germany"),
+    ("Köln", None, "50###", "Germany"),
+    ("London", None, "WX1 #AA", "UK"),
+    ("Manchester", None, "M# #AA", "UK"),
+    ("Liverpool", None, "L# #AA", "UK"),
+    ("Tokyo", "Tokyo", "106-00##", "Japan"),
+    ("Osaka", "Osaka", "530-00##", "Japan"),
+    ("Torino", None, "101##", "Italy"),
+    ("Milan", None, "201##", "Italy"),
+    ("Bergamo", None, "241##", "Italy"),
+    ("Helsinki", None, "00###", "Finland"),
+    ("Oulu", None, "90###", "Finland"),
+    ("Oslo", None, "0###", "Norway"),
+    ("Stavern", None, "32##", "Norway"),
+    ("Singapore", None, "0795##", "Singapore"),
+    ("Vancouver", "BC", "V6B #A#", "Canada"),
+    ("Montréal", "Québec", "H1J #A#", "Canada"),
+    ("Auckland", None, "10##", "New Zealand"),
+    ("Wellington", None, "60##", "New Zealand"),
+    ("Luleå", None, "958 ##", "Sweden"),
+    ("Kobenhavn", None, "1###", "Denmark"),
+    ("Bruxelles", None, "10##", "Belgium"),
+    ("Genève", None, "12##", "Switzerland"),
+    ("Dublin", None, None, "Ireland"),
+    ("Salzburg", None, "50##", "Austria"),
+    ("Makati City", None, "12##", "Philippines"),
+    ("Central Hong Kong", None, None, "Hong Kong"),
+    ("Saint Petersburg", None, "1970##", "Russia"),
+    ("Warszawa", None, "01-0##", "Poland"),
+    ("Herzlia", None, "467##", "Israel"),
+    ("Johannesburg", None, "20##", "South Africa"),
 ]
 SALES_REPS = [1165, 1166, 1188, 1216, 1286, 1323, 1337, 1370, 1401, 1501, 1504, 1611, 1612, 1621, 1702]
-COMPANY_SUFFIXES = ["Co.", "Ltd.", "Inc.", "Gifts", "Collectables", "Imports", "Replicas", "Models",
-                    "Souveniers", "Diecast Classics", "Auto Parts", "Mini Wheels Co.", "& Co"]
+COMPANY_SUFFIXES = [
+    "Co.",
+    "Ltd.",
+    "Inc.",
+    "Gifts",
+    "Collectables",
+    "Imports",
+    "Replicas",
+    "Models",
+    "Souveniers",
+    "Diecast Classics",
+    "Auto Parts",
+    "Mini Wheels Co.",
+    "& Co",
+]
 
 # Region of every country in LOCATIONS: public geography, so a model may derive it from `country`.
 REGIONS = {
-    "USA": "North America", "Canada": "North America",
-    "France": "Western Europe", "Germany": "Western Europe", "Belgium": "Western Europe",
-    "Switzerland": "Western Europe", "Austria": "Western Europe", "UK": "Western Europe", "Ireland": "Western Europe",
-    "Spain": "Southern Europe", "Italy": "Southern Europe",
-    "Finland": "Nordics", "Norway": "Nordics", "Sweden": "Nordics", "Denmark": "Nordics",
-    "Japan": "Asia-Pacific", "Singapore": "Asia-Pacific", "Philippines": "Asia-Pacific", "Hong Kong": "Asia-Pacific",
-    "Australia": "Asia-Pacific", "New Zealand": "Asia-Pacific",
-    "Russia": "EMEA other", "Poland": "EMEA other", "Israel": "EMEA other", "South Africa": "EMEA other",
+    "USA": "North America",
+    "Canada": "North America",
+    "France": "Western Europe",
+    "Germany": "Western Europe",
+    "Belgium": "Western Europe",
+    "Switzerland": "Western Europe",
+    "Austria": "Western Europe",
+    "UK": "Western Europe",
+    "Ireland": "Western Europe",
+    "Spain": "Southern Europe",
+    "Italy": "Southern Europe",
+    "Finland": "Nordics",
+    "Norway": "Nordics",
+    "Sweden": "Nordics",
+    "Denmark": "Nordics",
+    "Japan": "Asia-Pacific",
+    "Singapore": "Asia-Pacific",
+    "Philippines": "Asia-Pacific",
+    "Hong Kong": "Asia-Pacific",
+    "Australia": "Asia-Pacific",
+    "New Zealand": "Asia-Pacific",
+    "Russia": "EMEA other",
+    "Poland": "EMEA other",
+    "Israel": "EMEA other",
+    "South Africa": "EMEA other",
 }
 REGION_NAMES = sorted(set(REGIONS.values()))
 COUNTRY_NAMES = sorted(REGIONS)
@@ -213,8 +359,12 @@ def _faker_pools(seed: int) -> dict[str, list[str]]:
 
     fake = Faker("en_US")
     fake.seed_instance(seed)
-    makers = {"first": fake.first_name, "last": fake.last_name, "street": fake.street_address,
-              "company": fake.last_name}
+    makers = {
+        "first": fake.first_name,
+        "last": fake.last_name,
+        "street": fake.street_address,
+        "company": fake.last_name,
+    }
     return {name: [makers[name]() for _ in range(size)] for name, size in POOL_SIZES.items()}
 
 
@@ -251,13 +401,24 @@ def _products(rng: np.random.Generator, n: int) -> tuple[list[tuple], ProductDra
     for j in range(n):
         line, scale = lines[line_idx[j]], SCALES[scale_idx[j]]
         # j -> j*7919 mod 10^width is a bijection (7919 is prime), so codes are unique and look scattered
-        code = f"S{scale.split(':')[1]}_{(j * 7919 + 1678) % (10 ** width):0{width}d}"
+        code = f"S{scale.split(':')[1]}_{(j * 7919 + 1678) % (10**width):0{width}d}"
         lo, hi = LINE_YEARS[line]
         year = lo + (j * 31) % (hi - lo + 1)
         name = f"{year} {LINE_SUBJECTS[line][subject_pick[j]]}"
         desc = f"{scale} scale replica of the {name}, by {VENDORS[vendor_idx[j]]}. {PRODUCT_LINES[line]}"
-        rows.append((code, name[:70], line, scale, VENDORS[vendor_idx[j]], desc, int(stock[j]),
-                     f"{buy[j]:.2f}", f"{msrp[j]:.2f}"))
+        rows.append(
+            (
+                code,
+                name[:70],
+                line,
+                scale,
+                VENDORS[vendor_idx[j]],
+                desc,
+                int(stock[j]),
+                f"{buy[j]:.2f}",
+                f"{msrp[j]:.2f}",
+            )
+        )
     return rows, ProductDraws(line_idx, vendor_idx, scale_idx, buy)
 
 
@@ -299,25 +460,44 @@ def _draw_customers(rng: np.random.Generator, n: int) -> CustomerDraws:
     rep = rng.integers(0, len(SALES_REPS) + 2, n)  # some customers have no sales rep
     no_credit = rng.random(n) < 0.08
     credit = np.round(rng.lognormal(np.log(CREDIT_MEDIAN), CREDIT_SIGMA, n), -2).clip(1_000, 250_000)
-    return CustomerDraws(loc_idx, first, last, company, suffix, street, has_line2, floor, phone, digits, letters,
-                         rep, np.where(no_credit, 0.0, credit))
+    return CustomerDraws(
+        loc_idx,
+        first,
+        last,
+        company,
+        suffix,
+        street,
+        has_line2,
+        floor,
+        phone,
+        digits,
+        letters,
+        rep,
+        np.where(no_credit, 0.0, credit),
+    )
 
 
 def _customer_rows(d: CustomerDraws, pools: dict[str, list[str]]) -> list[tuple]:
     rows = []
     for i in range(len(d.location)):
         city, state, postal, country = LOCATIONS[d.location[i]]
-        rows.append((
-            FIRST_CUSTOMER_NUMBER + i,
-            f"{pools['company'][d.company[i]]} {COMPANY_SUFFIXES[d.suffix[i]]}"[:50],
-            pools["last"][d.last[i]], pools["first"][d.first[i]],
-            f"+{10 + d.location[i]} {d.phone[i]}",
-            pools["street"][d.street[i]][:50],
-            f"Floor No. {d.floor[i]}" if d.has_line2[i] else None,
-            city, state, _fill_pattern(postal, d.digits[i], d.letters[i]), country,
-            SALES_REPS[d.rep[i]] if d.rep[i] < len(SALES_REPS) else None,
-            f"{d.credit[i]:.2f}",
-        ))
+        rows.append(
+            (
+                FIRST_CUSTOMER_NUMBER + i,
+                f"{pools['company'][d.company[i]]} {COMPANY_SUFFIXES[d.suffix[i]]}"[:50],
+                pools["last"][d.last[i]],
+                pools["first"][d.first[i]],
+                f"+{10 + d.location[i]} {d.phone[i]}",
+                pools["street"][d.street[i]][:50],
+                f"Floor No. {d.floor[i]}" if d.has_line2[i] else None,
+                city,
+                state,
+                _fill_pattern(postal, d.digits[i], d.letters[i]),
+                country,
+                SALES_REPS[d.rep[i]] if d.rep[i] < len(SALES_REPS) else None,
+                f"{d.credit[i]:.2f}",
+            )
+        )
     return rows
 
 
@@ -343,8 +523,9 @@ class PlantedFeatures:
     line_taste: np.ndarray  # (C, 7)
 
 
-def _planted_features(rng: np.random.Generator, share: float, customers: CustomerDraws,
-                      products: ProductDraws) -> PlantedFeatures:
+def _planted_features(
+    rng: np.random.Generator, share: float, customers: CustomerDraws, products: ProductDraws
+) -> PlantedFeatures:
     """User and item features. Draw order: group effects (per region, per country), individual tastes,
     item factors, popularity; each group effect has the distribution of the individual draw it mixes with."""
     country = customers.country
@@ -362,31 +543,55 @@ def _planted_features(rng: np.random.Generator, share: float, customers: Custome
     size_r = rng.normal(0, 1, n_regions)
     individual = {"hidden": rng.normal(0, hidden_sd, (n_c, HIDDEN_FACTORS))}
     hidden_v = rng.normal(0, 1, (n_p, HIDDEN_FACTORS))
-    individual |= {"line": _log_line_taste(rng, n_c), "vendor": rng.normal(0, 1, (n_c, len(VENDORS))),
-                   "price": rng.normal(0, 1, (n_c, 1)), "size": rng.normal(0, 1, (n_c, 1))}
+    individual |= {
+        "line": _log_line_taste(rng, n_c),
+        "vendor": rng.normal(0, 1, (n_c, len(VENDORS))),
+        "price": rng.normal(0, 1, (n_c, 1)),
+        "size": rng.normal(0, 1, (n_c, 1)),
+    }
     popularity = rng.normal(0, 1.2, n_p)  # log-popularity: long-tailed counts
 
     def geography(by_region, by_country):
         return np.sqrt(REGION_SHARE) * by_region[region_idx] + np.sqrt(1 - REGION_SHARE) * by_country[country_idx]
 
     cz = credit_z(customers.credit)
-    attribute = {"hidden": geography(hidden_r, hidden_k), "line": geography(line_r, line_k),
-                 "vendor": geography(vendor_r, vendor_k), "price": cz[:, None],
-                 "size": (np.sqrt(CREDIT_SIZE_SHARE) * cz + np.sqrt(1 - CREDIT_SIZE_SHARE) * size_r[region_idx])[:, None]}
-    weight = {"hidden": HIDDEN_WEIGHT, "line": LINE_WEIGHT, "vendor": VENDOR_WEIGHT, "price": PRICE_WEIGHT,
-              "size": SIZE_WEIGHT}
+    attribute = {
+        "hidden": geography(hidden_r, hidden_k),
+        "line": geography(line_r, line_k),
+        "vendor": geography(vendor_r, vendor_k),
+        "price": cz[:, None],
+        "size": (np.sqrt(CREDIT_SIZE_SHARE) * cz + np.sqrt(1 - CREDIT_SIZE_SHARE) * size_r[region_idx])[:, None],
+    }
+    weight = {
+        "hidden": HIDDEN_WEIGHT,
+        "line": LINE_WEIGHT,
+        "vendor": VENDOR_WEIGHT,
+        "price": PRICE_WEIGHT,
+        "size": SIZE_WEIGHT,
+    }
     a, b = np.sqrt(share), np.sqrt(1.0 - share)
     common = np.full((n_c, 1), POPULARITY_WEIGHT)
     user = np.hstack([weight[t] * (a * attribute[t] + b * individual[t]) for t in TASTE_BLOCKS] + [common])
     expected = np.hstack([weight[t] * a * attribute[t] for t in TASTE_BLOCKS] + [common])
     log_buy = np.log(products.buy_price)
-    item = np.hstack([hidden_v, np.eye(len(PRODUCT_LINES))[products.line], np.eye(len(VENDORS))[products.vendor],
-                      ((log_buy - log_buy.mean()) / log_buy.std())[:, None], SIZE_Z[products.scale][:, None],
-                      popularity[:, None]])
+    item = np.hstack(
+        [
+            hidden_v,
+            np.eye(len(PRODUCT_LINES))[products.line],
+            np.eye(len(VENDORS))[products.vendor],
+            ((log_buy - log_buy.mean()) / log_buy.std())[:, None],
+            SIZE_Z[products.scale][:, None],
+            popularity[:, None],
+        ]
+    )
     line_logits = a * attribute["line"] + b * individual["line"]
     line_taste = np.exp(line_logits - line_logits.max(axis=1, keepdims=True))
-    return PlantedFeatures(user.astype(np.float32), expected.astype(np.float32), item.astype(np.float32),
-                           line_taste / line_taste.sum(axis=1, keepdims=True))
+    return PlantedFeatures(
+        user.astype(np.float32),
+        expected.astype(np.float32),
+        item.astype(np.float32),
+        line_taste / line_taste.sum(axis=1, keepdims=True),
+    )
 
 
 def _ratings_per_customer(rng, n_customers, n_products, total) -> np.ndarray:
@@ -443,8 +648,11 @@ def _world(spec: SeedSpec) -> tuple[np.random.Generator, list[tuple], CustomerDr
     features = _planted_features(rng, spec.attribute_share, customers, product_draws)
     truth = PlantedTruth(
         customer_numbers=np.arange(FIRST_CUSTOMER_NUMBER, FIRST_CUSTOMER_NUMBER + spec.customers),
-        product_codes=np.array([p[0] for p in products]), user_features=features.user,
-        item_features=features.item, line_taste=features.line_taste, user_features_expected=features.user_expected,
+        product_codes=np.array([p[0] for p in products]),
+        user_features=features.user,
+        item_features=features.item,
+        line_taste=features.line_taste,
+        user_features_expected=features.user_expected,
         attribute_share=spec.attribute_share,
     )
     return rng, products, customers, features, truth
@@ -458,9 +666,15 @@ def generate_streaming(spec: SeedSpec) -> tuple[SeedData, Iterator[RatingsChunk]
     rng, products, customers, features, truth = _world(spec)
     counts = _ratings_per_customer(rng, spec.customers, spec.products, spec.ratings)
     empty = np.empty(0, dtype=np.int64)
-    tables = SeedData(productlines=list(PRODUCT_LINES.items()),
-                      products=products, customers=_customer_rows(customers, _faker_pools(spec.seed)),
-                      ratings_customer=empty, ratings_product=empty, ratings_value=empty.astype(np.int8), truth=truth)
+    tables = SeedData(
+        productlines=list(PRODUCT_LINES.items()),
+        products=products,
+        customers=_customer_rows(customers, _faker_pools(spec.seed)),
+        ratings_customer=empty,
+        ratings_product=empty,
+        ratings_value=empty.astype(np.int8),
+        truth=truth,
+    )
     return tables, _rating_chunks(rng, spec, features.user, features.item, counts, truth.product_codes)
 
 

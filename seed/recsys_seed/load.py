@@ -1,5 +1,6 @@
 """Bulk loading into the MySQL source with ``LOAD DATA LOCAL INFILE``, chunk by chunk, into
 staging tables that one ``RENAME TABLE`` swaps in."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,9 @@ def rows_to_tsv(rows: Iterable[Sequence]) -> str:
 
 
 def ratings_to_tsv(customers: np.ndarray, codes: np.ndarray, stars: np.ndarray) -> str:
-    return "".join(f"{c}\t{p}\t{r}\n" for c, p, r in zip(customers.tolist(), codes.tolist(), stars.tolist(), strict=True))
+    return "".join(
+        f"{c}\t{p}\t{r}\n" for c, p, r in zip(customers.tolist(), codes.tolist(), stars.tolist(), strict=True)
+    )
 
 
 def quote_identifier(name: str) -> str:
@@ -90,8 +93,13 @@ def load_tsv(conn, table: str, tsv: str, tmp_dir: str | None = None) -> int:
         os.unlink(path)
 
 
-def load_ratings_overlapped(conn, chunks: Iterable, product_codes: np.ndarray,
-                            progress: Callable[[int], object] | None = None, table: str = "ratings") -> int:
+def load_ratings_overlapped(
+    conn,
+    chunks: Iterable,
+    product_codes: np.ndarray,
+    progress: Callable[[int], object] | None = None,
+    table: str = "ratings",
+) -> int:
     """Load rating chunks while the next one is drawn: one loader thread owns the connection, and
     the MySQL server works on chunk i while this thread draws and formats chunk i+1."""
     total = 0

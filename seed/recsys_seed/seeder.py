@@ -6,6 +6,7 @@ The seeder does not know where the source is: callers pass ``connect``, a functi
 pymysql connection (``connect(database="")`` selects no database; keyword arguments such as
 ``local_infile=True`` go to ``pymysql.connect``), and the database name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,12 +39,16 @@ class SeedSummary:
 
     def line(self) -> str:
         if self.skipped:
-            return (f"source already seeded with customers={self.spec.customers} products={self.spec.products} "
-                    f"ratings={self.spec.ratings} seed={self.spec.seed} attribute_share={self.spec.attribute_share:g}: "
-                    "nothing to do (use --reset to rebuild)")
+            return (
+                f"source already seeded with customers={self.spec.customers} products={self.spec.products} "
+                f"ratings={self.spec.ratings} seed={self.spec.seed} attribute_share={self.spec.attribute_share:g}: "
+                "nothing to do (use --reset to rebuild)"
+            )
         rate = self.ratings / self.seconds if self.seconds else 0
-        return (f"seeded {self.customers:,} customers, {self.products:,} products, {self.ratings:,} ratings "
-                f"in {self.seconds:.1f} s ({rate:,.0f} ratings/s)")
+        return (
+            f"seeded {self.customers:,} customers, {self.products:,} products, {self.ratings:,} ratings "
+            f"in {self.seconds:.1f} s ({rate:,.0f} ratings/s)"
+        )
 
 
 def source_spec(conn) -> SeedSpec | None:
@@ -101,8 +106,9 @@ def _load_staged(conn, spec: SeedSpec, show_progress: bool) -> None:
     load.load_tsv(conn, _staged("products"), load.rows_to_tsv(tables.products))
     load.load_tsv(conn, _staged("customers"), load.rows_to_tsv(tables.customers))
     with tqdm(total=spec.ratings, unit="rating", desc="seed", disable=not show_progress) as bar:
-        load.load_ratings_overlapped(conn, chunks, tables.truth.product_codes, progress=bar.update,
-                                     table=_staged("ratings"))
+        load.load_ratings_overlapped(
+            conn, chunks, tables.truth.product_codes, progress=bar.update, table=_staged("ratings")
+        )
     with conn.cursor() as cur:
         cur.execute(
             f"INSERT INTO {load.quote_identifier(_staged('seed_metadata'))} "
@@ -135,8 +141,9 @@ def _drop_staged(connect: Connect, database: str) -> None:
         _close_quietly(conn)
 
 
-def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *, reset: bool = False,
-                show_progress: bool = False) -> SeedSummary:
+def seed_source(
+    connect: Connect, database: str, spec: SeedSpec | None = None, *, reset: bool = False, show_progress: bool = False
+) -> SeedSummary:
     """Fill ``database`` with ``spec``'s data. Idempotent: the same spec again is a no-op.
 
     Raises ``ValueError`` for impossible arguments and ``SeedError`` when the database holds
@@ -158,8 +165,7 @@ def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *
                 occupied = [t for t in ("customers", "products", "ratings") if _row_count(cur, t)]
                 if existing or occupied:
                     held = f"a different seeding ({existing})" if existing else f"rows in {', '.join(occupied)}"
-                    raise SeedError(f"database {database!r} already holds {held}; "
-                                        "pass --reset to rebuild it")
+                    raise SeedError(f"database {database!r} already holds {held}; pass --reset to rebuild it")
             cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
             load.drop_tables(cur, load.STAGING_SUFFIX)  # leftovers of a killed seeding
             load.drop_tables(cur, load.OLD_SUFFIX)
@@ -175,5 +181,4 @@ def seed_source(connect: Connect, database: str, spec: SeedSpec | None = None, *
             raise
     finally:
         _close_quietly(conn)
-    return SeedSummary(spec, spec.customers, spec.products, spec.ratings,
-                       time.perf_counter() - started, skipped=False)
+    return SeedSummary(spec, spec.customers, spec.products, spec.ratings, time.perf_counter() - started, skipped=False)

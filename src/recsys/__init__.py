@@ -6,6 +6,7 @@ Subpackages by where their code runs: ``core`` (configuration, AWS and database 
 ``deploy`` (what gets built for AWS), ``apps`` (demo, report, web page, replay producer) and
 ``cli`` on top. ``contracts`` is the one definition of every key and name shared between stages.
 """
+
 import os
 
 # Before anything loads numpy: implicit's ALS is slower, and warns, with threaded OpenBLAS.

@@ -6,6 +6,7 @@ the standard library only and imports nothing else from ``recsys``, because it s
 where the rest of the package does not: in the Lambda zips (as ``recsys/contracts.py``) and with
 the Glue job (``--extra-py-files``).
 """
+
 from __future__ import annotations
 
 from typing import Final
@@ -17,10 +18,19 @@ TRAINING_MANIFEST = "_manifest.json"  # the publish marker, directly under TRAIN
 SNAPSHOT_SUCCESS = "_SUCCESS"  # written after every data file of a snapshot
 # The training set's columns, in order, with their Spark SQL types.
 TRAINING_COLUMNS = (
-    ("customerNumber", "int"), ("city", "string"), ("state", "string"), ("postalCode", "string"),
-    ("country", "string"), ("creditLimit", "decimal(10,2)"), ("productCode", "string"),
-    ("productLine", "string"), ("productScale", "string"), ("quantityInStock", "smallint"),
-    ("buyPrice", "decimal(10,2)"), ("MSRP", "decimal(10,2)"), ("productRating", "tinyint"),
+    ("customerNumber", "int"),
+    ("city", "string"),
+    ("state", "string"),
+    ("postalCode", "string"),
+    ("country", "string"),
+    ("creditLimit", "decimal(10,2)"),
+    ("productCode", "string"),
+    ("productLine", "string"),
+    ("productScale", "string"),
+    ("quantityInStock", "smallint"),
+    ("buyPrice", "decimal(10,2)"),
+    ("MSRP", "decimal(10,2)"),
+    ("productRating", "tinyint"),
 )
 
 # -- 2. model artifacts: the trainer writes, the vector-DB loader and the Lambda read ---------------
@@ -85,8 +95,13 @@ STRATEGY_FEATURES = "features"  # a new customer's vector from their attributes 
 STRATEGY_FEATURES_FOLD_IN = "features+fold_in"  # ... and their browse history
 STRATEGY_FOLD_IN = "fold_in"  # a new customer's vector from their browse history alone
 STRATEGY_POPULAR_FALLBACK = "popular_fallback"  # no vector: the popular items
-STRATEGIES = (STRATEGY_KNOWN_CUSTOMER, STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-              STRATEGY_POPULAR_FALLBACK)
+STRATEGIES = (
+    STRATEGY_KNOWN_CUSTOMER,
+    STRATEGY_FEATURES,
+    STRATEGY_FEATURES_FOLD_IN,
+    STRATEGY_FOLD_IN,
+    STRATEGY_POPULAR_FALLBACK,
+)
 # Activity-event limits shared by the producer, the Lambda's validation and the CLI.
 MAX_CUSTOMER_NUMBER = 2**31 - 1  # customerNumber is INT in MySQL and integer in user_emb
 MAX_PARTITION_KEY_CHARS = 256  # Kinesis partition keys are 1-256 Unicode characters; session ids fit one
@@ -126,8 +141,20 @@ DEFAULT_API_MAX_BODY_BYTES = 256 * 1024
 MAX_API_MAX_BODY_BYTES = 1024 * 1024
 # Everything the Lambda's code (and the libraries it uses) reads from its environment.
 LAMBDA_ENVIRONMENT = (
-    ENV_ARTIFACTS_BUCKET, ENV_POINTER_TTL_SECONDS, ENV_TOP_K, ENV_DB_SECRET_ARN,
-    "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", ENV_PG_SSLMODE, ENV_PG_SSLROOTCERT,
-    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    ENV_ARTIFACTS_BUCKET,
+    ENV_POINTER_TTL_SECONDS,
+    ENV_TOP_K,
+    ENV_DB_SECRET_ARN,
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    ENV_PG_SSLMODE,
+    ENV_PG_SSLROOTCERT,
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
     "OPENBLAS_NUM_THREADS",
 )

@@ -4,6 +4,7 @@ MySQL database of the tests' own on the configured server, dropped at the end.
 Stage-specific fixtures live in ``tests/support/fixtures_<stage>.py``, loaded as plugins by
 ``tests/conftest.py``.
 """
+
 from __future__ import annotations
 
 import pytest

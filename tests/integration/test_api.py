@@ -2,6 +2,7 @@
 free 127.0.0.1 port), over a PostgreSQL + pgvector of its own (so the test can stop and restart
 it) holding the model the streaming tests trained on the seeded source (tests/support/fixtures_api.py).
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,19 +52,26 @@ def codes(items: list[dict]) -> list[str]:
 
 # ---- happy paths ----------------------------------------------------------------------------------
 
+
 def test_customer_recommendations_exclude_rated_items(client, streaming_model, conn):
     customer = streaming_model.customer_numbers[3]
     response = client.get(f"/customers/{customer}/recommendations", params={"k": 5})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["customer_number"], body["model_version"], body["strategy"], body["k"], body["exclude_rated"]) == \
-        (customer, streaming_model.version, "known_customer", 5, True)
+    assert (body["customer_number"], body["model_version"], body["strategy"], body["k"], body["exclude_rated"]) == (
+        customer,
+        streaming_model.version,
+        "known_customer",
+        5,
+        True,
+    )
     assert len(body["items"]) == 5 and not set(codes(body["items"])) & streaming_model.rated[customer]
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
     # the same items as the vector store's own query with the customer's rated items excluded
-    [expected] = vector_store.nearest_items(conn, list(vector_store.user_vectors(conn, [customer]).values()), 5,
-                                            exclude=[streaming_model.rated[customer]])
+    [expected] = vector_store.nearest_items(
+        conn, list(vector_store.user_vectors(conn, [customer]).values()), 5, exclude=[streaming_model.rated[customer]]
+    )
     assert codes(body["items"]) == [i.product_code for i in expected]
 
 
@@ -77,8 +85,9 @@ def test_include_rated_items_on_request(client, streaming_model, conn):
 def test_exactly_k_while_eligible_items_last(client, streaming_model):
     """The customer who rated the most products but left a few unrated (the index scan must pass over
     nearly every neighbour): every k up to the unrated count gets exactly k."""
-    unrated = {c: len(streaming_model.product_codes) - len(streaming_model.rated[c])
-               for c in streaming_model.customer_numbers}
+    unrated = {
+        c: len(streaming_model.product_codes) - len(streaming_model.rated[c]) for c in streaming_model.customer_numbers
+    }
     customer = min((c for c in unrated if unrated[c] >= 4), key=unrated.get)
     eligible = unrated[customer]
     assert eligible < len(streaming_model.product_codes) // 2, "the test needs a customer who rated most products"
@@ -98,45 +107,72 @@ def test_similar_products(client, streaming_model, conn):
 
 
 def event(customer, browsed: list[str], **extra) -> dict:
-    return {"session_id": f"api-{uuid.uuid4()}", "customer_number": customer, "event_time": "2026-11-26T14:00:00Z",
-            "city": "Nantes", "country": "France", "credit_limit": 21000.0,
-            "browse_history": [{"product_code": c, "quantity": 1 + i % 2, "in_shopping_cart": i == 0}
-                               for i, c in enumerate(browsed)], **extra}
+    return {
+        "session_id": f"api-{uuid.uuid4()}",
+        "customer_number": customer,
+        "event_time": "2026-11-26T14:00:00Z",
+        "city": "Nantes",
+        "country": "France",
+        "credit_limit": 21000.0,
+        "browse_history": [
+            {"product_code": c, "quantity": 1 + i % 2, "in_shopping_cart": i == 0} for i, c in enumerate(browsed)
+        ],
+        **extra,
+    }
 
 
 def firehose_record(api_db, body: dict) -> dict:
     """What the Firehose Lambda's handler writes for the same event (its own runtime, same database)."""
     runtime: ServingRuntime = api_runtime(api_db.settings, pool_size=1)
     data = base64.b64encode(json.dumps(body).encode()).decode()
-    response = transform(KinesisFirehoseEvent({"invocationId": "i", "deliveryStreamArn": "arn", "region": "us-east-1",
-                                               "records": [{"recordId": "r1", "data": data,
-                                                            "approximateArrivalTimestamp": 0}]}), runtime)
+    response = transform(
+        KinesisFirehoseEvent(
+            {
+                "invocationId": "i",
+                "deliveryStreamArn": "arn",
+                "region": "us-east-1",
+                "records": [{"recordId": "r1", "data": data, "approximateArrivalTimestamp": 0}],
+            }
+        ),
+        runtime,
+    )
     [record] = response.records
     assert record.result == "Ok"
     return json.loads(base64.b64decode(record.data))
 
 
-@pytest.mark.parametrize("who, strategy", [("known", "known_customer"), ("new", "features+fold_in"),
-                                           ("new-without-attributes", "fold_in"),
-                                           ("anonymous-unknown-items", "popular_fallback")])
+@pytest.mark.parametrize(
+    "who, strategy",
+    [
+        ("known", "known_customer"),
+        ("new", "features+fold_in"),
+        ("new-without-attributes", "fold_in"),
+        ("anonymous-unknown-items", "popular_fallback"),
+    ],
+)
 def test_post_returns_the_record_the_stream_writes(client, api_db, streaming_model, who, strategy):
     products = streaming_model.product_codes
     if strategy == "features+fold_in" and streaming_model.kind != "hybrid":
         strategy = "fold_in"  # a published ALS model has no attribute vectors to start from
-    body = {"known": event(streaming_model.customer_numbers[5], products[:3]),
-            "new": event(99_000_001, products[10:14]),
-            "new-without-attributes": event(99_000_002, products[10:14], city=None, country=None, credit_limit=None),
-            "anonymous-unknown-items": event(None, ["NOT-A-PRODUCT"])}[who]
+    body = {
+        "known": event(streaming_model.customer_numbers[5], products[:3]),
+        "new": event(99_000_001, products[10:14]),
+        "new-without-attributes": event(99_000_002, products[10:14], city=None, country=None, credit_limit=None),
+        "anonymous-unknown-items": event(None, ["NOT-A-PRODUCT"]),
+    }[who]
     response = client.post("/recommendations", json=body)
     assert response.status_code == 200, response.text
     got = response.json()
     assert got["strategy"] == strategy and got["model_version"] == streaming_model.version
-    assert got["session_id"] == body["session_id"] and got["browsed_items"] == parse_event(
-        json.dumps(body).encode()).browsed_codes
+    assert (
+        got["session_id"] == body["session_id"]
+        and got["browsed_items"] == parse_event(json.dumps(body).encode()).browsed_codes
+    )
     assert len(got["recommended_items"]) == 10
     expected = firehose_record(api_db, body)
-    assert {k: v for k, v in got.items() if k != "processed_at"} == \
-        {k: v for k, v in expected.items() if k != "processed_at"}
+    assert {k: v for k, v in got.items() if k != "processed_at"} == {
+        k: v for k, v in expected.items() if k != "processed_at"
+    }
 
 
 def test_health_and_version(client, streaming_model):
@@ -150,55 +186,77 @@ def test_health_and_version(client, streaming_model):
 
 # ---- bad input ------------------------------------------------------------------------------------
 
+
 def test_unknown_customer_product_and_path_are_404(client, streaming_model):
-    body = assert_problem(client.get("/customers/99000002/recommendations"), 404, "customer 99000002",
-                          streaming_model.version)
+    body = assert_problem(
+        client.get("/customers/99000002/recommendations"), 404, "customer 99000002", streaming_model.version
+    )
     assert body["instance"] == "/customers/99000002/recommendations"
     assert_problem(client.get("/products/NO_SUCH_1/similar"), 404, "product NO_SUCH_1")
     assert_problem(client.get("/nothing-here"), 404)
 
 
-@pytest.mark.parametrize("path, params, fragment", [
-    ("/customers/103/recommendations", {"k": 0}, "k:"),
-    ("/customers/103/recommendations", {"k": 101}, "less than or equal to 100"),
-    ("/customers/103/recommendations", {"k": "ten"}, "k:"),
-    ("/customers/103/recommendations", {"exclude_rated": "maybe"}, "exclude_rated"),
-    ("/customers/abc/recommendations", {}, "customerNumber"),
-    ("/customers/-1/recommendations", {}, "customerNumber"),
-    ("/customers/2147483648/recommendations", {}, "customerNumber"),
-    ("/products/S10 1678;DROP/similar", {}, "productCode"),
-    ("/products/S10_1678/similar", {"k": 1000}, "k:"),
-])
+@pytest.mark.parametrize(
+    "path, params, fragment",
+    [
+        ("/customers/103/recommendations", {"k": 0}, "k:"),
+        ("/customers/103/recommendations", {"k": 101}, "less than or equal to 100"),
+        ("/customers/103/recommendations", {"k": "ten"}, "k:"),
+        ("/customers/103/recommendations", {"exclude_rated": "maybe"}, "exclude_rated"),
+        ("/customers/abc/recommendations", {}, "customerNumber"),
+        ("/customers/-1/recommendations", {}, "customerNumber"),
+        ("/customers/2147483648/recommendations", {}, "customerNumber"),
+        ("/products/S10 1678;DROP/similar", {}, "productCode"),
+        ("/products/S10_1678/similar", {"k": 1000}, "k:"),
+    ],
+)
 def test_bad_parameters_are_400_before_any_query(client, path, params, fragment):
     body = assert_problem(client.get(path, params=params), 400, fragment)
     assert body["errors"]
 
 
 def test_bad_bodies(client, streaming_model):
-    assert_problem(client.post("/recommendations", content=b"{not json",
-                               headers={"content-type": "application/json"}), 400, "not JSON")
+    assert_problem(
+        client.post("/recommendations", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "not JSON",
+    )
     assert_problem(client.post("/recommendations", json={"session_id": "x"}), 422, "missing field")
-    assert_problem(client.post("/recommendations", json={**event(103, []), "customer_number": "103"}), 422,
-                   "'customer_number' must be int")
+    assert_problem(
+        client.post("/recommendations", json={**event(103, []), "customer_number": "103"}),
+        422,
+        "'customer_number' must be int",
+    )
     assert_problem(client.post("/recommendations", json=[1, 2]), 422, "JSON object")
     # a number the database's INT cannot hold never reaches SQL (it would fail the whole request)
     assert_problem(client.post("/recommendations", json=event(2**40, ["S10_1678"])), 422, "must be 1..2,147,483,647")
-    assert_problem(client.post("/recommendations", json=event(103, [], event_type="heartbeat")), 422,
-                   "nothing to serve")
+    assert_problem(
+        client.post("/recommendations", json=event(103, [], event_type="heartbeat")), 422, "nothing to serve"
+    )
     assert_problem(client.post("/recommendations", json=event(None, [])), 422, "nothing to serve")
 
 
 def lambda_environment(settings) -> dict:
     from recsys import contracts
-    return {"PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
-            "PGPASSWORD": settings.pg_password, "PGDATABASE": settings.pg_database,
-            "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket, "AWS_ENDPOINT_URL": settings.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": settings.region,
-            contracts.ENV_API_POOL_SIZE: "1"}
+
+    return {
+        "PGHOST": settings.pg_host,
+        "PGPORT": str(settings.pg_port),
+        "PGUSER": settings.pg_user,
+        "PGPASSWORD": settings.pg_password,
+        "PGDATABASE": settings.pg_database,
+        "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket,
+        "AWS_ENDPOINT_URL": settings.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": settings.region,
+        contracts.ENV_API_POOL_SIZE: "1",
+    }
 
 
-def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db, client, streaming_model,
-                                                                          streaming_zip, tmp_path):
+def test_known_customers_never_get_rated_items_and_stream_post_get_agree(
+    api_db, client, streaming_model, streaming_zip, tmp_path
+):
     """The customers who rated the most products (fewer unrated than k, and all but a few): the
     record the Lambda zip writes under awslambdaric, POST /recommendations and GET agree, hold no
     rated item (recommended or similar), hold exactly k items while k unrated exist, and say so
@@ -212,20 +270,36 @@ def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db,
     unrated = {c: len(products) - len(streaming_model.rated[c]) for c in streaming_model.customer_numbers}
     fewest = min(unrated, key=unrated.get)  # fewer unrated products than k (in the seeded source: none)
     all_but_a_few = min((c for c in unrated if unrated[c] >= 1), key=unrated.get)
-    assert unrated[fewest] < 10 and 1 <= unrated[all_but_a_few] < len(products) // 4, \
+    assert unrated[fewest] < 10 and 1 <= unrated[all_but_a_few] < len(products) // 4, (
         "needs customers who rated (nearly) every product"
+    )
     bodies = {c: event(c, sorted(streaming_model.rated[c])[:2]) for c in (fewest, all_but_a_few)}
-    firehose = {"invocationId": "i", "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/x",
-                "region": "us-east-1",
-                "records": [{"recordId": str(c), "data": base64.b64encode(json.dumps(b).encode()).decode(),
-                             "approximateArrivalTimestamp": 0} for c, b in bodies.items()]}
+    firehose = {
+        "invocationId": "i",
+        "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/x",
+        "region": "us-east-1",
+        "records": [
+            {
+                "recordId": str(c),
+                "data": base64.b64encode(json.dumps(b).encode()).decode(),
+                "approximateArrivalTimestamp": 0,
+            }
+            for c, b in bodies.items()
+        ],
+    }
     code = unpack_zip(streaming_zip, tmp_path / "code")
-    with LocalLambda(code, contracts.LAMBDA_HANDLER, lambda_environment(api_db.settings),
-                     python=lambda_python(api_db.settings), log_file=tmp_path / "lambda.log") as function:
+    with LocalLambda(
+        code,
+        contracts.LAMBDA_HANDLER,
+        lambda_environment(api_db.settings),
+        python=lambda_python(api_db.settings),
+        log_file=tmp_path / "lambda.log",
+    ) as function:
         result = function.invoke(json.dumps(firehose).encode())
     assert result.ok, result.error()
-    streamed = {int(r["recordId"]): json.loads(base64.b64decode(r["data"]))
-                for r in json.loads(result.payload)["records"]}
+    streamed = {
+        int(r["recordId"]): json.loads(base64.b64decode(r["data"])) for r in json.loads(result.payload)["records"]
+    }
 
     for customer, body in bodies.items():
         rated, eligible = streaming_model.rated[customer], unrated[customer]
@@ -233,8 +307,9 @@ def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db,
         posted = client.post("/recommendations", json=body).json()
         got = client.get(f"/customers/{customer}/recommendations").json()
         assert record["strategy"] == "known_customer"
-        assert {k: v for k, v in posted.items() if k != "processed_at"} == \
-            {k: v for k, v in record.items() if k != "processed_at"}
+        assert {k: v for k, v in posted.items() if k != "processed_at"} == {
+            k: v for k, v in record.items() if k != "processed_at"
+        }
         assert codes(got["items"]) == codes(posted["recommended_items"])  # GET and POST agree
         assert len(posted["recommended_items"]) == min(10, eligible)
         assert posted["fewer_than_k"] is got["fewer_than_k"] is (eligible < 10)
@@ -243,6 +318,7 @@ def test_known_customers_never_get_rated_items_and_stream_post_get_agree(api_db,
 
 
 # ---- the database goes away and comes back --------------------------------------------------------
+
 
 def test_database_down_is_503_and_the_api_recovers(client, api_db, streaming_model):
     customer = streaming_model.customer_numbers[0]
@@ -264,12 +340,18 @@ def test_database_down_is_503_and_the_api_recovers(client, api_db, streaming_mod
 
 # ---- the document ---------------------------------------------------------------------------------
 
+
 def test_openapi_document_validates_and_describes_the_api(client):
     document = client.get("/openapi.json").json()
     validate(document)
     paths = document["paths"]
-    assert set(paths) == {"/customers/{customerNumber}/recommendations", "/products/{productCode}/similar",
-                          "/recommendations", "/health", "/version"}
+    assert set(paths) == {
+        "/customers/{customerNumber}/recommendations",
+        "/products/{productCode}/similar",
+        "/recommendations",
+        "/health",
+        "/version",
+    }
     recommendations = paths["/customers/{customerNumber}/recommendations"]["get"]
     k = next(p for p in recommendations["parameters"] if p["name"] == "k")
     assert (k["schema"]["minimum"], k["schema"]["maximum"], k["schema"]["default"]) == (1, 100, 10)
@@ -284,6 +366,7 @@ def test_openapi_document_validates_and_describes_the_api(client):
 
 
 # ---- the same app from its Lambda zip -------------------------------------------------------------
+
 
 @pytest.mark.slow  # builds the API zip and runs it under awslambdaric
 @pytest.mark.environment("lambda-python3.13")
@@ -300,8 +383,13 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
 
     report = build_lambda_zip(tmp_path / "build" / "api.zip", function=API_LAMBDA)
     names = zipfile.ZipFile(report.path).namelist()
-    assert {"recsys/serving/api.py", "recsys/serving/api_handler.py", "fastapi/__init__.py", "mangum/__init__.py",
-            "recsys/contracts.py"} <= set(names)
+    assert {
+        "recsys/serving/api.py",
+        "recsys/serving/api_handler.py",
+        "fastapi/__init__.py",
+        "mangum/__init__.py",
+        "recsys/contracts.py",
+    } <= set(names)
     code = tmp_path / "code"
     zipfile.ZipFile(report.path).extractall(code)
     settings = api_db.settings
@@ -309,8 +397,9 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
     event = json.loads((Path(__file__).parents[1] / "unit" / "events" / "function_url_request.json").read_text())
     customer = streaming_model.customer_numbers[3]
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/customers/{customer}/recommendations"
-    with LocalLambda(code, contracts.API_HANDLER, environment, function_name="recsys-api",
-                     python=lambda_python(settings)) as function:
+    with LocalLambda(
+        code, contracts.API_HANDLER, environment, function_name="recsys-api", python=lambda_python(settings)
+    ) as function:
         result = function.invoke(json.dumps(event).encode())
     assert result.ok, result.payload
     response = json.loads(result.payload)
@@ -321,9 +410,14 @@ def test_api_zip_serves_function_url_events_under_the_lambda_runtime(api_db, cli
 
 # ---- the document against the server: property-based --------------------------------------------
 
-HOSTILE_BODIES = ["[" * 100_000, '{"a":' * 50_000, '{"session_id": "s", "customer_number": 1, "event_time": '
-                  '"2026-11-26T14:00:00Z", "browse_history": ' + "[" * 20_000 + "]" * 20_000 + "}",
-                  '{"session_id": "s", "customer_number": ' + "9" * 4301 + "}", " " * (2 * 1024 * 1024)]
+HOSTILE_BODIES = [
+    "[" * 100_000,
+    '{"a":' * 50_000,
+    '{"session_id": "s", "customer_number": 1, "event_time": '
+    '"2026-11-26T14:00:00Z", "browse_history": ' + "[" * 20_000 + "]" * 20_000 + "}",
+    '{"session_id": "s", "customer_number": ' + "9" * 4301 + "}",
+    " " * (2 * 1024 * 1024),
+]
 HOSTILE_INTEGERS = ["1_03", "+103", " 103", "103.0", "1e3", "-0"]
 
 
@@ -349,7 +443,8 @@ def test_every_operation_answers_as_documented(api_url):
     assert len(operations) == 5
     for label, operation in operations.items():
         takes_input = label not in ("GET /health", "GET /version")  # nothing to make negative
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[:2 if takes_input else 1]:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[: 2 if takes_input else 1]:
+
             @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def answers_as_documented(case):
@@ -360,11 +455,14 @@ def test_every_operation_answers_as_documented(api_url):
     post = operations["POST /recommendations"]
     for body in HOSTILE_BODIES:
         response = post.Case(body=body.encode(), media_type="application/json").call_and_validate(
-            excluded_checks=[positive_data_acceptance])
+            excluded_checks=[positive_data_acceptance]
+        )
         assert response.status_code in (400, 413), response.text[:200]
     customer = operations["GET /customers/{customerNumber}/recommendations"]
     for text in HOSTILE_INTEGERS:
-        for case in (customer.Case(path_parameters={"customerNumber": text}),
-                     customer.Case(path_parameters={"customerNumber": 103}, query={"k": text})):
+        for case in (
+            customer.Case(path_parameters={"customerNumber": text}),
+            customer.Case(path_parameters={"customerNumber": 103}, query={"k": text}),
+        ):
             response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
             assert response.status_code == 400, (text, response.text[:200])

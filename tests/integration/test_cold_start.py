@@ -4,6 +4,7 @@ Customers held out of the training set come back as new customers: the model nev
 their events carry their country and credit limit, and the seeder's planted truth says what they
 really like. Their recommendations must follow their tastes better than the popular list does.
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,8 +48,9 @@ def cold_start(train_settings, train_table, tmp_path_factory):
         ensure_bucket(settings, bucket)
     customers = np.unique(train_table["customerNumber"].to_numpy())
     new = np.sort(np.random.default_rng(0).choice(customers, NEW_CUSTOMERS, replace=False))
-    publish_training_table(settings, train_table.filter(pc.invert(pc.is_in(train_table["customerNumber"],
-                                                                           pa.array(new, pa.int32())))))
+    publish_training_table(
+        settings, train_table.filter(pc.invert(pc.is_in(train_table["customerNumber"], pa.array(new, pa.int32()))))
+    )
     truth, _ = planted_truth_for(settings)
     result = train_and_publish(settings, TrainParams(), tmp_path_factory.mktemp("cold-reports"), truth=truth)
     load_embeddings(settings, result.version)
@@ -59,13 +61,23 @@ def _serve(settings, monkeypatch, events: list[dict]) -> list[dict]:
     """The events through ``handler.transform`` with the Lambda's own settings (PG* from the environment)."""
     from recsys.serving import handler
 
-    for name, value in (("PGHOST", settings.pg_host), ("PGPORT", str(settings.pg_port)),
-                        ("PGUSER", settings.pg_user), ("PGDATABASE", settings.pg_database)):
+    for name, value in (
+        ("PGHOST", settings.pg_host),
+        ("PGPORT", str(settings.pg_port)),
+        ("PGUSER", settings.pg_user),
+        ("PGDATABASE", settings.pg_database),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("RECSYS_DB_SECRET_ARN", raising=False)
     runtime = handler.ServingRuntime(handler.HandlerConfig(settings.artifacts_bucket, 60.0, 10))
-    records = [{"recordId": f"r{i}", "approximateArrivalTimestamp": 0,
-                "data": base64.b64encode(json.dumps(e).encode()).decode()} for i, e in enumerate(events)]
+    records = [
+        {
+            "recordId": f"r{i}",
+            "approximateArrivalTimestamp": 0,
+            "data": base64.b64encode(json.dumps(e).encode()).decode(),
+        }
+        for i, e in enumerate(events)
+    ]
     try:
         response = handler.transform(KinesisFirehoseEvent({"invocationId": "i", "records": records}), runtime)
     finally:
@@ -77,17 +89,24 @@ def _serve(settings, monkeypatch, events: list[dict]) -> list[dict]:
 
 def _event(customer: int, attributes: tuple | None, browsed: list[str] = ()) -> dict:
     country, credit = attributes or (None, None)
-    return {"session_id": str(uuid.uuid4()), "customer_number": customer, "country": country, "credit_limit": credit,
-            "city": None, "event_time": "2026-11-26T14:00:00Z",
-            "browse_history": [{"product_code": code, "quantity": 1} for code in browsed]}
+    return {
+        "session_id": str(uuid.uuid4()),
+        "customer_number": customer,
+        "country": country,
+        "credit_limit": credit,
+        "city": None,
+        "event_time": "2026-11-26T14:00:00Z",
+        "browse_history": [{"product_code": code, "quantity": 1} for code in browsed],
+    }
 
 
 def test_a_new_customer_with_attributes_gets_a_list_that_follows_their_planted_tastes(cold_start, monkeypatch):
     settings, result, new, attributes, truth = cold_start
     assert result.manifest["model"]["kind"] == "hybrid" and result.manifest["model"]["serve_features_alone"]
     anonymous_number = int(new.max()) + 10_000  # no attributes, nothing browsed
-    records = _serve(settings, monkeypatch, [_event(int(c), attributes[int(c)]) for c in new]
-                     + [_event(anonymous_number, None)])
+    records = _serve(
+        settings, monkeypatch, [_event(int(c), attributes[int(c)]) for c in new] + [_event(anonymous_number, None)]
+    )
     popular = [item["product_code"] for item in records[-1]["recommended_items"]]
     assert records[-1]["strategy"] == STRATEGY_POPULAR_FALLBACK and len(popular) == 10
     column = {str(code): j for j, code in enumerate(truth.product_codes)}
@@ -109,8 +128,9 @@ def test_browsing_new_customers_are_folded_in_with_and_without_attributes(cold_s
     customer = int(new[0])
     row = truth.customer_index[customer]
     liked = [str(truth.product_codes[j]) for j in np.argsort(-truth.affinity(row))[:3]]
-    with_attributes, without = _serve(settings, monkeypatch, [_event(customer, attributes[customer], liked),
-                                                              _event(customer, None, liked)])
+    with_attributes, without = _serve(
+        settings, monkeypatch, [_event(customer, attributes[customer], liked), _event(customer, None, liked)]
+    )
     assert with_attributes["strategy"] == STRATEGY_FEATURES_FOLD_IN and without["strategy"] == STRATEGY_FOLD_IN
     for record in (with_attributes, without):
         assert not {item["product_code"] for item in record["recommended_items"]} & set(liked)

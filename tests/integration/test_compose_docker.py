@@ -6,6 +6,7 @@ Lambda from build/lambda.zip, and events replayed into Kinesis must come out as 
 S3 after the one-off stages (seed, the Glue job in AWS's Glue 5.0 image, train, load-embeddings).
 Where no engine answers, every test here is skipped with the engine's own answer as the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ from recsys.contracts import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "http://127.0.0.1:4566"
-AWS = {"endpoint_url": ENDPOINT, "region_name": "us-east-1", "aws_access_key_id": "test",
-       "aws_secret_access_key": "test"}
+AWS = {
+    "endpoint_url": ENDPOINT,
+    "region_name": "us-east-1",
+    "aws_access_key_id": "test",
+    "aws_secret_access_key": "test",
+}
 
 
 def docker_engine_problem() -> str | None:
@@ -29,8 +34,10 @@ def docker_engine_problem() -> str | None:
     docker = shutil.which("docker")
     if docker is None:
         return "no Docker engine: the docker CLI is not on PATH"
-    for label, command in (("docker info", [docker, "info", "--format", "{{.ServerVersion}}"]),
-                           ("docker compose version", [docker, "compose", "version"])):
+    for label, command in (
+        ("docker info", [docker, "info", "--format", "{{.ServerVersion}}"]),
+        ("docker compose version", [docker, "compose", "version"]),
+    ):
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
         except subprocess.TimeoutExpired:
@@ -42,12 +49,17 @@ def docker_engine_problem() -> str | None:
 
 
 PROBLEM = docker_engine_problem()
-pytestmark = [pytest.mark.slow, pytest.mark.environment("docker"),
-              pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.environment("docker"),
+    pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""),
+]
 
 
 def compose(*args: str, timeout: float = 900) -> str:
-    result = subprocess.run(["docker", "compose", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        ["docker", "compose", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert result.returncode == 0, f"docker compose {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -79,7 +91,8 @@ def test_stack_is_healthy_and_the_hook_made_the_lambda(compose_stack):
         time.sleep(2)
     assert function["Runtime"] == "python3.13" and function["State"] == "Active", function
     assert boto3.client("firehose", **AWS).describe_delivery_stream(
-        DeliveryStreamName="recsys-recommendations-delivery")["DeliveryStreamDescription"]
+        DeliveryStreamName="recsys-recommendations-delivery"
+    )["DeliveryStreamDescription"]
     for service in ("firehose", "web", "localstack", "mysql", "postgres"):
         container = compose_stack.get_container(service)
         assert container.Health in (None, "healthy"), f"{service}: {container.Health}"

@@ -9,6 +9,7 @@ exists (an emulator whose init hook has not run yet: an empty moto server) and m
 instead of exiting. LocalStack itself cannot run here; its healthcheck runs against a stand-in of
 LocalStack 4.14's ``/_localstack/init/ready`` endpoint in the states the hook goes through.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,19 +62,27 @@ def compose_env(service: str) -> dict[str, str]:
 def native_env(service: str, settings, state_dir: Path) -> dict[str, str]:
     """The compose environment with service host names and container paths replaced by this machine's."""
     translated = {
-        "AWS_ENDPOINT_URL": settings.endpoint_url, "MYSQL_HOST": settings.mysql_host,
-        "MYSQL_PORT": str(settings.mysql_port), "MYSQL_USER": settings.mysql_user,
-        "MYSQL_PASSWORD": settings.mysql_password, "MYSQL_DATABASE": settings.mysql_database,
-        "PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
-        "PGPASSWORD": settings.pg_password, "PGDATABASE": settings.pg_database, "RECSYS_STATE_DIR": str(state_dir),
+        "AWS_ENDPOINT_URL": settings.endpoint_url,
+        "MYSQL_HOST": settings.mysql_host,
+        "MYSQL_PORT": str(settings.mysql_port),
+        "MYSQL_USER": settings.mysql_user,
+        "MYSQL_PASSWORD": settings.mysql_password,
+        "MYSQL_DATABASE": settings.mysql_database,
+        "PGHOST": settings.pg_host,
+        "PGPORT": str(settings.pg_port),
+        "PGUSER": settings.pg_user,
+        "PGPASSWORD": settings.pg_password,
+        "PGDATABASE": settings.pg_database,
+        "RECSYS_STATE_DIR": str(state_dir),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MYSQL_", "PG", "RECSYS_"))}
     for name, value in compose_env(service).items():
         if name in translated:
             env[name] = translated[name]
         else:
-            assert not re.search(r"\b(localstack|mysql|postgres|moto)\b|/var/lib/recsys", value), \
+            assert not re.search(r"\b(localstack|mysql|postgres|moto)\b|/var/lib/recsys", value), (
                 f"{service}: {name}={value!r} names a compose host or path: add it to the translation"
+            )
             env[name] = value
     return env
 
@@ -127,8 +136,9 @@ def read(process: subprocess.Popen) -> str:
 
 @contextmanager
 def running(argv: list[str], env: dict[str, str]):
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         yield process
     finally:
@@ -148,6 +158,7 @@ def empty_moto():
     with running([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], dict(os.environ)) as proc:
         deadline = time.monotonic() + 60
         import urllib.request
+
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
@@ -232,19 +243,25 @@ class _InitReady(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("completed, state, healthy", [
-    (False, "RUNNING", False),  # hook still creating the delivery stream: 200, but not ready
-    (True, "ERROR", False),  # hook failed: the stream may be missing
-    (True, "SUCCESSFUL", True),
-])
+@pytest.mark.parametrize(
+    "completed, state, healthy",
+    [
+        (False, "RUNNING", False),  # hook still creating the delivery stream: 200, but not ready
+        (True, "ERROR", False),  # hook failed: the stream may be missing
+        (True, "SUCCESSFUL", True),
+    ],
+)
 def test_localstack_healthcheck_waits_for_the_init_hook(tmp_path, completed, state, healthy):
-    _InitReady.answer = {"completed": completed,
-                         "scripts": [{"stage": "READY", "name": "10-resources.sh", "state": state}]}
+    _InitReady.answer = {
+        "completed": completed,
+        "scripts": [{"stage": "READY", "name": "10-resources.sh", "state": state}],
+    }
     server = ThreadingHTTPServer(("127.0.0.1", 0), _InitReady)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        check, _ = healthcheck("localstack", state_dir=tmp_path, ports={4566: f"127.0.0.1:{server.server_port}"},
-                               env=dict(os.environ))
+        check, _ = healthcheck(
+            "localstack", state_dir=tmp_path, ports={4566: f"127.0.0.1:{server.server_port}"}, env=dict(os.environ)
+        )
         assert check() is healthy
     finally:
         server.shutdown()
@@ -259,7 +276,7 @@ def test_glue_service_hands_the_job_arguments_it_reads():
     command = [str(arg) for arg in glue["command"]]
     script = next(i for i, arg in enumerate(command) if arg.endswith("/glue/etl_job.py"))
     job = load_job_module()
-    passed = {arg[2:].split("=", 1)[0] for arg in command[script + 1:] if arg.startswith("--")}
+    passed = {arg[2:].split("=", 1)[0] for arg in command[script + 1 :] if arg.startswith("--")}
     assert passed <= {*job.JOB_ARGUMENTS, *job.GLUE_RESERVED_ARGUMENTS}, "arguments the job does not read"
     arguments = job.parse_arguments(command[script:])  # raises on a missing required argument
     assert arguments["target_path"] == f"s3://{load_settings({}).datalake_bucket}/{TRAINING_PREFIX}"
@@ -284,8 +301,14 @@ def test_glue_service_hands_the_job_arguments_it_reads():
 
 def test_make_up_builds_the_lambda_zip_first(tmp_path):
     """`make up` makes build/lambda.zip before starting anything, so LocalStack's hook gets a Lambda."""
-    result = subprocess.run(["make", "--dry-run", "up", f"LAMBDA_ZIP={tmp_path / 'lambda.zip'}"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["make", "--dry-run", "up", f"LAMBDA_ZIP={tmp_path / 'lambda.zip'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     zip_at = next(i for i, line in enumerate(lines) if "recsys lambda-zip" in line)

@@ -1,6 +1,7 @@
 """The vector DB's least-privilege roles (sql/roles.sql) on the embedded PostgreSQL, as `recsys stack up`
 creates them: the serving role reads the live tables and writes nothing; the loader role creates and swaps
 the versioned tables and reads nothing else."""
+
 from __future__ import annotations
 
 from contextlib import closing
@@ -8,8 +9,8 @@ from dataclasses import replace
 
 import psycopg2
 import psycopg2.errors
-from psycopg2 import sql
 import pytest
+from psycopg2 import sql
 
 from recsys.contracts import DB_LOADER_ROLE, DB_SERVING_ROLE
 from recsys.core.db import connect_pg
@@ -62,15 +63,20 @@ def test_serving_role_reads_the_live_tables(stack):
             assert cur.fetchone()[0] >= 0
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO live_model (version, dimension, item_count, user_count, hnsw_m, hnsw_ef_construction, source_uri) "
-    "VALUES ('x', 1, 0, 0, 16, 64, 's3://x/')",
-    "DELETE FROM user_emb",
-    "UPDATE item_emb SET id = id",
-    "DROP TABLE item_emb",
-    "CREATE TABLE item_emb_stolen (id int)",
-    "ALTER TABLE live_model RENAME TO live_model_old",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        (
+            "INSERT INTO live_model (version, dimension, item_count, user_count, hnsw_m, hnsw_ef_construction, "
+            "source_uri) VALUES ('x', 1, 0, 0, 16, 64, 's3://x/')"
+        ),
+        "DELETE FROM user_emb",
+        "UPDATE item_emb SET id = id",
+        "DROP TABLE item_emb",
+        "CREATE TABLE item_emb_stolen (id int)",
+        "ALTER TABLE live_model RENAME TO live_model_old",
+    ],
+)
 def test_serving_role_is_refused_a_write(stack, statement):
     with closing(connect_as(stack, DB_SERVING_ROLE)) as conn:
         assert refused(conn, statement)

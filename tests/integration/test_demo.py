@@ -1,17 +1,18 @@
 """`recsys demo` at a small scale on a stack of its own, once per AWS emulator (moto, LocalStack): the
 summary's numbers match what is in MySQL, S3 and pgvector, and the report is written."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from tests.support.fixtures_stack import EMULATORS
+
+from recsys.apps.demo import MALFORMED_EVENTS, run_demo
+from recsys.apps.demo_report import summary_text, write_report
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.core.db import connect_mysql, connect_pg
-from recsys.apps.demo import MALFORMED_EVENTS, run_demo
-from recsys.apps.demo_report import summary_text, write_report
 from recsys.local.stack import scratch_stack
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
@@ -48,11 +49,11 @@ def test_summary_matches_mysql(demo):
 def test_summary_matches_s3(demo):
     run, settings, _ = demo
     s3 = aws.client("s3", settings)
-    dataset = json.loads(s3.get_object(Bucket=settings.datalake_bucket,
-                                       Key="ratings_ml_training/_manifest.json")["Body"].read())
+    dataset = json.loads(
+        s3.get_object(Bucket=settings.datalake_bucket, Key="ratings_ml_training/_manifest.json")["Body"].read()
+    )
     assert dataset["row_count"] == run.figures["training_rows"]
-    pointer = json.loads(s3.get_object(Bucket=settings.artifacts_bucket,
-                                       Key="models/serving.json")["Body"].read())
+    pointer = json.loads(s3.get_object(Bucket=settings.artifacts_bucket, Key="models/serving.json")["Body"].read())
     assert pointer["version"] == run.figures["model_version"]
     ok_lines = failed_lines = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.recommendations_bucket):

@@ -4,6 +4,7 @@ the row says for each emulator, so the table stays true when an emulator changes
 
 Every test runs against a real emulator process of each kind (``running_emulator``).
 """
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,8 @@ import zipfile
 import psutil
 import pytest
 from botocore.exceptions import ClientError
-
 from tests.support.fixtures_stack import EMULATORS, listening_addresses, running_emulator
+
 from recsys.core import aws
 from recsys.local.aws_resources import delivery_stream_definition, resource_names
 from recsys.local.firehose.config import DeliveryConfig, describe_delivery
@@ -100,8 +101,9 @@ def test_delivery_stream_status_and_description(emulator):
     `recsys firehose` reads the same configuration; moto also returns S3DestinationDescription,
     LocalStack only ExtendedS3DestinationDescription (AWS returns both)."""
     firehose = aws.client("firehose", emulator)
-    description = firehose.describe_delivery_stream(
-        DeliveryStreamName=emulator.firehose_stream)["DeliveryStreamDescription"]
+    description = firehose.describe_delivery_stream(DeliveryStreamName=emulator.firehose_stream)[
+        "DeliveryStreamDescription"
+    ]
     assert description["DeliveryStreamStatus"] == {"moto": "ACTIVE", "localstack": "CREATING_FAILED"}[emulator.emulator]
     destination = description["Destinations"][0]
     assert ("S3DestinationDescription" in destination) == (emulator.emulator == "moto")
@@ -111,10 +113,15 @@ def test_delivery_stream_status_and_description(emulator):
     extended = sent["ExtendedS3DestinationConfiguration"]
     config = DeliveryConfig.from_description(description)
     assert (config.source_stream_arn, config.bucket, config.prefix, config.error_prefix) == (
-        sent["KinesisStreamSourceConfiguration"]["KinesisStreamARN"], emulator.recommendations_bucket,
-        extended["Prefix"], extended["ErrorOutputPrefix"])
-    parameters = {p["ParameterName"]: p["ParameterValue"]
-                  for p in extended["ProcessingConfiguration"]["Processors"][0]["Parameters"]}
+        sent["KinesisStreamSourceConfiguration"]["KinesisStreamARN"],
+        emulator.recommendations_bucket,
+        extended["Prefix"],
+        extended["ErrorOutputPrefix"],
+    )
+    parameters = {
+        p["ParameterName"]: p["ParameterValue"]
+        for p in extended["ProcessingConfiguration"]["Processors"][0]["Parameters"]
+    }
     assert (config.lambda_arn, str(config.retries)) == (parameters["LambdaArn"], parameters["NumberOfRetries"])
 
 
@@ -132,14 +139,27 @@ def test_lambda_functions_do_not_run_without_docker(emulator):
     Invoke answers a FunctionError; LocalStack's goes Failed and Invoke is refused (409). Delivery runs
     the zip under awslambdaric instead (RECSYS_LAMBDA_INVOKE=runtime) with both."""
     lambda_client, iam = aws.client("lambda", emulator), aws.client("iam", emulator)
-    role = iam.create_role(RoleName="difference-test", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = iam.create_role(
+        RoleName="difference-test",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("handler.py", "def handler(event, context):\n    return {'ok': True}\n")
-    lambda_client.create_function(FunctionName="difference-test", Runtime="python3.12", Handler="handler.handler",
-                                  Role=role, Code={"ZipFile": code.getvalue()})
+    lambda_client.create_function(
+        FunctionName="difference-test",
+        Runtime="python3.12",
+        Handler="handler.handler",
+        Role=role,
+        Code={"ZipFile": code.getvalue()},
+    )
     deadline = time.monotonic() + 60
     state = "Pending"
     while state == "Pending" and time.monotonic() < deadline:
@@ -174,8 +194,10 @@ def test_quiet_delete_objects(emulator):
     missing one), LocalStack answers nothing. The ETL and the artifact cleanup read only Errors."""
     s3 = aws.client("s3", emulator)
     s3.put_object(Bucket=emulator.scripts_bucket, Key="to-delete", Body=b"x")
-    response = s3.delete_objects(Bucket=emulator.scripts_bucket, Delete={
-        "Objects": [{"Key": "to-delete"}, {"Key": "never-existed"}], "Quiet": True})
+    response = s3.delete_objects(
+        Bucket=emulator.scripts_bucket,
+        Delete={"Objects": [{"Key": "to-delete"}, {"Key": "never-existed"}], "Quiet": True},
+    )
     deleted = {d["Key"] for d in response.get("Deleted", [])}
     assert deleted == ({"to-delete", "never-existed"} if emulator.emulator == "moto" else set())
     assert "Errors" not in response
@@ -196,8 +218,11 @@ def test_listens_on_loopback_only(emulator):
     127.0.0.1 and its kinesis-mock binds 0.0.0.0 on two random ports; the stack's settings (the
     IPv4-mapped gateway address, a Node preload) keep every socket on loopback, as moto's -H does."""
     port = int(emulator.endpoint_url.rsplit(":", 1)[1])
-    owners = [c.pid for c in psutil.net_connections(kind="tcp")
-              if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid]
+    owners = [
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
+    ]
     assert owners, "the emulator's listening socket was not found"
     addresses = listening_addresses(owners[0])
     if emulator.emulator == "localstack":

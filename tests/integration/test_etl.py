@@ -1,6 +1,7 @@
 """The Glue ETL job on the seeded MariaDB source, local PySpark and the stack's moto S3: schema and
 contents against the SQL join, partition layout, rerun idempotency, failures that publish nothing,
 data-quality rules, the reader, and the CLI."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,21 @@ from recsys.pipeline.etl import run_etl
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]  # a SparkSession; not in `make test-fast`
 
-CONTRACT = ["customerNumber", "city", "state", "postalCode", "country", "creditLimit", "productCode",
-            "productLine", "productScale", "quantityInStock", "buyPrice", "MSRP", "productRating"]
+CONTRACT = [
+    "customerNumber",
+    "city",
+    "state",
+    "postalCode",
+    "country",
+    "creditLimit",
+    "productCode",
+    "productLine",
+    "productScale",
+    "quantityInStock",
+    "buyPrice",
+    "MSRP",
+    "productRating",
+]
 SQL_JOIN = (
     "SELECT r.customerNumber, c.city, c.state, c.postalCode, c.country, c.creditLimit, r.productCode, "
     "p.productLine, p.productScale, p.quantityInStock, p.buyPrice, p.MSRP, r.productRating "
@@ -49,14 +63,18 @@ def sorted_rows(table: pa.Table) -> list[tuple]:
 
 def snapshot_ids(settings) -> list[str]:
     root = TRAINING_PREFIX + "snapshots/"
-    pages = client("s3", settings).get_paginator("list_objects_v2").paginate(
-        Bucket=settings.datalake_bucket, Prefix=root, Delimiter="/")
-    return sorted(p["Prefix"][len(root):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
+    pages = (
+        client("s3", settings)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings.datalake_bucket, Prefix=root, Delimiter="/")
+    )
+    return sorted(p["Prefix"][len(root) :].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
 
 
 def keys_under(settings, prefix: str) -> list[str]:
-    pages = client("s3", settings).get_paginator("list_objects_v2").paginate(
-        Bucket=settings.datalake_bucket, Prefix=prefix)
+    pages = (
+        client("s3", settings).get_paginator("list_objects_v2").paginate(Bucket=settings.datalake_bucket, Prefix=prefix)
+    )
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
@@ -77,8 +95,11 @@ def test_bad_options_are_refused_before_any_work(stack, etl_spark):
 
 def test_read_manifest_names_the_missing_location(stack):
     elsewhere = dataclasses.replace(stack, datalake_bucket="recsys-no-such-lake")
-    with pytest.raises(PipelineError, match=r"no published training set at s3://recsys-no-such-lake/"
-                                            r"ratings_ml_training/_manifest.json"):
+    with pytest.raises(
+        PipelineError,
+        match=r"no published training set at s3://recsys-no-such-lake/"
+        r"ratings_ml_training/_manifest.json",
+    ):
         read_manifest(elsewhere)
 
 
@@ -111,18 +132,29 @@ def test_rows_equal_the_join_computed_in_sql(stack, etl_published):
     assert any(row[2] is None for row in expected), "the seeded source should have null states"
     assert isinstance(expected[0][5], Decimal)
     quality = etl_published["quality"]
-    assert quality == {"ratings_in": 2500, "rows_out": 2500, "orphan_ratings": 0, "null_keys": 0,
-                       "ratings_out_of_range": 0, "customers_in": 122, "products_in": 110}
+    assert quality == {
+        "ratings_in": 2500,
+        "rows_out": 2500,
+        "orphan_ratings": 0,
+        "null_keys": 0,
+        "ratings_out_of_range": 0,
+        "customers_in": 122,
+        "products_in": 110,
+    }
 
 
 def test_partition_layout_follows_the_contract(stack, etl_published):
     prefix = etl_published["snapshot_prefix"]
     assert prefix == f"ratings_ml_training/snapshots/{etl_published['run_id']}/"
-    lines = {row[0] for row in source_rows(stack, "SELECT DISTINCT p.productLine FROM ratings r "
-                                                  "JOIN products p ON p.productCode = r.productCode")}
+    lines = {
+        row[0]
+        for row in source_rows(
+            stack, "SELECT DISTINCT p.productLine FROM ratings r JOIN products p ON p.productCode = r.productCode"
+        )
+    }
     directories = set()
     for entry in etl_published["files"]:
-        relative = entry["key"][len(prefix):]
+        relative = entry["key"][len(prefix) :]
         directory, name = relative.split("/")
         assert entry["key"].startswith(prefix) and name.startswith("part-") and name.endswith(".snappy.parquet")
         directories.add(directory)
@@ -167,11 +199,9 @@ def test_catalog_table_follows_the_published_snapshot(stack, etl_published):
     for _ in range(2):  # the second run must replace the partitions, not add to them
         manifest = run_etl(stack, catalog_database="recsys_catalog", catalog_table="ratings_ml_training")
         table = glue.get_table(DatabaseName="recsys_catalog", Name="ratings_ml_training")["Table"]
-        assert table["StorageDescriptor"]["Location"] == \
-            f"s3://{stack.datalake_bucket}/{manifest['snapshot_prefix']}"
+        assert table["StorageDescriptor"]["Location"] == f"s3://{stack.datalake_bucket}/{manifest['snapshot_prefix']}"
         assert [c["Name"] for c in table["PartitionKeys"]] == ["productLine"]
-        assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == \
-            [c for c in CONTRACT if c != "productLine"]
+        assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == [c for c in CONTRACT if c != "productLine"]
         assert table["Parameters"]["recsys_run_id"] == manifest["run_id"]
         partitions = glue.get_partitions(DatabaseName="recsys_catalog", TableName="ratings_ml_training")
         locations = {p["Values"][0]: p["StorageDescriptor"]["Location"] for p in partitions["Partitions"]}
@@ -202,8 +232,9 @@ def test_lab_layout_partitions_by_customer(stack, etl_published):
 def test_sort_merge_join_and_split_reads_give_the_same_rows(stack, etl_published):
     """Large-source settings (no broadcast, several JDBC range reads per table, small files) at lab scale."""
     expected = sorted(source_rows(stack), key=lambda row: (row[0], row[6]))
-    manifest = run_etl(stack, broadcast_max_rows=0, rows_per_read_partition=500, num_partitions=3,
-                       max_records_per_file=200)
+    manifest = run_etl(
+        stack, broadcast_max_rows=0, rows_per_read_partition=500, num_partitions=3, max_records_per_file=200
+    )
     assert sorted_rows(read_training_set(stack)) == expected
     assert manifest["quality"]["customers_in"] == 122 and manifest["quality"]["products_in"] == 110
     assert max(f["rows"] for f in manifest["files"]) <= 200
@@ -215,12 +246,20 @@ def test_one_bounds_query_gives_each_tables_size_and_key_range(stack, etl_publis
     they must be exactly the source's, or a range read would miss (or repeat) rows at the edges."""
     from recsys.pipeline.etl import MARIADB_JDBC_DRIVER
 
-    options = {"url": stack.mysql_jdbc_url, "driver": MARIADB_JDBC_DRIVER, "user": stack.mysql_user,
-               "password": stack.mysql_password, "fetchsize": "1000"}
-    bounds = etl_job.read_bounds(etl_spark, options, {"ratings": "customerNumber", "customers": "customerNumber",
-                                                      "products": None})
+    options = {
+        "url": stack.mysql_jdbc_url,
+        "driver": MARIADB_JDBC_DRIVER,
+        "user": stack.mysql_user,
+        "password": stack.mysql_password,
+        "fetchsize": "1000",
+    }
+    bounds = etl_job.read_bounds(
+        etl_spark, options, {"ratings": "customerNumber", "customers": "customerNumber", "products": None}
+    )
     for table in ("ratings", "customers"):
-        rows, low, high = source_rows(stack, f"SELECT COUNT(*), MIN(customerNumber), MAX(customerNumber) FROM {table}")[0]
+        rows, low, high = source_rows(stack, f"SELECT COUNT(*), MIN(customerNumber), MAX(customerNumber) FROM {table}")[
+            0
+        ]
         assert bounds[table] == etl_job.TableBounds(rows, low, high)
         assert isinstance(bounds[table].low, int) and isinstance(bounds[table].high, int)
     assert bounds["products"] == etl_job.TableBounds(110)
@@ -242,7 +281,9 @@ def test_split_reads_at_the_key_range_edges_read_every_row_once(stack, etl_publi
 # -- failures publish nothing -------------------------------------------------------------------
 def test_wrong_password_changes_nothing_and_says_why(stack, etl_published):
     before = sorted_rows(read_training_set(stack))
-    with pytest.raises(PipelineError, match=r"cannot query ratings, customers, products at jdbc:mysql://.*Access denied"):
+    with pytest.raises(
+        PipelineError, match=r"cannot query ratings, customers, products at jdbc:mysql://.*Access denied"
+    ):
         run_etl(stack, source_password="not-the-password")
     assert_unchanged(stack, etl_published, before)
 
@@ -250,13 +291,19 @@ def test_wrong_password_changes_nothing_and_says_why(stack, etl_published):
 def test_out_of_range_rating_fails_the_quality_rule(stack, etl_published, etl_source_sql):
     before = sorted_rows(read_training_set(stack))
     customer, product, stars = source_rows(
-        stack, "SELECT customerNumber, productCode, productRating FROM ratings ORDER BY 1, 2 LIMIT 1")[0]
+        stack, "SELECT customerNumber, productCode, productRating FROM ratings ORDER BY 1, 2 LIMIT 1"
+    )[0]
     where = "WHERE customerNumber = %s AND productCode = %s"
     with (
-        etl_source_sql([(f"UPDATE ratings SET productRating = 9 {where}", (customer, product))],
-                       [(f"UPDATE ratings SET productRating = %s {where}", (stars, customer, product))]),
-        pytest.raises(PipelineError, match=r"rating_in_range: 1 ratings outside 1\.\.5.*nothing published|"
-                                           r"nothing published.*rating_in_range: 1 ratings outside 1\.\.5"),
+        etl_source_sql(
+            [(f"UPDATE ratings SET productRating = 9 {where}", (customer, product))],
+            [(f"UPDATE ratings SET productRating = %s {where}", (stars, customer, product))],
+        ),
+        pytest.raises(
+            PipelineError,
+            match=r"rating_in_range: 1 ratings outside 1\.\.5.*nothing published|"
+            r"nothing published.*rating_in_range: 1 ratings outside 1\.\.5",
+        ),
     ):
         run_etl(stack)
     assert_unchanged(stack, etl_published, before)  # and the failed run's own snapshot was removed
@@ -265,8 +312,10 @@ def test_out_of_range_rating_fails_the_quality_rule(stack, etl_published, etl_so
 def test_orphan_ratings_are_dropped_counted_and_bounded(stack, etl_published, etl_source_sql):
     product = source_rows(stack, "SELECT productCode FROM products ORDER BY 1 LIMIT 1")[0][0]
     orphan = (ORPHAN_CUSTOMER, product)
-    with etl_source_sql([("INSERT INTO ratings VALUES (%s, %s, 5)", orphan)],
-                        [("DELETE FROM ratings WHERE customerNumber = %s AND productCode = %s", orphan)]):
+    with etl_source_sql(
+        [("INSERT INTO ratings VALUES (%s, %s, 5)", orphan)],
+        [("DELETE FROM ratings WHERE customerNumber = %s AND productCode = %s", orphan)],
+    ):
         before = sorted_rows(read_training_set(stack))
         with pytest.raises(PipelineError, match=r"max_orphan_ratio: 1 orphan ratings \(0\.0400% of 2501\)"):
             run_etl(stack, max_orphan_ratio=0)

@@ -1,6 +1,7 @@
 """The deployment zip for the python3.13 runtime: cp313 wheels, the same bytes whichever interpreter
 path ran pip, and it imports and answers under Python 3.13 with the runtime's modules (awslambdaric).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def test_zip_bytes_do_not_depend_on_where_the_building_python_lives(streaming_zi
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
     site = next(other.glob("lib/python*/site-packages"))
     (site / "project-pip.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # the project's pip, run from there
-    deps = install_dependencies(LAMBDA_DIR / "requirements.txt", tmp_path / "deps", force=True,
-                                python=str(other / "bin" / "python"))
+    deps = install_dependencies(
+        LAMBDA_DIR / "requirements.txt", tmp_path / "deps", force=True, python=str(other / "bin" / "python")
+    )
     assert str(other) in (deps / "bin" / "f2py").read_text(), "pip wrote this interpreter's path into the script"
     rebuilt = write_deterministic_zip(zip_entries(deps), tmp_path / "lambda.zip")
     assert rebuilt.path.read_bytes() == streaming_zip.read_bytes()
@@ -48,11 +50,25 @@ def test_zip_imports_and_answers_under_the_runtime_python(streaming_zip, tmp_pat
     malformed events comes back ProcessingFailed (no model or DB needed to decide that)."""
     python = lambda_python(load_settings())
     code = unpack_zip(streaming_zip, tmp_path / "unpacked")
-    event = {"invocationId": "i", "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/x",
-             "region": "us-east-1", "records": [{"recordId": "r1", "data": "bm90IGpzb24=",  # "not json"
-                                                 "approximateArrivalTimestamp": 0}]}
-    with LocalLambda(code, contracts.LAMBDA_HANDLER, {"AWS_DEFAULT_REGION": "us-east-1"}, python=python,
-                     log_file=tmp_path / "lambda.log") as fn:
+    event = {
+        "invocationId": "i",
+        "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/x",
+        "region": "us-east-1",
+        "records": [
+            {
+                "recordId": "r1",
+                "data": "bm90IGpzb24=",  # "not json"
+                "approximateArrivalTimestamp": 0,
+            }
+        ],
+    }
+    with LocalLambda(
+        code,
+        contracts.LAMBDA_HANDLER,
+        {"AWS_DEFAULT_REGION": "us-east-1"},
+        python=python,
+        log_file=tmp_path / "lambda.log",
+    ) as fn:
         result = fn.invoke(json.dumps(event).encode())
     assert result.ok, result.error()
     assert [r["result"] for r in json.loads(result.payload)["records"]] == [contracts.RESULT_FAILED]

@@ -4,6 +4,7 @@ never touched and bounds the wait with one line (recsys.pipeline.load_lock).
 Real `recsys load-embeddings` subprocesses against the session stack's embedded PostgreSQL and moto S3,
 in the vector DB tests' database and bucket (tests/support/fixtures_vectordb.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,13 +27,23 @@ BOUND = 600  # seconds any subprocess here may take at most: a hang fails the te
 
 
 def _env(settings, **extra) -> dict[str, str]:
-    return {**os.environ, "PGDATABASE": settings.pg_database, "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket,
-            **extra}
+    return {
+        **os.environ,
+        "PGDATABASE": settings.pg_database,
+        "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket,
+        **extra,
+    }
 
 
 def _load(settings, version: str, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run([RECSYS, "load-embeddings", "--version", version], capture_output=True, text=True,
-                          env=_env(settings, **extra), timeout=BOUND, check=False)
+    return subprocess.run(
+        [RECSYS, "load-embeddings", "--version", version],
+        capture_output=True,
+        text=True,
+        env=_env(settings, **extra),
+        timeout=BOUND,
+        check=False,
+    )
 
 
 def _backend_alive(conn, pid: int) -> bool:
@@ -84,8 +95,9 @@ def test_lock_left_by_a_dead_loader_is_taken_back(vectordb_settings, vectordb_co
 
 
 @pytest.mark.parametrize("holder", ["live loader", "psql"])
-def test_a_live_holder_is_never_killed_and_the_wait_ends_in_one_line(holder, vectordb_settings, vectordb_conn,
-                                                                     small_version):
+def test_a_live_holder_is_never_killed_and_the_wait_ends_in_one_line(
+    holder, vectordb_settings, vectordb_conn, small_version
+):
     name = application_name() if holder == "live loader" else "psql"  # this test's own, live process
     held, held_pid = _holding_connection(vectordb_settings, name)
     try:
@@ -107,15 +119,19 @@ def test_a_live_holder_is_never_killed_and_the_wait_ends_in_one_line(holder, vec
 def _blocked_drop_of(conn, table: str) -> int | None:
     """The backend pid whose ``DROP TABLE ... table`` waits for a lock now, else None."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%%' "
-                    "AND query LIKE %s", (f"%{table}%",))
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DROP TABLE%%' "
+            "AND query LIKE %s",
+            (f"%{table}%",),
+        )
         row = cur.fetchone()
     conn.commit()
     return row[0] if row else None
 
 
-def test_a_loader_killed_mid_load_does_not_hold_up_the_next(vectordb_settings, vectordb_publisher, vectordb_conn,
-                                                            small_version):
+def test_a_loader_killed_mid_load_does_not_hold_up_the_next(
+    vectordb_settings, vectordb_publisher, vectordb_conn, small_version
+):
     """SIGKILL a real `recsys load-embeddings` while its backend is busy with a statement: the backend
     carries on (holding the lock); the next load terminates it and goes ahead at once, saying so.
 
@@ -130,8 +146,13 @@ def test_a_loader_killed_mid_load_does_not_hold_up_the_next(vectordb_settings, v
         cur.execute(sql.SQL("CREATE TABLE {} (id varchar)").format(sql.Identifier(staged)))
         reader.commit()
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(staged)))  # holds ACCESS SHARE
-    loader = subprocess.Popen([RECSYS, "load-embeddings", "--version", version], env=_env(vectordb_settings),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    loader = subprocess.Popen(
+        [RECSYS, "load-embeddings", "--version", version],
+        env=_env(vectordb_settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         while (backend := _blocked_drop_of(vectordb_conn, staged)) is None and loader.poll() is None:
             time.sleep(0.1)

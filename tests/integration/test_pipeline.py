@@ -7,6 +7,7 @@ with both figures), and a good one again (promoted over the live one). Then the 
 runs after a failed smoke test puts the first version back. And `recsys pipeline start` / `status` against
 the emulator's Step Functions, with the rendered document.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
-
 from tests.support.fixtures_stack import running_emulator
+
 from recsys.cli import cli
 from recsys.contracts import DB_LOADER_ROLE
 from recsys.core import aws
@@ -25,10 +26,15 @@ from recsys.local.aws_resources import ensure_bucket
 from recsys.local.stack import EmbeddedStack
 from recsys.pipeline import stages
 from recsys.pipeline.artifacts import serving_version
-from recsys.pipeline.definition import EXAMPLE_TARGETS, PIPELINE, asl_json
-from recsys.pipeline.definition import TASK_FAILED
-from recsys.pipeline.runner import (FAILED_STATUS, NOT_PROMOTED_STATUS, SUCCEEDED_STATUS, StageFailed, run_pipeline,
-                                    subprocess_executor)
+from recsys.pipeline.definition import EXAMPLE_TARGETS, PIPELINE, TASK_FAILED, asl_json
+from recsys.pipeline.runner import (
+    FAILED_STATUS,
+    NOT_PROMOTED_STATUS,
+    SUCCEEDED_STATUS,
+    StageFailed,
+    run_pipeline,
+    subprocess_executor,
+)
 from recsys.serving.vector_store import live_version
 
 WORSE_MODEL = {"model": "als", "factors": 1, "iterations": 1}
@@ -38,8 +44,9 @@ PIPELINE_DATABASE = "recsys_pipeline_test"
 @pytest.fixture(scope="module")
 def pipeline_settings(train_settings):
     """The trainer's seeded source, with buckets and a PostgreSQL database of the pipeline tests' own."""
-    settings = replace(train_settings, datalake_bucket="pipeline-test-datalake",
-                       artifacts_bucket="pipeline-test-artifacts")
+    settings = replace(
+        train_settings, datalake_bucket="pipeline-test-datalake", artifacts_bucket="pipeline-test-artifacts"
+    )
     for bucket in (settings.datalake_bucket, settings.artifacts_bucket):
         ensure_bucket(settings, bucket)
     with closing(connect_pg(settings)) as conn:
@@ -71,8 +78,10 @@ def run(settings, tmp_path, name: str, **env):
 @pytest.fixture(scope="module")
 def runs(pipeline_settings, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    return {name: run(pipeline_settings, tmp, name, **env) for name, env in (
-        ("first", {}), ("worse", {stages.ENV_TRAIN_PARAMS: json.dumps(WORSE_MODEL)}), ("again", {}))}
+    return {
+        name: run(pipeline_settings, tmp, name, **env)
+        for name, env in (("first", {}), ("worse", {stages.ENV_TRAIN_PARAMS: json.dumps(WORSE_MODEL)}), ("again", {}))
+    }
 
 
 def test_first_run_promotes_its_model_through_every_stage(runs, pipeline_settings):
@@ -152,11 +161,17 @@ def test_a_failed_smoke_test_rolls_back_and_fails_the_run(runs, pipeline_setting
 def test_start_and_status_against_the_emulators_step_functions():
     with running_emulator("moto") as settings:
         sfn = aws.client("stepfunctions", settings)
-        machine = sfn.create_state_machine(name="recsys-pipeline", definition=asl_json(EXAMPLE_TARGETS),
-                                           roleArn="arn:aws:iam::123456789012:role/recsys-pipeline")
+        machine = sfn.create_state_machine(
+            name="recsys-pipeline",
+            definition=asl_json(EXAMPLE_TARGETS),
+            roleArn="arn:aws:iam::123456789012:role/recsys-pipeline",
+        )
         env = settings.as_env()
-        started = CliRunner().invoke(cli, ["pipeline", "start", "--state-machine-arn", machine["stateMachineArn"],
-                                           "--run-id", "run-test-start"], env=env)
+        started = CliRunner().invoke(
+            cli,
+            ["pipeline", "start", "--state-machine-arn", machine["stateMachineArn"], "--run-id", "run-test-start"],
+            env=env,
+        )
         assert started.exit_code == 0, started.output
         execution_arn = started.output.splitlines()[0]
         assert execution_arn.endswith(":run-test-start")

@@ -5,6 +5,7 @@ embeddings into a PostgreSQL database whose name has spaces, quotes and capitals
 The unit test tests/unit/test_sql_identifiers.py checks statically that no value is pasted into SQL
 unquoted; this one checks the quoting really works on the servers.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,6 +54,7 @@ def test_an_all_digit_mysql_database_name(stack, etl_spark):
 
 def test_a_postgresql_database_name_with_spaces_and_quotes(stack, vectordb_publisher):
     from tests.support.fixtures_vectordb import fresh_pg_database
+
     from recsys.pipeline.vector_load import load_embeddings
 
     name = f'Recsys "quoted" db-{os.getpid()}'

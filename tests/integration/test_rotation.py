@@ -5,6 +5,7 @@ session is cut, in the middle of a Firehose delivery and of an API load.
 Nothing may be lost (every record ``Ok``), and the API keeps answering without a restart: a refused
 reconnect re-reads the secret once (``recsys.serving.database.ConnectParams``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,8 @@ import uuid
 import httpx
 import psycopg2
 import pytest
-
 from tests.support.uvicorn_thread import serving
+
 from recsys.apps.api_server import api_runtime
 from recsys.core import aws
 from recsys.serving.api import create_app
@@ -45,16 +46,24 @@ class RotatingRole:
             conn.close()
 
     def secret_string(self, password: str) -> str:
-        return json.dumps({"username": self.name, "password": password, "host": self.stack.pg_host,
-                           "port": int(self.stack.pg_port), "dbname": self.stack.pg_database})
+        return json.dumps(
+            {
+                "username": self.name,
+                "password": password,
+                "host": self.stack.pg_host,
+                "port": int(self.stack.pg_port),
+                "dbname": self.stack.pg_database,
+            }
+        )
 
     def rotate(self) -> int:
         """New password on the server and in the secret, then every session of the role cut; returns
         how many sessions were cut."""
         password = secrets.token_urlsafe(18)
         self._admin(f'ALTER ROLE "{self.name}" PASSWORD %s', password)
-        aws.client("secretsmanager", self.stack).put_secret_value(SecretId=self.secret_arn,
-                                                                  SecretString=self.secret_string(password))
+        aws.client("secretsmanager", self.stack).put_secret_value(
+            SecretId=self.secret_arn, SecretString=self.secret_string(password)
+        )
         cut = self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", self.name)
         self.rotated_at = time.monotonic()
         return len(cut)
@@ -68,7 +77,8 @@ def rotating_role(stack, streaming_model):
     role._admin(f'CREATE ROLE "{name}" LOGIN PASSWORD %s', password)
     role._admin(f'GRANT pg_read_all_data TO "{name}"')
     role.secret_arn = aws.client("secretsmanager", stack).create_secret(
-        Name=f"rds-rotating-{name}", SecretString=role.secret_string(password))["ARN"]
+        Name=f"rds-rotating-{name}", SecretString=role.secret_string(password)
+    )["ARN"]
     yield role
     role._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", name)
     role._admin(f'DROP ROLE "{name}"')
@@ -79,10 +89,19 @@ def _firehose_event(batch: int, customers: list[int], size: int):
 
     records = []
     for i in range(size):
-        event = {"session_id": f"rot-{batch}-{i}", "customer_number": customers[(batch * size + i) % len(customers)],
-                 "event_time": "2026-11-26T14:00:00Z", "browse_history": []}
-        records.append({"recordId": f"{batch}-{i}", "data": base64.b64encode(json.dumps(event).encode()).decode(),
-                        "approximateArrivalTimestamp": 0})
+        event = {
+            "session_id": f"rot-{batch}-{i}",
+            "customer_number": customers[(batch * size + i) % len(customers)],
+            "event_time": "2026-11-26T14:00:00Z",
+            "browse_history": [],
+        }
+        records.append(
+            {
+                "recordId": f"{batch}-{i}",
+                "data": base64.b64encode(json.dumps(event).encode()).decode(),
+                "approximateArrivalTimestamp": 0,
+            }
+        )
     return KinesisFirehoseEvent({"invocationId": str(batch), "records": records})
 
 
@@ -143,8 +162,10 @@ def test_the_api_recovers_from_a_rotation_without_a_restart(stack, streaming_mod
     failed = len(outcomes) - ok
     after = [(t, s) for t, s in outcomes if t > rotating_role.rotated_at]
     first_ok = next(t for t, s in after if s == 200)
-    print(f"\nrotation under API load: {ok} requests ok, {failed} failed, {cut} sessions cut, "
-          f"first 200 {1000 * (first_ok - rotating_role.rotated_at):.0f} ms after the rotation")
+    print(
+        f"\nrotation under API load: {ok} requests ok, {failed} failed, {cut} sessions cut, "
+        f"first 200 {1000 * (first_ok - rotating_role.rotated_at):.0f} ms after the rotation"
+    )
     assert cut >= 1, "the load held sessions of the rotating role"
     assert after and all(s == 200 for _, s in after[-20:]), "recovered without a restart"
     assert failed == 0, sorted({s for _, s in outcomes})

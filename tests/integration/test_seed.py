@@ -1,4 +1,5 @@
 """The Faker seeder: believable, deterministic, idempotent, learnable; bad input changes nothing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,10 @@ def _query(settings, sql, params=None):
 
 
 def _checksums(settings) -> dict:
-    return {table.split(".", 1)[1]: checksum for table, checksum in
-            _query(settings, "CHECKSUM TABLE productlines, products, customers, ratings")}
+    return {
+        table.split(".", 1)[1]: checksum
+        for table, checksum in _query(settings, "CHECKSUM TABLE productlines, products, customers, ratings")
+    }
 
 
 @pytest.fixture
@@ -45,8 +48,11 @@ def scratch_db(stack):
 
 def test_seeded_counts_and_metadata(stack, seeded):
     spec = SeedSpec()
-    (counts,) = _query(stack, "SELECT (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM products), "
-                              "(SELECT COUNT(*) FROM ratings), (SELECT COUNT(*) FROM productlines)")
+    (counts,) = _query(
+        stack,
+        "SELECT (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM products), "
+        "(SELECT COUNT(*) FROM ratings), (SELECT COUNT(*) FROM productlines)",
+    )
     assert counts == (spec.customers, spec.products, spec.ratings, 7)
     conn = connect_mysql(stack)
     assert source_spec(conn) == spec
@@ -67,13 +73,16 @@ def test_rows_are_believable(stack, seeded):
     assert scales <= set(SCALES)
     lines = {line for (line,) in _query(stack, "SELECT DISTINCT productLine FROM products")}
     assert lines <= set(PRODUCT_LINES) and len(lines) >= 5
-    (lo, hi), = _query(stack, "SELECT MIN(productRating), MAX(productRating) FROM ratings")
+    ((lo, hi),) = _query(stack, "SELECT MIN(productRating), MAX(productRating) FROM ratings")
     assert (lo, hi) == (1, 5)
-    orphans = _query(stack, "SELECT COUNT(*) FROM ratings r LEFT JOIN products p USING (productCode) "
-                            "LEFT JOIN customers c USING (customerNumber) "
-                            "WHERE p.productCode IS NULL OR c.customerNumber IS NULL")[0][0]
+    orphans = _query(
+        stack,
+        "SELECT COUNT(*) FROM ratings r LEFT JOIN products p USING (productCode) "
+        "LEFT JOIN customers c USING (customerNumber) "
+        "WHERE p.productCode IS NULL OR c.customerNumber IS NULL",
+    )[0][0]
     assert orphans == 0
-    (credit_ok,), = _query(stack, "SELECT COUNT(*) FROM customers WHERE creditLimit BETWEEN 0 AND 250000")
+    ((credit_ok,),) = _query(stack, "SELECT COUNT(*) FROM customers WHERE creditLimit BETWEEN 0 AND 250000")
     assert credit_ok == SeedSpec().customers
 
 
@@ -93,11 +102,14 @@ def test_rerun_is_a_noop_and_a_different_seeding_needs_reset(stack, seeded):
     assert _checksums(stack) == before
 
 
-@pytest.mark.parametrize("spec, message", [
-    (SeedSpec(customers=-1), "--customers must be at least 1"),
-    (SeedSpec(customers=3, products=4, ratings=13), "exceeds customers x products = 12"),
-    (SeedSpec(ratings=0), "--ratings must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (SeedSpec(customers=-1), "--customers must be at least 1"),
+        (SeedSpec(customers=3, products=4, ratings=13), "exceeds customers x products = 12"),
+        (SeedSpec(ratings=0), "--ratings must be at least 1"),
+    ],
+)
 def test_impossible_arguments_change_nothing(stack, seeded, spec, message):
     before = _checksums(stack)
     with pytest.raises(ValueError, match=message):
@@ -106,10 +118,13 @@ def test_impossible_arguments_change_nothing(stack, seeded, spec, message):
 
 
 def test_cli_errors_are_one_line_and_nonzero(stack, seeded):
-    bad = subprocess.run([RECSYS, "seed", "--ratings", "999999", "--reset"], capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [RECSYS, "seed", "--ratings", "999999", "--reset"], capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2 and "exceeds customers x products" in bad.stderr
-    down = subprocess.run([RECSYS, "seed"], capture_output=True, text=True,
-                          env={**os.environ, "MYSQL_PORT": "1"}, check=False)
+    down = subprocess.run(
+        [RECSYS, "seed"], capture_output=True, text=True, env={**os.environ, "MYSQL_PORT": "1"}, check=False
+    )
     assert down.returncode == 1
     assert down.stderr.strip().startswith("error: MySQL source not reachable at")
     assert len(down.stderr.strip().splitlines()) == 1
@@ -120,10 +135,13 @@ def test_unreachable_server_raises_naming_host_and_port(stack):
         seed_configured_source(dataclasses.replace(stack, mysql_port=1), SeedSpec())
 
 
-
 def _table_names(settings) -> set[str]:
-    return {name for (name,) in _query(settings, "SELECT table_name FROM information_schema.tables "
-                                                 "WHERE table_schema = DATABASE()")}
+    return {
+        name
+        for (name,) in _query(
+            settings, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )
+    }
 
 
 SMALL = SeedSpec(customers=40, products=30, ratings=400, seed=3)
@@ -143,6 +161,7 @@ def test_failed_reseed_keeps_the_previous_data_and_leaves_no_staging(scratch_db,
         def chunks_then_fault():
             yield from chunks  # every rating is drawn and written before the fault
             raise RuntimeError("injected fault in generation")
+
         return data, chunks_then_fault()
 
     monkeypatch.setattr(seeder, "generate_streaming", failing_after_the_rows)
@@ -160,16 +179,23 @@ def test_reseed_swaps_in_new_data_with_its_metadata(scratch_db):
     tables = _table_names(scratch_db)
     bigger = SeedSpec(customers=60, products=50, ratings=900, seed=4, attribute_share=0.25)
     seed_configured_source(scratch_db, bigger, reset=True)
-    (counts,) = _query(scratch_db, "SELECT (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM products), "
-                                   "(SELECT COUNT(*) FROM ratings)")
+    (counts,) = _query(
+        scratch_db,
+        "SELECT (SELECT COUNT(*) FROM customers), (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM ratings)",
+    )
     assert counts == (60, 50, 900)
     assert _table_names(scratch_db) == tables
     conn = connect_mysql(scratch_db)
     assert source_spec(conn) == bigger  # all of seed_metadata's columns, attribute_share included
     conn.close()
     # the swapped-in tables keep their foreign keys, now pointing at the live tables
-    refs = set(_query(scratch_db, "SELECT table_name, referenced_table_name FROM "
-                                  "information_schema.referential_constraints WHERE constraint_schema = DATABASE()"))
+    refs = set(
+        _query(
+            scratch_db,
+            "SELECT table_name, referenced_table_name FROM "
+            "information_schema.referential_constraints WHERE constraint_schema = DATABASE()",
+        )
+    )
     assert refs == {("products", "productlines"), ("ratings", "customers"), ("ratings", "products")}
     seed_configured_source(scratch_db, SMALL, reset=True)  # and a reseed over swapped-in tables works again
     assert _table_names(scratch_db) == tables
@@ -191,9 +217,13 @@ def test_ctrl_c_during_reseed_keeps_the_previous_data(scratch_db):
     """SIGINT to a real `recsys seed --reset` once it writes ratings: the old rows stay, staging goes."""
     seed_configured_source(scratch_db, SMALL)
     before, tables = _checksums(scratch_db), _table_names(scratch_db)
-    proc = subprocess.Popen([RECSYS, "seed", "--customers", "20000", "--products", "2000", "--ratings", "1000000",
-                             "--reset"], env={**os.environ, "MYSQL_DATABASE": scratch_db.mysql_database},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [RECSYS, "seed", "--customers", "20000", "--products", "2000", "--ratings", "1000000", "--reset"],
+        env={**os.environ, "MYSQL_DATABASE": scratch_db.mysql_database},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         while proc.poll() is None and not _ratings_being_written(scratch_db, SMALL.ratings):
             time.sleep(0.05)
@@ -219,10 +249,13 @@ def test_a_second_seeding_at_the_same_time_is_refused(scratch_db):
         with running.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", (seeding_lock_name(scratch_db.mysql_database),))
             assert cur.fetchone()[0] == 1
-        with pytest.raises(PipelineError, match=f"another seeding of database '{scratch_db.mysql_database}' is running"):
+        with pytest.raises(
+            PipelineError, match=f"another seeding of database '{scratch_db.mysql_database}' is running"
+        ):
             seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4), reset=True)
         assert _checksums(scratch_db) == before
     finally:
         running.close()
-    assert not seed_configured_source(scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4),
-                                      reset=True).skipped  # the lock went with its session
+    assert not seed_configured_source(
+        scratch_db, SeedSpec(customers=60, products=50, ratings=900, seed=4), reset=True
+    ).skipped  # the lock went with its session

@@ -5,11 +5,12 @@
 * Ports: the emulator's and PostgreSQL's ports are kept although the old ones are in TIME_WAIT.
 * PostgreSQL: password (SCRAM) authentication, its own group, nothing chmod-ed outside the state dir.
 """
+
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import stat
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
 from tests.support.environment import needs
 from tests.support.fixtures_stack import EMULATORS
+
 from recsys.core import aws
 from recsys.core.config import load_settings
 from recsys.local import pgembedded
@@ -67,8 +68,10 @@ KEYS = [f"session-{i}" for i in range(5)]
 
 def records(first: int, count: int) -> list[dict]:
     """Events numbered ``first``.. spread over five partition keys, so each key has several in order."""
-    return [{"PartitionKey": KEYS[n % len(KEYS)], "Data": json.dumps({"key": KEYS[n % len(KEYS)], "n": n}).encode()}
-            for n in range(first, first + count)]
+    return [
+        {"PartitionKey": KEYS[n % len(KEYS)], "Data": json.dumps({"key": KEYS[n % len(KEYS)], "n": n}).encode()}
+        for n in range(first, first + count)
+    ]
 
 
 def deliver(settings, handlers_dir: Path):
@@ -82,18 +85,26 @@ def deliver(settings, handlers_dir: Path):
 def delivered_lines(settings) -> list[dict]:
     s3 = aws.client("s3", settings)
     bucket = settings.recommendations_bucket
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
-    return [json.loads(line) for key in keys
-            for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines() if line.strip()]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
+    return [
+        json.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+        if line.strip()
+    ]
 
 
 def stream_contents(settings) -> list[dict]:
     kinesis = aws.client("kinesis", settings)
     out = []
     for shard in kinesis.list_shards(StreamName=settings.kinesis_stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=settings.kinesis_stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=settings.kinesis_stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         got = kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
         out += [json.loads(r["Data"]) for r in got]
     return out
@@ -104,7 +115,9 @@ def time_wait_ports(expected: set[int], timeout: float = 5) -> set[int]:
     (the closes take a moment) or after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        listing = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, check=False).stdout
+        listing = subprocess.run(
+            ["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, check=False
+        ).stdout
         ports = {int(line.split()[-2].rsplit(":", 1)[1]) for line in listing.splitlines() if line.strip()}
         if expected <= ports or time.monotonic() > deadline:
             return ports
@@ -143,8 +156,9 @@ def cycled(request, streaming_handlers_dir):
         before = stack_settings(env)
         s3 = aws.client("s3", before)
         for (bucket, key), (body, content_type, metadata) in OBJECTS.items():
-            s3.put_object(Bucket=getattr(before, bucket), Key=key, Body=body, ContentType=content_type,
-                          Metadata=metadata)
+            s3.put_object(
+                Bucket=getattr(before, bucket), Key=key, Body=body, ContentType=content_type, Metadata=metadata
+            )
         kinesis = aws.client("kinesis", before)
         kinesis.put_records(StreamName=before.kinesis_stream, Records=records(0, 10))
         delivered = deliver(before, streaming_handlers_dir).delivered
@@ -156,7 +170,7 @@ def cycled(request, streaming_handlers_dir):
         pg = socket.create_connection(("127.0.0.1", before.pg_port))  # idle: the server closes it at `down`
         down = cli(env, "stack", "down").stdout
         while pg.recv(65536):  # to the end, then close: the server's side stays in TIME_WAIT (closing
-            pass               # with unread data, or writing, would reset the connection instead)
+            pass  # with unread data, or writing, would reset the connection instead)
         pg.close()
         time_wait = time_wait_ports({before.pg_port, emulator_port})
         up = cli(env, "stack", "up").stdout
@@ -298,8 +312,14 @@ print(json.dumps(opened))
 
 
 def as_nobody(script: str, stdin: str) -> str:
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-I",
-                           "-c", script], input=stdin, capture_output=True, text=True, cwd="/", check=True).stdout
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-I", "-c", script],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+    ).stdout
 
 
 @ROOT_ONLY
@@ -403,8 +423,10 @@ def test_stack_down_under_traffic_loses_no_acknowledged_event(emulator, state_di
         cli(env, "stack", "down", "--discard", check=False)
     lost = set(acknowledged) - set(delivered)
     duplicated = len(delivered) - len(set(delivered))
-    print(f"\nrestart under traffic ({emulator}): sent {sent[0]}, acknowledged {len(acknowledged)} "
-          f"({before_down} before down), delivered {len(delivered)}, lost {len(lost)}, duplicated {duplicated}")
+    print(
+        f"\nrestart under traffic ({emulator}): sent {sent[0]}, acknowledged {len(acknowledged)} "
+        f"({before_down} before down), delivered {len(delivered)}, lost {len(lost)}, duplicated {duplicated}"
+    )
     assert "saved AWS state" in down and "write fence" not in down
     assert before_down > 0 and len(acknowledged) > before_down, "the producer must run through down and up"
     assert not lost, f"{len(lost)} acknowledged events lost, e.g. {sorted(lost)[:10]}"
@@ -412,8 +434,7 @@ def test_stack_down_under_traffic_loses_no_acknowledged_event(emulator, state_di
     assert duplicated == 0
 
 
-def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_dir, streaming_handlers_dir,
-                                                                         tmp_path):
+def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_dir, streaming_handlers_dir, tmp_path):
     """`recsys replay --from-file` whose emulator stops accepting writes midway exits 1 saying how many
     events it sent and how many were acknowledged, and the byte offset to resume from; resumed from
     there, every line is delivered exactly once."""
@@ -427,8 +448,13 @@ def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_di
         events = tmp_path / "events.jsonl"
         events.write_text("\n".join(lines) + "\n")
         replay_env = {**env, **settings.as_env()}
-        replay = subprocess.Popen([RECSYS, "replay", "--from-file", str(events), "--rate", "300"], env=replay_env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        replay = subprocess.Popen(
+            [RECSYS, "replay", "--from-file", str(events), "--rate", "300"],
+            env=replay_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while len(stream_contents(settings)) < 50 and time.monotonic() < deadline:  # fence midway
             time.sleep(0.1)
@@ -438,8 +464,11 @@ def test_replay_cut_off_says_how_far_it_got_and_resumes_from_the_offset(state_di
         _, stderr = replay.communicate(timeout=120)
         moto.unfence(state_dir / moto.name)
         assert replay.returncode == 1, stderr
-        report = re.search(r"error: replay interrupted \(.*\): ([\d,]+) of 600 events sent, ([\d,]+) acknowledged; "
-                           r"resume with --from-offset (\d+)", stderr)
+        report = re.search(
+            r"error: replay interrupted \(.*\): ([\d,]+) of 600 events sent, ([\d,]+) acknowledged; "
+            r"resume with --from-offset (\d+)",
+            stderr,
+        )
         assert report, stderr[-500:]
         acknowledged, offset = int(report.group(2).replace(",", "")), int(report.group(3))
         assert 0 < acknowledged < 600 and offset == sum(len(line) + 1 for line in lines[:acknowledged])

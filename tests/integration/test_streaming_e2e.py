@@ -3,6 +3,7 @@ Secrets Manager), embedded PostgreSQL + pgvector, the Lambda zip under awslambda
 
 Tests share one Kinesis stream and one checkpoint; each identifies its own events by session id.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests.support.fixtures_streaming import deliver, read_delivered, session_of
-from recsys.core.config import load_settings
-from recsys.local.firehose.delivery import build_delivery
+
 from recsys.apps.replay import OutgoingRecord, events_to_records, send_records
 from recsys.apps.source import source_catalogue
+from recsys.core.config import load_settings
+from recsys.local.firehose.delivery import build_delivery
 from recsys_seed import synthesize_events
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
@@ -55,8 +56,11 @@ def test_every_event_is_accounted_for_and_recommendations_are_real(stack, stream
     heartbeat = {**events[0], "session_id": str(uuid.uuid4()), "event_type": "heartbeat"}
     anonymous = {**events[1], "session_id": str(uuid.uuid4()), "customer_number": None, "browse_history": []}
     marker = uuid.uuid4().hex
-    malformed = [f"not json {marker}".encode(), json.dumps({"session_id": f"bad-{marker}"}).encode(),
-                 json.dumps({**events[2], "session_id": f"badtype-{marker}", "customer_number": "103"}).encode()]
+    malformed = [
+        f"not json {marker}".encode(),
+        json.dumps({"session_id": f"bad-{marker}"}).encode(),
+        json.dumps({**events[2], "session_id": f"badtype-{marker}", "customer_number": "103"}).encode(),
+    ]
     records = events_to_records(events + [heartbeat, anonymous]) + [OutgoingRecord(m, marker) for m in malformed]
     sent = send_records(stack, records)
     assert sent.sent == len(records) == 155
@@ -74,8 +78,10 @@ def test_every_event_is_accounted_for_and_recommendations_are_real(stack, stream
     assert set(malformed) <= set(parked)
     failed_lines = [e for e in out.errors if base64.b64decode(e["rawData"]) in malformed]
     assert {e["errorCode"] for e in failed_lines} == {"Lambda.ProcessingFailedStatus"}
-    assert all(set(e) >= {"attemptsMade", "arrivalTimestamp", "errorMessage", "attemptEndingTimestamp", "lambdaArn"}
-               for e in failed_lines)
+    assert all(
+        set(e) >= {"attemptsMade", "arrivalTimestamp", "errorMessage", "attemptEndingTimestamp", "lambdaArn"}
+        for e in failed_lines
+    )
     assert not {heartbeat["session_id"], anonymous["session_id"]} & set(by_session)
 
     codes = set(streaming_model.product_codes)
@@ -125,16 +131,20 @@ def test_recommendations_follow_the_planted_tastes(stack, streaming_model, strea
     assert np.mean(lifts) > 0.5, f"mean affinity lift {np.mean(lifts):.2f}"
 
 
-@pytest.mark.parametrize("handler, error_code", [
-    ("broken.drops_a_record_id", "Lambda.MissingRecordId"),
-    ("broken.duplicates_a_record_id", "Lambda.DuplicatedRecordId"),
-    ("broken.invents_a_record_id", "Lambda.MissingRecordId"),
-    ("broken.bad_result", "Lambda.JsonProcessingException"),
-    ("broken.bad_base64", "Lambda.JsonProcessingException"),
-    ("broken.raises", "Lambda.FunctionError"),
-])
-def test_a_broken_handler_fails_the_invocation_after_retries(stack, catalogue, streaming_handlers_dir,
-                                                             handler, error_code):
+@pytest.mark.parametrize(
+    "handler, error_code",
+    [
+        ("broken.drops_a_record_id", "Lambda.MissingRecordId"),
+        ("broken.duplicates_a_record_id", "Lambda.DuplicatedRecordId"),
+        ("broken.invents_a_record_id", "Lambda.MissingRecordId"),
+        ("broken.bad_result", "Lambda.JsonProcessingException"),
+        ("broken.bad_base64", "Lambda.JsonProcessingException"),
+        ("broken.raises", "Lambda.FunctionError"),
+    ],
+)
+def test_a_broken_handler_fails_the_invocation_after_retries(
+    stack, catalogue, streaming_handlers_dir, handler, error_code
+):
     events = synthesize_events(catalogue, 7)  # fresh session ids per case
     send_records(stack, events_to_records(events))
     stats = deliver(code_dir=streaming_handlers_dir, handler=handler)
@@ -165,8 +175,9 @@ def test_database_outage_parks_records_and_redrive_sends_them_once(stack, stream
         outage = delivery.run(until_idle=1.5)  # stats are cumulative for the delivery's lifetime
         delivered_before = outage.delivered
         assert outage.failed == 20 and outage.delivered == 0
-        parked_raw = [raw for raw in read_delivered(stack).error_raw() if session_of(raw) in
-                      {e["session_id"] for e in during}]
+        parked_raw = [
+            raw for raw in read_delivered(stack).error_raw() if session_of(raw) in {e["session_id"] for e in during}
+        ]
         assert len(parked_raw) == 20
 
         new_pid = pgembedded.start(local.pg_data, state["port"], local.pg_log)
@@ -184,8 +195,18 @@ def test_database_outage_parks_records_and_redrive_sends_them_once(stack, stream
     assert recovered.delivered - delivered_before == 30 and recovered.failed == 20
     lines = [r["session_id"] for r in read_delivered(stack).recommendations]
     assert all(lines.count(e["session_id"]) == 1 for e in during + after)  # delivered, each once
-    again = subprocess.run([str(Path(sys.executable).parent / "recsys"), "redrive", "--since",
-                            outage_started.strftime("%Y-%m-%dT%H:%M:%S")], capture_output=True, text=True, timeout=120, check=False)
+    again = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "recsys"),
+            "redrive",
+            "--since",
+            outage_started.strftime("%Y-%m-%dT%H:%M:%S"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     assert ": 0 redriven, 20 skipped as already redriven, 0 unreadable" in again.stdout  # a no-op
 
@@ -213,7 +234,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(stack, streaming_model, s
     assert 50 <= len(before_restart) < 300
 
     send_records(stack, events_to_records(events[300:]))
-    restarted = subprocess.run(cmd + ["--until-idle", "2"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    restarted = subprocess.run(
+        cmd + ["--until-idle", "2"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "delivered=" in restarted.stdout
     lines = [r for r in read_delivered(stack).recommendations if r["session_id"] in ours]
@@ -225,24 +248,42 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(stack, streaming_model, s
 def test_lambda_reads_db_credentials_from_secrets_manager_and_switches_models(stack, streaming_model, monkeypatch):
     """In-process handler: the RDS-style secret, and a new serving pointer picked up after the TTL."""
     from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
-
     from tests.support.fixtures_streaming import train_and_publish
-    from recsys.serving import handler
+
     from recsys.core import aws
+    from recsys.serving import handler
 
     secret = aws.client("secretsmanager", stack).create_secret(
-        Name=f"rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps({"username": stack.pg_user, "password": stack.pg_password,
-                                                                      "host": stack.pg_host, "port": int(stack.pg_port)}))
+        Name=f"rds-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps(
+            {
+                "username": stack.pg_user,
+                "password": stack.pg_password,
+                "host": stack.pg_host,
+                "port": int(stack.pg_port),
+            }
+        ),
+    )
     monkeypatch.setenv("RECSYS_DB_SECRET_ARN", secret["ARN"])
     monkeypatch.setenv("PGHOST", "127.0.0.1")
     monkeypatch.setenv("PGPORT", "1")  # a closed port: only the secret's host/port can work
     runtime = handler.ServingRuntime(handler.HandlerConfig(stack.artifacts_bucket, 0.0, 5))
 
     def invoke() -> dict:
-        data = base64.b64encode(json.dumps({"session_id": "s", "customer_number": streaming_model.customer_numbers[0],
-                                            "event_time": "2026-11-26T14:00:00Z", "browse_history": []}).encode())
-        event = {"invocationId": "i", "records": [{"recordId": "r1", "data": data.decode(),
-                                                   "approximateArrivalTimestamp": 0}]}
+        data = base64.b64encode(
+            json.dumps(
+                {
+                    "session_id": "s",
+                    "customer_number": streaming_model.customer_numbers[0],
+                    "event_time": "2026-11-26T14:00:00Z",
+                    "browse_history": [],
+                }
+            ).encode()
+        )
+        event = {
+            "invocationId": "i",
+            "records": [{"recordId": "r1", "data": data.decode(), "approximateArrivalTimestamp": 0}],
+        }
         response = handler.transform(KinesisFirehoseEvent(event), runtime).asdict()["records"]
         assert [r["result"] for r in response] == ["Ok"]
         return json.loads(base64.b64decode(response[0]["data"]))
@@ -258,8 +299,12 @@ def test_localstack_init_hook_creates_resources_and_the_lambda(stack, streaming_
     """The LocalStack ready hook, run against this stack's moto: same resources, plus the Lambda from the zip."""
     from recsys.core import aws
 
-    env = {**os.environ, "RECSYS_ROOT": str(repo_root), "RECSYS_LAMBDA_ZIP": str(streaming_zip),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "RECSYS_ROOT": str(repo_root),
+        "RECSYS_LAMBDA_ZIP": str(streaming_zip),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     hook = repo_root / "localstack" / "init" / "ready.d" / "10-resources.sh"
     result = subprocess.run([str(hook)], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

@@ -3,6 +3,7 @@ PostgreSQL moving to another port, overlapping invocations, re-driving parked re
 buffering setting. Shares the stack, the stream and the checkpoint with test_streaming_e2e.py;
 each test identifies its own records by session id or raw bytes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,9 +17,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from tests.support.fixtures_streaming import deliver, read_delivered, session_of
 from tests.support.poison_run import poison_run
+
 from recsys.apps.replay import OutgoingRecord, events_to_records, record_for, send_records
 from recsys.apps.source import source_catalogue
 from recsys.core.config import load_settings, stack_env_file
@@ -46,8 +47,13 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.3):
 
 
 def start_firehose(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([RECSYS, "firehose", "--poll-interval", "0.1", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [RECSYS, "firehose", "--poll-interval", "0.1", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> tuple[str, str]:
@@ -89,23 +95,31 @@ def test_each_poison_record_fails_alone_through_the_zip(stack, streaming_model, 
     assert {e["session_id"] for e in valid} <= {r["session_id"] for r in out.recommendations}
     parked = {base64.b64decode(e["rawData"]): e for e in out.errors}
     assert set(poison) <= set(parked)
-    assert {(parked[p]["errorCode"], parked[p]["attemptsMade"]) for p in poison} == {("Lambda.ProcessingFailedStatus", 1)}
+    assert {(parked[p]["errorCode"], parked[p]["attemptsMade"]) for p in poison} == {
+        ("Lambda.ProcessingFailedStatus", 1)
+    }
 
 
 def test_a_second_delivery_process_on_the_same_state_is_refused(stack, streaming_model, streaming_zip, catalogue):
     first = start_firehose()
     try:
         wait_until_warm(stack, first, "the first delivery to be warm")
-        second = subprocess.run([RECSYS, "firehose", "--until-idle", "1"], capture_output=True, text=True, timeout=120, check=False)
+        second = subprocess.run(
+            [RECSYS, "firehose", "--until-idle", "1"], capture_output=True, text=True, timeout=120, check=False
+        )
         assert second.returncode == 1
         assert second.stderr.strip() == (
             f"error: another recsys firehose (pid {first.pid}) is already delivering {stack.firehose_stream} with "
-            f"the state in {stack.state_dir}: stop it first, or use another RECSYS_STATE_DIR")
+            f"the state in {stack.state_dir}: stop it first, or use another RECSYS_STATE_DIR"
+        )
         events = synthesize_events(catalogue, 30, seed=43)
         send_records(stack, events_to_records(events))
         ours = {e["session_id"] for e in events}
-        wait_for(lambda: ours <= {r["session_id"] for r in read_delivered(stack).recommendations}, 60,
-                 "the events to be delivered")
+        wait_for(
+            lambda: ours <= {r["session_id"] for r in read_delivered(stack).recommendations},
+            60,
+            "the events to be delivered",
+        )
     finally:
         stop(first)
     lines = [r for r in read_delivered(stack).recommendations if r["session_id"] in ours]
@@ -152,6 +166,7 @@ def test_delivery_follows_postgres_to_another_port(stack, streaming_model, strea
             out = read_delivered(stack)
             seen = {r["session_id"] for r in out.recommendations} | {session_of(raw) for raw in out.error_raw()}
             return ours <= seen
+
         wait_for(accounted, 60, "events after the move to be delivered or parked")
         assert delivered(after), "events after the move were parked"
     finally:
@@ -178,19 +193,24 @@ def test_delivery_stops_in_one_line_when_a_setting_it_runs_on_changes(stack, str
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1] == (
         "error: the stack's settings changed (AWS_ENDPOINT_URL) and delivery cannot follow: restart "
-        "`recsys firehose` (nothing is lost: it resumes from its checkpoint)")
+        "`recsys firehose` (nothing is lost: it resumes from its checkpoint)"
+    )
 
 
-def test_overlapping_invocations_keep_record_order_and_checkpoint_only_what_is_written(
-        stack, streaming_handlers_dir):
+def test_overlapping_invocations_keep_record_order_and_checkpoint_only_what_is_written(stack, streaming_handlers_dir):
     """The first batch is slow, the next ones are fast: with 3 invocations in flight the objects are
     still written in record order, and no checkpoint covers a record before its object is written."""
     import threading
 
     key, marker = f"order-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     events = [{"n": i, "run": marker, **({"note": "slow-batch"} if i == 0 else {})} for i in range(300)]
-    delivery = build_delivery(load_settings(), code_dir=streaming_handlers_dir,
-                              handler="broken.passthrough_slow_marked", concurrency=3, poll_seconds=0.05)
+    delivery = build_delivery(
+        load_settings(),
+        code_dir=streaming_handlers_dir,
+        handler="broken.passthrough_slow_marked",
+        concurrency=3,
+        poll_seconds=0.05,
+    )
     written: list[int] = []  # our records' n, in the order their objects were written
     received: dict[int, tuple[str, int]] = {}  # n -> (shard, sequence number)
     violations: list[str] = []
@@ -217,9 +237,11 @@ def test_overlapping_invocations_keep_record_order_and_checkpoint_only_what_is_w
 
     def spy_save(positions):
         done = set(written)
-        violations.extend(f"checkpoint {positions[shard]} covers record {n} before it is written"
-                          for n, (shard, seq) in received.items()
-                          if shard in positions and seq <= int(positions[shard]) and n not in done)
+        violations.extend(
+            f"checkpoint {positions[shard]} covers record {n} before it is written"
+            for n, (shard, seq) in received.items()
+            if shard in positions and seq <= int(positions[shard]) and n not in done
+        )
         save(positions)
 
     def spy_dispatch(records):
@@ -227,7 +249,11 @@ def test_overlapping_invocations_keep_record_order_and_checkpoint_only_what_is_w
         peak[0] = max(peak[0], len(delivery._in_flight))
 
     delivery.reader.poll, delivery._put, delivery.checkpoint.save, delivery._dispatch = (
-        spy_poll, spy_put, spy_save, spy_dispatch)
+        spy_poll,
+        spy_put,
+        spy_save,
+        spy_dispatch,
+    )
     result = {}
     worker = threading.Thread(target=lambda: result.update(stats=delivery.run(until_idle=3)))
     try:
@@ -270,6 +296,10 @@ def test_poison_run_accounts_for_every_record(stack, streaming_model, streaming_
     print("\n".join(report.lines()))
     assert (report.valid_delivered, report.valid_parked, report.valid_lost, report.valid_duplicated) == (2000, 0, 0, 0)
     assert report.poison_parked_alone == 100
-    assert (report.poison_parked_with_batch, report.poison_delivered, report.poison_lost,
-            report.poison_duplicated) == (0, 0, 0, 0)
+    assert (report.poison_parked_with_batch, report.poison_delivered, report.poison_lost, report.poison_duplicated) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert report.failed_invocations == 0 and report.kinds == dict.fromkeys(POISON_KINDS, 10)

@@ -3,6 +3,7 @@
 Not a unit test: it needs the scanner from ``.venv-tools`` (``make install``) and takes tens of
 seconds; the static checks of the same files are in ``tests/unit/test_terraform.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,35 @@ def test_checkov(directory, extra):
     (module defaults that the root never overrides are only evaluated this way)."""
     if not CHECKOV.exists():
         pytest.fail(f"{CHECKOV} not found: run `make install` (it creates .venv-tools with checkov; CI does too)")
-    command = [str(CHECKOV), "-d", str(directory), *extra, "--framework", "terraform",
-               "--config-file", str(CHECKOV_CONFIG), "-o", "json", "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "BC_SKIP_MAPPING": "TRUE"}, timeout=600, check=False)
+    command = [
+        str(CHECKOV),
+        "-d",
+        str(directory),
+        *extra,
+        "--framework",
+        "terraform",
+        "--config-file",
+        str(CHECKOV_CONFIG),
+        "-o",
+        "json",
+        "--quiet",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=600,
+        check=False,
+    )
     report = json.loads(result.stdout)
     summary = report["summary"]
     assert summary["parsing_errors"] == 0 and summary["resource_count"] > 0, summary
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
-              for c in report.get("results", {}).get("failed_checks", [])]
-    assert not failed, ("checkov findings (fix them, or skip with a reason in terraform/.checkov.yaml):\n"
-                        + "\n".join(failed))
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in report.get("results", {}).get("failed_checks", [])
+    ]
+    assert not failed, "checkov findings (fix them, or skip with a reason in terraform/.checkov.yaml):\n" + "\n".join(
+        failed
+    )

@@ -1,5 +1,6 @@
 """The trainer on a real stack: MariaDB source, moto S3, implicit ALS and the hybrid; model choice, evaluation
 views, artifacts, fold-in, failures."""
+
 from __future__ import annotations
 
 import json
@@ -13,21 +14,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
-from tests.support.fixtures_train import (load_npz, parse_embeddings_csv, publish_training_table, training_attributes,
-                                         verify_version)
+from tests.support.fixtures_train import (
+    load_npz,
+    parse_embeddings_csv,
+    publish_training_table,
+    training_attributes,
+    verify_version,
+)
 
-from recsys.model.foldin import (TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding,
-                              to_query_vector)
-from recsys.model.als import AlsFoldIn
-from recsys.model.hybrid_foldin import HybridFoldIn
-from recsys.serving.model_cache import load_version
-from recsys.pipeline import artifacts, evaluate
-from recsys.core.aws import client
-from recsys.core.errors import PipelineError
 from recsys.cli.batch import train_command
 from recsys.contracts import EVALUATION_HTML as REPORT_HTML
 from recsys.contracts import EVALUATION_PNG as REPORT_PNG
 from recsys.contracts import STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_POPULAR_FALLBACK
+from recsys.core.aws import client
+from recsys.core.errors import PipelineError
+from recsys.model.als import AlsFoldIn
+from recsys.model.foldin import TRANSFORM_MIPS, TRANSFORM_NONE, confidence, fold_in, to_item_embedding, to_query_vector
+from recsys.model.hybrid_foldin import HybridFoldIn
+from recsys.pipeline import artifacts, evaluate
 from recsys.pipeline.train import (
     ALS_RANKER,
     HYBRID_RANKER,
@@ -37,6 +41,7 @@ from recsys.pipeline.train import (
     train_and_publish,
     training_side_info,
 )
+from recsys.serving.model_cache import load_version
 
 
 def _version_prefixes(settings) -> set[str]:
@@ -46,6 +51,7 @@ def _version_prefixes(settings) -> set[str]:
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+
 
 def test_both_models_beat_popularity_and_random_and_stay_below_the_ceiling(train_published):
     ranks = train_published.report.rankers
@@ -76,10 +82,16 @@ def test_cold_start_views_are_reported(train_published):
     features = cold["features_only"]["rankers"]
     browsed = cold["features_and_browsed"]["rankers"]
     assert features[f"hybrid [{STRATEGY_FEATURES}]"]["ndcg@10"] > 1.2 * features["popularity"]["ndcg@10"]
-    assert features["planted truth"]["ndcg@10"] > features["attributes-only truth"]["ndcg@10"] > \
-        features["popularity"]["ndcg@10"]
-    assert browsed[f"hybrid [{STRATEGY_FEATURES_FOLD_IN}]"]["ndcg@10"] > browsed["als [fold_in]"]["ndcg@10"] > \
-        browsed["popularity"]["ndcg@10"]
+    assert (
+        features["planted truth"]["ndcg@10"]
+        > features["attributes-only truth"]["ndcg@10"]
+        > features["popularity"]["ndcg@10"]
+    )
+    assert (
+        browsed[f"hybrid [{STRATEGY_FEATURES_FOLD_IN}]"]["ndcg@10"]
+        > browsed["als [fold_in]"]["ndcg@10"]
+        > browsed["popularity"]["ndcg@10"]
+    )
     assert cold["cold_features_vs_popularity"] > 1.2 and 0 < cold["cold_features_vs_attributes_truth"] < 1.5
     html = (train_published.report_dir / REPORT_HTML).read_text()
     assert "Cold start" in html and "attributes-only truth" in html and html.count("data:image/png;base64,") == 2
@@ -97,10 +109,15 @@ def test_mips_cosine_top_k_equals_dot_product_top_k(train_settings, train_publis
     npz = load_npz(artifacts.read_artifact(train_settings, train_published.version, "model.npz"))
     users, items = npz["user_factors"], npz["item_factors"]
     rows = np.arange(len(users))
-    no_exclusion = evaluate.Interactions(npz["user_ids"], npz["item_ids"], np.array([], np.int32),
-                                         np.array([], np.int32), np.array([], np.float32)).matrix(np.array([]))
-    by_cosine = evaluate.top_k(evaluate.cosine_scorer(to_query_vector(users, TRANSFORM_MIPS),
-                                                      to_item_embedding(items, TRANSFORM_MIPS)), rows, no_exclusion, 10)
+    no_exclusion = evaluate.Interactions(
+        npz["user_ids"], npz["item_ids"], np.array([], np.int32), np.array([], np.int32), np.array([], np.float32)
+    ).matrix(np.array([]))
+    by_cosine = evaluate.top_k(
+        evaluate.cosine_scorer(to_query_vector(users, TRANSFORM_MIPS), to_item_embedding(items, TRANSFORM_MIPS)),
+        rows,
+        no_exclusion,
+        10,
+    )
     by_dot = evaluate.top_k(lambda r: users[r] @ items.T, rows, no_exclusion, 10)
     assert (by_cosine == by_dot).all(axis=1).mean() > 0.99  # float32 ties aside
 
@@ -116,8 +133,10 @@ def test_same_seed_gives_the_same_metrics(train_table):
     other = _evaluated(train_table, TrainParams(seed=8))
     assert first == again
     for view in ("known", "cold_features"):
-        assert first[view]["rankers"][HYBRID_RANKER if view == "known" else f"hybrid [{STRATEGY_FEATURES}]"] != \
-            other[view]["rankers"][HYBRID_RANKER if view == "known" else f"hybrid [{STRATEGY_FEATURES}]"]
+        assert (
+            first[view]["rankers"][HYBRID_RANKER if view == "known" else f"hybrid [{STRATEGY_FEATURES}]"]
+            != other[view]["rankers"][HYBRID_RANKER if view == "known" else f"hybrid [{STRATEGY_FEATURES}]"]
+        )
 
 
 def test_split_does_not_depend_on_row_order(train_table):
@@ -140,14 +159,24 @@ def test_holdout_is_per_customer_and_never_takes_everything(train_table):
 
 # -- artifacts ------------------------------------------------------------------------------------
 
+
 def test_pointer_names_the_new_version_and_checksums_match(train_settings, train_published):
     assert artifacts.serving_version(train_settings) == train_published.version
     manifest = verify_version(train_settings, train_published.version)
-    assert set(manifest["files"]) == {"item_embeddings.csv", "user_embeddings.csv", "model.npz",
-                                      "popular_items.json", "rated_items.csv", REPORT_PNG, REPORT_HTML}
+    assert set(manifest["files"]) == {
+        "item_embeddings.csv",
+        "user_embeddings.csv",
+        "model.npz",
+        "popular_items.json",
+        "rated_items.csv",
+        REPORT_PNG,
+        REPORT_HTML,
+    }
     assert manifest["dataset"]["run_id"]
     assert manifest["confidence"]["alpha"] == TrainParams().hybrid.alpha
-    assert manifest["metrics"]["rankers"][HYBRID_RANKER]["ndcg@10"] > 0 and manifest["metrics"]["model"] == HYBRID_RANKER
+    assert (
+        manifest["metrics"]["rankers"][HYBRID_RANKER]["ndcg@10"] > 0 and manifest["metrics"]["model"] == HYBRID_RANKER
+    )
 
 
 def test_embedding_csvs_load_with_the_manifest_dimension(train_settings, train_published, train_table):
@@ -156,7 +185,10 @@ def test_embedding_csvs_load_with_the_manifest_dimension(train_settings, train_p
     assert dim == manifest["factors"] + 1 == TrainParams().hybrid.factors + 7 + 2 + 1  # + lines, price, size, mips
     item_ids, items = parse_embeddings_csv(artifacts.read_artifact(train_settings, version, "item_embeddings.csv"))
     user_ids, users = parse_embeddings_csv(artifacts.read_artifact(train_settings, version, "user_embeddings.csv"))
-    assert items.shape == (manifest["counts"]["products"], dim) and users.shape == (manifest["counts"]["customers"], dim)
+    assert items.shape == (manifest["counts"]["products"], dim) and users.shape == (
+        manifest["counts"]["customers"],
+        dim,
+    )
     assert set(item_ids) == set(pc.unique(train_table["productCode"]).to_pylist())
     npz = load_npz(artifacts.read_artifact(train_settings, version, "model.npz"))
     assert list(npz["item_ids"]) == item_ids and [str(u) for u in npz["user_ids"]] == user_ids
@@ -181,8 +213,10 @@ def test_rated_items_are_every_training_pair(train_settings, train_published, tr
     lines = body.splitlines()
     assert lines[0] == "user_id,item_id"
     pairs = [tuple(line.split(",")) for line in lines[1:]]
-    expected = {(str(c), p) for c, p in zip(train_table["customerNumber"].to_pylist(),
-                                            train_table["productCode"].to_pylist(), strict=True)}
+    expected = {
+        (str(c), p)
+        for c, p in zip(train_table["customerNumber"].to_pylist(), train_table["productCode"].to_pylist(), strict=True)
+    }
     assert len(pairs) == len(set(pairs)) == len(expected) and set(pairs) == expected
 
 
@@ -194,6 +228,7 @@ def test_report_written_locally_and_uploaded(train_settings, train_published):
 
 
 # -- fold-in ---------------------------------------------------------------------------------------
+
 
 def test_the_lambdas_fold_in_of_a_known_history_is_the_trained_vector(train_settings, train_published, train_table):
     """The hybrid's last sweep solves every customer exactly as the Lambda folds a new one in."""
@@ -210,9 +245,13 @@ def test_the_lambdas_fold_in_of_a_known_history_is_the_trained_vector(train_sett
         mine = data.users == row
         country, credit = attributes[int(data.user_ids[row])]
         a = prior.encoder.encode([country], [credit])[0]
-        folded = fold_in(model.item_factors, data.items[mine], confidence(data.ratings[mine], model.alpha,
-                                                                          model.rating_offset),
-                         precision, prior.mean(a))
+        folded = fold_in(
+            model.item_factors,
+            data.items[mine],
+            confidence(data.ratings[mine], model.alpha, model.rating_offset),
+            precision,
+            prior.mean(a),
+        )
         trained = npz["user_factors"][row]
         cosines.append(folded @ trained / (np.linalg.norm(folded) * np.linalg.norm(trained)))
     assert min(cosines) > 0.9999
@@ -274,6 +313,7 @@ def test_fold_in_equals_implicits_recalculate_user(train_settings, train_publish
 
 # -- failures and bad input -------------------------------------------------------------------------
 
+
 def test_failed_publish_leaves_the_previous_version_serving(train_settings, train_published, monkeypatch, tmp_path):
     before = artifacts.serving_version(train_settings)
     prefixes = _version_prefixes(train_settings)
@@ -321,26 +361,46 @@ def test_a_single_customer_is_refused(train_bad_settings, train_table, train_pub
 
 
 def test_ratings_out_of_range_are_refused(train_bad_settings, train_table, train_published, tmp_path):
-    bad = train_table.set_column(train_table.schema.get_field_index("productRating"), "productRating",
-                                 pa.array(np.full(train_table.num_rows, 9, np.int8)))
+    bad = train_table.set_column(
+        train_table.schema.get_field_index("productRating"),
+        "productRating",
+        pa.array(np.full(train_table.num_rows, 9, np.int8)),
+    )
     publish_training_table(train_bad_settings, bad)
     _pointer_unchanged_after(train_bad_settings, train_bad_settings, tmp_path, r"outside 1\.\.5")
 
 
 # -- the command ------------------------------------------------------------------------------------
 
+
 def _env_for(settings) -> dict[str, str]:
-    return {"MYSQL_DATABASE": settings.mysql_database, "RECSYS_DATALAKE_BUCKET": settings.datalake_bucket,
-            "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket}
+    return {
+        "MYSQL_DATABASE": settings.mysql_database,
+        "RECSYS_DATALAKE_BUCKET": settings.datalake_bucket,
+        "RECSYS_ARTIFACTS_BUCKET": settings.artifacts_bucket,
+    }
 
 
 def test_train_command_publishes_and_prints_the_table(train_settings, train_dataset, monkeypatch, tmp_path):
     for name, value in _env_for(train_settings).items():
         monkeypatch.setenv(name, value)
     before = artifacts.serving_version(train_settings)
-    result = CliRunner().invoke(train_command, ["--model", "als", "--factors", "8", "--iterations", "5",
-                                                "--embedding-transform", "none", "--reports-dir", str(tmp_path)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        train_command,
+        [
+            "--model",
+            "als",
+            "--factors",
+            "8",
+            "--iterations",
+            "5",
+            "--embedding-transform",
+            "none",
+            "--reports-dir",
+            str(tmp_path),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "planted truth" in result.output and "NDCG@10" in result.output and "report: " in result.output
     assert "model: als (--model als)" in result.output and "cold start (a): attributes only" in result.output
@@ -353,9 +413,14 @@ def test_train_command_publishes_and_prints_the_table(train_settings, train_data
 
 def test_cli_prints_bad_input_as_one_line(train_bad_settings):
     env = {**os.environ, **_env_for(train_bad_settings)}
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "recsys"), "train"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "recsys"), "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no published training set")
     assert "Traceback" not in proc.stderr
-

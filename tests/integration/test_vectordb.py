@@ -3,6 +3,7 @@
 Real embedded PostgreSQL 18 + pgvector and moto S3 from the session ``stack``; synthetic models in
 the contract layout (tests/support/fixtures_vectordb.py), in a database and bucket of the tests' own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,10 +38,13 @@ def _tables(conn) -> set[str]:
 
 
 def _recall(expected: list[list[str]], got: list[list[vs.ScoredItem]]) -> float:
-    return float(np.mean([len(set(e) & {i.product_code for i in g}) / len(e) for e, g in zip(expected, got, strict=True)]))
+    return float(
+        np.mean([len(set(e) & {i.product_code for i in g}) / len(e) for e, g in zip(expected, got, strict=True)])
+    )
 
 
 # ---- embeddings.sql and the loader agree ----------------------------------------------------------
+
 
 def _embeddings_sql(repo_root) -> str:
     return (repo_root / "sql" / "embeddings.sql").read_text()
@@ -58,7 +62,7 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
         columns = re.search(r"\((.*)\)$", loader_ddl).group(1)  # "id varchar PRIMARY KEY, embedding vector(8) NOT NULL"
         stage_var = "item_stage" if table is vectordb.ITEMS else "user_stage"
         assert f'CREATE TABLE :"{stage_var}" ( {columns.replace("vector(8)", "vector(:dimension)")} );' in script
-        assert f"ALTER TABLE :\"{stage_var}\" RENAME TO {table.name};" in script
+        assert f'ALTER TABLE :"{stage_var}" RENAME TO {table.name};' in script
         assert f"RENAME TO {table.pkey_index};" in script and f"RENAME TO {table.hnsw_index};" in script
         assert table.staged("20261126T154500Z-1a2b3c4d") == f"{table.name}_20261126t154500z_1a2b3c4d"
     defaults = vectordb.HnswParams()
@@ -66,9 +70,12 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
     assert re.search(r"USING hnsw \(embedding (\w+)\)", index).group(1) == "vector_cosine_ops"
     using = "USING " + index.split(" USING ", 1)[1]
     in_script = using.replace(f"m = {defaults.m}", "m = :hnsw_m").replace(
-        f"ef_construction = {defaults.ef_construction}", "ef_construction = :hnsw_ef_construction")
+        f"ef_construction = {defaults.ef_construction}", "ef_construction = :hnsw_ef_construction"
+    )
     assert script.count(in_script) == 2, in_script
-    assert f"\\set hnsw_m {defaults.m} " in script and f"\\set hnsw_ef_construction {defaults.ef_construction} " in script
+    assert (
+        f"\\set hnsw_m {defaults.m} " in script and f"\\set hnsw_ef_construction {defaults.ef_construction} " in script
+    )
     assert f"\\set ef_search_recall {EF_SEARCH_RECALL_TARGET} " in script
     assert "FROM recsys_ef_search_recall(:'item_stage', :'user_stage', :ef_search_recall)" in script
     assert f"hashtext('{LOAD_LOCK_KEY}')" in script
@@ -88,13 +95,36 @@ def test_embeddings_sql_agrees_with_loader_statically(repo_root, vectordb_conn):
 
 
 def _run_embeddings_sql(settings, database: str, csv_dir, version: str, dimension: int, **extra: str):
-    variables = {"bucket": "unused-locally", "version": version, "region": settings.region,
-                 "dimension": str(dimension), "local_csv_dir": str(csv_dir), **extra}
-    args = [psql_path(), "-X", "-h", settings.pg_host, "-p", str(settings.pg_port), "-U", settings.pg_user, "-d", database]
+    variables = {
+        "bucket": "unused-locally",
+        "version": version,
+        "region": settings.region,
+        "dimension": str(dimension),
+        "local_csv_dir": str(csv_dir),
+        **extra,
+    }
+    args = [
+        psql_path(),
+        "-X",
+        "-h",
+        settings.pg_host,
+        "-p",
+        str(settings.pg_port),
+        "-U",
+        settings.pg_user,
+        "-d",
+        database,
+    ]
     for name, value in variables.items():
         args += ["-v", f"{name}={value}"]
-    return subprocess.run(args + ["-f", "sql/embeddings.sql"], capture_output=True, text=True, timeout=120,
-                          cwd=vectordb.SCHEMA_FILE.parents[1], check=False)
+    return subprocess.run(
+        args + ["-f", "sql/embeddings.sql"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=vectordb.SCHEMA_FILE.parents[1],
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +151,8 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     for folder, items, dim in ((first, 300, 8), (second, 400, 12), (bad, 50, 12)):
         folder.mkdir()
         (folder / "item_embeddings.csv").write_bytes(
-            embeddings_csv([f"P{i}" for i in range(items)], rng.normal(size=(items, dim))))
+            embeddings_csv([f"P{i}" for i in range(items)], rng.normal(size=(items, dim)))
+        )
         (folder / "user_embeddings.csv").write_bytes(embeddings_csv(range(100, 140), rng.normal(size=(40, dim))))
         (folder / "rated_items.csv").write_bytes(rated_items_csv([100, 100, 101], ["P1", "P2", "P1"]))
     with open(bad / "item_embeddings.csv", "a") as f:
@@ -130,37 +161,67 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
     done = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, first, "20261126T000001Z-aaaaaaaa", 8)
     assert done.returncode == 0, done.stderr
     assert "imported 300 item and 40 user embeddings" in done.stdout
-    measured = re.search(rf"ef_search (\d+): measured recall@10 ([0-9.]+) \(target {EF_SEARCH_RECALL_TARGET}\)",
-                         done.stdout)
+    measured = re.search(
+        rf"ef_search (\d+): measured recall@10 ([0-9.]+) \(target {EF_SEARCH_RECALL_TARGET}\)", done.stdout
+    )
     assert measured and float(measured.group(2)) >= EF_SEARCH_RECALL_TARGET, done.stdout
     conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
     assert vs.live_model(conn).ef_search == int(measured.group(1))
     conn.close()
     again = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, first, "20261126T000001Z-aaaaaaaa", 8)
     assert again.returncode == 0 and "already live: nothing to do" in again.stdout
-    switched = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, second, "20261126T000002Z-bbbbbbbb", 12,
-                                   ef_search="37")
+    switched = _run_embeddings_sql(
+        vectordb_settings, embeddings_sql_database, second, "20261126T000002Z-bbbbbbbb", 12, ef_search="37"
+    )
     assert switched.returncode == 0, switched.stderr
     refused = _run_embeddings_sql(vectordb_settings, embeddings_sql_database, bad, "20261126T000003Z-cccccccc", 12)
     assert refused.returncode != 0 and "expected 12 dimensions, not 3" in refused.stderr and "line 52" in refused.stderr
-    missing = subprocess.run([psql_path(), "-X", "-h", vectordb_settings.pg_host, "-p", str(vectordb_settings.pg_port),
-                              "-U", "postgres", "-d", embeddings_sql_database, "-f", "sql/embeddings.sql"],
-                             capture_output=True, text=True, cwd=vectordb.SCHEMA_FILE.parents[1], check=False)
+    missing = subprocess.run(
+        [
+            psql_path(),
+            "-X",
+            "-h",
+            vectordb_settings.pg_host,
+            "-p",
+            str(vectordb_settings.pg_port),
+            "-U",
+            "postgres",
+            "-d",
+            embeddings_sql_database,
+            "-f",
+            "sql/embeddings.sql",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=vectordb.SCHEMA_FILE.parents[1],
+        check=False,
+    )
     assert missing.returncode != 0 and "missing -v bucket" in missing.stderr
 
     conn = connect_pg(dataclasses.replace(vectordb_settings, pg_database=embeddings_sql_database))
     try:
         model = vs.live_model(conn)
-        assert (model.version, model.dimension, model.item_count, model.user_count, model.ef_search) == \
-            ("20261126T000002Z-bbbbbbbb", 12, 400, 40, 37)  # ef_search as told
+        assert (model.version, model.dimension, model.item_count, model.user_count, model.ef_search) == (
+            "20261126T000002Z-bbbbbbbb",
+            12,
+            400,
+            40,
+            37,
+        )  # ef_search as told
         with conn.cursor() as cur:
             cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'item_emb' ORDER BY indexname")
             indexdefs = [d for (d,) in cur.fetchall()]
-            cur.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                        "WHERE attrelid = 'item_emb'::regclass AND attname = 'embedding'")
+            cur.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'item_emb'::regclass AND attname = 'embedding'"
+            )
             assert cur.fetchone()[0] == "vector(12)"
-        assert any(f"USING hnsw (embedding vector_cosine_ops) WITH (m='{HNSW_M}', ef_construction='{HNSW_EF_CONSTRUCTION}')" in d
-                   and "item_emb_embedding_hnsw" in d for d in indexdefs)
+        assert any(
+            f"USING hnsw (embedding vector_cosine_ops) WITH (m='{HNSW_M}', ef_construction='{HNSW_EF_CONSTRUCTION}')"
+            in d
+            and "item_emb_embedding_hnsw" in d
+            for d in indexdefs
+        )
         # the refused version left its staged tables (the next run replaces them); the live pair is intact
         assert {"item_emb", "user_emb", "user_rated", "live_model"} <= _tables(conn)
         [[hit]] = vs.similar_items(conn, ["P1"], 1)
@@ -172,10 +233,15 @@ def test_embeddings_sql_runs_with_local_copy(vectordb_settings, embeddings_sql_d
 
 # ---- load and query -------------------------------------------------------------------------------
 
+
 def test_load_records_live_version_and_is_idempotent(vectordb_settings, vectordb_live, vectordb_conn):
     model = vs.live_model(vectordb_conn)
-    assert (model.version, model.dimension, model.item_count, model.user_count) == \
-        (vectordb_live.version, 32, 5000, 300)
+    assert (model.version, model.dimension, model.item_count, model.user_count) == (
+        vectordb_live.version,
+        32,
+        5000,
+        300,
+    )
     again = vectordb.load_embeddings(vectordb_settings, vectordb_live.version)
     assert not again.switched and "already live" in again.line()
     assert vs.live_model(vectordb_conn).loaded_at == model.loaded_at
@@ -228,12 +294,21 @@ def line_fan(vectordb_publisher):
     line0 = np.arange(per_line)
     rated = codes[line0[np.argsort(-similarity[line0])][:1450]]
     version = vectordb_publisher.new_version()
-    vectordb_publisher.publish(version, embeddings_csv(codes, items), embeddings_csv([1, 2, 3], users), dim,
-                               rated_csv=rated_items_csv([1] * len(rated), rated))
+    vectordb_publisher.publish(
+        version,
+        embeddings_csv(codes, items),
+        embeddings_csv([1, 2, 3], users),
+        dim,
+        rated_csv=rated_items_csv([1] * len(rated), rated),
+    )
     eligible = np.array([c not in set(rated) for c in codes])
     order = np.argsort(-similarity)
-    return {"version": version, "query": users[0], "rated": set(rated),
-            "exact": [str(c) for c in codes[order][eligible[order]]]}
+    return {
+        "version": version,
+        "query": users[0],
+        "rated": set(rated),
+        "exact": [str(c) for c in codes[order][eligible[order]]],
+    }
 
 
 def test_customer_who_rated_most_of_a_line_still_gets_exactly_k(vectordb_settings, vectordb_conn, line_fan):
@@ -256,8 +331,9 @@ def test_customer_who_rated_most_of_a_line_still_gets_exactly_k(vectordb_setting
 def test_a_scan_that_gives_up_is_answered_exactly(vectordb_settings, vectordb_conn, line_fan):
     """With a tiny max_scan_tuples the iterative scan stops short; the exact scan fills in k items."""
     vectordb.load_embeddings(vectordb_settings, line_fan["version"])
-    [hits] = vs.nearest_items(vectordb_conn, [line_fan["query"]], 10, [["L0_0000"]], exclude_rated_by=[1],
-                              max_scan_tuples=50)
+    [hits] = vs.nearest_items(
+        vectordb_conn, [line_fan["query"]], 10, [["L0_0000"]], exclude_rated_by=[1], max_scan_tuples=50
+    )
     assert [h.product_code for h in hits] == [c for c in line_fan["exact"] if c != "L0_0000"][:10]
 
 
@@ -274,7 +350,7 @@ def test_similar_items_excludes_itself(vectordb_live, vectordb_conn):
 
 def test_batch_equals_one_query_at_a_time(vectordb_live, vectordb_conn):
     queries = vectordb_live.user_vectors[20:60]
-    exclude = [list(vectordb_live.item_ids[i:i + 3]) for i in range(40)]
+    exclude = [list(vectordb_live.item_ids[i : i + 3]) for i in range(40)]
     batch = vs.nearest_items(vectordb_conn, queries, 10, exclude)
     single = [vs.nearest_items(vectordb_conn, [q], 10, [e])[0] for q, e in zip(queries, exclude, strict=True)]
     assert [[h.product_code for h in b] for b in batch] == [[h.product_code for h in s] for s in single]
@@ -285,11 +361,15 @@ def test_batch_equals_one_query_at_a_time(vectordb_live, vectordb_conn):
 def test_explain_uses_hnsw_index_per_lateral_query(vectordb_live, vectordb_conn):
     vectors = [vs.to_pgvector_text(v) for v in vectordb_live.user_vectors[:50]]
     with vectordb_conn.cursor() as cur:
-        cur.execute("EXPLAIN " + vs.NEAREST_ITEMS_SQL, {"vectors": vectors, "excluded": ['{"S00001"}'] * 50,
-                                                        "raters": [1000] * 50, "k": 13})
+        cur.execute(
+            "EXPLAIN " + vs.NEAREST_ITEMS_SQL,
+            {"vectors": vectors, "excluded": ['{"S00001"}'] * 50, "raters": [1000] * 50, "k": 13},
+        )
         nearest_plan = "\n".join(r for (r,) in cur.fetchall())
-        cur.execute("EXPLAIN " + vs.SIMILAR_ITEMS_SQL, {"codes": list(vectordb_live.item_ids[:50]),
-                                                        "excluded": ["{}"] * 50, "raters": [1000] * 50, "k": 11})
+        cur.execute(
+            "EXPLAIN " + vs.SIMILAR_ITEMS_SQL,
+            {"codes": list(vectordb_live.item_ids[:50]), "excluded": ["{}"] * 50, "raters": [1000] * 50, "k": 11},
+        )
         similar_plan = "\n".join(r for (r,) in cur.fetchall())
         cur.execute("EXPLAIN " + vs.CUSTOMER_ITEMS_SQL, {"customers": [1000, 1001], "raters": [1000, None], "k": 10})
         customer_plan = "\n".join(r for (r,) in cur.fetchall())
@@ -317,6 +397,7 @@ def test_scan_settings_are_set_per_transaction(vectordb_live, vectordb_conn):
 
 # ---- ef_search per version, memory sized from the index -------------------------------------------
 
+
 def _calibration(conn) -> list[tuple[int, float, float]]:
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM recsys_ef_search_recall('item_emb', 'user_emb', %s)", (EF_SEARCH_RECALL_TARGET,))
@@ -333,8 +414,10 @@ def test_loader_stores_the_measured_ef_search_with_the_version(vectordb_live, ve
     assert rows[-1][0] == stored
     assert all(recall - 1.645 * se < EF_SEARCH_RECALL_TARGET for _, recall, se in rows[:-1])
     assert rows[-1][1] - 1.645 * rows[-1][2] >= EF_SEARCH_RECALL_TARGET
-    sample = sorted(range(len(vectordb_live.user_ids)),
-                    key=lambda i: hashlib.md5(str(vectordb_live.user_ids[i]).encode()).hexdigest())[:200]
+    sample = sorted(
+        range(len(vectordb_live.user_ids)),
+        key=lambda i: hashlib.md5(str(vectordb_live.user_ids[i]).encode()).hexdigest(),
+    )[:200]
     queries = vectordb_live.user_vectors[sample]
     got = vs.nearest_items(vectordb_conn, queries, 10, ef_search=stored)
     vectordb_conn.rollback()
@@ -413,16 +496,16 @@ def test_load_sizes_server_memory_from_the_index(vectordb_settings, vectordb_liv
     memory, note = vectordb.size_server_memory(vectordb_conn, vectordb_settings)
     assert memory == wanted and "server memory set to shared_buffers=" in note
     with vectordb_conn.cursor() as cur:
-        cur.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' "
-                    "AND error IS NULL")
+        cur.execute(
+            "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' AND error IS NULL"
+        )
         assert dict(cur.fetchall()) == wanted.server_settings()
         cur.execute("SELECT source FROM pg_settings WHERE name = 'shared_buffers'")
         assert cur.fetchone()[0] == "configuration file"
     vectordb_conn.rollback()
 
 
-def test_memory_is_only_reported_when_configured_so_whatever_the_host(vectordb_settings, vectordb_live,
-                                                                       vectordb_conn):
+def test_memory_is_only_reported_when_configured_so_whatever_the_host(vectordb_settings, vectordb_live, vectordb_conn):
     """RECSYS_PG_MEMORY=report (RDS: the parameter group holds memory) leaves a loopback server's
     configuration alone: configuration decides, not where the server runs."""
     with vectordb_conn.cursor() as cur:
@@ -432,9 +515,11 @@ def test_memory_is_only_reported_when_configured_so_whatever_the_host(vectordb_s
     reporting = vectordb_settings.replace(RECSYS_PG_MEMORY="report", RECSYS_PG_SERVER_RAM_MB="0")
     assert reporting.pg_host == "127.0.0.1"
     memory, note = vectordb.size_server_memory(vectordb_conn, reporting)
-    assert note.endswith(f"size the server's parameters to at least shared_buffers={memory.shared_buffers}MB, "
-                         f"effective_cache_size={memory.effective_cache_size}MB, "
-                         f"maintenance_work_mem={memory.maintenance_work_mem}MB")
+    assert note.endswith(
+        f"size the server's parameters to at least shared_buffers={memory.shared_buffers}MB, "
+        f"effective_cache_size={memory.effective_cache_size}MB, "
+        f"maintenance_work_mem={memory.maintenance_work_mem}MB"
+    )
     with vectordb_conn.cursor() as cur:
         cur.execute("SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'")
         assert sorted(cur.fetchall()) == before
@@ -454,6 +539,7 @@ def test_query_errors_are_clear(vectordb_live, vectordb_conn):
 
 
 # ---- atomic reload --------------------------------------------------------------------------------
+
 
 def test_reader_sees_one_complete_version_during_reloads(vectordb_settings, vectordb_publisher, vectordb_live):
     """A reader polling while versions switch back and forth only ever sees a complete version."""
@@ -477,8 +563,11 @@ def test_reader_sees_one_complete_version_during_reloads(vectordb_settings, vect
                     [user] = vs.user_vectors(conn, [user_probe]).values()
                     [[hit]] = vs.nearest_items(conn, [user], 1)
                 observed = (items, users, first_item[0])
-                if expected.get(version) != observed or len(user) != (32 if version == vectordb_live.version else 16) \
-                        or hit.product_code[0] != observed[2]:
+                if (
+                    expected.get(version) != observed
+                    or len(user) != (32 if version == vectordb_live.version else 16)
+                    or hit.product_code[0] != observed[2]
+                ):
                     problems.append((version, observed, len(user), hit))
                 seen.append(version)
         except Exception as exc:  # a failing reader must fail the test, not vanish with its thread
@@ -502,8 +591,9 @@ def test_reader_sees_one_complete_version_during_reloads(vectordb_settings, vect
     assert switches >= 2
 
 
-def test_new_version_keeps_old_one_served_until_the_switch(vectordb_settings, vectordb_publisher, vectordb_live,
-                                                            vectordb_conn, monkeypatch):
+def test_new_version_keeps_old_one_served_until_the_switch(
+    vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn, monkeypatch
+):
     """While the new version's index builds, readers still get the old version in full."""
     other = vectordb_publisher.synthetic(items=800, users=40, dim=8, seed=5, item_prefix="N")
     observed = []
@@ -525,23 +615,34 @@ def test_new_version_keeps_old_one_served_until_the_switch(vectordb_settings, ve
 
 # ---- bad input ------------------------------------------------------------------------------------
 
+
 def _good_users(dim: int) -> bytes:
     return embeddings_csv(range(100, 110), np.ones((10, dim)))
 
 
 BAD_ITEM_FILES = {
-    "wrong dimension": ('S1,"[1,2,3,4]"\nS2,"[1,2,3]"\n', r"item_embeddings.csv line 3 \(embedding\): expected 4 dimensions, not 3"),
-    "non-numeric": ('S1,"[1,2,3,4]"\nS2,"[1,2,x,4]"\n', r"item_embeddings.csv line 3 \(embedding\): invalid input syntax for type vector"),
-    "duplicate id": ('S1,"[1,2,3,4]"\nS1,"[1,2,3,5]"\n', r"item_embeddings.csv line 3: duplicate key value .*Key \(id\)=\(S1\) already exists"),
+    "wrong dimension": (
+        'S1,"[1,2,3,4]"\nS2,"[1,2,3]"\n',
+        r"item_embeddings.csv line 3 \(embedding\): expected 4 dimensions, not 3",
+    ),
+    "non-numeric": (
+        'S1,"[1,2,3,4]"\nS2,"[1,2,x,4]"\n',
+        r"item_embeddings.csv line 3 \(embedding\): invalid input syntax for type vector",
+    ),
+    "duplicate id": (
+        'S1,"[1,2,3,4]"\nS1,"[1,2,3,5]"\n',
+        r"item_embeddings.csv line 3: duplicate key value .*Key \(id\)=\(S1\) already exists",
+    ),
     "bad header": ('S1,"[1,2,3,4]"\n', r"item_embeddings.csv line 1: column name mismatch in header line field 1"),
-    "missing column": ('S1\n', r"item_embeddings.csv line 2: missing data for column \"embedding\""),
+    "missing column": ("S1\n", r"item_embeddings.csv line 2: missing data for column \"embedding\""),
     "empty": ("", r"item_embeddings.csv has no rows: refusing an empty model"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_ITEM_FILES))
-def test_bad_item_csv_is_refused_and_live_version_untouched(case, vectordb_settings, vectordb_publisher,
-                                                           vectordb_live, vectordb_conn):
+def test_bad_item_csv_is_refused_and_live_version_untouched(
+    case, vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn
+):
     body, message = BAD_ITEM_FILES[case]
     header = "identifier,embedding\n" if case == "bad header" else "id,embedding\n"
     version = vectordb_publisher.new_version()
@@ -556,8 +657,11 @@ def test_bad_user_id_names_file_and_line(vectordb_settings, vectordb_publisher, 
     version = vectordb_publisher.new_version()
     users = b'id,embedding\n100,"[1,2]"\n101,"[1,2]"\nabc,"[1,2]"\n'
     vectordb_publisher.publish(version, embeddings_csv(["S1", "S2"], np.ones((2, 2))), users, 2)
-    with pytest.raises(PipelineError, match=rf"model version {version}: user_embeddings.csv line 4 \(id\): "
-                                            r"invalid input syntax for type integer: \"abc\""):
+    with pytest.raises(
+        PipelineError,
+        match=rf"model version {version}: user_embeddings.csv line 4 \(id\): "
+        r"invalid input syntax for type integer: \"abc\"",
+    ):
         vectordb.load_embeddings(vectordb_settings, version)
     assert vs.live_version(vectordb_conn) == vectordb_live.version
 
@@ -565,7 +669,9 @@ def test_bad_user_id_names_file_and_line(vectordb_settings, vectordb_publisher, 
 def test_manifest_dimension_must_match_the_files(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
     version = vectordb_publisher.new_version()
     vectordb_publisher.publish(version, embeddings_csv(["S1"], np.ones((1, 8))), _good_users(8), 6)
-    with pytest.raises(PipelineError, match=rf"{version}: item_embeddings.csv line 2 \(embedding\): expected 6 dimensions, not 8"):
+    with pytest.raises(
+        PipelineError, match=rf"{version}: item_embeddings.csv line 2 \(embedding\): expected 6 dimensions, not 8"
+    ):
         vectordb.load_embeddings(vectordb_settings, version)
     assert vs.live_version(vectordb_conn) == vectordb_live.version
 
@@ -573,21 +679,30 @@ def test_manifest_dimension_must_match_the_files(vectordb_settings, vectordb_pub
 def test_checksum_mismatch_is_refused(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
     version = vectordb_publisher.new_version()
     items = embeddings_csv(["S1", "S2"], np.ones((2, 4)))
-    vectordb_publisher.publish(version, items, _good_users(4), 4,
-                               manifest_extra={"files": {"item_embeddings.csv": {"sha256": "0" * 64}}})
+    vectordb_publisher.publish(
+        version, items, _good_users(4), 4, manifest_extra={"files": {"item_embeddings.csv": {"sha256": "0" * 64}}}
+    )
     with pytest.raises(PipelineError, match=f"{version}: item_embeddings.csv does not match the sha256"):
         vectordb.load_embeddings(vectordb_settings, version)
     assert vs.live_version(vectordb_conn) == vectordb_live.version
 
 
-@pytest.mark.parametrize("version,files,message", [
-    ("20990101T000000Z-deadbeef", None, "model version 20990101T000000Z-deadbeef not found: s3://.*/manifest.json does not exist"),
-    (None, "no user csv", "is incomplete: s3://.*/user_embeddings.csv does not exist"),
-    (None, "no dim", "manifest.json has no valid embedding_dim"),
-    ("../etc", None, "invalid model version '../etc'"),
-])
-def test_missing_or_incomplete_version_is_refused(version, files, message, vectordb_settings, vectordb_publisher,
-                                                  vectordb_live, vectordb_conn):
+@pytest.mark.parametrize(
+    "version,files,message",
+    [
+        (
+            "20990101T000000Z-deadbeef",
+            None,
+            "model version 20990101T000000Z-deadbeef not found: s3://.*/manifest.json does not exist",
+        ),
+        (None, "no user csv", "is incomplete: s3://.*/user_embeddings.csv does not exist"),
+        (None, "no dim", "manifest.json has no valid embedding_dim"),
+        ("../etc", None, "invalid model version '../etc'"),
+    ],
+)
+def test_missing_or_incomplete_version_is_refused(
+    version, files, message, vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn
+):
     if files:
         version = vectordb_publisher.new_version()
         items = embeddings_csv(["S1"], np.ones((1, 4)))
@@ -601,6 +716,7 @@ def test_missing_or_incomplete_version_is_refused(version, files, message, vecto
 
 
 # ---- the pointer and the CLI ----------------------------------------------------------------------
+
 
 def test_default_version_is_the_serving_pointer(vectordb_settings, vectordb_publisher, vectordb_live, vectordb_conn):
     vectordb_publisher.s3.delete_object(Bucket=vectordb_publisher.bucket, Key="models/serving.json")
@@ -638,9 +754,13 @@ def test_recommend_cli_prints_named_items_from_the_live_model(seeded, vectordb_c
     version = vectordb_publisher.new_version()
     item_vectors, user_vectors = rng.normal(size=(len(products), 8)), rng.normal(size=(len(customers), 8))
     pairs = [(c, code) for c, codes in rated.items() for code in sorted(codes)]
-    vectordb_publisher.publish(version, embeddings_csv(list(products), item_vectors),
-                               embeddings_csv(customers, user_vectors), 8,
-                               rated_csv=rated_items_csv(*zip(*pairs, strict=True)))  # what the trainer publishes
+    vectordb_publisher.publish(
+        version,
+        embeddings_csv(list(products), item_vectors),
+        embeddings_csv(customers, user_vectors),
+        8,
+        rated_csv=rated_items_csv(*zip(*pairs, strict=True)),
+    )  # what the trainer publishes
     runner = CliRunner()
     loaded = runner.invoke(batch.load_embeddings_command, ["--version", version], catch_exceptions=False)
     assert loaded.exit_code == 0 and f"version {version} is live" in loaded.output
@@ -650,7 +770,10 @@ def test_recommend_cli_prints_named_items_from_the_live_model(seeded, vectordb_c
     shown = runner.invoke(apps.recommend_command, ["--customer", str(customer), "--k", "5"], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
-    assert f"customer {customer} · model {version} · top 5 ({len(rated[customer])} already-rated items excluded)" == lines[0]
+    assert (
+        f"customer {customer} · model {version} · top 5 ({len(rated[customer])} already-rated items excluded)"
+        == lines[0]
+    )
     rows = [re.match(r"\s*(\d+)\s+(\S+)\s+([-\d.]+)\s+(.+)$", line).groups() for line in lines[2:]]
     assert len(rows) == 5 and all(products[code] == name for _, code, _, name in rows)
     assert not {code for _, code, _, _ in rows} & rated[customer]
@@ -667,16 +790,32 @@ def test_cli_errors_are_one_line(vectordb_cli_env, vectordb_live, repo_root):
     import os
 
     env = {**os.environ, "PGDATABASE": vectordb_cli_env.pg_database}
-    done = subprocess.run([str(repo_root / ".venv" / "bin" / "recsys"), "load-embeddings", "--version",
-                           "20990101T000000Z-00000000"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    done = subprocess.run(
+        [str(repo_root / ".venv" / "bin" / "recsys"), "load-embeddings", "--version", "20990101T000000Z-00000000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        (f"error: model version 20990101T000000Z-00000000 not found: s3://{vectordb_cli_env.artifacts_bucket}"
-        "/models/20990101T000000Z-00000000/manifest.json does not exist")]
-    unknown = subprocess.run([str(repo_root / ".venv" / "bin" / "recsys"), "recommend", "--customer", "7", "--include-rated"],
-                             capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert unknown.returncode == 1 and re.fullmatch(r"error: customer 7 has no embedding in model version \S+\n",
-                                                    unknown.stderr)
+        (
+            f"error: model version 20990101T000000Z-00000000 not found: s3://{vectordb_cli_env.artifacts_bucket}"
+            "/models/20990101T000000Z-00000000/manifest.json does not exist"
+        )
+    ]
+    unknown = subprocess.run(
+        [str(repo_root / ".venv" / "bin" / "recsys"), "recommend", "--customer", "7", "--include-rated"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert unknown.returncode == 1 and re.fullmatch(
+        r"error: customer 7 has no embedding in model version \S+\n", unknown.stderr
+    )
 
 
 def test_consistent_read_refuses_autocommit(vectordb_conn):

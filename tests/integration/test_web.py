@@ -2,6 +2,7 @@
 it loads, a customer or product can be picked, and what it shows matches the recommendations API
 (answered by a real server over the live model) and the objects delivered to S3. Plus the feed
 reader's cache and bad lines, and `recsys web` stopping on SIGINT as a background job."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.environment import needs
 from werkzeug.serving import make_server
 
-from tests.support.environment import needs
 from recsys.apps.web import FeedReader, create_app
 from recsys.core import aws
 from recsys.core.db import connect_mysql
@@ -30,7 +31,9 @@ from recsys.local.stack import free_port
 
 pytestmark = pytest.mark.slow  # not in `make test-fast` (pytest -m 'not slow')
 
-needs_browser = needs("chromium-driver", shutil.which("chromedriver") is not None, "needs chromium-driver (make install)")
+needs_browser = needs(
+    "chromium-driver", shutil.which("chromedriver") is not None, "needs chromium-driver (make install)"
+)
 
 FUTURE = "2099-01-01T00:00:0{}Z"
 RECSYS = str(Path(sys.executable).with_name("recsys"))
@@ -58,12 +61,18 @@ def delivered(web_settings, seeded):
     codes = [p[0] for p in products]
 
     def record(session, customer, second, browsed, recommended):
-        return {"session_id": session, "customer_number": customer, "model_version": "20991231T000000Z-feedbeef",
-                "strategy": "known_customer", "browsed_items": browsed,
-                "recommended_items": [{"product_code": c, "score": round(0.9 - i / 10, 4)}
-                                      for i, c in enumerate(recommended)],
-                "similar_items": [{"product_code": codes[11], "score": 0.5}],
-                "processed_at": FUTURE.format(second)}
+        return {
+            "session_id": session,
+            "customer_number": customer,
+            "model_version": "20991231T000000Z-feedbeef",
+            "strategy": "known_customer",
+            "browsed_items": browsed,
+            "recommended_items": [
+                {"product_code": c, "score": round(0.9 - i / 10, 4)} for i, c in enumerate(recommended)
+            ],
+            "similar_items": [{"product_code": codes[11], "score": 0.5}],
+            "processed_at": FUTURE.format(second),
+        }
 
     first = [record("web-s1", 105, 1, [codes[0]], codes[1:4]), record("web-s2", 106, 2, [], codes[4:6])]
     latest = [record("web-s3", 105, 3, [codes[6], codes[7]], codes[8:11])]
@@ -104,8 +113,16 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(30)
@@ -183,8 +200,9 @@ def test_any_customer_of_the_model_has_a_page(browser, server, delivered, api, s
     assert browser.find_element(By.ID, "no-sessions")
     top = live["items"][0]["product_code"]
     assert browser.find_element(By.ID, "similar-anchor").get_attribute("data-code") == top
-    _assert_items_match(_table(browser, "similar"), api.get(f"/products/{top}/similar").json()["items"],
-                        delivered["products"])
+    _assert_items_match(
+        _table(browser, "similar"), api.get(f"/products/{top}/similar").json()["items"], delivered["products"]
+    )
 
 
 @needs_browser
@@ -194,8 +212,9 @@ def test_product_page_shows_similar_products(browser, server, delivered, api, st
     code = streaming_model.product_codes[4]
     _pick(browser, server, "product", code, "show-product", "product-code")
     assert browser.find_element(By.ID, "product-code").text == code
-    _assert_items_match(_table(browser, "similar"), api.get(f"/products/{code}/similar").json()["items"],
-                        delivered["products"])
+    _assert_items_match(
+        _table(browser, "similar"), api.get(f"/products/{code}/similar").json()["items"], delivered["products"]
+    )
 
 
 def test_unknown_customer_and_product_are_404(server):
@@ -225,9 +244,12 @@ def test_feed_reader_reads_each_object_once(web_settings, delivered):
     assert [s.session_id for s in again.sessions] == [s.session_id for s in first.sessions]
     s3 = aws.client("s3", web_settings)
     key = "2099/01/01/01/web-test-new"
-    s3.put_object(Bucket=web_settings.recommendations_bucket, Key=key,
-                  Body=json.dumps({"session_id": "web-s5", "customer_number": 108, "processed_at": FUTURE.format(5)})
-                  .encode() + b"\n")
+    s3.put_object(
+        Bucket=web_settings.recommendations_bucket,
+        Key=key,
+        Body=json.dumps({"session_id": "web-s5", "customer_number": 108, "processed_at": FUTURE.format(5)}).encode()
+        + b"\n",
+    )
     try:
         third = reader.read()
         assert (third.objects_read, third.objects_cached) == (1, 3) and third.sessions[0].session_id == "web-s5"
@@ -242,14 +264,19 @@ def test_background_server_stops_on_sigint(web_settings, command):
     port = free_port()
     env = {**os.environ, **web_settings.as_env()}
     # as a shell does for `cmd &`: SIGINT ignored, then exec (same process, so the handle is the server's)
-    process = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", RECSYS, *command, "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", RECSYS, *command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/{'healthz' if command == ['web'] else 'version'}",
-                                       timeout=2)
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/{'healthz' if command == ['web'] else 'version'}", timeout=2
+                )
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert process.poll() is None, f"recsys {command[0]} exited with {process.returncode}"

@@ -1,4 +1,5 @@
 """Deliberately broken Firehose transformation handlers: each breaks the contract one way."""
+
 import base64
 import time
 
@@ -46,16 +47,26 @@ def echo(event, context):
     """A correct handler: the event back, plus what it saw of its context and environment."""
     import os
 
-    return {"event": event, "request_id": context.aws_request_id, "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
-            "remaining_ms": context.get_remaining_time_in_millis(), "marker": os.environ.get("TEST_MARKER")}
+    return {
+        "event": event,
+        "request_id": context.aws_request_id,
+        "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "marker": os.environ.get("TEST_MARKER"),
+    }
 
 
 def passthrough(event, context):
     """Contract-correct: every record Ok with its data unchanged plus a newline."""
     out = []
     for r in event["records"]:
-        out.append({"recordId": r["recordId"], "result": "Ok",
-                    "data": base64.b64encode(base64.b64decode(r["data"]) + b"\n").decode()})
+        out.append(
+            {
+                "recordId": r["recordId"],
+                "result": "Ok",
+                "data": base64.b64encode(base64.b64decode(r["data"]) + b"\n").decode(),
+            }
+        )
     return {"records": out}
 
 

@@ -1,4 +1,5 @@
 """A handler module whose import fails: the runtime reports an init error."""
+
 raise ImportError("missing dependency on purpose")
 
 

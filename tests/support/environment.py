@@ -5,6 +5,7 @@ were skipped and why, so that a green run that could not check something says so
 
 A pytest plugin (``pytest_plugins`` in tests/conftest.py).
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -19,8 +20,10 @@ T = TypeVar("T")
 
 def needs(what: str, available: bool, reason: str) -> Callable[[T], T]:
     """Decorator: the test needs ``what``, and is skipped with ``reason`` when it is not ``available``."""
+
     def decorate(test: T) -> T:
         return pytest.mark.skipif(not available, reason=reason)(pytest.mark.environment(what)(test))
+
     return decorate
 
 
@@ -66,6 +69,9 @@ class EnvironmentReport:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{MARK}(what): needs an optional part of the environment "
-                                       "(the run ends with a line saying which of these ran or were skipped)")
+    config.addinivalue_line(
+        "markers",
+        f"{MARK}(what): needs an optional part of the environment "
+        "(the run ends with a line saying which of these ran or were skipped)",
+    )
     config.pluginmanager.register(EnvironmentReport(), "recsys-environment-report")

@@ -1,5 +1,6 @@
 """Fixtures for the API and the web page: a PostgreSQL + pgvector of their own (tests stop and
 restart it) holding the streaming tests' model, and the API served by uvicorn on a free port."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.uvicorn_thread import serving
-from recsys.serving.api import create_app
 from recsys.apps.api_server import api_runtime
 from recsys.local import pgembedded
 from recsys.local.stack import free_port
 from recsys.pipeline.vector_load import load_embeddings
+from recsys.serving.api import create_app
+from tests.support.uvicorn_thread import serving
 
 
 @dataclasses.dataclass

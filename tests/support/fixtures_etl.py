@@ -1,5 +1,6 @@
 """Fixtures of the ETL stage: one shared local SparkSession, the job module, a first published run,
 and helpers that bend the seeded source (orphans, out-of-range ratings) and restore it."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

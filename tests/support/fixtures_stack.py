@@ -9,6 +9,7 @@ tests run as root (and the stack never changes permissions outside its state dir
 for tests of how the emulators answer the project's calls (docs/emulators.md). Tests that need a whole
 stack use ``recsys.local.stack.scratch_stack(..., RECSYS_EMULATOR=name)``.
 """
+
 from __future__ import annotations
 
 import shutil

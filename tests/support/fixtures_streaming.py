@@ -3,6 +3,7 @@
 ``streaming_model`` runs the real trainer on the seeded ratings (``recsys.train``, artifacts in the
 contract layout) and makes the model live in pgvector with ``recsys.vectordb.load_embeddings``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,8 +43,13 @@ class ServedModel:
         browsed = bool(event["browse_history"])
         if self.kind == "als":
             return STRATEGY_FOLD_IN if browsed else STRATEGY_POPULAR_FALLBACK
-        return (STRATEGY_FEATURES_FOLD_IN if browsed else
-                STRATEGY_FEATURES if self.serves_features_alone else STRATEGY_POPULAR_FALLBACK)
+        return (
+            STRATEGY_FEATURES_FOLD_IN
+            if browsed
+            else STRATEGY_FEATURES
+            if self.serves_features_alone
+            else STRATEGY_POPULAR_FALLBACK
+        )
 
 
 def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
@@ -53,12 +59,11 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     The training set goes to a datalake bucket of its own (the ETL tests own the stack's); the model
     goes to the stack's artifacts bucket, where the Lambda reads it.
     """
-    from tests.support.fixtures_train import publish_training_table, training_table_from_mysql
-
     from recsys.local.aws_resources import ensure_bucket
     from recsys.pipeline.train import TrainParams
     from recsys.pipeline.train import train_and_publish as train
     from recsys.pipeline.vector_load import load_embeddings
+    from tests.support.fixtures_train import publish_training_table, training_table_from_mysql
 
     training = replace(settings, datalake_bucket="streaming-test-datalake")
     ensure_bucket(training, training.datalake_bucket)
@@ -70,8 +75,14 @@ def train_and_publish(settings, *, seed: int = 7) -> ServedModel:
     for customer, code in zip(table["customerNumber"].to_pylist(), table["productCode"].to_pylist(), strict=True):
         rated.setdefault(int(customer), set()).add(code)
     model = result.manifest["model"]
-    return ServedModel(result.version, sorted(set(table["productCode"].to_pylist())), sorted(rated), rated,
-                       model["kind"], bool(model.get("serve_features_alone", False)))
+    return ServedModel(
+        result.version,
+        sorted(set(table["productCode"].to_pylist())),
+        sorted(rated),
+        rated,
+        model["kind"],
+        bool(model.get("serve_features_alone", False)),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ contract layout (docs/contracts.md section 1) straight from MySQL, without Spark
 Spark; it writes exactly what the job publishes: Hive-partitioned snappy Parquet, ``_SUCCESS``,
 then ``_manifest.json``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,14 +40,31 @@ JOIN customers c ON c.customerNumber = r.customerNumber
 JOIN products p ON p.productCode = r.productCode
 ORDER BY r.customerNumber, r.productCode
 """
-TRAINING_SCHEMA = pa.schema([
-    ("customerNumber", pa.int32()), ("city", pa.string()), ("state", pa.string()), ("postalCode", pa.string()),
-    ("country", pa.string()), ("creditLimit", pa.decimal128(10, 2)), ("productCode", pa.string()),
-    ("productLine", pa.string()), ("productScale", pa.string()), ("quantityInStock", pa.int16()),
-    ("buyPrice", pa.decimal128(10, 2)), ("MSRP", pa.decimal128(10, 2)), ("productRating", pa.int8()),
-])
-_SPARK_TYPES = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
-                pa.string(): "string", pa.float64(): "double"}
+TRAINING_SCHEMA = pa.schema(
+    [
+        ("customerNumber", pa.int32()),
+        ("city", pa.string()),
+        ("state", pa.string()),
+        ("postalCode", pa.string()),
+        ("country", pa.string()),
+        ("creditLimit", pa.decimal128(10, 2)),
+        ("productCode", pa.string()),
+        ("productLine", pa.string()),
+        ("productScale", pa.string()),
+        ("quantityInStock", pa.int16()),
+        ("buyPrice", pa.decimal128(10, 2)),
+        ("MSRP", pa.decimal128(10, 2)),
+        ("productRating", pa.int8()),
+    ]
+)
+_SPARK_TYPES = {
+    pa.int8(): "tinyint",
+    pa.int16(): "smallint",
+    pa.int32(): "int",
+    pa.int64(): "bigint",
+    pa.string(): "string",
+    pa.float64(): "double",
+}
 
 
 def spark_type(arrow_type: pa.DataType) -> str:
@@ -92,12 +110,16 @@ def training_table_from_mysql(settings: Settings) -> pa.Table:
     finally:
         conn.close()
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in TRAINING_SCHEMA]
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA, strict=True)], schema=TRAINING_SCHEMA)
+    return pa.table(
+        [pa.array(col, type=f.type) for col, f in zip(columns, TRAINING_SCHEMA, strict=True)], schema=TRAINING_SCHEMA
+    )
 
 
 def training_attributes(table: pa.Table) -> dict[int, tuple[str | None, float | None]]:
     """customerNumber -> (country, creditLimit) as the training set carries them."""
-    rows = zip(table["customerNumber"].to_pylist(), table["country"].to_pylist(), table["creditLimit"].to_pylist(), strict=True)
+    rows = zip(
+        table["customerNumber"].to_pylist(), table["country"].to_pylist(), table["creditLimit"].to_pylist(), strict=True
+    )
     return {int(c): (country, None if credit is None else float(credit)) for c, country, credit in rows}
 
 
@@ -119,10 +141,16 @@ def publish_training_table(settings: Settings, table: pa.Table, partition_key: s
             files.append({"key": key, "size": buf.tell(), "rows": part.num_rows})
     s3.put_object(Bucket=bucket, Key=prefix + SNAPSHOT_SUCCESS, Body=b"")
     manifest = {
-        "run_id": run_id, "created_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", "snapshot_prefix": prefix,
-        "partition_key": partition_key, "row_count": table.num_rows,
+        "run_id": run_id,
+        "created_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        "snapshot_prefix": prefix,
+        "partition_key": partition_key,
+        "row_count": table.num_rows,
         "columns": [{"name": f.name, "type": spark_type(f.type)} for f in table.schema],
-        "files": files, "quality": {}, "source": settings.mysql_jdbc_url, "producer": "tests/support/fixtures_train.py",
+        "files": files,
+        "quality": {},
+        "source": settings.mysql_jdbc_url,
+        "producer": "tests/support/fixtures_train.py",
     }
     s3.put_object(Bucket=bucket, Key=TRAINING_PREFIX + TRAINING_MANIFEST, Body=json.dumps(manifest).encode())
     return manifest
@@ -135,8 +163,12 @@ def train_settings(stack):
     from recsys.core.db import drop_database
     from recsys_seed import SeedSpec
 
-    settings = replace(stack, mysql_database=f"recsys_test_{os.getpid()}_train",
-                       datalake_bucket="train-test-datalake", artifacts_bucket="train-test-artifacts")
+    settings = replace(
+        stack,
+        mysql_database=f"recsys_test_{os.getpid()}_train",
+        datalake_bucket="train-test-datalake",
+        artifacts_bucket="train-test-artifacts",
+    )
     for bucket in (settings.datalake_bucket, settings.artifacts_bucket):
         ensure_bucket(settings, bucket)
     seed_configured_source(settings, SeedSpec(*TRAIN_SEED_SPEC), reset=True)
@@ -163,8 +195,9 @@ def train_published(train_settings, train_dataset, tmp_path_factory):
     from recsys.pipeline.train import TrainParams, train_and_publish
 
     truth, note = planted_truth_for(train_settings)
-    return train_and_publish(train_settings, TrainParams(), tmp_path_factory.mktemp("train-reports"), truth=truth,
-                             ceiling_note=note)
+    return train_and_publish(
+        train_settings, TrainParams(), tmp_path_factory.mktemp("train-reports"), truth=truth, ceiling_note=note
+    )
 
 
 @pytest.fixture

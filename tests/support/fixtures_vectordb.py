@@ -4,6 +4,7 @@ stack, and a helper that publishes synthetic model versions in the contract layo
 The own database/bucket keep these tests independent of other stages' tests that load models
 into the stack's default database or move the serving pointer.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,13 +52,16 @@ class SyntheticModel:
         return [list(self.item_ids[row]) for row in order]
 
 
-def clustered_vectors(rng: np.random.Generator, counts: tuple[int, ...], dim: int, clusters: int,
-                      spread: float = 0.5) -> list[np.ndarray]:
+def clustered_vectors(
+    rng: np.random.Generator, counts: tuple[int, ...], dim: int, clusters: int, spread: float = 0.5
+) -> list[np.ndarray]:
     """One array per entry of ``counts``, all around the same ``clusters`` random centres (items and
     users share one space, as ALS factors do), so nearest neighbours are meaningful."""
     centres = rng.normal(size=(clusters, dim))
-    return [(centres[rng.integers(clusters, size=n)] + spread * rng.normal(size=(n, dim))).astype(np.float32)
-            for n in counts]
+    return [
+        (centres[rng.integers(clusters, size=n)] + spread * rng.normal(size=(n, dim))).astype(np.float32)
+        for n in counts
+    ]
 
 
 def version_id(n: int) -> str:
@@ -78,8 +82,17 @@ class ModelPublisher:
         self._next += 1
         return version_id(self._next)
 
-    def synthetic(self, items: int, users: int, dim: int, *, seed: int = 0, clusters: int = 20,
-                  version: str | None = None, item_prefix: str = "S") -> SyntheticModel:
+    def synthetic(
+        self,
+        items: int,
+        users: int,
+        dim: int,
+        *,
+        seed: int = 0,
+        clusters: int = 20,
+        version: str | None = None,
+        item_prefix: str = "S",
+    ) -> SyntheticModel:
         """A clustered synthetic model, published (not pointed to)."""
         item_vectors, user_vectors = clustered_vectors(np.random.default_rng(seed), (items, users), dim, clusters)
         model = SyntheticModel(
@@ -89,22 +102,39 @@ class ModelPublisher:
             user_ids=np.arange(1000, 1000 + users),
             user_vectors=user_vectors,
         )
-        self.publish(model.version, embeddings_csv(model.item_ids, model.item_vectors),
-                     embeddings_csv(model.user_ids, model.user_vectors), dim)
+        self.publish(
+            model.version,
+            embeddings_csv(model.item_ids, model.item_vectors),
+            embeddings_csv(model.user_ids, model.user_vectors),
+            dim,
+        )
         return model
 
-    def publish(self, version: str, item_csv: bytes | None, user_csv: bytes | None, dim: int | None,
-                manifest_extra: dict | None = None, checksums: bool = True, rated_csv: bytes | None = None) -> None:
+    def publish(
+        self,
+        version: str,
+        item_csv: bytes | None,
+        user_csv: bytes | None,
+        dim: int | None,
+        manifest_extra: dict | None = None,
+        checksums: bool = True,
+        rated_csv: bytes | None = None,
+    ) -> None:
         """Upload the files given (None = leave it out); the manifest records ``dim`` and sha256s."""
         files = {ITEM_EMBEDDINGS: item_csv, USER_EMBEDDINGS: user_csv, RATED_ITEMS: rated_csv}
         for name, body in files.items():
             if body is not None:
                 self.s3.put_object(Bucket=self.bucket, Key=artifact_key(version, name), Body=body)
-        manifest = {"version": version, "created_at": datetime.now(UTC).isoformat(),
-                    "embedding_dim": dim, "embedding_transform": "none"}
+        manifest = {
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "embedding_dim": dim,
+            "embedding_transform": "none",
+        }
         if checksums:
-            manifest["files"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
-                                 for n, b in files.items() if b is not None}
+            manifest["files"] = {
+                n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items() if b is not None
+            }
         manifest.update(manifest_extra or {})
         self.s3.put_object(Bucket=self.bucket, Key=artifact_key(version, MODEL_MANIFEST), Body=json.dumps(manifest))
 

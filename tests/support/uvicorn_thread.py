@@ -1,5 +1,6 @@
 """The recommendations API on a real uvicorn server in a thread of the test process, on a free
 loopback port, with the protocol ``recsys api`` runs (``server_config``)."""
+
 from __future__ import annotations
 
 import threading

@@ -8,6 +8,7 @@ every resource's configuration: argument names, which are required, nested block
 ``tests/unit/test_terraform_schema.py`` validates terraform/ against that file and, when the package
 is installed, checks the file is what this script extracts.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / ".venv-tools" / "provider-aws-19.65.1"  # the Makefile's PROVIDER_AWS
 TF = ROOT / "terraform"
-# "Represents a {@link https://registry.terraform.io/providers/hashicorp/aws/5.99.1/docs/resources/db_instance aws_db_instance}."
-REPRESENTS = re.compile(r"providers/hashicorp/aws/(?P<version>[\d.]+)/docs/(?P<kind>resources|data-sources)/\w+ (?P<type>aws_\w+)\}")
+# "Represents a {@link https://registry.terraform.io/providers/hashicorp/aws/5.99.1/docs/resources/db_instance
+# aws_db_instance}." (one line in the binding)
+REPRESENTS = re.compile(
+    r"providers/hashicorp/aws/(?P<version>[\d.]+)/docs/(?P<kind>resources|data-sources)/\w+ (?P<type>aws_\w+)\}"
+)
 ANCHOR = re.compile(r"#(\w+) \w+#\w+\}")
 BLOCK_SUMMARY = re.compile(r"^(\w+) block\.")
 BLOCK_TYPE = re.compile(r'^\s*(resource|data)\s+"(aws_\w+)"', re.M)
@@ -71,8 +75,12 @@ def extract(package: Path = PACKAGE, wanted: dict[str, set[str]] | None = None) 
     assembly = json.loads((package / ".jsii").read_text())
     types = assembly["types"]
     wanted = wanted or used_types()
-    schema: dict = {"package": f"{assembly['name']}@{assembly['version']}", "provider_version": None,
-                    "resource": {}, "data": {}}
+    schema: dict = {
+        "package": f"{assembly['name']}@{assembly['version']}",
+        "provider_version": None,
+        "resource": {},
+        "data": {},
+    }
     for fqn, spec in types.items():
         found = REPRESENTS.search(spec.get("docs", {}).get("summary", "")) if spec.get("kind") == "class" else None
         if not found:

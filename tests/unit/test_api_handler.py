@@ -1,6 +1,7 @@
 """The API's Lambda entry point with Function URL events (AWS's payload 2.0) and no services:
 Mangum hands them to the same FastAPI app, errors come back as problem details, and a database
 that does not answer is a 503, never a crash of the function."""
+
 from __future__ import annotations
 
 import copy
@@ -25,9 +26,16 @@ class FakeContext:
 @pytest.fixture
 def handler(monkeypatch):
     """The entry point with an environment that points at nothing (a closed PostgreSQL port)."""
-    for name, value in {"PGHOST": "127.0.0.1", "PGPORT": str(free_port()), "PGUSER": "postgres",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", contracts.ENV_API_POOL_SIZE: "1"}.items():
+    for name, value in {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(free_port()),
+        "PGUSER": "postgres",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        contracts.ENV_API_POOL_SIZE: "1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv(contracts.ENV_DB_SECRET_ARN, raising=False)
     monkeypatch.setattr(api_handler, "_handler", None)
@@ -81,11 +89,14 @@ def test_a_bad_pool_size_fails_the_cold_start(handler, monkeypatch):
         handler(request("/version"), FakeContext())
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    ("[" * 100_000, 400, "nested too deeply"),
-    ('{"session_id": "s", "customer_number": ' + "9" * 4301 + "}", 400, "4301 digits"),
-    ("{" + " " * 5000 + "}", 413, "larger than 4,096 bytes"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ("[" * 100_000, 400, "nested too deeply"),
+        ('{"session_id": "s", "customer_number": ' + "9" * 4301 + "}", 400, "4301 digits"),
+        ("{" + " " * 5000 + "}", 413, "larger than 4,096 bytes"),
+    ],
+)
 def test_function_url_bodies_have_the_same_limits(handler, monkeypatch, body, status, fragment):
     monkeypatch.setenv(contracts.ENV_API_MAX_BODY_BYTES, "4096")
     monkeypatch.setattr(api_handler, "_handler", None)
@@ -97,9 +108,14 @@ def test_function_url_bodies_have_the_same_limits(handler, monkeypatch, body, st
     assert fragment in json.loads(response["body"])["detail"]
 
 
-@pytest.mark.parametrize("path, query", [("/customers/1_03/recommendations", ""),
-                                         ("/customers/+103/recommendations", ""),
-                                         ("/customers/103/recommendations", "k=10.0")])
+@pytest.mark.parametrize(
+    "path, query",
+    [
+        ("/customers/1_03/recommendations", ""),
+        ("/customers/+103/recommendations", ""),
+        ("/customers/103/recommendations", "k=10.0"),
+    ],
+)
 def test_function_url_integers_are_plain_digits(handler, path, query):
     response = handler(request(path, query), FakeContext())
     assert response["statusCode"] == 400 and "plain decimal integer" in json.loads(response["body"])["detail"]

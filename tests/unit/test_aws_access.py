@@ -11,6 +11,7 @@ python-hcl2, and the routes from ``terraform/main.tf`` (the services each compon
 through ``modules/vpc-endpoints``, or a NAT when ``create_vpc_endpoints = false``). A new boto3 call
 without its permission or route fails here, naming the call and what is missing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -92,8 +93,12 @@ class ClientFlow:
     @staticmethod
     def _is_boto3_client(call: ast.AST) -> bool:
         """``boto3.client(...)`` or ``boto3.session.Session(...).client(...)``."""
-        return (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "client"
-                and ast.unparse(call.func.value).split(".")[0].split("(")[0] == "boto3")
+        return (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "client"
+            and ast.unparse(call.func.value).split(".")[0].split("(")[0] == "boto3"
+        )
 
     def _is_factory_call(self, call: ast.AST) -> bool:
         """A call of a client factory by name or as a module attribute (``client(...)``, ``aws.client(...)``)."""
@@ -114,17 +119,27 @@ class ClientFlow:
                     continue
                 for function in defs:
                     params = {a.arg for a in function.args.args}
-                    if any(isinstance(n, ast.Return) and self._is_factory_call(n.value) and n.value.args
-                           and isinstance(n.value.args[0], ast.Name) and n.value.args[0].id in params
-                           for n in ast.walk(function)):
+                    if any(
+                        isinstance(n, ast.Return)
+                        and self._is_factory_call(n.value)
+                        and n.value.args
+                        and isinstance(n.value.args[0], ast.Name)
+                        and n.value.args[0].id in params
+                        for n in ast.walk(function)
+                    ):
                         self.factory_functions.add(name)
                         changed = True
 
     def _returns_client_of_parameter(self, function) -> bool:
         params = {a.arg for a in function.args.args}
-        return any(isinstance(n, ast.Return) and self._is_boto3_client(n.value) and n.value.args
-                   and isinstance(n.value.args[0], ast.Name) and n.value.args[0].id in params
-                   for n in ast.walk(function))
+        return any(
+            isinstance(n, ast.Return)
+            and self._is_boto3_client(n.value)
+            and n.value.args
+            and isinstance(n.value.args[0], ast.Name)
+            and n.value.args[0].id in params
+            for n in ast.walk(function)
+        )
 
     # -- evaluation ---------------------------------------------------------------------------
     def _lookup(self, scope: _Scope | None, name: str, kind: str) -> set[str]:
@@ -191,15 +206,19 @@ class ClientFlow:
         if name in self.classes:
             return [(f, 1) for f in self.functions.get("__init__", []) if f in self.classes[name].body]
         bound = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self"
-        return [(f, 1 if bound or (f.args.args and f.args.args[0].arg == "self") else 0)
-                for f in self.functions.get(name, [])]
+        return [
+            (f, 1 if bound or (f.args.args and f.args.args[0].arg == "self") else 0)
+            for f in self.functions.get(name, [])
+        ]
 
     def _bind_arguments(self, call: ast.Call, scope: _Scope) -> bool:
         changed = False
         for function, skip in self._callees(call, scope):
             callee = self.scopes[function]
             params = [a.arg for a in function.args.args][skip:]
-            pairs = list(zip(params, call.args, strict=False)) + [(k.arg, k.value) for k in call.keywords if k.arg in params]
+            pairs = list(zip(params, call.args, strict=False)) + [
+                (k.arg, k.value) for k in call.keywords if k.arg in params
+            ]
             for param, arg in pairs:
                 changed |= self._bind(callee, ast.Name(id=param, ctx=ast.Store()), arg, scope)
         return changed
@@ -261,11 +280,19 @@ def api_calls(files) -> set[ApiCall]:
 
 # -- 2. IAM actions of a call ---------------------------------------------------------------------
 S3_ACTIONS = {
-    "get_object": ("s3:GetObject",), "head_object": ("s3:GetObject",), "download_file": ("s3:GetObject",),
-    "download_fileobj": ("s3:GetObject",), "put_object": ("s3:PutObject",), "upload_file": ("s3:PutObject",),
-    "upload_fileobj": ("s3:PutObject",), "copy_object": ("s3:GetObject", "s3:PutObject"),
-    "delete_object": ("s3:DeleteObject",), "delete_objects": ("s3:DeleteObject",),
-    "list_objects": ("s3:ListBucket",), "list_objects_v2": ("s3:ListBucket",), "head_bucket": ("s3:ListBucket",),
+    "get_object": ("s3:GetObject",),
+    "head_object": ("s3:GetObject",),
+    "download_file": ("s3:GetObject",),
+    "download_fileobj": ("s3:GetObject",),
+    "put_object": ("s3:PutObject",),
+    "upload_file": ("s3:PutObject",),
+    "upload_fileobj": ("s3:PutObject",),
+    "copy_object": ("s3:GetObject", "s3:PutObject"),
+    "delete_object": ("s3:DeleteObject",),
+    "delete_objects": ("s3:DeleteObject",),
+    "list_objects": ("s3:ListBucket",),
+    "list_objects_v2": ("s3:ListBucket",),
+    "head_bucket": ("s3:ListBucket",),
 }
 IAM_PREFIX = {"cloudwatch": "cloudwatch"}  # boto3 service -> IAM prefix where they differ
 ENDPOINT_NAME = {"cloudwatch": "monitoring"}  # boto3 service -> VPC endpoint service name where they differ
@@ -293,10 +320,24 @@ class Component:
 
 
 COMPONENTS = (
-    Component("glue_job", (GLUE_JOB,), "etl", "glue_job", "var.source_db_secret_kms_key_arn",
-              "glue_job_services", "var.source_db_subnet_id"),
-    Component("lambda", LAMBDA_FILES, "streaming-inference", "lambda", "var.kms_key_arn",
-              "lambda_services", "var.private_subnet_ids"),
+    Component(
+        "glue_job",
+        (GLUE_JOB,),
+        "etl",
+        "glue_job",
+        "var.source_db_secret_kms_key_arn",
+        "glue_job_services",
+        "var.source_db_subnet_id",
+    ),
+    Component(
+        "lambda",
+        LAMBDA_FILES,
+        "streaming-inference",
+        "lambda",
+        "var.kms_key_arn",
+        "lambda_services",
+        "var.private_subnet_ids",
+    ),
     # the API Lambda runs the same package (recsys.serving) under its own role, in the same subnets
     Component("api", LAMBDA_FILES, "api", "api", "var.kms_key_arn", "lambda_services", "var.private_subnet_ids"),
 )
@@ -314,16 +355,20 @@ def policy_statements(component: Component) -> list[dict]:
             spec = dynamic.get("statement")
             if spec:
                 for content in spec["content"]:
-                    resources = [spec["for_each"] if "statement.value" in r else r for r in content.get("resources", [])]
+                    resources = [
+                        spec["for_each"] if "statement.value" in r else r for r in content.get("resources", [])
+                    ]
                     statements.append({**content, "resources": resources})
         return [s for s in statements if s.get("effect", "Allow") == "Allow"]
     raise AssertionError(f"no aws_iam_policy_document {component.policy} in modules/{component.module}/iam.tf")
 
 
 def allows(statements: list[dict], action: str, resource_reference: str | None = None) -> bool:
-    return any(any(fnmatch.fnmatchcase(action, pattern) for pattern in s.get("actions", []))
-               and (resource_reference is None or any(resource_reference in r for r in s.get("resources", [])))
-               for s in statements)
+    return any(
+        any(fnmatch.fnmatchcase(action, pattern) for pattern in s.get("actions", []))
+        and (resource_reference is None or any(resource_reference in r for r in s.get("resources", [])))
+        for s in statements
+    )
 
 
 def access_problems(component: Component, calls: set[ApiCall], statements: list[dict] | None = None) -> list[str]:
@@ -352,9 +397,11 @@ def access_problems(component: Component, calls: set[ApiCall], statements: list[
                 problems.append(f"{call}: {role} lacks {action}{on}")
         endpoint = ENDPOINT_NAME.get(call.service, call.service)
         if endpoint not in reachable:
-            problems.append(f"{call}: no route from {component.name}'s subnets to {endpoint}: add it to "
-                            f"local.{component.services_local} in terraform/main.tf (modules/vpc-endpoints then "
-                            "creates its endpoint), or rely on a NAT with create_vpc_endpoints = false")
+            problems.append(
+                f"{call}: no route from {component.name}'s subnets to {endpoint}: add it to "
+                f"local.{component.services_local} in terraform/main.tf (modules/vpc-endpoints then "
+                "creates its endpoint), or rely on a NAT with create_vpc_endpoints = false"
+            )
     return problems
 
 
@@ -369,9 +416,16 @@ def test_every_aws_call_is_allowed_and_routed(component):
 
 def test_the_scan_follows_clients_through_factories_parameters_and_attributes():
     glue = {(c.service, c.operation) for c in api_calls([GLUE_JOB])}
-    assert {("secretsmanager", "get_secret_value"), ("s3", "upload_file"), ("s3", "list_objects_v2"),
-            ("s3", "delete_objects"), ("glue", "update_table"), ("glue", "create_table"),
-            ("glue", "get_partitions"), ("glue", "batch_create_partition")} <= glue
+    assert {
+        ("secretsmanager", "get_secret_value"),
+        ("s3", "upload_file"),
+        ("s3", "list_objects_v2"),
+        ("s3", "delete_objects"),
+        ("glue", "update_table"),
+        ("glue", "create_table"),
+        ("glue", "get_partitions"),
+        ("glue", "batch_create_partition"),
+    } <= glue
     lam = {(c.service, c.operation) for c in api_calls(LAMBDA_FILES)}
     assert lam == {("s3", "get_object"), ("secretsmanager", "get_secret_value")}
 
@@ -385,17 +439,25 @@ def _planted(tmp_path: Path, source: Path, anchor: str, extra: str) -> Path:
 
 
 def test_a_planted_call_without_permission_or_route_fails(tmp_path):
-    glue_job = _planted(tmp_path, GLUE_JOB, "    table = catalog_table_input(config, manifest)\n",
-                        "    glue.get_database(Name=config.catalog_database)\n"
-                        "    boto3.client('dynamodb').put_item(TableName='t', Item={})\n")
+    glue_job = _planted(
+        tmp_path,
+        GLUE_JOB,
+        "    table = catalog_table_input(config, manifest)\n",
+        "    glue.get_database(Name=config.catalog_database)\n"
+        "    boto3.client('dynamodb').put_item(TableName='t', Item={})\n",
+    )
     problems = "\n".join(access_problems(COMPONENTS[0], api_calls([glue_job])))
     assert "glue.get_database: modules/etl role (glue_job) lacks glue:GetDatabase" in problems
     assert "dynamodb.put_item: modules/etl role (glue_job) lacks dynamodb:PutItem" in problems
     assert "dynamodb.put_item: no route from glue_job's subnets to dynamodb" in problems
 
     model = next(p for p in LAMBDA_FILES if p.name == "model_cache.py")
-    planted = _planted(tmp_path, model, '    """The version ``models/serving.json`` names."""\n',
-                       "    s3.put_object(Bucket=bucket, Key='x', Body=b'')\n")
+    planted = _planted(
+        tmp_path,
+        model,
+        '    """The version ``models/serving.json`` names."""\n',
+        "    s3.put_object(Bucket=bucket, Key='x', Body=b'')\n",
+    )
     files = [planted if p == model else p for p in LAMBDA_FILES]
     problems = "\n".join(access_problems(COMPONENTS[1], api_calls(files)))
     assert "s3.put_object: modules/streaming-inference role (lambda) lacks s3:PutObject" in problems
@@ -437,19 +499,24 @@ def test_the_routes_exist_in_terraform():
     assert not {"cidr_ipv4", "cidr_ipv6"} & set(rule), "endpoints admit only their clients' security groups"
     every = {s for c in COMPONENTS for s in root.locals[c.services_local]} | set(root.locals["vector_db_services"])
     assert every >= {"s3", "secretsmanager", "glue", "sts", "kms", "logs"}
-    assert re.search(r"create_vpc_endpoints\s*=\s*false", (REPO / "docs" / "aws.md").read_text()), "document the NAT way"
+    assert re.search(r"create_vpc_endpoints\s*=\s*false", (REPO / "docs" / "aws.md").read_text()), (
+        "document the NAT way"
+    )
 
 
 # -- 5. the pipeline's ECS tasks and its state machine -----------------------------------------------
 # Each task definition runs some stages (recsys.pipeline.definition); its code path is every function
 # reachable from those stages' functions (recsys.pipeline.stages.STAGE_FUNCTIONS) by name, across the
 # package, and its role must allow exactly the calls on that path (plus the KMS actions they imply).
-from recsys.pipeline.definition import STAGES, TASKS, render_definition, EXAMPLE_TARGETS  # noqa: E402
+from recsys.pipeline.definition import EXAMPLE_TARGETS, STAGES, TASKS, render_definition  # noqa: E402
 from recsys.pipeline.stages import STAGE_FUNCTIONS  # noqa: E402
 
 # What a stage may run: the layers below recsys.pipeline (test_layout.py keeps local, apps and cli out of it).
-PACKAGE_FILES = tuple(sorted(p for part in ("pipeline", "core", "serving", "model")
-                             for p in (REPO / "src" / "recsys" / part).rglob("*.py")))
+PACKAGE_FILES = tuple(
+    sorted(
+        p for part in ("pipeline", "core", "serving", "model") for p in (REPO / "src" / "recsys" / part).rglob("*.py")
+    )
+)
 PIPELINE_MODULE = MODULES / "pipeline"
 
 
@@ -467,8 +534,13 @@ def reachable_calls(files: tuple[Path, ...], roots: set[str]) -> set[ApiCall]:
     a name imported from recsys (``artifacts.write_serving_pointer``) or of ``self``, and functions passed
     as arguments."""
     flow = client_flow(files)
-    ours = {alias.asname or alias.name for tree in flow.trees.values() for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recsys") for alias in node.names}
+    ours = {
+        alias.asname or alias.name
+        for tree in flow.trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recsys")
+        for alias in node.names
+    }
     ours.add("self")
     reached, todo = set(), list(roots)
     while todo:
@@ -478,7 +550,8 @@ def reachable_calls(files: tuple[Path, ...], roots: set[str]) -> set[ApiCall]:
         reached.add(name)
         for function in flow.functions.get(name, []):
             local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)} | {
-                n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            }
             for node in ast.walk(function):
                 if isinstance(node, ast.Call):
                     func = node.func
@@ -486,16 +559,21 @@ def reachable_calls(files: tuple[Path, ...], roots: set[str]) -> set[ApiCall]:
                         todo.append(func.id)
                     elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ours:
                         todo.append(func.attr)
-                    todo.extend(arg.id for arg in [*node.args, *(k.value for k in node.keywords)]  # passed as a value
-                                if isinstance(arg, ast.Name) and arg.id in flow.functions and arg.id not in local)
+                    todo.extend(
+                        arg.id
+                        for arg in [*node.args, *(k.value for k in node.keywords)]  # passed as a value
+                        if isinstance(arg, ast.Name) and arg.id in flow.functions and arg.id not in local
+                    )
     spans = defaultdict(list)
     for path, tree in flow.trees.items():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in reached:
                 spans[_relative(path)].append((node.lineno, node.end_lineno))
+
     def inside(call: ApiCall) -> bool:
         where, _, line = call.where.rpartition(":")
         return any(start <= int(line) <= end for start, end in spans[where])
+
     return {call for call in flow.calls() if inside(call)}
 
 
@@ -525,7 +603,7 @@ def needed_actions(calls: set[ApiCall]) -> set[str]:
     return needed
 
 
-@pytest.mark.parametrize("task", [t for t in TASKS], ids=str)
+@pytest.mark.parametrize("task", list(TASKS), ids=str)
 def test_pipeline_task_roles_allow_exactly_what_their_stages_call(task):
     calls = task_calls(task)
     statements = pipeline_statements(task)
@@ -560,18 +638,38 @@ def test_pipeline_tasks_reach_their_services():
 # What Step Functions calls for each integration of the document (the Step Functions developer guide's
 # "IAM policies for integrated services").
 INTEGRATION_ACTIONS = {
-    "arn:aws:states:::glue:startJobRun.sync": {"glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns",
-                                                "glue:BatchStopJobRun"},
-    "arn:aws:states:::ecs:runTask.sync": {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "events:PutTargets",
-                                          "events:PutRule", "events:DescribeRule", "iam:PassRole"},
+    "arn:aws:states:::glue:startJobRun.sync": {
+        "glue:StartJobRun",
+        "glue:GetJobRun",
+        "glue:GetJobRuns",
+        "glue:BatchStopJobRun",
+    },
+    "arn:aws:states:::ecs:runTask.sync": {
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:DescribeTasks",
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+        "iam:PassRole",
+    },
     "arn:aws:states:::sns:publish": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "arn:aws:states:::aws-sdk:s3:getObject": {"s3:GetObject", "kms:Decrypt"},
 }
 # What its logging and tracing configuration needs.
 CONFIGURATION_ACTIONS = {
-    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
-    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
 }
 
 

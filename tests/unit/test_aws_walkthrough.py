@@ -6,6 +6,7 @@ the variables it sets are declared, the phase dependencies hold, and every zip a
 was built by an earlier ``make`` command of the page (no hidden step). Applies never drop a phase
 that an earlier apply enabled (that would destroy it), and the phases come on in order.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,16 +20,19 @@ WALKTHROUGH = ROOT / "docs" / "aws.md"
 ORDER = ["enable_etl", "enable_vector_db", "enable_streaming", "enable_api"]
 # the zip each phase deploys, the make target that builds it, and the variable defaulting to it
 ZIP_OF_PHASE = {"enable_streaming": ("lambda-zip", "build/lambda.zip"), "enable_api": ("api-zip", "build/api.zip")}
-NEEDS = {"enable_vector_db": ["enable_etl"], "enable_streaming": ["enable_etl", "enable_vector_db"],
-         "enable_api": ["enable_etl", "enable_vector_db"]}
+NEEDS = {
+    "enable_vector_db": ["enable_etl"],
+    "enable_streaming": ["enable_etl", "enable_vector_db"],
+    "enable_api": ["enable_etl", "enable_vector_db"],
+}
 
 
 def shell_commands(markdown: str) -> list[str]:
     """The commands of every ```bash block, continuation lines joined, comments dropped."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", markdown, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #", 1)[0].strip()
+        for raw_line in block.replace("\\\n", " ").splitlines():
+            line = raw_line.split(" #", 1)[0].strip()
             if line and not line.startswith("#"):
                 commands.append(line)
     return commands
@@ -89,17 +93,18 @@ def walkthrough_problems(markdown: str) -> list[str]:
                 continue
             values = {**defaults, **tfvars}
             takes_value = {"-var", "-var-file", "-out", "-target"}
-            plan_file = next((a for i, a in enumerate(args)
-                              if not a.startswith("-") and (i == 0 or args[i - 1] not in takes_value)), None)
+            plan_file = next(
+                (a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in takes_value)),
+                None,
+            )
             if action == "apply" and plan_file is not None:
                 if last_plan is None:
                     problems.append(f"`{command}`: applies a plan file no earlier plan wrote")
                     continue
                 values = last_plan
             iterator = iter(args)
-            for arg in iterator:
-                if arg == "-var":
-                    arg = "-var=" + next(iterator)
+            for word in iterator:
+                arg = "-var=" + next(iterator) if word == "-var" else word
                 if arg.startswith("-var-file="):
                     path = TF / arg.split("=", 1)[1]
                     if not path.is_file():
@@ -107,7 +112,7 @@ def walkthrough_problems(markdown: str) -> list[str]:
                         continue
                     values.update(load_hcl(path))
                 elif arg.startswith("-var="):
-                    name, _, text = arg[len("-var="):].partition("=")
+                    name, _, text = arg[len("-var=") :].partition("=")
                     if name not in root.variables:
                         problems.append(f"`{command}`: -var {name} is not a root variable")
                     values[name] = _value(text)

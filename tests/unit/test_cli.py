@@ -1,4 +1,5 @@
 """The CLI without services: every module loads, every command resolves, mistakes are one line."""
+
 from __future__ import annotations
 
 import importlib
@@ -28,9 +29,17 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def offline_env(tmp_path, **extra: str) -> dict[str, str]:
     """An environment pointing at nothing: no stack, no MySQL, no AWS credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG", "MYSQL_", "RECSYS_"))}
-    env.update({"RECSYS_STATE_DIR": str(tmp_path), "MYSQL_PORT": "1", "PGPORT": "1",
-                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
-                "AWS_EC2_METADATA_DISABLED": "true", **extra})
+    env.update(
+        {
+            "RECSYS_STATE_DIR": str(tmp_path),
+            "MYSQL_PORT": "1",
+            "PGPORT": "1",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **extra,
+        }
+    )
     return env
 
 
@@ -61,7 +70,8 @@ def test_delivery_stream_definition_names_prefixes_and_the_lambda():
     d = delivery_stream_definition(names, 1)["ExtendedS3DestinationConfiguration"]
     assert (d["Prefix"], d["ErrorOutputPrefix"]) == (S3_PREFIX, S3_ERROR_PREFIX)
     assert d["ProcessingConfiguration"]["Processors"][0]["Parameters"][0]["ParameterValue"].endswith(
-        ":function:recsys-model-inference")
+        ":function:recsys-model-inference"
+    )
 
 
 def test_stack_up_names_an_unreachable_mysql(tmp_path):
@@ -87,12 +97,15 @@ def test_a_bad_setting_stops_every_command_with_one_line(tmp_path, command):
     assert proc.stderr.strip() == "error: invalid setting RECSYS_TOP_K='abc': expected an integer 1..100"
 
 
-@pytest.mark.parametrize("command, name, value", [
-    (["stack", "up"], "RECSYS_BUFFER_SECONDS", "901"),
-    (["seed"], "MYSQL_PORT", "abc"),
-    (["replay"], "AWS_ENDPOINT_URL", "not-a-url"),
-    (["firehose"], "RECSYS_LAMBDA_CONCURRENCY", "0"),
-])
+@pytest.mark.parametrize(
+    "command, name, value",
+    [
+        (["stack", "up"], "RECSYS_BUFFER_SECONDS", "901"),
+        (["seed"], "MYSQL_PORT", "abc"),
+        (["replay"], "AWS_ENDPOINT_URL", "not-a-url"),
+        (["firehose"], "RECSYS_LAMBDA_CONCURRENCY", "0"),
+    ],
+)
 def test_each_kind_of_bad_setting_is_one_line_at_the_command_that_reads_it(tmp_path, command, name, value):
     proc = run_cli(*command, env=offline_env(tmp_path, **{name: value}))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -100,23 +113,26 @@ def test_each_kind_of_bad_setting_is_one_line_at_the_command_that_reads_it(tmp_p
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, option, shown", [
-    (["recommend", "--customer", "99999999999999"], "--customer", "99999999999999"),
-    (["recommend", "--customer", "0"], "--customer", "0"),
-    (["replay", "--rate", "nan"], "--rate", "nan"),
-    (["replay", "--rate", "inf"], "--rate", "inf"),
-    (["replay", "--rate", "1e-9"], "--rate", "1e-09"),
-    (["replay", "--events", "0"], "--events", "0"),
-    (["replay", "--new-customers", "1.5"], "--new-customers", "1.5"),
-    (["replay", "--seed", "-1"], "--seed", "-1"),
-    (["firehose", "--poll-interval", "-1"], "--poll-interval", "-1"),
-    (["firehose", "--poll-interval", "nan"], "--poll-interval", "nan"),
-    (["firehose", "--timeout", "0"], "--timeout", "0"),
-    (["firehose", "--max-batches", "0"], "--max-batches", "0"),
-    (["firehose", "--concurrency", "17"], "--concurrency", "17"),
-    (["demo", "--rate", "nan"], "--rate", "nan"),
-    (["train", "--alpha", "nan"], "--alpha", "nan"),
-])
+@pytest.mark.parametrize(
+    "args, option, shown",
+    [
+        (["recommend", "--customer", "99999999999999"], "--customer", "99999999999999"),
+        (["recommend", "--customer", "0"], "--customer", "0"),
+        (["replay", "--rate", "nan"], "--rate", "nan"),
+        (["replay", "--rate", "inf"], "--rate", "inf"),
+        (["replay", "--rate", "1e-9"], "--rate", "1e-09"),
+        (["replay", "--events", "0"], "--events", "0"),
+        (["replay", "--new-customers", "1.5"], "--new-customers", "1.5"),
+        (["replay", "--seed", "-1"], "--seed", "-1"),
+        (["firehose", "--poll-interval", "-1"], "--poll-interval", "-1"),
+        (["firehose", "--poll-interval", "nan"], "--poll-interval", "nan"),
+        (["firehose", "--timeout", "0"], "--timeout", "0"),
+        (["firehose", "--max-batches", "0"], "--max-batches", "0"),
+        (["firehose", "--concurrency", "17"], "--concurrency", "17"),
+        (["demo", "--rate", "nan"], "--rate", "nan"),
+        (["train", "--alpha", "nan"], "--alpha", "nan"),
+    ],
+)
 def test_numeric_options_are_range_checked_before_any_work(tmp_path, monkeypatch, args, option, shown):
     """Refused by the option's range, naming option, value and range: no traceback, no busy loop, no wait."""
     from click.testing import CliRunner

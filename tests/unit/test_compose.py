@@ -4,6 +4,7 @@ Images pinned, healthchecks everywhere, mounted paths exist, environment names a
 configuration's, and every command a service runs parses against the CLI / the Glue job's
 arguments — the same commands the other tests run natively.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,8 +26,15 @@ SERVICES = COMPOSE["services"]
 PROJECT_IMAGE = "recsys:"
 BUILD_OUTPUTS = {"./build"}  # made by `make lambda-zip` before `docker compose up`
 # variables read by third-party software inside the containers, not by recsys
-FOREIGN_ENV = {"SERVICES", "LOCALSTACK_AUTH_TOKEN", "LAMBDA_DOCKER_NETWORK", "MYSQL_ALLOW_EMPTY_PASSWORD",
-               "POSTGRES_HOST_AUTH_METHOD", "DISABLE_SSL", "PYTHONPATH"}
+FOREIGN_ENV = {
+    "SERVICES",
+    "LOCALSTACK_AUTH_TOKEN",
+    "LAMBDA_DOCKER_NETWORK",
+    "MYSQL_ALLOW_EMPTY_PASSWORD",
+    "POSTGRES_HOST_AUTH_METHOD",
+    "DISABLE_SSL",
+    "PYTHONPATH",
+}
 EXTRA_RECSYS_ENV: set[str] = set()
 
 
@@ -91,11 +99,14 @@ def test_project_service_command_parses(name):
 def test_glue_command_uses_the_job_arguments():
     script = REPO / "glue" / "etl_job.py"
     tree = ast.parse(script.read_text())
-    job_args = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS")
+    job_args = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS"
+    )
     command = SERVICES["glue"]["command"]
     script_at = next(i for i, part in enumerate(command) if part.endswith("glue/etl_job.py"))
-    given = {part[2:] for part in command[script_at + 1:] if part.startswith("--")}
+    given = {part[2:] for part in command[script_at + 1 :] if part.startswith("--")}
     assert given - {"JOB_NAME"} <= set(job_args), f"unknown job arguments {given - set(job_args)}"
     required = {k for k, v in job_args.items() if v is None}
     assert required <= given, f"missing required job arguments {required - given}"
@@ -122,7 +133,9 @@ HADOOP_AWS_PROVIDERS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if not ONE_OFF_PROFILES & set(s.get("profiles", []))))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in SERVICES.items() if not ONE_OFF_PROFILES & set(s.get("profiles", [])))
+)
 def test_long_running_services_restart(name):
     assert SERVICES[name].get("restart") in {"unless-stopped", "always", "on-failure"}, f"{name} needs a restart policy"
 
@@ -148,11 +161,16 @@ def test_glue_brings_its_own_mysql_driver():
     """The Glue 5.0 image does not ship MySQL Connector/J: the job's default driver comes with --packages."""
     command = SERVICES["glue"]["command"]
     script = REPO / "glue" / "etl_job.py"
-    job_args = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(script.read_text()))
-                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS")
+    job_args = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "JOB_ARGUMENTS"
+    )
     assert job_args["jdbc_driver"] == "com.mysql.cj.jdbc.Driver"
     packages = command[command.index("--packages") + 1].split(",")
     assert any(re.fullmatch(r"com\.mysql:mysql-connector-j:\d+\.\d+\.\d+", p) for p in packages), packages
+
+
 def test_api_runs_on_loopback_and_the_web_page_calls_it():
     api, web = SERVICES["api"], SERVICES["web"]
     assert api["command"][0] == "api" and api["ports"] == ["127.0.0.1:8000:8000"]

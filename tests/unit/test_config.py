@@ -1,4 +1,5 @@
 """Typed settings: precedence, parsing, one-line errors naming the variable, value and range."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,30 +47,43 @@ def test_precedence_env_over_stack_file_over_defaults(tmp_path):
 
 
 def test_aws_region_alias_and_client_factory_honours_endpoint(tmp_path):
-    s = load_settings({"RECSYS_STATE_DIR": str(tmp_path), "AWS_REGION": "eu-west-3",
-                       "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k",
-                       "AWS_SECRET_ACCESS_KEY": "s"})
+    s = load_settings(
+        {
+            "RECSYS_STATE_DIR": str(tmp_path),
+            "AWS_REGION": "eu-west-3",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+        }
+    )
     c = aws.client("s3", s)
     assert c.meta.region_name == "eu-west-3"
     assert c.meta.endpoint_url == "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("RECSYS_TOP_K", "0", "RECSYS_TOP_K='0': expected an integer 1..100"),
-    ("RECSYS_TOP_K", "abc", "RECSYS_TOP_K='abc': expected an integer 1..100"),
-    ("MYSQL_PORT", "abc", "MYSQL_PORT='abc': expected an integer 1..65535"),
-    ("PGPORT", "70000", "PGPORT='70000': expected an integer 1..65535"),
-    ("RECSYS_BUFFER_SECONDS", "901", "RECSYS_BUFFER_SECONDS='901': expected an integer 0..900"),
-    ("RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "-1", "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS='-1': expected an integer 0..86400"),
-    ("RECSYS_POINTER_TTL_SECONDS", "nan", "RECSYS_POINTER_TTL_SECONDS='nan': expected a number 0..86400"),
-    ("AWS_ENDPOINT_URL", "not-a-url", "AWS_ENDPOINT_URL='not-a-url': expected an http(s) URL"),
-    ("AWS_ENDPOINT_URL", "http://127.0.0.1:99999", "expected an http(s) URL"),
-    ("RECSYS_LAMBDA_INVOKE", "docker", "RECSYS_LAMBDA_INVOKE='docker': expected one of runtime, api"),
-    ("RECSYS_API_URL", "", "RECSYS_API_URL='': expected an http(s) URL such as http://127.0.0.1:8000"),
-    ("MYSQL_DATABASE", "a`; DROP DATABASE x; --", "expected a database name"),
-    ("RECSYS_ARTIFACTS_BUCKET", "Not_A_Bucket", "expected an S3 bucket name"),
-    ("AWS_DEFAULT_REGION", "mars", "expected an AWS region"),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("RECSYS_TOP_K", "0", "RECSYS_TOP_K='0': expected an integer 1..100"),
+        ("RECSYS_TOP_K", "abc", "RECSYS_TOP_K='abc': expected an integer 1..100"),
+        ("MYSQL_PORT", "abc", "MYSQL_PORT='abc': expected an integer 1..65535"),
+        ("PGPORT", "70000", "PGPORT='70000': expected an integer 1..65535"),
+        ("RECSYS_BUFFER_SECONDS", "901", "RECSYS_BUFFER_SECONDS='901': expected an integer 0..900"),
+        (
+            "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS",
+            "-1",
+            "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS='-1': expected an integer 0..86400",
+        ),
+        ("RECSYS_POINTER_TTL_SECONDS", "nan", "RECSYS_POINTER_TTL_SECONDS='nan': expected a number 0..86400"),
+        ("AWS_ENDPOINT_URL", "not-a-url", "AWS_ENDPOINT_URL='not-a-url': expected an http(s) URL"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:99999", "expected an http(s) URL"),
+        ("RECSYS_LAMBDA_INVOKE", "docker", "RECSYS_LAMBDA_INVOKE='docker': expected one of runtime, api"),
+        ("RECSYS_API_URL", "", "RECSYS_API_URL='': expected an http(s) URL such as http://127.0.0.1:8000"),
+        ("MYSQL_DATABASE", "a`; DROP DATABASE x; --", "expected a database name"),
+        ("RECSYS_ARTIFACTS_BUCKET", "Not_A_Bucket", "expected an S3 bucket name"),
+        ("AWS_DEFAULT_REGION", "mars", "expected an AWS region"),
+    ],
+)
 def test_bad_values_are_one_line_naming_variable_value_and_range(tmp_path, name, value, expected):
     with pytest.raises(ConfigError) as caught:
         load_settings({"RECSYS_STATE_DIR": str(tmp_path), name: value})
@@ -96,8 +110,11 @@ def test_as_env_round_trips(tmp_path):
 
 
 def test_env_example_documents_every_setting():
-    documented = {line.split("=", 1)[0].lstrip("# ").strip()
-                  for line in (REPO / ".env.example").read_text().splitlines() if "=" in line}
+    documented = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line
+    }
     names = {s.env for s in SETTINGS}
     assert names <= documented, f"undocumented: {names - documented}"
 
@@ -105,14 +122,22 @@ def test_env_example_documents_every_setting():
 def test_stack_env_watcher_follows_the_stack_for_inherited_settings_only(tmp_path):
     """A long-running process sees PostgreSQL move: inherited variables follow stack.env, explicit ones stay."""
     stack_file = tmp_path / "stack.env"
-    stack_file.write_text(f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6000\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
-                          "AWS_ENDPOINT_URL=http://127.0.0.1:1234\n")
-    environ = {"RECSYS_STATE_DIR": str(tmp_path), "PGPORT": "6000", "PGHOST": "127.0.0.1",  # inherited
-               "AWS_ENDPOINT_URL": "http://127.0.0.1:9999"}  # set on purpose: another endpoint
+    stack_file.write_text(
+        f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6000\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
+        "AWS_ENDPOINT_URL=http://127.0.0.1:1234\n"
+    )
+    environ = {
+        "RECSYS_STATE_DIR": str(tmp_path),
+        "PGPORT": "6000",
+        "PGHOST": "127.0.0.1",  # inherited
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9999",
+    }  # set on purpose: another endpoint
     watcher = StackEnvWatcher(environ)
     assert watcher.poll() is None  # nothing changed
-    stack_file.write_text(f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6001\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
-                          "AWS_ENDPOINT_URL=http://127.0.0.1:1235\n")
+    stack_file.write_text(
+        f"RECSYS_STATE_DIR={tmp_path}\nPGPORT=6001\nPGHOST=127.0.0.1\nPGUSER=postgres\n"
+        "AWS_ENDPOINT_URL=http://127.0.0.1:1235\n"
+    )
     moved = watcher.poll()
     assert moved is not None and moved.pg_port == 6001 and moved.state_dir == tmp_path.resolve()
     assert moved.endpoint_url == "http://127.0.0.1:9999"  # the explicit setting stays

@@ -1,5 +1,6 @@
 """``recsys.serving.database.ConnectParams``: credentials read once, and once more per rotation however
 many connections are refused together (the end-to-end rotation: tests/integration/test_rotation.py)."""
+
 from __future__ import annotations
 
 import threading
@@ -31,8 +32,10 @@ def test_connections_refused_together_cause_one_secret_read():
 
 
 def test_only_a_refused_login_counts_as_rotation():
-    refused = psycopg2.OperationalError('connection to server at "10.0.0.5", port 5432 failed: FATAL:  '
-                                        'password authentication failed for user "recsys_admin"')
+    refused = psycopg2.OperationalError(
+        'connection to server at "10.0.0.5", port 5432 failed: FATAL:  '
+        'password authentication failed for user "recsys_admin"'
+    )
     down = psycopg2.OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused')
     assert is_authentication_failure(refused) and not is_authentication_failure(down)
     assert not is_authentication_failure(ValueError("password authentication failed"))

@@ -1,4 +1,5 @@
 """The run's closing line about environment-dependent tests (tests/support/environment.py)."""
+
 from __future__ import annotations
 
 
@@ -25,10 +26,14 @@ def test_the_run_ends_with_what_ran_and_what_was_skipped_and_why(pytester):
     """)
     result = pytester.runpytest("-p", "tests.support.environment")
     result.assert_outcomes(passed=3, skipped=2)
-    result.stdout.fnmatch_lines([
-        "environment-dependent tests: docker 0 ran, 1 skipped (no Docker engine here); "
-        "lambda-python3.13 0 ran, 1 skipped (no Python 3.13 here); root 2 ran",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "environment-dependent tests: docker 0 ran, 1 skipped (no Docker engine here); "
+                "lambda-python3.13 0 ran, 1 skipped (no Python 3.13 here); root 2 ran"
+            ),
+        ]
+    )
 
 
 def test_no_line_when_nothing_depends_on_the_environment(pytester):

@@ -1,4 +1,5 @@
 """The trainer's pure parts: ranking metrics, top-k, fold-in, and the seeder's planted truth."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,13 @@ from recsys_seed.generate import generate
 
 
 def test_ranking_metrics_on_a_hand_computed_case():
-    relevant = evaluate.Interactions(np.array([1]), np.array(["a", "b", "c", "d"]), np.array([0, 0], np.int32),
-                                     np.array([1, 3], np.int32), np.ones(2, np.float32)).matrix(np.ones(2))
+    relevant = evaluate.Interactions(
+        np.array([1]),
+        np.array(["a", "b", "c", "d"]),
+        np.array([0, 0], np.int32),
+        np.array([1, 3], np.int32),
+        np.ones(2, np.float32),
+    ).matrix(np.ones(2))
     m = evaluate.ranking_metrics(np.array([[1, 0, 3]]), relevant, np.array([0]), n_items=4)
     assert m.precision == pytest.approx(2 / 3)
     assert m.recall == pytest.approx(1.0)
@@ -24,8 +30,13 @@ def test_ranking_metrics_on_a_hand_computed_case():
 
 
 def test_top_k_skips_rated_items_and_pads_a_small_catalogue():
-    rated = evaluate.Interactions(np.array([1, 2]), np.array(["a", "b", "c"]), np.array([0], np.int32),
-                                  np.array([2], np.int32), np.ones(1, np.float32)).matrix(np.ones(1))
+    rated = evaluate.Interactions(
+        np.array([1, 2]),
+        np.array(["a", "b", "c"]),
+        np.array([0], np.int32),
+        np.array([2], np.int32),
+        np.ones(1, np.float32),
+    ).matrix(np.ones(1))
     scores = np.array([[0.1, 0.2, 0.9], [0.3, 0.2, 0.1]])
     best = evaluate.top_k(lambda rows: scores[rows], np.array([0, 1]), rated, k=2)
     assert best.tolist() == [[1, 0], [0, 1]]
@@ -36,8 +47,9 @@ def test_top_k_skips_rated_items_and_pads_a_small_catalogue():
 def test_fold_in_sums_duplicate_items_and_rejects_bad_indices():
     rng = np.random.default_rng(0)
     Y = rng.normal(size=(5, 3)).astype(np.float32)
-    np.testing.assert_allclose(fold_in(Y, [1, 1, 2], [2.0, 3.0, 1.5], 0.1), fold_in(Y, [1, 2], [5.0, 1.5], 0.1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        fold_in(Y, [1, 1, 2], [2.0, 3.0, 1.5], 0.1), fold_in(Y, [1, 2], [5.0, 1.5], 0.1), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="out of range"):
         fold_in(Y, [5], [1.0], 0.1)
     assert fold_in(Y, [], [], 0.1).shape == (3,)
@@ -77,6 +89,7 @@ def test_ratings_carry_learnable_structure():
 
 
 # -- planted-v2: tastes partly from attributes ------------------------------------------------------
+
 
 def _attributes(data):
     return [(c[10], c[12]) for c in data.customers]  # country, creditLimit
@@ -135,20 +148,31 @@ def test_expected_affinity_ranks_a_customers_ratings_better_than_popularity():
     hits = {"truth": 0, "attributes": 0, "popularity": 0}
     for u in range(0, 1500, 5):
         rated = set(data.ratings_product[users == u])
-        for name, scores in (("truth", data.truth.affinity(u)), ("attributes", data.truth.expected_affinity(u)),
-                             ("popularity", popularity)):
+        for name, scores in (
+            ("truth", data.truth.affinity(u)),
+            ("attributes", data.truth.expected_affinity(u)),
+            ("popularity", popularity),
+        ):
             hits[name] += len(set(np.argsort(-scores)[:10]) & rated)
     assert hits["truth"] > hits["attributes"] > 1.2 * hits["popularity"], hits
 
 
 # -- the cold-start split -----------------------------------------------------------------------------
 
+
 def _interactions(n_users: int = 50, n_items: int = 30, seed: int = 0) -> evaluate.Interactions:
     rng = np.random.default_rng(seed)
-    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600), strict=True)}
+    pairs = {
+        (int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600), strict=True)
+    }
     users, items = (np.array(x, dtype=np.int32) for x in zip(*sorted(pairs), strict=True))
-    return evaluate.Interactions(np.arange(n_users) + 100, np.array([f"P{i:03d}" for i in range(n_items)]),
-                                 users, items, rng.integers(1, 6, len(users)).astype(np.float32))
+    return evaluate.Interactions(
+        np.arange(n_users) + 100,
+        np.array([f"P{i:03d}" for i in range(n_items)]),
+        users,
+        items,
+        rng.integers(1, 6, len(users)).astype(np.float32),
+    )
 
 
 def test_cold_split_holds_customers_out_entirely_and_browses_their_first_ratings():

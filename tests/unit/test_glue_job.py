@@ -1,4 +1,5 @@
 """The Glue job's arguments, read the way Glue and Terraform read them (no Spark work)."""
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,11 @@ def etl_job():
 
 def test_job_arguments_is_a_literal_terraform_can_read():
     tree = ast.parse(GLUE_SCRIPT.read_text())
-    literal = next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                   and getattr(node.targets[0], "id", None) == "JOB_ARGUMENTS")
+    literal = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "JOB_ARGUMENTS"
+    )
     arguments = ast.literal_eval(literal)
     assert {name for name, default in arguments.items() if default is None} == {"source_jdbc_url", "target_path"}
     assert arguments["partition_key"] == "productLine"
@@ -27,9 +31,18 @@ def test_job_arguments_is_a_literal_terraform_can_read():
 
 
 def test_parse_arguments_like_glue(etl_job):
-    argv = ["etl_job.py", "--JOB_NAME", "j", "--source_jdbc_url", "jdbc:mysql://db:3306/classicmodels",
-            "--TempDir", "s3://scripts/tmp/", "--target_path=s3://lake/ratings_ml_training/",
-            "--partition_key", "customerNumber"]
+    argv = [
+        "etl_job.py",
+        "--JOB_NAME",
+        "j",
+        "--source_jdbc_url",
+        "jdbc:mysql://db:3306/classicmodels",
+        "--TempDir",
+        "s3://scripts/tmp/",
+        "--target_path=s3://lake/ratings_ml_training/",
+        "--partition_key",
+        "customerNumber",
+    ]
     args = etl_job.parse_arguments(argv)
     assert args["target_path"] == "s3://lake/ratings_ml_training/"
     assert args["partition_key"] == "customerNumber"

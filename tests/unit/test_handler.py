@@ -1,6 +1,7 @@
 """The transformation Lambda's handler with event JSON and a fake context (no services): every
 recordId answered once, in order, with the right result; a serving failure fails only the records
 it could not serve."""
+
 from __future__ import annotations
 
 import base64
@@ -85,13 +86,22 @@ def test_an_outage_fails_the_records_it_could_not_serve_and_nothing_else(monkeyp
 
 
 def _record(i: int, data: bytes) -> dict:
-    return {"recordId": f"shardId-000000000000:{i}", "approximateArrivalTimestamp": 1795708747395,
-            "data": base64.b64encode(data).decode()}
+    return {
+        "recordId": f"shardId-000000000000:{i}",
+        "approximateArrivalTimestamp": 1795708747395,
+        "data": base64.b64encode(data).decode(),
+    }
 
 
 def _valid(session: str) -> bytes:
-    return json.dumps({"session_id": session, "customer_number": 103, "event_time": "2026-11-26T14:00:00Z",
-                       "browse_history": [{"product_code": "S10_1678"}]}).encode()
+    return json.dumps(
+        {
+            "session_id": session,
+            "customer_number": 103,
+            "event_time": "2026-11-26T14:00:00Z",
+            "browse_history": [{"product_code": "S10_1678"}],
+        }
+    ).encode()
 
 
 def test_each_poison_record_fails_alone_in_a_mixed_batch(monkeypatch):
@@ -136,8 +146,9 @@ def test_config_reads_the_contract_environment(monkeypatch):
     assert (config.top_k, config.pointer_ttl_seconds, config.artifacts_bucket) == (7, 2.5, "recsys-ml-artifacts")
 
 
-@pytest.mark.parametrize("name, value", [("RECSYS_TOP_K", "0"), ("RECSYS_TOP_K", "abc"),
-                                         ("RECSYS_POINTER_TTL_SECONDS", "-1")])
+@pytest.mark.parametrize(
+    "name, value", [("RECSYS_TOP_K", "0"), ("RECSYS_TOP_K", "abc"), ("RECSYS_POINTER_TTL_SECONDS", "-1")]
+)
 def test_a_bad_setting_fails_the_cold_start_naming_it(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):

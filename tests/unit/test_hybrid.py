@@ -1,11 +1,12 @@
 """The hybrid model's pure parts: the attribute encoder, the prior fold-in (= ALS fold-in without a
 prior), the batched training solve (= the Lambda's fold-in), the cold-start strategies, and the
 model on planted-v2 data."""
+
 from __future__ import annotations
 
 import ast
-import sys
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,13 @@ from recsys.pipeline import evaluate, hybrid
 from recsys.pipeline.train import TrainParams, evaluate_model, training_side_info
 from recsys_seed.generate import LOCATIONS, REGIONS, SeedSpec, generate
 
-ENCODER = AttributeEncoder(("France", "Japan"), ("Asia-Pacific", "Western Europe"), hybrid.COUNTRY_REGIONS,
-                           np.log(75_000.0), 0.5)
+ENCODER = AttributeEncoder(
+    ("France", "Japan"), ("Asia-Pacific", "Western Europe"), hybrid.COUNTRY_REGIONS, np.log(75_000.0), 0.5
+)
 
 
 def test_encoder_layout_and_unknown_values():
-    a = ENCODER.encode(["Japan", "Germany", "Atlantis", None], [75_000.0 * np.e ** 0.5, 0.0, None, float("nan")])
+    a = ENCODER.encode(["Japan", "Germany", "Atlantis", None], [75_000.0 * np.e**0.5, 0.0, None, float("nan")])
     assert a.shape == (4, ENCODER.dim) == (4, 1 + 2 + 2 + 2)
     assert ENCODER.names()[:3] == ["intercept", "country=France", "country=Japan"]
     np.testing.assert_allclose(a[0], [1, 0, 1, 1, 0, 1.0, 0])  # Japan, Asia-Pacific, credit one sd up
@@ -72,8 +74,9 @@ def test_batched_training_solve_equals_the_lambdas_fold_in():
     batched = hybrid.solve_customers(Y, conf, precision, means)
     for u in range(25):
         row = conf[u]
-        np.testing.assert_allclose(batched[u], fold_in(Y, row.indices, row.data, precision, means[u]),
-                                   rtol=2e-3, atol=2e-4)  # float32 batched systems vs float64
+        np.testing.assert_allclose(
+            batched[u], fold_in(Y, row.indices, row.data, precision, means[u]), rtol=2e-3, atol=2e-4
+        )  # float32 batched systems vs float64
 
 
 def test_the_batched_solve_gives_the_same_vectors_on_any_number_of_threads():
@@ -91,14 +94,17 @@ def _prior(features_alone: bool = True, dims: int = 3) -> AttributePrior:
     return AttributePrior(ENCODER, rng.normal(size=(ENCODER.dim, dims)), np.full(ENCODER.dim, 0.3), features_alone)
 
 
-@pytest.mark.parametrize("rows, country, credit, expected", [
-    ([0, 4], "Japan", 90_000.0, STRATEGY_FEATURES_FOLD_IN),
-    ([0, 4], None, None, STRATEGY_FOLD_IN),
-    ([], "France", None, STRATEGY_FEATURES),
-    ([], None, 0.0, STRATEGY_FEATURES),
-    ([], "Atlantis", None, STRATEGY_POPULAR_FALLBACK),
-    ([], None, None, STRATEGY_POPULAR_FALLBACK),
-])
+@pytest.mark.parametrize(
+    "rows, country, credit, expected",
+    [
+        ([0, 4], "Japan", 90_000.0, STRATEGY_FEATURES_FOLD_IN),
+        ([0, 4], None, None, STRATEGY_FOLD_IN),
+        ([], "France", None, STRATEGY_FEATURES),
+        ([], None, 0.0, STRATEGY_FEATURES),
+        ([], "Atlantis", None, STRATEGY_POPULAR_FALLBACK),
+        ([], None, None, STRATEGY_POPULAR_FALLBACK),
+    ],
+)
 def test_cold_start_strategy(rows, country, credit, expected):
     Y = np.random.default_rng(4).normal(size=(10, 3))
     prior = _prior()
@@ -115,9 +121,14 @@ def test_cold_start_strategy(rows, country, credit, expected):
 
 def test_features_alone_is_withheld_when_validation_found_it_no_better_than_popularity():
     Y = np.random.default_rng(5).normal(size=(10, 3))
-    assert cold_start_vector(Y, [], [], 20.0, _prior(features_alone=False), country="France")[0] == STRATEGY_POPULAR_FALLBACK
-    assert cold_start_vector(Y, [1], [6.0], 20.0, _prior(features_alone=False), country="France")[0] == \
-        STRATEGY_FEATURES_FOLD_IN
+    assert (
+        cold_start_vector(Y, [], [], 20.0, _prior(features_alone=False), country="France")[0]
+        == STRATEGY_POPULAR_FALLBACK
+    )
+    assert (
+        cold_start_vector(Y, [1], [6.0], 20.0, _prior(features_alone=False), country="France")[0]
+        == STRATEGY_FEATURES_FOLD_IN
+    )
 
 
 def test_plain_als_has_fold_in_and_the_popular_fallback_only():
@@ -144,8 +155,13 @@ def test_the_models_geography_is_the_sources():
 
 
 def test_item_features_one_hot_and_standardised():
-    side = hybrid.SideInfo(np.array([], dtype=object), np.array([]), np.array(["Ships", "Planes", "Ships", None], object),
-                           np.array(["1:10", "1:700", "bad", "1:18"], object), np.array([10.0, 100.0, np.nan, 0.0]))
+    side = hybrid.SideInfo(
+        np.array([], dtype=object),
+        np.array([]),
+        np.array(["Ships", "Planes", "Ships", None], object),
+        np.array(["1:10", "1:700", "bad", "1:18"], object),
+        np.array([10.0, 100.0, np.nan, 0.0]),
+    )
     features, names = hybrid.item_features(side)
     assert names[:2] == ["productLine=Planes", "productLine=Ships"] and len(names) == 4
     np.testing.assert_array_equal(features[:, :2], [[0, 1], [1, 0], [0, 1], [0, 0]])
@@ -179,8 +195,13 @@ def test_stored_vectors_are_the_serving_fold_in_of_their_ratings(planted):
     stars = data.matrix(data.ratings)
     for u in range(0, data.shape[0], 9):
         row = stars[u]
-        folded = fold_in(fit.item_vectors, row.indices, confidence(row.data, 5.0, 2.0), fit.precision,
-                         fit.prior.mean(fit.attributes[u]))
+        folded = fold_in(
+            fit.item_vectors,
+            row.indices,
+            confidence(row.data, 5.0, 2.0),
+            fit.precision,
+            fit.prior.mean(fit.attributes[u]),
+        )
         cosine = folded @ fit.user_vectors[u] / np.linalg.norm(folded) / np.linalg.norm(fit.user_vectors[u])
         assert cosine > 0.9999, u
 

@@ -4,6 +4,7 @@ and run locally only under that same Python minor (``recsys.local.lambda_python`
 Real interpreters are used: the project's (3.11), ``.venv-lambda``'s (3.13, ``make install``) and a
 bare 3.13 venv without the runtime's modules.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -44,10 +45,11 @@ def test_runtime_is_python313_everywhere_it_is_named():
 
 
 def test_pip_flags_name_every_manylinux_tag_of_amazon_linux_2023():
-    platforms = [a for flag, a in itertools.pairwise(lambda_zip.PIP_PLATFORM_ARGS)
-                 if flag == "--platform"]
-    assert platforms[0] == "manylinux_2_34_x86_64" and platforms[-2:] == ["manylinux_2_17_x86_64",
-                                                                         "manylinux2014_x86_64"]
+    platforms = [a for flag, a in itertools.pairwise(lambda_zip.PIP_PLATFORM_ARGS) if flag == "--platform"]
+    assert platforms[0] == "manylinux_2_34_x86_64" and platforms[-2:] == [
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+    ]
     assert len(platforms) == 34 - 17 + 2
     args = " ".join(lambda_zip.PIP_PLATFORM_ARGS)
     assert "--python-version 3.13 --implementation cp" in args and "--only-binary=:all:" in args
@@ -63,13 +65,16 @@ def test_old_pip_is_refused_with_one_line(tmp_path):
 
 
 def test_record_lists_only_shipped_files():
-    record = (b"../../bin/f2py,sha256=abc,200\n"
-              b"numpy/__init__.py,sha256=def,10\n"
-              b"numpy/__pycache__/__init__.cpython-313.pyc,,\n"
-              b"numpy-2.5.5.dist-info/RECORD,,\n")
+    record = (
+        b"../../bin/f2py,sha256=abc,200\n"
+        b"numpy/__init__.py,sha256=def,10\n"
+        b"numpy/__pycache__/__init__.cpython-313.pyc,,\n"
+        b"numpy-2.5.5.dist-info/RECORD,,\n"
+    )
     shipped = {"numpy/__init__.py", "numpy-2.5.5.dist-info/RECORD"}
-    assert lambda_zip.shipped_record(record, shipped) == (b"numpy/__init__.py,sha256=def,10\n"
-                                                          b"numpy-2.5.5.dist-info/RECORD,,\n")
+    assert lambda_zip.shipped_record(record, shipped) == (
+        b"numpy/__init__.py,sha256=def,10\nnumpy-2.5.5.dist-info/RECORD,,\n"
+    )
 
 
 def test_the_project_python_is_refused_for_the_lambda(tmp_path):
@@ -140,10 +145,17 @@ def test_the_zips_ship_only_the_model_and_serving_parts_of_recsys(tmp_path):
     # -S: no site-packages .pth files, so the editable recsys is not importable; the runtime's
     # libraries come from the project venv's site-packages, appended after the unpacked code
     site = next(Path(sys.prefix).glob("lib/python*/site-packages"))
-    check = ("import sys; sys.path[:] = [sys.argv[1], *sys.path, sys.argv[2]]; "
-             "import recsys.serving.handler, recsys.serving.api_handler, recsys; "
-             "assert recsys.__file__.startswith(sys.argv[1]), recsys.__file__; "
-             "assert 'recsys.core' not in sys.modules and 'recsys.pipeline' not in sys.modules")
-    proc = subprocess.run([sys.executable, "-S", "-c", check, str(code), str(site)], capture_output=True, text=True,
-                          env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}, check=False)
+    check = (
+        "import sys; sys.path[:] = [sys.argv[1], *sys.path, sys.argv[2]]; "
+        "import recsys.serving.handler, recsys.serving.api_handler, recsys; "
+        "assert recsys.__file__.startswith(sys.argv[1]), recsys.__file__; "
+        "assert 'recsys.core' not in sys.modules and 'recsys.pipeline' not in sys.modules"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", check, str(code), str(site)],
+        capture_output=True,
+        text=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr

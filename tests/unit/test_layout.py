@@ -3,6 +3,7 @@ its layers, and every contract constant is written once, in ``recsys.contracts``
 
 The graph is built from the code's own ``import`` statements (module level and inside functions).
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,7 +73,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -89,8 +90,11 @@ GRAPH = import_graph()
 
 
 def importers_of(target_prefix: str, *, from_prefix: str) -> dict[str, set[str]]:
-    return {m: {t for t in targets if t == target_prefix or t.startswith(target_prefix + ".")}
-            for m, targets in GRAPH.items() if m == from_prefix or m.startswith(from_prefix + ".")}
+    return {
+        m: {t for t in targets if t == target_prefix or t.startswith(target_prefix + ".")}
+        for m, targets in GRAPH.items()
+        if m == from_prefix or m.startswith(from_prefix + ".")
+    }
 
 
 def test_the_graph_is_read():
@@ -134,15 +138,16 @@ def test_shipped_code_imports_only_what_ships():
         if module.startswith("glue."):
             assert used <= {"recsys", "recsys.contracts"}, f"{module} imports {used}"
         elif module.startswith(SHIPPED_PACKAGES):
-            outside = {t for t in used if t not in {"recsys", "recsys.contracts"} and not t.startswith(SHIPPED_PACKAGES)}
+            outside = {
+                t for t in used if t not in {"recsys", "recsys.contracts"} and not t.startswith(SHIPPED_PACKAGES)
+            }
             assert not outside, f"{module} imports {outside}, which the Lambda zips do not ship"
 
 
 def test_only_the_projects_namespaces_are_installed():
     """One source root per distribution: installing the project adds recsys and the seeder, nothing generic."""
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    tops = {path.name for root in find["where"] for path in (REPO / root).iterdir()
-            if (path / "__init__.py").is_file()}
+    tops = {path.name for root in find["where"] for path in (REPO / root).iterdir() if (path / "__init__.py").is_file()}
     assert tops == set(OURS), f"top-level packages: {sorted(tops)}"
     assert all(pattern.split("*")[0] in OURS for pattern in find["include"]), find["include"]
 
@@ -161,13 +166,18 @@ def test_function_level_imports_are_only_heavy_optional_dependencies():
                     if isinstance(inner, (ast.Import, ast.ImportFrom)):
                         names = [inner.module] if isinstance(inner, ast.ImportFrom) else [a.name for a in inner.names]
                         for name in names:
-                            assert name.split(".")[0] in allowed, f"{module}:{inner.lineno} imports {name} in a function"
+                            assert name.split(".")[0] in allowed, (
+                                f"{module}:{inner.lineno} imports {name} in a function"
+                            )
 
 
 def contract_values() -> dict[str, str]:
     """The contract's distinctive string constants (short generic words such as "Ok" are left out)."""
-    return {name: value for name, value in vars(contracts).items()
-            if name.isupper() and isinstance(value, str) and len(value) >= 8 and not value.startswith(("python", "RECSYS_"))}
+    return {
+        name: value
+        for name, value in vars(contracts).items()
+        if name.isupper() and isinstance(value, str) and len(value) >= 8 and not value.startswith(("python", "RECSYS_"))
+    }
 
 
 def test_contract_constants_are_written_once():
@@ -179,10 +189,14 @@ def test_contract_constants_are_written_once():
         if module == "recsys.contracts":
             continue
         tree = ast.parse(path.read_text())
-        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                      and node.body and isinstance(node.body[0], ast.Expr)
-                      and isinstance(node.body[0].value, ast.Constant)}
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 for name, value in values.items():

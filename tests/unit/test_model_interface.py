@@ -1,6 +1,7 @@
 """The model interface: every kind has a training half (recsys.pipeline.trainers) and a serving half
 (recsys.model) under the same name, the published archive round-trips through the serving half the
 manifest's kind names, and a new kind runs through the trainer by registering it (no branch elsewhere)."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,7 @@ from recsys.model.foldin import confidence, fold_in
 from recsys.model.registry import FOLD_INS, UnknownModelKind, fold_in_class
 from recsys.pipeline import evaluate
 from recsys.pipeline.hybrid import HybridParams
-from recsys.pipeline.train import (MODEL_CHOICES, TrainParams, evaluate_model, fit_final, model_files,
-                                   training_side_info)
+from recsys.pipeline.train import MODEL_CHOICES, TrainParams, evaluate_model, fit_final, model_files, training_side_info
 from recsys.pipeline.trainers import registry as training_registry
 from recsys.pipeline.trainers.als import AlsTrainer
 from recsys.pipeline.trainers.registry import TRAINERS
@@ -70,14 +70,16 @@ def test_the_published_archive_reads_back_through_the_kinds_serving_half(small, 
         # a known customer's history folds in to (nearly) their stored vector, as the Lambda would
         row = int(np.argmax(np.bincount(data.users)))
         mine = data.users == row
-        strategy, vector = served.cold_start_vector(npz["item_factors"], data.items[mine],
-                                                    confidence(data.ratings[mine], final.alpha, final.rating_offset))
+        strategy, vector = served.cold_start_vector(
+            npz["item_factors"], data.items[mine], confidence(data.ratings[mine], final.alpha, final.rating_offset)
+        )
     assert strategy.endswith(STRATEGY_FOLD_IN) and vector is not None
     stored = final.user_vectors[row]
     assert vector @ stored / (np.linalg.norm(vector) * np.linalg.norm(stored)) > 0.97
 
 
 # -- a third kind: one trainer and one serving class, registered --------------------------------------
+
 
 class ShrunkFoldIn(FoldInModel):
     """ALS whose fold-in shrinks twice as hard; its own archive entry holds the factor."""

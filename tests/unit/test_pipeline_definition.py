@@ -1,5 +1,6 @@
 """The pipeline defined once: the rendered state machine is valid ASL, is the file Terraform reads, and
 has the local runner's states, order, timeouts, retries and catches (walked here from the JSON alone)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,18 @@ from pathlib import Path
 import pytest
 
 from recsys.pipeline import definition
-from recsys.pipeline.definition import (EXAMPLE_TARGETS, HANDLERS, PIPELINE, STAGES, TASK_FAILED, TIMEOUT, Stage,
-                                        asl_json, asl_template, container_command)
+from recsys.pipeline.definition import (
+    EXAMPLE_TARGETS,
+    HANDLERS,
+    PIPELINE,
+    STAGES,
+    TASK_FAILED,
+    TIMEOUT,
+    Stage,
+    asl_json,
+    asl_template,
+    container_command,
+)
 from recsys.pipeline.runner import StageFailed, attempt_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,9 +37,13 @@ def document() -> dict:
 
 def fill_template(text: str, targets: definition.Targets) -> str:
     """What Terraform's templatefile() makes of the template, for the values of ``targets``."""
-    values = {"glue_job_name": targets.glue_job_name, "cluster_arn": targets.cluster_arn,
-              "topic_arn": targets.topic_arn, "artifacts_bucket": targets.artifacts_bucket,
-              **{f"task_definition_{task}": arn for task, arn in targets.task_definitions.items()}}
+    values = {
+        "glue_job_name": targets.glue_job_name,
+        "cluster_arn": targets.cluster_arn,
+        "topic_arn": targets.topic_arn,
+        "artifacts_bucket": targets.artifacts_bucket,
+        **{f"task_definition_{task}": arn for task, arn in targets.task_definitions.items()},
+    }
     text = text.replace("${jsonencode(subnet_ids)}", json.dumps(targets.subnet_ids))
     text = text.replace("${jsonencode(security_group_ids)}", json.dumps(targets.security_group_ids))
     text = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
@@ -40,7 +55,7 @@ def test_rendered_document_is_valid_asl(tmp_path):
     assert VALIDATOR.exists(), "asl-validator missing: `make install` installs it into .venv-tools (npm)"
     path = tmp_path / "state_machine.json"
     path.write_text(asl_json(EXAMPLE_TARGETS))
-    proc = subprocess.run([str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -50,13 +65,14 @@ def test_validator_refuses_a_broken_document(tmp_path):
     document["States"]["Train"]["Next"] = "NoSuchState"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(document))
-    proc = subprocess.run([str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "NoSuchState" in proc.stdout + proc.stderr
 
 
 def test_terraform_reads_the_rendered_template():
-    assert TEMPLATE.read_text() == asl_template(), "re-render: recsys pipeline render --template --output " + \
-        str(TEMPLATE.relative_to(REPO))
+    assert TEMPLATE.read_text() == asl_template(), "re-render: recsys pipeline render --template --output " + str(
+        TEMPLATE.relative_to(REPO)
+    )
 
 
 def test_template_filled_in_is_the_rendered_document():
@@ -91,8 +107,11 @@ def walk(document: dict, *, failing: dict[str, int] | None = None, promote: bool
 
 def test_happy_path_is_the_definition_order(document):
     ran, end = walk(document)
-    assert ran == [stage.state for stage in PIPELINE] == ["DatabaseRoles", "Etl", "Train", "QualityGate", "LoadEmbeddings",
-                                                         "Promote", "SmokeTest"]
+    assert (
+        ran
+        == [stage.state for stage in PIPELINE]
+        == ["DatabaseRoles", "Etl", "Train", "QualityGate", "LoadEmbeddings", "Promote", "SmokeTest"]
+    )
     assert end == definition.SUCCEEDED
 
 
@@ -107,7 +126,7 @@ def test_refused_candidate_ends_not_promoted_after_a_notification(document):
 @pytest.mark.parametrize("stage", PIPELINE, ids=lambda s: s.state)
 def test_a_stage_that_keeps_failing_ends_in_a_notified_failure(document, stage):
     ran, end = walk(document, failing={stage.state: 99})
-    expected = [s.state for s in PIPELINE[:PIPELINE.index(stage) + 1]]
+    expected = [s.state for s in PIPELINE[: PIPELINE.index(stage) + 1]]
     if stage.on_error == definition.ROLLBACK:
         expected.append(definition.ROLLBACK)
     assert ran == expected and end == definition.FAILED
@@ -143,6 +162,7 @@ def test_every_state_is_reachable_and_every_transition_exists(document):
 
 # -- the local runner's retries, as Step Functions computes them ------------------------------------
 
+
 def scripted(failures: list[str]):
     """An executor whose attempts fail with the given errors in turn, then succeed."""
     calls = []
@@ -152,13 +172,14 @@ def scripted(failures: list[str]):
         if len(calls) <= len(failures):
             raise StageFailed(failures[len(calls) - 1], "scripted")
         return "ok"
+
     return execute, calls
 
 
 def test_runner_retries_a_failed_task_as_the_retrier_says():
     stage = STAGES["LoadEmbeddings"]  # TaskFailed: 2 retries, 60 s then 120 s
     waits = []
-    execute, calls = scripted([TASK_FAILED, TASK_FAILED])
+    execute, _ = scripted([TASK_FAILED, TASK_FAILED])
     assert attempt_stage(stage, "r", execute, waits.append) == ("ok", 3)
     assert waits == [60, 120]
 
@@ -182,6 +203,6 @@ def test_runner_does_not_retry_a_timeout():
 def test_retriers_count_separately():
     stage = STAGES["Promote"]  # ECS service errors: 3 retries (30, 60, 120 s); TaskFailed: 2 (60, 120 s)
     waits = []
-    execute, calls = scripted(["ECS.AmazonECSException", TASK_FAILED, "ECS.AmazonECSException", TASK_FAILED])
+    execute, _ = scripted(["ECS.AmazonECSException", TASK_FAILED, "ECS.AmazonECSException", TASK_FAILED])
     assert attempt_stage(stage, "r", execute, waits.append) == ("ok", 5)
     assert waits == [30, 60, 60, 120]

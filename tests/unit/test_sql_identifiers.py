@@ -5,6 +5,7 @@ quoted identifier (``quote_mysql_identifier`` / ``recsys_seed.load.quote_identif
 Scans the statement texts handed to a database cursor (``execute``, ``executemany``, ``copy_expert``,
 ``mogrify``) across the code that talks to MySQL or PostgreSQL, including benchmarks and test fixtures.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,12 @@ def _is_safe(node: ast.expr) -> bool:
     if isinstance(node, ast.Call):
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if (name == "join" and isinstance(func.value, ast.Constant) and len(node.args) == 1
-                and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp))):
+        if (
+            name == "join"
+            and isinstance(func.value, ast.Constant)
+            and len(node.args) == 1
+            and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp))
+        ):
             element = node.args[0].elt
             return not _pasted(element) if isinstance(element, ast.JoinedStr) else _is_safe(element)
         return name in QUOTING_CALLS
@@ -46,18 +51,30 @@ def _pasted(text: ast.expr) -> list[ast.expr]:
         return [v.value for v in text.values if isinstance(v, ast.FormattedValue) and not _is_safe(v.value)]
     if isinstance(text, ast.BinOp) and isinstance(text.op, (ast.Mod, ast.Add)):
         parts = [text.left, text.right] if isinstance(text.op, ast.Add) else [text.right]
-        return [p for part in parts for p in ([part] if not isinstance(part, (ast.JoinedStr, ast.BinOp))
-                                              else _pasted(part)) if not _is_safe(p)]
-    if (isinstance(text, ast.Call) and isinstance(text.func, ast.Attribute) and text.func.attr == "format"
-            and isinstance(text.func.value, ast.Constant)):  # "...{}".format(x); sql.SQL(...).format is fine
+        return [
+            p
+            for part in parts
+            for p in ([part] if not isinstance(part, (ast.JoinedStr, ast.BinOp)) else _pasted(part))
+            if not _is_safe(p)
+        ]
+    if (
+        isinstance(text, ast.Call)
+        and isinstance(text.func, ast.Attribute)
+        and text.func.attr == "format"
+        and isinstance(text.func.value, ast.Constant)
+    ):  # "...{}".format(x); sql.SQL(...).format is fine
         return [a for a in [*text.args, *(k.value for k in text.keywords)] if not _is_safe(a)]
     return []
 
 
 def _statement_texts(tree: ast.AST):
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in CURSOR_METHODS and node.args):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in CURSOR_METHODS
+            and node.args
+        ):
             yield node.args[0]
 
 
@@ -75,19 +92,28 @@ def test_no_value_is_pasted_into_sql_unquoted():
     assert _findings() == []
 
 
-@pytest.mark.parametrize("source, unsafe", [
-    ('cur.execute(f"DROP DATABASE {name}")', ["name"]),
-    ('cur.execute(f"CREATE DATABASE `{settings.mysql_database}`")', ["settings.mysql_database"]),
-    ('cur.execute("SELECT * FROM %s" % table)', ["table"]),
-    ('cur.execute("SELECT * FROM " + table)', ["table"]),
-    ('cur.execute("SELECT * FROM {}".format(table))', ["table"]),
-    ('cur.execute(f"DROP DATABASE {quote_mysql_identifier(name)}")', []),
-    ('cur.execute(f"LOCK TABLE {LIVE_TABLE}")', []),
-    ('cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))', []),
-    ('cur.execute("SELECT %s", (value,))', []),
-    ('cur.execute("RENAME TABLE " + ", ".join(f"{quote_identifier(a)} TO {quote_identifier(b)}" for a, b in m))', []),
-    ('cur.execute("RENAME TABLE " + ", ".join(f"{a} TO {b}" for a, b in m))', ["', '.join((f'{a} TO {b}' for a, b in m))"]),
-])
+@pytest.mark.parametrize(
+    "source, unsafe",
+    [
+        ('cur.execute(f"DROP DATABASE {name}")', ["name"]),
+        ('cur.execute(f"CREATE DATABASE `{settings.mysql_database}`")', ["settings.mysql_database"]),
+        ('cur.execute("SELECT * FROM %s" % table)', ["table"]),
+        ('cur.execute("SELECT * FROM " + table)', ["table"]),
+        ('cur.execute("SELECT * FROM {}".format(table))', ["table"]),
+        ('cur.execute(f"DROP DATABASE {quote_mysql_identifier(name)}")', []),
+        ('cur.execute(f"LOCK TABLE {LIVE_TABLE}")', []),
+        ('cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))', []),
+        ('cur.execute("SELECT %s", (value,))', []),
+        (
+            'cur.execute("RENAME TABLE " + ", ".join(f"{quote_identifier(a)} TO {quote_identifier(b)}" for a, b in m))',
+            [],
+        ),
+        (
+            'cur.execute("RENAME TABLE " + ", ".join(f"{a} TO {b}" for a, b in m))',
+            ["', '.join((f'{a} TO {b}' for a, b in m))"],
+        ),
+    ],
+)
 def test_the_scan_tells_pasted_from_quoted(source, unsafe):
     tree = ast.parse(source)
     assert [ast.unparse(v) for text in _statement_texts(tree) for v in _pasted(text)] == unsafe

@@ -1,5 +1,6 @@
 """Pieces of the embedded stack that need no running service: the emulator choice and LocalStack's
 environment, the PostgreSQL account's reachability check, the saved-state summary."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,15 @@ def test_the_emulator_is_a_setting(tmp_path):
 
 
 def test_localstack_keeps_its_state_under_home_and_listens_on_loopback(tmp_path):
-    localstack = LocalStack(load_settings({"RECSYS_STATE_DIR": str(tmp_path), "RECSYS_EMULATOR": "localstack",
-                                           "RECSYS_LOCALSTACK_VENV": str(tmp_path / "venv")}))
+    localstack = LocalStack(
+        load_settings(
+            {
+                "RECSYS_STATE_DIR": str(tmp_path),
+                "RECSYS_EMULATOR": "localstack",
+                "RECSYS_LOCALSTACK_VENV": str(tmp_path / "venv"),
+            }
+        )
+    )
     home = tmp_path / "localstack"
     env = localstack.environment(4566, home)
     for name in ("FILESYSTEM_ROOT", "HOME", "TMPDIR"):
@@ -62,8 +70,13 @@ def test_an_ancestor_the_service_account_cannot_search_is_named():
 
 
 def test_state_summary_line():
-    summary = StateSummary.of({"a": {"objects": 2, "bytes": 3 * 2**20}, "b": {"objects": 1, "bytes": 0}},
-                              {"s": {"records": 1234}}, 0.25, "2026-11-28T00:00:00+00:00")
+    summary = StateSummary.of(
+        {"a": {"objects": 2, "bytes": 3 * 2**20}, "b": {"objects": 1, "bytes": 0}},
+        {"s": {"records": 1234}},
+        0.25,
+        "2026-11-28T00:00:00+00:00",
+    )
     assert summary.line("saved", Path("/x/aws-state")) == (
         "saved AWS state: 3 objects (3.0 MiB) in 2 buckets, 1,234 undelivered records in 1 streams, "
-        "/x/aws-state in 0.2 s")
+        "/x/aws-state in 0.2 s"
+    )

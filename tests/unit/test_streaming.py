@@ -1,14 +1,15 @@
 """Streaming pieces that need no stack: event validation, the contract checker, prefixes, the
 producer's batching/retries/pacing, and the Lambda Runtime API server with real awslambdaric."""
+
 from __future__ import annotations
 
-import stat
 import base64
 import http.client
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -23,9 +24,15 @@ from recsys.local.lambda_runtime import LocalLambda
 from recsys.serving.events import InvalidEvent, parse_event
 from recsys_seed import POISON_KINDS, poison_record
 
-VALID = {"session_id": "s-1", "customer_number": 103, "city": "Nantes", "country": "France",
-         "credit_limit": 21000.0, "event_time": "2026-11-26T14:00:00Z",
-         "browse_history": [{"product_code": "S10_1678", "quantity": 2, "in_shopping_cart": True}]}
+VALID = {
+    "session_id": "s-1",
+    "customer_number": 103,
+    "city": "Nantes",
+    "country": "France",
+    "credit_limit": 21000.0,
+    "event_time": "2026-11-26T14:00:00Z",
+    "browse_history": [{"product_code": "S10_1678", "quantity": 2, "in_shopping_cart": True}],
+}
 
 
 def _with(**changes) -> bytes:
@@ -43,20 +50,23 @@ def test_valid_event_parses_to_typed_record():
     assert not event.is_droppable
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"not json", "not JSON"),
-    (b"[1, 2]", "JSON object"),
-    (_with(session_id=...), "missing field 'session_id'"),
-    (_with(session_id=""), "session_id' is empty"),
-    (_with(customer_number="103"), "'customer_number' must be int"),
-    (_with(customer_number=True), "'customer_number' must be int"),
-    (_with(browse_history="S10_1678"), "'browse_history' must be list"),
-    (_with(browse_history=[{"quantity": 1}]), "browse_history[0]: missing field 'product_code'"),
-    (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "'quantity' must be 1..1,000,000, got 0"),
-    (_with(browse_history=[{"product_code": "A", "in_shopping_cart": "yes"}]), "true or false"),
-    (_with(event_time="yesterday"), "ISO-8601"),
-    (_with(credit_limit="lots"), "'credit_limit' must be int or float"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (_with(session_id=...), "missing field 'session_id'"),
+        (_with(session_id=""), "session_id' is empty"),
+        (_with(customer_number="103"), "'customer_number' must be int"),
+        (_with(customer_number=True), "'customer_number' must be int"),
+        (_with(browse_history="S10_1678"), "'browse_history' must be list"),
+        (_with(browse_history=[{"quantity": 1}]), "browse_history[0]: missing field 'product_code'"),
+        (_with(browse_history=[{"product_code": "A", "quantity": 0}]), "'quantity' must be 1..1,000,000, got 0"),
+        (_with(browse_history=[{"product_code": "A", "in_shopping_cart": "yes"}]), "true or false"),
+        (_with(event_time="yesterday"), "ISO-8601"),
+        (_with(credit_limit="lots"), "'credit_limit' must be int or float"),
+    ],
+)
 def test_malformed_events_are_rejected_with_the_reason(data, reason):
     with pytest.raises(InvalidEvent, match=re.escape(reason)):
         parse_event(data)
@@ -69,26 +79,35 @@ def test_poison_records_are_rejected_not_raised(kind):
         parse_event(poison_record(kind))
 
 
-@pytest.mark.parametrize("data, reason", [
-    (_with(customer_number=2**31), "'customer_number' must be 1..2,147,483,647"),
-    (_with(customer_number=0), "'customer_number' must be 1..2,147,483,647"),
-    (_with(session_id="s" * 257), "'session_id' has 257 characters (at most 256)"),
-    (_with(city="Nan\x00tes"), "'city' contains the character U+0000"),
-    (_with(browse_history=[{"product_code": "A"}] * 501), "'browse_history' has 501 items (at most 500)"),
-    (_with(browse_history=[{"product_code": "A", "quantity": 10**7}]), "'quantity' must be 1..1,000,000"),
-    (_with(credit_limit=1e300), "'credit_limit' must be 0..99,999,999.99"),
-    (_with(extra=[[[[[[[[1]]]]]]]]), "nested deeper than 8 levels"),
-    (b"{" + b" " * (1024 * 1024) + b"}", "at most 1,048,576"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (_with(customer_number=2**31), "'customer_number' must be 1..2,147,483,647"),
+        (_with(customer_number=0), "'customer_number' must be 1..2,147,483,647"),
+        (_with(session_id="s" * 257), "'session_id' has 257 characters (at most 256)"),
+        (_with(city="Nan\x00tes"), "'city' contains the character U+0000"),
+        (_with(browse_history=[{"product_code": "A"}] * 501), "'browse_history' has 501 items (at most 500)"),
+        (_with(browse_history=[{"product_code": "A", "quantity": 10**7}]), "'quantity' must be 1..1,000,000"),
+        (_with(credit_limit=1e300), "'credit_limit' must be 0..99,999,999.99"),
+        (_with(extra=[[[[[[[[1]]]]]]]]), "nested deeper than 8 levels"),
+        (b"{" + b" " * (1024 * 1024) + b"}", "at most 1,048,576"),
+    ],
+)
 def test_limits_name_the_field_and_the_range(data, reason):
     with pytest.raises(InvalidEvent, match=re.escape(reason)):
         parse_event(data)
 
 
 def test_values_at_the_limits_are_accepted():
-    event = parse_event(_with(customer_number=2**31 - 1, session_id="s" * 256, credit_limit=99_999_999.99,
-                              browse_history=[{"product_code": "A", "quantity": 1_000_000}] * 500,
-                              extra=[[[[[[1]]]]]]))
+    event = parse_event(
+        _with(
+            customer_number=2**31 - 1,
+            session_id="s" * 256,
+            credit_limit=99_999_999.99,
+            browse_history=[{"product_code": "A", "quantity": 1_000_000}] * 500,
+            extra=[[[[[[1]]]]]],
+        )
+    )
     assert event.customer_number == 2**31 - 1 and len(event.browse_history) == 500
 
 
@@ -117,16 +136,19 @@ def test_contract_accepts_every_id_once():
     assert out["a"].data == b"x\n"
 
 
-@pytest.mark.parametrize("payload, code", [
-    (_response(_rec("a")), "Lambda.MissingRecordId"),
-    (_response(_rec("a"), _rec("b"), _rec("zzz")), "Lambda.MissingRecordId"),
-    (_response(_rec("a"), _rec("a"), _rec("b")), "Lambda.DuplicatedRecordId"),
-    (_response(_rec("a", "Maybe"), _rec("b")), "Lambda.JsonProcessingException"),
-    (_response(_rec("a", data="%%%"), _rec("b")), "Lambda.JsonProcessingException"),
-    (_response({"recordId": "a", "result": "Ok"}, _rec("b")), "Lambda.JsonProcessingException"),
-    (b"[]", "Lambda.JsonProcessingException"),
-    (b"not json", "Lambda.JsonProcessingException"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        (_response(_rec("a")), "Lambda.MissingRecordId"),
+        (_response(_rec("a"), _rec("b"), _rec("zzz")), "Lambda.MissingRecordId"),
+        (_response(_rec("a"), _rec("a"), _rec("b")), "Lambda.DuplicatedRecordId"),
+        (_response(_rec("a", "Maybe"), _rec("b")), "Lambda.JsonProcessingException"),
+        (_response(_rec("a", data="%%%"), _rec("b")), "Lambda.JsonProcessingException"),
+        (_response({"recordId": "a", "result": "Ok"}, _rec("b")), "Lambda.JsonProcessingException"),
+        (b"[]", "Lambda.JsonProcessingException"),
+        (b"not json", "Lambda.JsonProcessingException"),
+    ],
+)
 def test_contract_violations_fail_the_whole_invocation(payload, code):
     with pytest.raises(ContractViolation) as caught:
         validate_response(payload, ["a", "b"])
@@ -135,19 +157,31 @@ def test_contract_violations_fail_the_whole_invocation(payload, code):
 
 # -- prefixes and object names -------------------------------------------------------------------
 def _config(**overrides) -> DeliveryConfig:
-    base = dict(name="recsys-recommendations-delivery", arn="arn:aws:firehose:us-east-1:123:deliverystream/x",
-                version_id="1", source_stream_arn="arn:aws:kinesis:us-east-1:123:stream/s", bucket="b",
-                prefix="!{timestamp:yyyy/MM/dd/HH}/", error_prefix="!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/",
-                s3_buffer_bytes=1 << 20, s3_buffer_seconds=1, lambda_arn="arn:aws:lambda:us-east-1:123:function:f",
-                lambda_buffer_bytes=1 << 20, lambda_buffer_seconds=1, retries=3)
+    base = dict(
+        name="recsys-recommendations-delivery",
+        arn="arn:aws:firehose:us-east-1:123:deliverystream/x",
+        version_id="1",
+        source_stream_arn="arn:aws:kinesis:us-east-1:123:stream/s",
+        bucket="b",
+        prefix="!{timestamp:yyyy/MM/dd/HH}/",
+        error_prefix="!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/",
+        s3_buffer_bytes=1 << 20,
+        s3_buffer_seconds=1,
+        lambda_arn="arn:aws:lambda:us-east-1:123:function:f",
+        lambda_buffer_bytes=1 << 20,
+        lambda_buffer_seconds=1,
+        retries=3,
+    )
     return DeliveryConfig(**{**base, **overrides})
 
 
 def test_prefix_expansion_and_firehose_object_names():
     moment = datetime(2026, 11, 26, 7, 5, 9, tzinfo=UTC)
     assert expand_prefix("!{timestamp:yyyy/MM/dd/HH}/", moment) == "2026/11/26/07/"
-    assert expand_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", moment,
-                         "processing-failed") == "processing-failed/2026/11/26/07/"
+    assert (
+        expand_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", moment, "processing-failed")
+        == "processing-failed/2026/11/26/07/"
+    )
     assert expand_prefix("recs/", moment) == "recs/2026/11/26/07/"  # Firehose's default time prefix
     key = object_key(_config(), moment)
     assert re.fullmatch(r"2026/11/26/07/recsys-recommendations-delivery-1-2026-11-26-07-05-09-[0-9a-f-]{36}", key)
@@ -160,9 +194,13 @@ def test_delivery_config_from_the_api_description():
     names = ResourceNames("us-east-1", "123456789012", {"recommendations": "recs"}, "events", "delivery", "fn")
     d = delivery_stream_definition(names, 2)
     dest = d["ExtendedS3DestinationConfiguration"]
-    description = {"DeliveryStreamName": "delivery", "DeliveryStreamARN": "arn:aws:firehose:us-east-1:1:deliverystream/delivery",
-                   "VersionId": "1", "Source": {"KinesisStreamSourceDescription": d["KinesisStreamSourceConfiguration"]},
-                   "Destinations": [{"ExtendedS3DestinationDescription": dest}]}
+    description = {
+        "DeliveryStreamName": "delivery",
+        "DeliveryStreamARN": "arn:aws:firehose:us-east-1:1:deliverystream/delivery",
+        "VersionId": "1",
+        "Source": {"KinesisStreamSourceDescription": d["KinesisStreamSourceConfiguration"]},
+        "Destinations": [{"ExtendedS3DestinationDescription": dest}],
+    }
     config = DeliveryConfig.from_description(description)
     assert config.source_stream_name == "events" and config.bucket == "recs"
     assert config.lambda_arn == names.function_arn and config.retries == 3
@@ -214,8 +252,9 @@ def test_records_that_never_succeed_raise_and_say_how_many():
 
     # the stub fails the first record of every call: one record never gets through
     with pytest.raises(PipelineError, match="1 records still failed after 8 PutRecords attempts; 8 were sent"):
-        put_with_retries(FlakyKinesis(fail_rounds=99), "s", [OutgoingRecord(b"x", "k")] * 9, ReplaySummary(),
-                         sleep=lambda s: None)
+        put_with_retries(
+            FlakyKinesis(fail_rounds=99), "s", [OutgoingRecord(b"x", "k")] * 9, ReplaySummary(), sleep=lambda s: None
+        )
 
 
 def test_file_records_keep_partition_keys_valid_and_check_the_whole_file_first(tmp_path):
@@ -337,8 +376,11 @@ def test_runtime_api_answers_no_process_but_its_runtime(local_lambda):
     paths that do not exist; the runtime itself is served as before."""
     fn = local_lambda("broken.echo")
     assert fn.invoke(b"{}").ok
-    for method, path in (("POST", "/2018-06-01/runtime/invocation/nope/response"),
-                         ("GET", "/2018-06-01/runtime/invocation/next"), ("GET", "/2018-06-01/runtime/elsewhere")):
+    for method, path in (
+        ("POST", "/2018-06-01/runtime/invocation/nope/response"),
+        ("GET", "/2018-06-01/runtime/invocation/next"),
+        ("GET", "/2018-06-01/runtime/elsewhere"),
+    ):
         conn = http.client.HTTPConnection(fn.server.address, timeout=5)
         conn.request(method, path, body=b"{}" if method == "POST" else None)
         with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
@@ -377,9 +419,23 @@ def test_another_local_user_can_neither_take_invocations_nor_forge_results(local
         pytest.skip("needs root and setpriv(1) to run the attacker as the user nobody")
     fn = local_lambda("broken.echo")
     assert fn.invoke(b'{"warm": true}').ok
-    attacker = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
-                                 "-I", "-c", ATTACKER, fn.server.address, "4"], stdout=subprocess.PIPE, text=True,
-                                cwd="/")
+    attacker = subprocess.Popen(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            ATTACKER,
+            fn.server.address,
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
     time.sleep(0.5)  # the attacker is polling
     results = [fn.invoke(json.dumps({"n": n}).encode()) for n in range(6)]
     report = json.loads(attacker.communicate(timeout=30)[0])
@@ -405,8 +461,13 @@ def test_parked_records_are_known_by_record_id_or_by_their_place():
 
     key = "processing-failed/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc"
     lines = [
-        json.dumps({"recordId": "shardId-000000000001:42", "errorCode": "Lambda.FunctionError",
-                    "rawData": base64.b64encode(b"event-1").decode()}),
+        json.dumps(
+            {
+                "recordId": "shardId-000000000001:42",
+                "errorCode": "Lambda.FunctionError",
+                "rawData": base64.b64encode(b"event-1").decode(),
+            }
+        ),
         json.dumps({"errorCode": "Lambda.ProcessingFailedStatus", "rawData": base64.b64encode(b"event-2").decode()}),
         "not an error record",
         json.dumps({"errorCode": "x", "rawData": "%%%"}),
@@ -415,10 +476,13 @@ def test_parked_records_are_known_by_record_id_or_by_their_place():
     parsed = parse_error_object(key, "\n".join(lines).encode())
     assert [(r.key, r.error_code, r.data) for r in parsed.records] == [
         ("shardId-000000000001:42", "Lambda.FunctionError", b"event-1"),
-        (f"{key}#2", "Lambda.ProcessingFailedStatus", b"event-2")]
+        (f"{key}#2", "Lambda.ProcessingFailedStatus", b"event-2"),
+    ]
     assert parsed.unreadable == 2
-    assert marker_key("processing-failed/", key) == \
-        "processing-failed/redriven/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc.json"
+    assert (
+        marker_key("processing-failed/", key)
+        == "processing-failed/redriven/2026/11/26/15/delivery-1-2026-11-26-15-59-07-abc.json"
+    )
     assert listing_prefix("!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/") == "processing-failed/"
     assert listing_prefix("errors/!{firehose:error-output-type}/") == "errors/processing-failed/"
 

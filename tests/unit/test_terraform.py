@@ -5,6 +5,7 @@ The HCL is parsed with python-hcl2. The checks cover the wiring Terraform itself
 (the Glue script's ``JOB_ARGUMENTS``, the Lambda handler and its environment), the names the local
 stack uses (``recsys.local.aws_resources``), secrets hygiene, ``terraform fmt`` and checkov's skip list.
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,24 +34,51 @@ CHECKOV_CONFIG = TF / ".checkov.yaml"
 GLUE_SCRIPT = ROOT / "glue" / "etl_job.py"
 LAMBDA_HANDLER = ROOT / "src" / "recsys" / "serving" / "handler.py"
 
-PHASES = {"etl": "enable_etl", "vector_db": "enable_vector_db", "streaming_inference": "enable_streaming",
-          "api": "enable_api", "pipeline": "enable_pipeline"}
+PHASES = {
+    "etl": "enable_etl",
+    "vector_db": "enable_vector_db",
+    "streaming_inference": "enable_streaming",
+    "api": "enable_api",
+    "pipeline": "enable_pipeline",
+}
 MODULE_META_ARGUMENTS = {"source", "version", "count", "for_each", "providers", "depends_on"}
 # Arguments Glue itself interprets ("Using job parameters in AWS Glue jobs" in the Glue guide).
 GLUE_RESERVED_PREFIXES = (
-    "--job-", "--enable-", "--TempDir", "--continuous-log-", "--extra-", "--additional-python-modules",
-    "--python-modules-installer-option", "--conf", "--datalake-formats", "--spark-event-logs-path",
-    "--user-jars-first", "--encryption-type", "--scriptLocation", "--customer-driver-env-vars",
-    "--customer-executor-env-vars", "--custom-logGroup-prefix", "--custom-logStream-prefix",
+    "--job-",
+    "--enable-",
+    "--TempDir",
+    "--continuous-log-",
+    "--extra-",
+    "--additional-python-modules",
+    "--python-modules-installer-option",
+    "--conf",
+    "--datalake-formats",
+    "--spark-event-logs-path",
+    "--user-jars-first",
+    "--encryption-type",
+    "--scriptLocation",
+    "--customer-driver-env-vars",
+    "--customer-executor-env-vars",
+    "--custom-logGroup-prefix",
+    "--custom-logStream-prefix",
 )
 # Glue 4.0's continuous-logging arguments: Glue 5.0 ignores them (it always logs in real time)
 GLUE_4_LOGGING_ARGUMENTS = ("--enable-continuous-cloudwatch-log", "--continuous-log-")
 LAMBDA_HANDLER_STRING = contracts.LAMBDA_HANDLER
 LAMBDA_RUNTIME = contracts.LAMBDA_RUNTIME
 LAMBDA_ENVIRONMENT = {
-    "RECSYS_ARTIFACTS_BUCKET", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "RECSYS_DB_SECRET_ARN",
-    "RECSYS_POINTER_TTL_SECONDS", "RECSYS_TOP_K", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
-    contracts.ENV_PG_SSLMODE, contracts.ENV_PG_SSLROOTCERT,
+    "RECSYS_ARTIFACTS_BUCKET",
+    "PGHOST",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "RECSYS_DB_SECRET_ARN",
+    "RECSYS_POINTER_TTL_SECONDS",
+    "RECSYS_TOP_K",
+    "POWERTOOLS_SERVICE_NAME",
+    "LOG_LEVEL",
+    contracts.ENV_PG_SSLMODE,
+    contracts.ENV_PG_SSLROOTCERT,
 }
 
 VAR_REF = re.compile(r"(?<![\w.])var\.([A-Za-z_][\w-]*)")
@@ -78,7 +106,8 @@ def load_hcl(path: Path) -> dict:
     options = {}
     if hasattr(hcl2, "SerializationOptions"):  # v8: ask for plain strings and no block markers
         options["serialization_options"] = hcl2.SerializationOptions(
-            strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+            strip_string_quotes=True, explicit_blocks=False, with_comments=False
+        )
     with path.open() as handle:
         return _unquote(hcl2.load(handle, **options))
 
@@ -169,6 +198,7 @@ def single_block(body: dict, name: str) -> dict:
 
 def render(value: str, tf: TfDir, project: str) -> str:
     """Resolve ``${var.project}`` and ``${local.x}`` (recursively) in a string from module ``tf``."""
+
     def substitute(match: re.Match) -> str:
         expression = match.group(1).strip()
         if expression == "var.project":
@@ -178,6 +208,7 @@ def render(value: str, tf: TfDir, project: str) -> str:
             value = tf.locals[local.group(1)]
             return render(value, tf, project) if isinstance(value, str) else str(value)
         return match.group(0)
+
     return INTERPOLATION.sub(substitute, value)
 
 
@@ -311,13 +342,17 @@ def test_bucket_names_match_local_stack(project):
 
 def test_buckets_are_encrypted_versioned_and_private():
     bucket = parse_dir(MODULES / "etl" / "modules" / "bucket")
-    sse = single_block(single_block(bucket.only("aws_s3_bucket_server_side_encryption_configuration"), "rule"),
-                       "apply_server_side_encryption_by_default")
+    sse = single_block(
+        single_block(bucket.only("aws_s3_bucket_server_side_encryption_configuration"), "rule"),
+        "apply_server_side_encryption_by_default",
+    )
     assert sse["sse_algorithm"] == "aws:kms" and sse["kms_master_key_id"]
     assert single_block(bucket.only("aws_s3_bucket_versioning"), "versioning_configuration")["status"] == "Enabled"
     block = bucket.only("aws_s3_bucket_public_access_block")
-    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
-                                          "restrict_public_buckets"))
+    assert all(
+        block[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
 
 
 def test_glue_job_definition(root):
@@ -378,8 +413,10 @@ def test_glue_5_logs_go_to_the_declared_encrypted_log_groups(project):
     assert single_block(security, "cloudwatch_encryption")["cloudwatch_encryption_mode"] == "SSE-KMS"
     assert "aws_glue_security_configuration.this.name" in job["security_configuration"]
     groups = etl.resources[("aws_cloudwatch_log_group", "glue_job")]
-    assert groups["name"] == ("${local.log_group_prefix}/${aws_glue_security_configuration.this.name}-role/"
-                              "${aws_iam_role.glue_job.name}/${each.key}")
+    assert groups["name"] == (
+        "${local.log_group_prefix}/${aws_glue_security_configuration.this.name}-role/"
+        "${aws_iam_role.glue_job.name}/${each.key}"
+    )
     assert set(re.findall(r'"(\w+)"', groups["for_each"])) == {"error", "output"}
     assert groups["kms_key_id"] and groups["retention_in_days"]
     assert "aws_cloudwatch_log_group.glue_job" in str(job.get("depends_on")), "groups first: retention and key"
@@ -394,13 +431,19 @@ def test_every_bucket_logs_access_to_an_sse_s3_log_bucket(project):
     etl = module_tf("etl")
     call = etl.modules["bucket"]
     assert call["access_log_bucket"] == "${aws_s3_bucket.access_logs.id}"
-    sse = single_block(single_block(etl.resources[("aws_s3_bucket_server_side_encryption_configuration",
-                                                   "access_logs")], "rule"), "apply_server_side_encryption_by_default")
+    sse = single_block(
+        single_block(etl.resources[("aws_s3_bucket_server_side_encryption_configuration", "access_logs")], "rule"),
+        "apply_server_side_encryption_by_default",
+    )
     assert sse["sse_algorithm"] == "AES256", "S3 server access logging cannot deliver to SSE-KMS buckets"
     policy = (MODULES / "etl" / "s3.tf").read_text()
     assert '"logging.s3.amazonaws.com"' in policy and '"aws:SourceAccount"' in policy
-    for kind in ("aws_s3_bucket_public_access_block", "aws_s3_bucket_versioning", "aws_s3_bucket_lifecycle_configuration"):
-        assert ("access_logs" in etl.resources_of(kind)), f"access-log bucket lacks {kind}"
+    for kind in (
+        "aws_s3_bucket_public_access_block",
+        "aws_s3_bucket_versioning",
+        "aws_s3_bucket_lifecycle_configuration",
+    ):
+        assert "access_logs" in etl.resources_of(kind), f"access-log bucket lacks {kind}"
     assert "CKV_AWS_18" not in skipped_checks()
 
 
@@ -467,8 +510,9 @@ def test_firehose_matches_local_delivery_definition(project):
     assert "buffering_interval" in s3
     processor = single_block(single_block(s3, "processing_configuration"), "processors")
     assert processor["type"] == "Lambda"
-    parameters = {p["parameter_name"]: render(str(p["parameter_value"]), streaming, project)
-                  for p in processor["parameters"]}
+    parameters = {
+        p["parameter_name"]: render(str(p["parameter_value"]), streaming, project) for p in processor["parameters"]
+    }
     assert set(parameters) == {"LambdaArn", "NumberOfRetries", "BufferSizeInMBs", "BufferIntervalInSeconds"}
     assert parameters["NumberOfRetries"] == resources.LAMBDA_RETRIES
     assert parameters["BufferSizeInMBs"] == resources.LAMBDA_BUFFER_MB
@@ -498,8 +542,10 @@ def test_lambda_function_definition():
     assert vpc["subnet_ids"] and "aws_security_group.lambda" in str(vpc["security_group_ids"])
     for attribute in ("reserved_concurrent_executions", "timeout", "memory_size"):
         assert function[attribute].startswith("${var."), f"{attribute} must be a variable"
-    assert any("fileexists(var.lambda_zip_path)" in v["condition"]
-               for v in streaming.variables["lambda_zip_path"].get("validation", [])), "guard the zip path"
+    assert any(
+        "fileexists(var.lambda_zip_path)" in v["condition"]
+        for v in streaming.variables["lambda_zip_path"].get("validation", [])
+    ), "guard the zip path"
 
 
 def test_lambda_handler_exists_in_the_repo():
@@ -526,7 +572,9 @@ def test_api_function_runs_the_api_handler_on_the_firehose_lambdas_runtime(root)
     assert function["runtime"] == "${var.runtime}" and root.modules["api"]["runtime"] == "${local.lambda_runtime}"
     assert root.locals["lambda_runtime"] == contracts.LAMBDA_RUNTIME
     assert root.modules["streaming_inference"]["runtime"] == "${local.lambda_runtime}"
-    assert function["filename"] == "${var.zip_path}" and "filebase64sha256(var.zip_path)" in function["source_code_hash"]
+    assert (
+        function["filename"] == "${var.zip_path}" and "filebase64sha256(var.zip_path)" in function["source_code_hash"]
+    )
     assert "build/api.zip" in root.locals["api_zip_path"]
     assert any("fileexists(var.zip_path)" in v["condition"] for v in api.variables["zip_path"]["validation"])
     assert set(single_block(function, "environment")["variables"]) == API_ENVIRONMENT
@@ -575,7 +623,9 @@ def test_terraform_fmt():
     files = sorted(str(p) for p in TF.rglob("*.tf") if ".terraform" not in p.parts)
     binary = shutil.which("terraform")
     if binary is not None:
-        result = subprocess.run([binary, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [binary, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, f"run `terraform fmt -recursive terraform`:\n{result.stdout}{result.stderr}"
         return
     node = shutil.which("node")
@@ -583,9 +633,12 @@ def test_terraform_fmt():
         pytest.skip("neither terraform nor node with @cdktf/hcl-tools (make install) is available for fmt")
     result = subprocess.run([node, str(FMT_SCRIPT), *files], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"run `make fmt`:\n{result.stdout}{result.stderr}"
-    legacy = [f"{path}:{n}: {line.strip()}" for path in files
-              for n, line in enumerate(Path(path).read_text().splitlines(), 1)
-              if INTERPOLATION_ONLY.match(line) or QUOTED_TYPE.match(line)]
+    legacy = [
+        f"{path}:{n}: {line.strip()}"
+        for path in files
+        for n, line in enumerate(Path(path).read_text().splitlines(), 1)
+        if INTERPOLATION_ONLY.match(line) or QUOTED_TYPE.match(line)
+    ]
     assert not legacy, "terraform fmt would rewrite these lines:\n" + "\n".join(legacy)
 
 
@@ -632,8 +685,10 @@ def test_checkov_skips_are_few_and_explained():
 def test_api_concurrency_is_unreserved_unless_asked(root):
     """Like the streaming Lambda's: a reservation of 20 fails on an account whose quota is 10."""
     assert root.variables["api_reserved_concurrency"]["default"] is None
-    assert any("var.api_reserved_concurrency == null" in v["condition"]
-               for v in root.variables["api_reserved_concurrency"]["validation"])
+    assert any(
+        "var.api_reserved_concurrency == null" in v["condition"]
+        for v in root.variables["api_reserved_concurrency"]["validation"]
+    )
     api = module_tf("api")
     assert api.variables["reserved_concurrency"]["default"] is None
     assert root.modules["api"]["reserved_concurrency"] == "${var.api_reserved_concurrency}"
@@ -648,9 +703,13 @@ def test_glue_connection_gets_its_own_self_referencing_security_group():
     assert connection["security_group_id_list"] == ["${aws_security_group.glue_connection.id}"]
     group = "${aws_security_group.glue_connection.id}"
     for kind in ("aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"):
-        assert any(rule["security_group_id"] == group and rule["referenced_security_group_id"] == group
-                   and rule["ip_protocol"] == "tcp" and (rule["from_port"], rule["to_port"]) == (0, 65535)
-                   for rule in etl.resources_of(kind).values()), f"no self-referencing all-TCP {kind}"
+        assert any(
+            rule["security_group_id"] == group
+            and rule["referenced_security_group_id"] == group
+            and rule["ip_protocol"] == "tcp"
+            and (rule["from_port"], rule["to_port"]) == (0, 65535)
+            for rule in etl.resources_of(kind).values()
+        ), f"no self-referencing all-TCP {kind}"
     mysql = etl.resources[("aws_vpc_security_group_ingress_rule", "mysql_from_glue")]
     assert mysql["security_group_id"] == "${var.source_db_security_group_id}"
     assert mysql["referenced_security_group_id"] == group and mysql["from_port"] == "${var.source_db_port}"
@@ -673,8 +732,13 @@ def _policy_documents(module: str) -> dict:
     return documents
 
 
-@pytest.mark.parametrize("module,policy,log_group", [("api", "api", "aws_cloudwatch_log_group.api"),
-                                                     ("streaming-inference", "lambda", "aws_cloudwatch_log_group.lambda")])
+@pytest.mark.parametrize(
+    "module,policy,log_group",
+    [
+        ("api", "api", "aws_cloudwatch_log_group.api"),
+        ("streaming-inference", "lambda", "aws_cloudwatch_log_group.lambda"),
+    ],
+)
 def test_lambda_roles_write_only_their_own_log_group(module, policy, log_group):
     """No AWSLambdaVPCAccessExecutionRole (logs:* on every group): the VPC permissions inline, logs scoped."""
     tf = module_tf(module)
@@ -711,12 +775,16 @@ def _instance_check(instance_class: str, index_mb: float) -> bool:
     factor, sizes = db.locals["instance_family_factor"], db.locals["instance_size_gib"]
     memory = sizes[size] * 1024 * factor[family] if family in factor and size in sizes else None
     expression = db.locals["shared_buffers_mb"].strip("${}").replace("var.hnsw_index_mb", repr(index_mb))
-    shared_buffers = eval(expression.replace("ceil(", "math.ceil("), {"math": math})  # noqa: S307 (our own HCL)
+    shared_buffers = eval(expression.replace("ceil(", "math.ceil("), {"math": math})
     check = load_hcl(MODULES / "vector-db" / "main.tf")["check"][0]["instance_memory_holds_the_hnsw_indexes"]
     condition = single_block(check, "assert")["condition"].strip("${}")
-    condition = (condition.replace("||", " or ").replace("null", "None").replace("local.instance_memory_mb", repr(memory))
-                 .replace("local.shared_buffers_mb", repr(shared_buffers)))
-    return eval(condition)  # noqa: S307
+    condition = (
+        condition.replace("||", " or ")
+        .replace("null", "None")
+        .replace("local.instance_memory_mb", repr(memory))
+        .replace("local.shared_buffers_mb", repr(shared_buffers))
+    )
+    return eval(condition)
 
 
 def test_plan_warns_when_the_instance_class_cannot_hold_the_index():
@@ -740,7 +808,10 @@ def test_lambda_db_connections_verify_the_rds_certificate(root, module, call):
     assert root.modules[call]["db_sslmode"] == "${var.db_sslmode}"
     assert root.variables["db_sslmode"]["default"] == contracts.AWS_PG_SSLMODE
     # the bundle `recsys lambda-zip` puts at the zip's root, where Lambda unpacks it
-    assert render(environment[contracts.ENV_PG_SSLROOTCERT], tf, "") == f"{contracts.LAMBDA_TASK_ROOT}/{contracts.RDS_CA_BUNDLE}"
+    assert (
+        render(environment[contracts.ENV_PG_SSLROOTCERT], tf, "")
+        == f"{contracts.LAMBDA_TASK_ROOT}/{contracts.RDS_CA_BUNDLE}"
+    )
 
 
 def test_glue_jdbc_connection_verifies_the_mysql_certificate(root):
@@ -755,8 +826,13 @@ def test_glue_jdbc_connection_verifies_the_mysql_certificate(root):
 
 def test_local_connections_stay_plain_and_aws_settings_verify():
     assert default_settings().pg_sslmode == "prefer"  # the embedded server has no TLS
-    aws_like = config.load_settings({"RECSYS_STATE_DIR": "/nonexistent", contracts.ENV_PG_SSLMODE: "verify-full",
-                                     contracts.ENV_PG_SSLROOTCERT: "/opt/rds-ca-bundle.pem"})
+    aws_like = config.load_settings(
+        {
+            "RECSYS_STATE_DIR": "/nonexistent",
+            contracts.ENV_PG_SSLMODE: "verify-full",
+            contracts.ENV_PG_SSLROOTCERT: "/opt/rds-ca-bundle.pem",
+        }
+    )
     assert aws_like.pg_params()["sslmode"] == "verify-full"
     assert aws_like.pg_params()["sslrootcert"] == "/opt/rds-ca-bundle.pem"
 
@@ -782,15 +858,21 @@ def test_the_lambda_zips_ship_the_rds_ca_bundle(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Each signal the deployment must report: (namespace, metric) -> the threshold it compares with
 SIGNALS = {
-    ("AWS/Lambda", "Errors"): "lambda_errors", ("AWS/Lambda", "Throttles"): "lambda_throttles",
+    ("AWS/Lambda", "Errors"): "lambda_errors",
+    ("AWS/Lambda", "Throttles"): "lambda_throttles",
     ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds"): "iterator_age_seconds",
     ("AWS/Firehose", "ExecuteProcessing.Success"): "firehose_processing_success",
-    ("AWS/Lambda", "Url5xxCount"): "api_5xx", ("AWS/RDS", "CPUUtilization"): "db_cpu_percent",
-    ("AWS/RDS", "CPUCreditBalance"): "db_cpu_credit_balance", ("AWS/RDS", "FreeStorageSpace"): "db_free_storage_mb",
+    ("AWS/Lambda", "Url5xxCount"): "api_5xx",
+    ("AWS/RDS", "CPUUtilization"): "db_cpu_percent",
+    ("AWS/RDS", "CPUCreditBalance"): "db_cpu_credit_balance",
+    ("AWS/RDS", "FreeStorageSpace"): "db_free_storage_mb",
     ("AWS/RDS", "DatabaseConnections"): "db_connections",
 }
-ALARM_OBJECT = re.compile(r'namespace\s*=\s*"(?P<ns>[\w/]+)",?\s*metric\s*=\s*"(?P<metric>[\w.]+)".*?'
-                          r'threshold\s*=\s*(?P<threshold>[^\n},]+)', re.S)
+ALARM_OBJECT = re.compile(
+    r'namespace\s*=\s*"(?P<ns>[\w/]+)",?\s*metric\s*=\s*"(?P<metric>[\w.]+)".*?'
+    r"threshold\s*=\s*(?P<threshold>[^\n},]+)",
+    re.S,
+)
 
 
 def monitoring_alarms() -> dict[tuple[str, str], str]:
@@ -804,8 +886,11 @@ def test_monitoring_is_on_by_default_with_its_phase(root):
     call = root.modules["monitoring"]
     assert root.variables["enable_monitoring"]["default"] is True
     assert "var.enable_monitoring && var.enable_etl" in call["count"]
-    for flag, switch in (("enable_vector_db", "vector_db_enabled"), ("enable_streaming", "streaming_enabled"),
-                         ("enable_api", "api_enabled")):
+    for flag, switch in (
+        ("enable_vector_db", "vector_db_enabled"),
+        ("enable_streaming", "streaming_enabled"),
+        ("enable_api", "api_enabled"),
+    ):
         assert call[switch] == f"${{var.{flag}}}", f"{switch} follows {flag}"
     assert call["alarm_email"] == "${var.alarm_email}" and root.variables["alarm_email"]["default"] == ""
 
@@ -877,7 +962,8 @@ def test_pipeline_tasks_run_in_the_private_subnets_without_public_ips(root):
     pipeline = module_tf("pipeline")
     machine = pipeline.resources[("aws_sfn_state_machine", "pipeline")]["definition"]
     assert "subnet_ids             = var.subnet_ids" in machine or "subnet_ids = var.subnet_ids" in re.sub(
-        r"\s+", " ", machine)
+        r"\s+", " ", machine
+    )
     assert "assign_public_ip" not in str(pipeline.resources)  # no ECS service: tasks come only from the document
 
 
@@ -912,8 +998,10 @@ def test_pipeline_schedule_is_off_by_default_and_notifies_by_email(root):
     assert subscription["protocol"] == "email" and subscription["count"] == '${var.notification_email == "" ? 0 : 1}'
 
 
-LAPTOP_STEPS = re.compile(r"recsys (train|load-embeddings|etl)\b|psql |ssm start-session|PortForwarding|"
-                          r"aws ecs run-task")
+LAPTOP_STEPS = re.compile(
+    r"recsys (train|load-embeddings|etl)\b|psql |ssm start-session|PortForwarding|"
+    r"aws ecs run-task"
+)
 
 
 def test_no_step_after_apply_needs_the_laptop_beyond_pushing_the_image_and_starting_a_run():
@@ -921,16 +1009,20 @@ def test_no_step_after_apply_needs_the_laptop_beyond_pushing_the_image_and_start
     after `terraform apply` the operator pushes the image and starts (and watches) runs; training and
     loading happen on AWS."""
     walkthrough = (ROOT / "docs" / "aws.md").read_text()
-    deploy = walkthrough[walkthrough.index("## Configure"):walkthrough.index("## Teardown")]
+    deploy = walkthrough[walkthrough.index("## Configure") : walkthrough.index("## Teardown")]
     readme = (ROOT / "README.md").read_text()
     aws_section = re.search(r"^## [^\n]*AWS.*?(?=^## )", readme, re.S | re.M)
     assert aws_section, "README has a section on AWS that links to docs/aws.md"
     readme = aws_section.group(0)
     journey = (ROOT / "docs" / "pipeline.md").read_text()
-    journey = journey[journey.index("## Operator journey"):journey.index("## By hand")]
+    journey = journey[journey.index("## Operator journey") : journey.index("## By hand")]
     for name, text in (("docs/aws.md", deploy), ("README.md", readme), ("docs/pipeline.md", journey)):
-        commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-                    for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+        commands = [
+            line.strip()
+            for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+            for line in block.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
         laptop = [c for c in commands if LAPTOP_STEPS.search(c)]
         assert not laptop, f"{name}: steps that need the laptop: {laptop}"
     assert "make push-image" in journey and "recsys pipeline start" in journey and "recsys pipeline status" in journey
@@ -943,7 +1035,8 @@ def test_lambdas_connect_as_the_serving_role_once_the_pipeline_creates_it(root):
         assert call["db_secret_arn"] == "${local.serving_db_secret_arn}", name
         assert call["db_username"] == "${local.serving_db_username}", name
     assert root.locals["serving_db_secret_arn"].startswith(
-        "${var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn :")
+        "${var.enable_pipeline ? module.pipeline[0].serving_db_secret_arn :"
+    )
     assert f'"{contracts.DB_SERVING_ROLE}"' in root.locals["serving_db_username"]
     master = [name for name, call in root.modules.items() if "master_user_secret_arn" in str(call)]
     assert master == ["pipeline"], f"modules given the master secret: {master}"

@@ -7,6 +7,7 @@ provider version terraform/versions.tf pins (``tests/tools/aws_provider_schema.p
 provider-schema``) into ``tests/unit/data/aws_provider_schema.json``, which holds the types used here.
 Value types and cross-argument rules (ConflictsWith, ExactlyOneOf) are not checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import pytest
 from test_terraform import TF, load_hcl
-
 from tests.tools import aws_provider_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = Path(__file__).parent / "data" / "aws_provider_schema.json"
 
-META = {"resource": {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"},
-        "data": {"count", "for_each", "depends_on", "provider", "lifecycle"}}
+META = {
+    "resource": {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"},
+    "data": {"count", "for_each", "depends_on", "provider", "lifecycle"},
+}
 TF_FILES = sorted(p for p in TF.rglob("*.tf") if ".terraform" not in p.parts)
 
 
@@ -52,10 +54,16 @@ def block_problems(body: dict, spec: dict, where: str, meta: set[str] = frozense
                     problems += block_problems(item, spec["blocks"][key], f"{where}.{key}")
         elif key not in spec["arguments"]:
             problems.append(f"{where}: no argument or block {key!r}")
-    problems += [f"{where}: required argument {name!r} missing"
-                 for name, required in spec["arguments"].items() if required and name not in present]
-    problems += [f"{where}: required block {name!r} missing"
-                 for name, block in spec["blocks"].items() if block["required"] and name not in present]
+    problems += [
+        f"{where}: required argument {name!r} missing"
+        for name, required in spec["arguments"].items()
+        if required and name not in present
+    ]
+    problems += [
+        f"{where}: required block {name!r} missing"
+        for name, block in spec["blocks"].items()
+        if block["required"] and name not in present
+    ]
     return problems
 
 
@@ -96,16 +104,20 @@ def test_the_schema_file_covers_every_type_used():
     used = aws_provider_schema.used_types()
     provider = schema()
     for kind in ("resource", "data"):
-        assert used[kind] <= set(provider[kind]), f"run `make provider-schema`: {sorted(used[kind] - set(provider[kind]))}"
+        assert used[kind] <= set(provider[kind]), (
+            f"run `make provider-schema`: {sorted(used[kind] - set(provider[kind]))}"
+        )
 
 
 def test_a_wrong_argument_and_a_missing_required_one_fail(tmp_path):
     """Planted in a copy of modules/vector-db/main.tf: a misspelt argument, a required one removed,
     a misspelt nested block argument and a missing required nested block."""
     source = (TF / "modules" / "vector-db" / "main.tf").read_text()
-    planted = (source.replace("  engine_version = var.engine_version\n", "  engine_versoin = var.engine_version\n", 1)
-               .replace("  instance_class = var.instance_class\n", "", 1)
-               .replace('    name  = "rds.force_ssl"\n', '    nmae  = "rds.force_ssl"\n', 1))
+    planted = (
+        source.replace("  engine_version = var.engine_version\n", "  engine_versoin = var.engine_version\n", 1)
+        .replace("  instance_class = var.instance_class\n", "", 1)
+        .replace('    name  = "rds.force_ssl"\n', '    nmae  = "rds.force_ssl"\n', 1)
+    )
     assert planted.count("engine_versoin") == 1 and "instance_class = var.instance_class" not in planted
     copy = tmp_path / "main.tf"
     copy.write_text(planted)
@@ -116,8 +128,10 @@ def test_a_wrong_argument_and_a_missing_required_one_fail(tmp_path):
     assert "resource aws_db_parameter_group.this.parameter: required argument 'name' missing" in problems
     glue = (TF / "modules" / "etl" / "main.tf").read_text()
     start = glue.index("  command {")
-    copy.write_text(glue[:start] + glue[glue.index("  }\n", start) + 4:])
-    assert "resource aws_glue_job.etl: required block 'command' missing" in "\n".join(file_problems(copy, schema(), tmp_path))
+    copy.write_text(glue[:start] + glue[glue.index("  }\n", start) + 4 :])
+    assert "resource aws_glue_job.etl: required block 'command' missing" in "\n".join(
+        file_problems(copy, schema(), tmp_path)
+    )
 
 
 def test_the_schema_file_is_what_the_binding_holds():

@@ -1,5 +1,6 @@
 """Memory sizing for the HNSW indexes (vector_load.memory_settings) and where the embedded server
 keeps its memory defaults (so that the loader's ALTER SYSTEM is not overridden)."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,11 @@ def test_a_million_item_index_is_sized_from_its_size():
     assert memory.shared_buffers * MB >= 600 * MB * 1.25
     assert memory.maintenance_work_mem == 1216  # 2 * 570 + 64 = 1204 -> 1216
     assert memory.effective_cache_size == 4096
-    assert memory.server_settings() == {"shared_buffers": "896MB", "effective_cache_size": "4096MB",
-                                        "maintenance_work_mem": "1216MB"}
+    assert memory.server_settings() == {
+        "shared_buffers": "896MB",
+        "effective_cache_size": "4096MB",
+        "maintenance_work_mem": "1216MB",
+    }
 
 
 def test_large_indexes_grow_effective_cache_size_and_are_capped_by_ram():
@@ -69,6 +73,9 @@ def test_memory_is_applied_by_configuration_which_the_embedded_stack_sets():
     assert env["RECSYS_PG_MEMORY"] == "apply"
     assert int(env["RECSYS_PG_SERVER_RAM_MB"]) * MB == pytest.approx(pgembedded.host_ram_bytes(), abs=MB)
     assert load_settings(env).pg_memory == "apply"
-    with pytest.raises(ConfigError, match=r"^invalid setting RECSYS_PG_MEMORY='always': "
-                                          r"expected one of apply, report$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^invalid setting RECSYS_PG_MEMORY='always': "
+        r"expected one of apply, report$",
+    ):
         load_settings({"RECSYS_PG_MEMORY": "always"})

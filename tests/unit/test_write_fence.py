@@ -1,5 +1,6 @@
 """The write fence both emulators' wrappers share (recsys.local.write_fence): what counts as a write, and
 that draining waits for the writes admitted before the fence went up."""
+
 from __future__ import annotations
 
 import threading

@@ -4,14 +4,15 @@ The app is the one AWS Lambda runs behind its Function URL; here its runtime get
 and S3 settings from ``recsys.core.config`` (the local stack's endpoint and credentials) instead
 of a Lambda environment.
 """
+
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-import json
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -19,10 +20,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from recsys.core import aws
 from recsys.core.config import Settings
+from recsys.local.firehose.source import write_json_atomically
 from recsys.serving.api import PROBLEM_JSON, create_app, problem_body
 from recsys.serving.database import DatabasePool, secret_connect_params
 from recsys.serving.handler import HandlerConfig, ServingRuntime
-from recsys.local.firehose.source import write_json_atomically
 
 # A query that runs longer than this is cancelled: a request answers 503 rather than hang.
 STATEMENT_TIMEOUT_MS = 5000
@@ -32,10 +33,14 @@ STATS_SECONDS = 5.0  # how often the request counts reach <state>/api.stats.json
 
 def api_runtime(settings: Settings, pool_size: int) -> ServingRuntime:
     """The model cache and a pool of ``pool_size`` pgvector connections, from settings."""
+
     def params() -> dict:
         # RECSYS_DB_SECRET_ARN set: the secret's credentials (re-read after a rotation), as on Lambda
-        secret = (secret_connect_params(aws.client("secretsmanager", settings), settings.db_secret_arn)
-                  if settings.db_secret_arn else {})
+        secret = (
+            secret_connect_params(aws.client("secretsmanager", settings), settings.db_secret_arn)
+            if settings.db_secret_arn
+            else {}
+        )
         return settings.pg_params() | secret | {"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
 
     config = HandlerConfig(settings.artifacts_bucket, settings.pointer_ttl_seconds, settings.top_k)
@@ -72,6 +77,7 @@ class RequestCounter:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
+
         try:
             await self.app(scope, receive, sending)
         finally:
@@ -101,8 +107,10 @@ class ProblemHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         body = json.dumps(problem_body(400, f"malformed HTTP request: {msg}")).encode()
-        head = (f"HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
-                "connection: close\r\n\r\n").encode()
+        head = (
+            f"HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
         self.transport.write(head + body)
         self.transport.close()
 
@@ -114,11 +122,13 @@ def server_config(app, host: str, port: int, **options) -> uvicorn.Config:
 
 def serve_api(settings: Settings, host: str, port: int, pool_size: int, access_log: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers, also in a background job)."""
-    app = RequestCounter(create_app(api_runtime(settings, pool_size), settings.api_max_body_bytes),
-                         api_stats_path(settings))
+    app = RequestCounter(
+        create_app(api_runtime(settings, pool_size), settings.api_max_body_bytes), api_stats_path(settings)
+    )
     app.write()  # zero counts at start: status tells a fresh API from none
     try:
-        uvicorn.Server(server_config(app, host, port, access_log=access_log, log_level="info",
-                                     timeout_graceful_shutdown=5)).run()
+        uvicorn.Server(
+            server_config(app, host, port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
+        ).run()
     finally:
         app.write()

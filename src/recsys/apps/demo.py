@@ -7,6 +7,7 @@ until every event is accounted for → report (with the strategy mix of the deli
 ``keep_up`` the recommendations API is started in the background and left running with the stack.
 Each stage is the same function its own command runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ from recsys_seed import SeedSpec
 
 MALFORMED_EVENTS = [  # the error path, shown in the report
     b"not json at all",
-    json.dumps({"session_id": "demo-malformed-1", "customer_number": "103", "event_time": "2026-01-01T00:00:00Z",
-                "browse_history": []}).encode(),
+    json.dumps(
+        {
+            "session_id": "demo-malformed-1",
+            "customer_number": "103",
+            "event_time": "2026-01-01T00:00:00Z",
+            "browse_history": [],
+        }
+    ).encode(),
     json.dumps({"customer_number": 103, "browse_history": [{"product_code": "S10_1678"}]}).encode(),
 ]
 # More new customers (and empty histories) than `recsys replay`'s 5 %, so every cold-start strategy
@@ -72,8 +79,12 @@ def start_delivery(settings: Settings, log_path: Path) -> subprocess.Popen:
     """``recsys firehose`` as its own process, exactly as the compose service runs it."""
     firehose_stats_path(settings).unlink(missing_ok=True)
     log = open_log(log_path)
-    return subprocess.Popen([str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
-                            env={**os.environ, **settings.as_env()}, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("recsys")), "firehose", "--poll-interval", "0.1"],
+        env={**os.environ, **settings.as_env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_warm(settings: Settings, delivery: subprocess.Popen, timeout: float = 180) -> dict:
@@ -100,8 +111,7 @@ def wait_accounted(settings: Settings, produced: int, delivery: subprocess.Popen
             raise PipelineError(f"recsys firehose exited with {delivery.returncode}; see its log")
         if path.exists():
             stats = json.loads(path.read_text())
-            if stats["records_in"] >= produced and \
-                    stats["delivered"] + stats["dropped"] + stats["failed"] >= produced:
+            if stats["records_in"] >= produced and stats["delivered"] + stats["dropped"] + stats["failed"] >= produced:
                 return stats
         time.sleep(0.3)
     raise PipelineError(f"only {stats.get('delivered', 0)} of {produced} events accounted for after {timeout:.0f} s")
@@ -193,8 +203,19 @@ def collect_outputs(settings: Settings, accepted_at: dict[str, float], first_see
     return out
 
 
-def run_demo(settings: Settings, *, customers: int, products: int, ratings: int, seed: int, events: int,
-             rate: float, reset: bool, keep_up: bool, reports_dir: Path) -> DemoRun:
+def run_demo(
+    settings: Settings,
+    *,
+    customers: int,
+    products: int,
+    ratings: int,
+    seed: int,
+    events: int,
+    rate: float,
+    reset: bool,
+    keep_up: bool,
+    reports_dir: Path,
+) -> DemoRun:
     """Run every stage; returns what the summary and report show."""
     run = DemoRun()
     stack = EmbeddedStack(settings)
@@ -202,8 +223,9 @@ def run_demo(settings: Settings, *, customers: int, products: int, ratings: int,
         settings = settings.replace(**stack.up())
         for note in stack.notes:
             click.echo(f"    {note}")
-        s["detail"] = (f"{settings.emulator} at {settings.endpoint_url}, "
-                       f"PostgreSQL + pgvector on port {settings.pg_port}")
+        s["detail"] = (
+            f"{settings.emulator} at {settings.endpoint_url}, PostgreSQL + pgvector on port {settings.pg_port}"
+        )
     try:
         run_batch(run, settings, SeedSpec(customers, products, ratings, seed), reset=reset, reports_dir=reports_dir)
         run_streaming(run, settings, events=events, rate=rate, seed=seed)
@@ -226,22 +248,32 @@ def run_batch(run: DemoRun, settings: Settings, spec: SeedSpec, *, reset: bool, 
     with stage(run, "Glue ETL job (local Spark)") as s:
         manifest = run_etl(settings)
         run.figures["training_rows"] = manifest["row_count"]
-        s["detail"] = (f"{manifest['row_count']:,} rows published as snapshot {manifest['run_id']}, "
-                       f"partitioned by {manifest['partition_key']}")
+        s["detail"] = (
+            f"{manifest['row_count']:,} rows published as snapshot {manifest['run_id']}, "
+            f"partitioned by {manifest['partition_key']}"
+        )
     with stage(run, "train + evaluate ALS and the hybrid") as s:
         truth, note = planted_truth_for(settings)
-        result = train_and_publish(settings, TrainParams(), reports_dir, truth=truth, ceiling_note=note,
-                                   show_progress=True)
+        result = train_and_publish(
+            settings, TrainParams(), reports_dir, truth=truth, ceiling_note=note, show_progress=True
+        )
         views, selection = result.evaluation.views, result.evaluation.selection
         run.metrics_table = result.evaluation.text()
         run.metrics = {name: vars(m) for name, m in result.report.rankers.items()}
-        run.cold_metrics = {view: {name: vars(m) for name, m in report.rankers.items()}
-                            for view, report in (("attributes only", views.cold_features),
-                                                 (f"attributes + first {views.browsed_items} ratings browsed",
-                                                  views.cold_browsed))}
-        run.figures.update(model_version=result.version, model_choice=selection.reason,
-                           cold_customers=views.cold_customers, browsed_items=views.browsed_items,
-                           **headline_metrics(result.evaluation))
+        run.cold_metrics = {
+            view: {name: vars(m) for name, m in report.rankers.items()}
+            for view, report in (
+                ("attributes only", views.cold_features),
+                (f"attributes + first {views.browsed_items} ratings browsed", views.cold_browsed),
+            )
+        }
+        run.figures.update(
+            model_version=result.version,
+            model_choice=selection.reason,
+            cold_customers=views.cold_customers,
+            browsed_items=views.browsed_items,
+            **headline_metrics(result.evaluation),
+        )
         run.train_report_png = next(result.report_dir.glob("*.png"), None)
         run.cold_start_png = cold_start_png(views, selection.kind, title=f"model {result.version}: cold start")
         s["detail"] = f"{selection.kind} model {result.version} published ({selection.reason}), serving pointer moved"
@@ -259,20 +291,38 @@ def run_streaming(run: DemoRun, settings: Settings, *, events: int, rate: float,
     delivery = start_delivery(settings, settings.state_dir / "logs" / "demo-firehose.log")
     try:
         run.figures["concurrency"] = wait_warm(settings, delivery)["concurrency"]
-        with stage(run, "replay events -> Kinesis -> Firehose + Lambda -> S3") as s, \
-                ArrivalWatcher(settings) as watcher:
-            sent = replay(settings, events=events, rate=rate, seed=seed, show_progress=True,
-                          new_customer_fraction=NEW_CUSTOMER_FRACTION, empty_history_fraction=EMPTY_HISTORY_FRACTION)
-            bad = send_records(settings, [OutgoingRecord(data, f"malformed-{i}")
-                                          for i, data in enumerate(MALFORMED_EVENTS)])
+        with (
+            stage(run, "replay events -> Kinesis -> Firehose + Lambda -> S3") as s,
+            ArrivalWatcher(settings) as watcher,
+        ):
+            sent = replay(
+                settings,
+                events=events,
+                rate=rate,
+                seed=seed,
+                show_progress=True,
+                new_customer_fraction=NEW_CUSTOMER_FRACTION,
+                empty_history_fraction=EMPTY_HISTORY_FRACTION,
+            )
+            bad = send_records(
+                settings, [OutgoingRecord(data, f"malformed-{i}") for i, data in enumerate(MALFORMED_EVENTS)]
+            )
             produced = sent.sent + bad.sent
             stats = wait_accounted(settings, produced, delivery)
-            s["detail"] = (f"{produced} events produced ({len(MALFORMED_EVENTS)} malformed on purpose): "
-                           f"{stats['delivered']} delivered, {stats['dropped']} dropped, {stats['failed']} failed")
+            s["detail"] = (
+                f"{produced} events produced ({len(MALFORMED_EVENTS)} malformed on purpose): "
+                f"{stats['delivered']} delivered, {stats['dropped']} dropped, {stats['failed']} failed"
+            )
     finally:
         stop_delivery(delivery)
     outputs = collect_outputs(settings, sent.accepted_at, watcher.first_seen)
     run.freshness, run.failure_reasons, run.strategies = outputs.freshness, outputs.reasons, outputs.strategies
-    run.figures.update(events_produced=produced, delivered=stats["delivered"], dropped=stats["dropped"],
-                       failed=stats["failed"], delivered_in_s3=outputs.delivered,
-                       new_customers=sent.new_customers, empty_histories=sent.empty_histories)
+    run.figures.update(
+        events_produced=produced,
+        delivered=stats["delivered"],
+        dropped=stats["dropped"],
+        failed=stats["failed"],
+        delivered_in_s3=outputs.delivered,
+        new_customers=sent.new_customers,
+        empty_histories=sent.empty_histories,
+    )

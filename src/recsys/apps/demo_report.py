@@ -1,5 +1,6 @@
 """The demo's record and report: one self-contained HTML page (PNGs embedded, and written beside
 it) and a text summary for the terminal."""
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,10 @@ def freshness_text(freshness: list[float]) -> str:
         return "no delivered events to measure"
     p99 = percentile(freshness, 99)
     verdict = "met" if p99 <= FRESHNESS_GOAL_P99_SECONDS else "NOT met"
-    return (f"p50 {percentile(freshness, 50):.2f} s, p99 {p99:.2f} s "
-            f"(goal p99 <= {FRESHNESS_GOAL_P99_SECONDS:g} s: {verdict})")
+    return (
+        f"p50 {percentile(freshness, 50):.2f} s, p99 {p99:.2f} s "
+        f"(goal p99 <= {FRESHNESS_GOAL_P99_SECONDS:g} s: {verdict})"
+    )
 
 
 @dataclass
@@ -73,6 +76,7 @@ def stage_timings_png(run: DemoRun) -> bytes:
         ax.set_xlabel("seconds")
         ax.set_title("Pipeline stages")
         ax.margins(x=0.15)
+
     return _figure_png(draw)
 
 
@@ -86,6 +90,7 @@ def freshness_png(run: DemoRun) -> bytes:
         ax.set_ylabel("events")
         ax.set_title("Freshness")
         ax.legend()
+
     return _figure_png(draw)
 
 
@@ -98,6 +103,7 @@ def strategies_png(run: DemoRun) -> bytes:
         ax.set_xlabel("delivered recommendation records")
         ax.set_title("How each record's query vector was obtained")
         ax.margins(x=0.15)
+
     return _figure_png(draw)
 
 
@@ -118,15 +124,21 @@ def summary_text(run: DemoRun) -> str:
         f"  seeded            {f['customers']:,} customers, {f['products']:,} products, {f['ratings']:,} ratings",
         f"  training rows     {f['training_rows']:,}",
         f"  model             {f['model_version']}: {f.get('model', '?')} ({f.get('model_choice', '')})",
-        (f"  known customers   NDCG@10 {_ratio(f.get('ndcg_vs_popularity'))} popularity, "
-        f"{_ratio(f.get('ndcg_vs_planted_truth'))} planted-truth ceiling"),
-        (f"  cold start        {f.get('cold_customers', 0)} held-out customers: from attributes "
-        f"{_ratio(f.get('cold_features_vs_popularity'))} popularity, "
-        f"{_ratio(f.get('cold_features_vs_attributes_truth'))} attributes-only ceiling; "
-        f"+{f.get('browsed_items', 0)} browsed {_ratio(f.get('cold_browsed_vs_popularity'))} popularity"),
+        (
+            f"  known customers   NDCG@10 {_ratio(f.get('ndcg_vs_popularity'))} popularity, "
+            f"{_ratio(f.get('ndcg_vs_planted_truth'))} planted-truth ceiling"
+        ),
+        (
+            f"  cold start        {f.get('cold_customers', 0)} held-out customers: from attributes "
+            f"{_ratio(f.get('cold_features_vs_popularity'))} popularity, "
+            f"{_ratio(f.get('cold_features_vs_attributes_truth'))} attributes-only ceiling; "
+            f"+{f.get('browsed_items', 0)} browsed {_ratio(f.get('cold_browsed_vs_popularity'))} popularity"
+        ),
         f"  embeddings live   {f['items_live']:,} items, {f['users_live']:,} users, {f['embedding_dim']}-d",
-        (f"  events            {f['events_produced']} produced: {f['delivered']} delivered, {f['dropped']} dropped, "
-        f"{f['failed']} failed ({f['new_customers']} new customers, {f['empty_histories']} empty histories)"),
+        (
+            f"  events            {f['events_produced']} produced: {f['delivered']} delivered, {f['dropped']} dropped, "
+            f"{f['failed']} failed ({f['new_customers']} new customers, {f['empty_histories']} empty histories)"
+        ),
         f"  strategies        {strategy_mix(run)}",
         f"  freshness         {freshness_text(run.freshness)}",
     ]
@@ -139,19 +151,28 @@ def _img(png: bytes, alt: str) -> str:
 
 def _metrics_table(metrics: dict[str, dict]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(
             f"<td class=num>{m.get(key, float('nan')):.4f}</td>"
-            for key in ("precision", "recall", "ndcg", "map", "coverage")) + "</tr>"
-        for name, m in metrics.items())
-    return ("<table><tr><th>ranker</th><th>P@10</th><th>R@10</th><th>NDCG@10</th><th>MAP@10</th><th>coverage</th>"
-            f"</tr>{rows}</table>")
+            for key in ("precision", "recall", "ndcg", "map", "coverage")
+        )
+        + "</tr>"
+        for name, m in metrics.items()
+    )
+    return (
+        "<table><tr><th>ranker</th><th>P@10</th><th>R@10</th><th>NDCG@10</th><th>MAP@10</th><th>coverage</th>"
+        f"</tr>{rows}</table>"
+    )
 
 
 def write_report(run: DemoRun, out_dir: Path) -> Path:
     """Write ``index.html`` and its PNGs into ``out_dir``; returns the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = {"stages.png": stage_timings_png(run), "freshness.png": freshness_png(run),
-            "strategies.png": strategies_png(run)}
+    pngs = {
+        "stages.png": stage_timings_png(run),
+        "freshness.png": freshness_png(run),
+        "strategies.png": strategies_png(run),
+    }
     if run.train_report_png and run.train_report_png.exists():
         pngs["offline-metrics.png"] = run.train_report_png.read_bytes()
         shutil.copyfile(run.train_report_png, out_dir / "offline-metrics.png")
@@ -159,15 +180,28 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
         pngs["cold-start.png"] = run.cold_start_png
     for name, png in pngs.items():
         (out_dir / name).write_bytes(png)
-    stage_rows = "".join(f"<tr><td>{html.escape(s.name)}</td><td class=num>{s.seconds:.1f}</td>"
-                         f"<td>{html.escape(s.detail)}</td></tr>" for s in run.stages)
-    cold_tables = "".join(f"<h3>{html.escape(view)}</h3>{_metrics_table(metrics)}"
-                          for view, metrics in run.cold_metrics.items())
-    strategy_rows = "".join(f"<tr><td>{html.escape(s)}</td><td class=num>{run.strategies[s]}</td></tr>"
-                            for s in STRATEGIES if s in run.strategies) or "<tr><td colspan=2>none</td></tr>"
-    reason_rows = "".join(f"<tr><td>{html.escape(r)}</td><td class=num>{n}</td></tr>"
-                          for r, n in sorted(run.failure_reasons.items(), key=lambda kv: -kv[1])) \
+    stage_rows = "".join(
+        f"<tr><td>{html.escape(s.name)}</td><td class=num>{s.seconds:.1f}</td><td>{html.escape(s.detail)}</td></tr>"
+        for s in run.stages
+    )
+    cold_tables = "".join(
+        f"<h3>{html.escape(view)}</h3>{_metrics_table(metrics)}" for view, metrics in run.cold_metrics.items()
+    )
+    strategy_rows = (
+        "".join(
+            f"<tr><td>{html.escape(s)}</td><td class=num>{run.strategies[s]}</td></tr>"
+            for s in STRATEGIES
+            if s in run.strategies
+        )
         or "<tr><td colspan=2>none</td></tr>"
+    )
+    reason_rows = (
+        "".join(
+            f"<tr><td>{html.escape(r)}</td><td class=num>{n}</td></tr>"
+            for r, n in sorted(run.failure_reasons.items(), key=lambda kv: -kv[1])
+        )
+        or "<tr><td colspan=2>none</td></tr>"
+    )
     f = run.figures
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>recsys demo report</title>
 <style>
@@ -182,35 +216,35 @@ def write_report(run: DemoRun, out_dir: Path) -> Path:
 </style></head><body>
 <h1>recsys demo report</h1>
 <div class="kpis">
- <div class="kpi"><b>{f['training_rows']:,}</b>training rows</div>
- <div class="kpi"><b>{(f.get('ndcg_vs_popularity') or float('nan')):.2f}×</b>NDCG@10 vs popularity</div>
- <div class="kpi"><b>{(f.get('cold_features_vs_popularity') or float('nan')):.2f}×</b>
+ <div class="kpi"><b>{f["training_rows"]:,}</b>training rows</div>
+ <div class="kpi"><b>{(f.get("ndcg_vs_popularity") or float("nan")):.2f}×</b>NDCG@10 vs popularity</div>
+ <div class="kpi"><b>{(f.get("cold_features_vs_popularity") or float("nan")):.2f}×</b>
   new customers from attributes vs popularity</div>
- <div class="kpi"><b>{f['delivered']}/{f['events_produced']}</b>
-  events delivered ({f['dropped']} dropped, {f['failed']} failed)</div>
+ <div class="kpi"><b>{f["delivered"]}/{f["events_produced"]}</b>
+  events delivered ({f["dropped"]} dropped, {f["failed"]} failed)</div>
  <div class="kpi"><b>{percentile(run.freshness, 99):.2f} s</b>freshness p99</div>
 </div>
 <h2>Pipeline stages</h2>
 <table><tr><th>stage</th><th>seconds</th><th>what happened</th></tr>{stage_rows}</table>
-{_img(pngs['stages.png'], 'stage timings')}
-<h2>Offline evaluation (held-out ratings, model {html.escape(str(f['model_version']))})</h2>
-<p>Published: <b>{html.escape(str(f.get('model', '?')))}</b> ({html.escape(str(f.get('model_choice', '')))}).</p>
+{_img(pngs["stages.png"], "stage timings")}
+<h2>Offline evaluation (held-out ratings, model {html.escape(str(f["model_version"]))})</h2>
+<p>Published: <b>{html.escape(str(f.get("model", "?")))}</b> ({html.escape(str(f.get("model_choice", "")))}).</p>
 <h3>Known customers</h3>{_metrics_table(run.metrics)}
-{_img(pngs['offline-metrics.png'], 'offline metrics') if 'offline-metrics.png' in pngs else ''}
-<h2>Cold start ({f.get('cold_customers', 0)} customers held out of training)</h2>
-<p>From attributes (country, credit limit) only: {_ratio(f.get('cold_features_vs_popularity'))} popularity,
-{_ratio(f.get('cold_features_vs_attributes_truth'))} the attributes-only ceiling (the best possible without history);
-with their first {f.get('browsed_items', 0)} ratings as a browse history:
-{_ratio(f.get('cold_browsed_vs_popularity'))} popularity.</p>
+{_img(pngs["offline-metrics.png"], "offline metrics") if "offline-metrics.png" in pngs else ""}
+<h2>Cold start ({f.get("cold_customers", 0)} customers held out of training)</h2>
+<p>From attributes (country, credit limit) only: {_ratio(f.get("cold_features_vs_popularity"))} popularity,
+{_ratio(f.get("cold_features_vs_attributes_truth"))} the attributes-only ceiling (the best possible without history);
+with their first {f.get("browsed_items", 0)} ratings as a browse history:
+{_ratio(f.get("cold_browsed_vs_popularity"))} popularity.</p>
 {cold_tables}
-{_img(pngs['cold-start.png'], 'cold-start metrics') if 'cold-start.png' in pngs else ''}
+{_img(pngs["cold-start.png"], "cold-start metrics") if "cold-start.png" in pngs else ""}
 <h2>Strategies of the delivered records</h2>
 <table><tr><th>strategy</th><th>records</th></tr>{strategy_rows}</table>
-{_img(pngs['strategies.png'], 'strategy mix')}
+{_img(pngs["strategies.png"], "strategy mix")}
 <h2>Streaming freshness</h2>
 <p>{len(run.freshness)} delivered events; {html.escape(freshness_text(run.freshness))}. Delivery ran
-{f.get('concurrency', 1)} invocation(s) at once and warmed its runtimes before the first event was sent.</p>
-{_img(pngs['freshness.png'], 'freshness histogram')}
+{f.get("concurrency", 1)} invocation(s) at once and warmed its runtimes before the first event was sent.</p>
+{_img(pngs["freshness.png"], "freshness histogram")}
 <h2>Failed records (parked under {ERROR_KEY_PREFIX})</h2>
 <table><tr><th>reason</th><th>records</th></tr>{reason_rows}</table>
 <h2>Figures</h2><pre>{html.escape(json.dumps(f, indent=2, default=str))}</pre>

@@ -1,4 +1,5 @@
 """A known customer's top items from the live model in pgvector, with product names from the source."""
+
 from __future__ import annotations
 
 from contextlib import closing
@@ -23,15 +24,20 @@ class Recommendation:
     excluded: int
 
     def lines(self) -> list[str]:
-        head = (f"customer {self.customer} · model {self.version} · top {len(self.items)}"
-                f" ({self.excluded} already-rated items excluded)")
-        rows = [f"{rank:>4}  {item.product_code:<12} {item.score:>7.4f}  {self.names.get(item.product_code, '?')}"
-                for rank, item in enumerate(self.items, 1)]
+        head = (
+            f"customer {self.customer} · model {self.version} · top {len(self.items)}"
+            f" ({self.excluded} already-rated items excluded)"
+        )
+        rows = [
+            f"{rank:>4}  {item.product_code:<12} {item.score:>7.4f}  {self.names.get(item.product_code, '?')}"
+            for rank, item in enumerate(self.items, 1)
+        ]
         return [head, f"{'rank':>4}  {'product':<12} {'score':>7}  name", *rows]
 
 
-def recommend(settings: Settings, customer: int, k: int = 10, *, include_rated: bool = False,
-              ef_search: int | None = None) -> Recommendation:
+def recommend(
+    settings: Settings, customer: int, k: int = 10, *, include_rated: bool = False, ef_search: int | None = None
+) -> Recommendation:
     """The customer's top ``k`` items, as the API's ``GET /customers/{n}/recommendations`` serves them:
     cosine between their stored vector and the item vectors, minus the items the live version lists
     as rated (``user_rated``) unless ``include_rated``; ``ef_search`` None: the live version's."""

@@ -11,6 +11,7 @@ without one (Firehose on AWS), by ``<error key>#<line>``. Every record a marker 
 later runs, so a second redrive is a no-op. A redrive killed between sending an object's records
 and writing its marker sends those records again next time (at most one error object's worth).
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,8 +48,10 @@ class RedriveSummary:
     def line(self) -> str:
         verb = "would redrive" if self.dry_run else "redriven"
         extra = f", {self.not_selected} not selected (--error-code, --since)" if self.not_selected else ""
-        return (f"redrive: {self.found} parked records in {self.objects} error objects: {self.redriven} {verb}, "
-                f"{self.already_redriven} skipped as already redriven, {self.unreadable} unreadable{extra}")
+        return (
+            f"redrive: {self.found} parked records in {self.objects} error objects: {self.redriven} {verb}, "
+            f"{self.already_redriven} skipped as already redriven, {self.unreadable} unreadable{extra}"
+        )
 
 
 @dataclass
@@ -76,7 +79,7 @@ class ErrorObject:
 
 def marker_key(listing: str, error_key: str) -> str:
     """Where the marker of an error object goes: ``<listing prefix>redriven/<rest of its key>.json``."""
-    return f"{listing}{REDRIVE_MARKER_DIR}{error_key[len(listing):]}.json"
+    return f"{listing}{REDRIVE_MARKER_DIR}{error_key[len(listing) :]}.json"
 
 
 def listing_prefix(error_prefix: str) -> str:
@@ -96,16 +99,27 @@ def parse_error_object(key: str, body: bytes) -> ErrorObject:
             data = base64.b64decode(entry["rawData"], validate=True)
             record_id = entry.get("recordId")
             ended = entry.get("attemptEndingTimestamp")
-            parsed.records.append(ParkedRecord(str(record_id) if record_id else f"{key}#{number}",
-                                               str(entry.get("errorCode", "")), data,
-                                               int(ended) if isinstance(ended, (int, float)) else None))
+            parsed.records.append(
+                ParkedRecord(
+                    str(record_id) if record_id else f"{key}#{number}",
+                    str(entry.get("errorCode", "")),
+                    data,
+                    int(ended) if isinstance(ended, (int, float)) else None,
+                )
+            )
         except (ValueError, KeyError, TypeError, binascii.Error):
             parsed.unreadable += 1
     return parsed
 
 
-def redrive(settings: Settings, *, error_codes: Collection[str] = (), since: datetime | None = None,
-            dry_run: bool = False, show_progress: bool = False) -> RedriveSummary:
+def redrive(
+    settings: Settings,
+    *,
+    error_codes: Collection[str] = (),
+    since: datetime | None = None,
+    dry_run: bool = False,
+    show_progress: bool = False,
+) -> RedriveSummary:
     """Put every parked record not yet re-driven back on the delivery stream's source, and mark it.
 
     ``error_codes``: only records parked with one of these codes; ``since``: only records parked at
@@ -118,8 +132,11 @@ def redrive(settings: Settings, *, error_codes: Collection[str] = (), since: dat
     markers = listing + REDRIVE_MARKER_DIR
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=config.bucket, Prefix=listing)
     keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-    marked = {key: set(json.loads(aws.read_object(settings, config.bucket, key) or b"{}").get("redriven", []))
-              for key in keys if key.startswith(markers)}
+    marked = {
+        key: set(json.loads(aws.read_object(settings, config.bucket, key) or b"{}").get("redriven", []))
+        for key in keys
+        if key.startswith(markers)
+    }
     ledger = set().union(*marked.values())
     summary = RedriveSummary(dry_run=dry_run)
     error_keys = [k for k in keys if not k.startswith(markers)]
@@ -148,7 +165,9 @@ def redrive(settings: Settings, *, error_codes: Collection[str] = (), since: dat
 
 def _write_marker(s3, bucket: str, marker: str, error_key: str, redriven: set[str]) -> None:
     """Record which records of an error object have been re-driven."""
-    body = {"error_key": error_key, "redriven": sorted(redriven),
-            "redriven_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    s3.put_object(Bucket=bucket, Key=marker, Body=json.dumps(body).encode(),
-                  ContentType="application/json")
+    body = {
+        "error_key": error_key,
+        "redriven": sorted(redriven),
+        "redriven_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    s3.put_object(Bucket=bucket, Key=marker, Body=json.dumps(body).encode(), ContentType="application/json")

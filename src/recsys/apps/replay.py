@@ -11,18 +11,18 @@ goes away), it raises ``ReplayInterrupted`` carrying how many events were sent a
 for a file, the byte offset to resume from (``--from-offset``): the start of the first line not
 acknowledged.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import time
-
-from botocore.exceptions import BotoCoreError, ClientError
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from recsys.apps.source import source_catalogue
@@ -75,9 +75,11 @@ class ReplaySummary:
 
     def line(self) -> str:
         rate = self.sent / self.seconds if self.seconds else 0.0
-        return (f"replayed {self.sent:,}/{self.events:,} events in {self.seconds:.1f} s ({rate:,.0f} events/s): "
-                f"{self.put_calls} PutRecords calls, {self.retried_records} records retried, "
-                f"{self.new_customers} new customers, {self.empty_histories} empty histories")
+        return (
+            f"replayed {self.sent:,}/{self.events:,} events in {self.seconds:.1f} s ({rate:,.0f} events/s): "
+            f"{self.put_calls} PutRecords calls, {self.retried_records} records retried, "
+            f"{self.new_customers} new customers, {self.empty_histories} empty histories"
+        )
 
 
 def partition_key(session_id, data: bytes) -> str:
@@ -115,9 +117,8 @@ def file_records(path: Path, start_offset: int = 0) -> list[OutgoingRecord]:
     interrupted replay reported), sent as is; the whole file is checked before anything is sent, so
     a line Kinesis cannot take stops the replay before the first PutRecords."""
     data = path.read_bytes()
-    if not 0 <= start_offset <= len(data) or start_offset and data[start_offset - 1:start_offset] != b"\n":
-        raise PipelineError(f"--from-offset {start_offset} is not the start of a line of {path} "
-                            f"({len(data):,} bytes)")
+    if not 0 <= start_offset <= len(data) or (start_offset and data[start_offset - 1 : start_offset] != b"\n"):
+        raise PipelineError(f"--from-offset {start_offset} is not the start of a line of {path} ({len(data):,} bytes)")
     records, offset = [], start_offset
     first_number = data.count(b"\n", 0, start_offset) + 1
     for number, line in enumerate(data[start_offset:].splitlines(keepends=True), first_number):
@@ -126,8 +127,10 @@ def file_records(path: Path, start_offset: int = 0) -> list[OutgoingRecord]:
             continue
         record = record_for(line.rstrip(b"\r\n"))
         if record.size > MAX_RECORD_BYTES:
-            raise PipelineError(f"{path}:{number}: a record of {record.size:,} bytes exceeds Kinesis's 1 MiB "
-                                f"record limit (its line starts at byte {start}); nothing was sent")
+            raise PipelineError(
+                f"{path}:{number}: a record of {record.size:,} bytes exceeds Kinesis's 1 MiB "
+                f"record limit (its line starts at byte {start}); nothing was sent"
+            )
         records.append(OutgoingRecord(record.data, record.partition_key, start))
     return records
 
@@ -137,10 +140,11 @@ class ReplayInterrupted(PipelineError):
 
     def __init__(self, reason: str, summary: ReplaySummary):
         self.reason, self.summary = reason, summary
-        resume = (f"; resume with --from-offset {summary.resume_offset}" if summary.resume_offset is not None
-                  else "")
-        super().__init__(f"replay interrupted ({reason}): {summary.attempted:,} of {summary.events:,} events sent, "
-                         f"{summary.acknowledged:,} acknowledged{resume}")
+        resume = f"; resume with --from-offset {summary.resume_offset}" if summary.resume_offset is not None else ""
+        super().__init__(
+            f"replay interrupted ({reason}): {summary.attempted:,} of {summary.events:,} events sent, "
+            f"{summary.acknowledged:,} acknowledged{resume}"
+        )
 
 
 def check_rate(rate: float | None) -> None:
@@ -156,8 +160,10 @@ def batches(records: Sequence[OutgoingRecord]) -> Iterable[list[OutgoingRecord]]
     size = 0
     for record in records:
         if record.size > MAX_RECORD_BYTES:
-            raise PipelineError(f"a record of {record.size:,} bytes exceeds Kinesis's 1 MiB record limit "
-                                f"(partition key {record.partition_key})")
+            raise PipelineError(
+                f"a record of {record.size:,} bytes exceeds Kinesis's 1 MiB record limit "
+                f"(partition key {record.partition_key})"
+            )
         if batch and (len(batch) == MAX_BATCH_RECORDS or size + record.size > MAX_BATCH_BYTES):
             yield batch
             batch, size = [], 0
@@ -183,14 +189,22 @@ class RateLimiter:
         self.count += n
 
 
-def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary: ReplaySummary, *,
-                     backoff_seconds: float = 0.1, sleep=time.sleep) -> None:
+def put_with_retries(
+    kinesis,
+    stream: str,
+    batch: list[OutgoingRecord],
+    summary: ReplaySummary,
+    *,
+    backoff_seconds: float = 0.1,
+    sleep=time.sleep,
+) -> None:
     """PutRecords; resend only the records the response marks failed, with exponential backoff."""
     pending = batch
     summary.attempted += len(batch)
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        response = kinesis.put_records(StreamName=stream, Records=[
-            {"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
+        response = kinesis.put_records(
+            StreamName=stream, Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending]
+        )
         summary.put_calls += 1
         accepted_at = time.time()
         failed = [r for r, result in zip(pending, response["Records"], strict=True) if result.get("ErrorCode")]
@@ -204,16 +218,29 @@ def put_with_retries(kinesis, stream: str, batch: list[OutgoingRecord], summary:
         if attempt == MAX_ATTEMPTS:
             break
         codes = sorted({result["ErrorCode"] for result in response["Records"] if result.get("ErrorCode")})
-        log.warning("PutRecords: %d records failed (%s); retrying them (attempt %d of %d)",
-                    len(failed), ", ".join(codes), attempt + 1, MAX_ATTEMPTS)
+        log.warning(
+            "PutRecords: %d records failed (%s); retrying them (attempt %d of %d)",
+            len(failed),
+            ", ".join(codes),
+            attempt + 1,
+            MAX_ATTEMPTS,
+        )
         summary.retried_records += len(failed)
         sleep(backoff_seconds * 2 ** (attempt - 1))
-    raise PipelineError(f"{len(pending)} records still failed after {MAX_ATTEMPTS} PutRecords attempts; "
-                        f"{summary.sent} were sent")
+    raise PipelineError(
+        f"{len(pending)} records still failed after {MAX_ATTEMPTS} PutRecords attempts; {summary.sent} were sent"
+    )
 
 
-def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate: float | None = None,
-                 show_progress: bool = False, kinesis=None, summary: ReplaySummary | None = None) -> ReplaySummary:
+def send_records(
+    settings: Settings,
+    records: Sequence[OutgoingRecord],
+    *,
+    rate: float | None = None,
+    show_progress: bool = False,
+    kinesis=None,
+    summary: ReplaySummary | None = None,
+) -> ReplaySummary:
     """Send ``records`` to the configured stream, batched, paced and retried."""
     kinesis = kinesis or aws.client("kinesis", settings)
     summary = summary or ReplaySummary()
@@ -227,7 +254,7 @@ def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate:
     try:
         with tqdm(total=len(records), unit="event", desc="replay", disable=not show_progress) as bar:
             for start in range(0, len(records), per_batch):
-                for batch in batches(records[start:start + per_batch]):
+                for batch in batches(records[start : start + per_batch]):
                     limiter.acquire(len(batch))
                     put_with_retries(kinesis, settings.kinesis_stream, batch, summary)
                     done += len(batch)
@@ -241,10 +268,18 @@ def send_records(settings: Settings, records: Sequence[OutgoingRecord], *, rate:
     return summary
 
 
-def replay(settings: Settings, *, events: int, rate: float | None, from_file: Path | None = None,
-           from_offset: int = 0, new_customer_fraction: float = 0.05, empty_history_fraction: float = 0.05,
-           seed: int | None = None,
-           show_progress: bool = False) -> ReplaySummary:
+def replay(
+    settings: Settings,
+    *,
+    events: int,
+    rate: float | None,
+    from_file: Path | None = None,
+    from_offset: int = 0,
+    new_customer_fraction: float = 0.05,
+    empty_history_fraction: float = 0.05,
+    seed: int | None = None,
+    show_progress: bool = False,
+) -> ReplaySummary:
     """Synthesise (or read) events and send them."""
     if from_file is not None:
         records = file_records(from_file, from_offset)
@@ -256,13 +291,20 @@ def replay(settings: Settings, *, events: int, rate: float | None, from_file: Pa
         if not catalogue.planted:
             log.warning("the source was not seeded by `recsys seed`: browse histories are uniform")
         try:
-            synthesized = synthesize_events(catalogue, events, new_customer_fraction=new_customer_fraction,
-                                            empty_history_fraction=empty_history_fraction, seed=seed)
+            synthesized = synthesize_events(
+                catalogue,
+                events,
+                new_customer_fraction=new_customer_fraction,
+                empty_history_fraction=empty_history_fraction,
+                seed=seed,
+            )
         except ValueError as exc:
             raise PipelineError(str(exc)) from None
         known = catalogue.customer_numbers
-        summary = ReplaySummary(events=len(synthesized),
-                                new_customers=sum(e["customer_number"] not in known for e in synthesized),
-                                empty_histories=sum(not e["browse_history"] for e in synthesized))
+        summary = ReplaySummary(
+            events=len(synthesized),
+            new_customers=sum(e["customer_number"] not in known for e in synthesized),
+            empty_histories=sum(not e["browse_history"] for e in synthesized),
+        )
         records = events_to_records(synthesized)
     return send_records(settings, records, rate=rate, show_progress=show_progress, summary=summary)

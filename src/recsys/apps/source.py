@@ -1,5 +1,6 @@
 """The MySQL source as the apps see it: seeding it, product names and lines, and the seeder's planted
 truth (the offline evaluation's ceiling)."""
+
 from __future__ import annotations
 
 from contextlib import closing
@@ -22,12 +23,14 @@ from recsys_seed import (
 )
 
 
-def seed_configured_source(settings: Settings, spec: SeedSpec, *, reset: bool = False,
-                           show_progress: bool = False) -> SeedSummary:
+def seed_configured_source(
+    settings: Settings, spec: SeedSpec, *, reset: bool = False, show_progress: bool = False
+) -> SeedSummary:
     """``recsys_seed.seed_source`` on the configured MySQL database (what ``recsys seed`` runs)."""
     try:
-        return seed_source(partial(connect_mysql, settings), settings.mysql_database, spec, reset=reset,
-                           show_progress=show_progress)
+        return seed_source(
+            partial(connect_mysql, settings), settings.mysql_database, spec, reset=reset, show_progress=show_progress
+        )
     except SeedError as exc:
         raise PipelineError(str(exc)) from None
 
@@ -76,6 +79,8 @@ def planted_truth_for(settings: Settings) -> tuple[PlantedTruth | None, str]:
     with closing(conn):
         spec = source_spec(conn)
     if spec is None:
-        return None, ("planted-truth ceiling unavailable: the source was not seeded by this version of recsys_seed "
-                      "(no seed_metadata, or an older generator: reseed with --reset)")
+        return None, (
+            "planted-truth ceiling unavailable: the source was not seeded by this version of recsys_seed "
+            "(no seed_metadata, or an older generator: reseed with --reset)"
+        )
     return planted_truth(spec), f"planted-truth ceiling from seed_metadata {spec}"

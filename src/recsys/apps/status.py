@@ -3,12 +3,13 @@ what the local stand-ins keep: the Firehose delivery's stats file (records, fail
 Lambda, heartbeat), the parked records under ``processing-failed/`` (not yet re-driven), the API's
 request counts (``<state>/api.stats.json``) and the serving pointer's age.
 """
+
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,28 @@ def delivery_signals(settings: Settings) -> list[Signal]:
     waiting = stats["records_in"] - stats["delivered"] - stats["dropped"] - stats["failed"]
     stale = age > 3 * HEARTBEAT_SECONDS
     return [
-        Signal("delivery lag", f"{waiting} records read and not yet delivered; stats {age:.0f} s old"
-               + (" (delivery not running)" if stale else ""), waiting > 0 and stale),
-        Signal("lambda errors", f"{stats['failed_invocations']} failed of {stats['invocations']} invocations; "
-               f"{stats['failed']} records {RESULT_FAILED}", stats["failed_invocations"] > 0),
+        Signal(
+            "delivery lag",
+            f"{waiting} records read and not yet delivered; stats {age:.0f} s old"
+            + (" (delivery not running)" if stale else ""),
+            waiting > 0 and stale,
+        ),
+        Signal(
+            "lambda errors",
+            f"{stats['failed_invocations']} failed of {stats['invocations']} invocations; "
+            f"{stats['failed']} records {RESULT_FAILED}",
+            stats["failed_invocations"] > 0,
+        ),
     ]
 
 
 def parked_signal(settings: Settings) -> Signal:
     found = redrive(settings, dry_run=True)
-    return Signal("parked records", f"{found.redriven} not re-driven ({found.found} parked in {found.objects} "
-                  f"objects; `recsys redrive`)", found.redriven > 0)
+    return Signal(
+        "parked records",
+        f"{found.redriven} not re-driven ({found.found} parked in {found.objects} objects; `recsys redrive`)",
+        found.redriven > 0,
+    )
 
 
 def api_signal(settings: Settings) -> Signal:
@@ -65,8 +77,11 @@ def api_signal(settings: Settings) -> Signal:
         return Signal("api errors", "no API has run (`recsys api`)", False)
     stats, age = read
     rate = stats["5xx"] / stats["requests"] if stats["requests"] else 0.0
-    return Signal("api errors", f"{stats['5xx']} 5xx of {stats['requests']} requests ({rate:.1%}); "
-                  f"counts {age:.0f} s old", stats["5xx"] > 0)
+    return Signal(
+        "api errors",
+        f"{stats['5xx']} 5xx of {stats['requests']} requests ({rate:.1%}); counts {age:.0f} s old",
+        stats["5xx"] > 0,
+    )
 
 
 def model_signal(settings: Settings, now: datetime | None = None) -> Signal:
@@ -75,7 +90,7 @@ def model_signal(settings: Settings, now: datetime | None = None) -> Signal:
         return Signal("live model", "none published (`recsys train`)", True)
     pointer = json.loads(body)
     updated = datetime.fromisoformat(str(pointer["updated_at"]).replace("Z", "+00:00"))
-    hours = ((now or datetime.now(timezone.utc)) - updated).total_seconds() / 3600
+    hours = ((now or datetime.now(UTC)) - updated).total_seconds() / 3600
     return Signal("live model", f"{pointer['version']}, published {hours:.1f} h ago", False)
 
 

@@ -12,6 +12,7 @@ Delivered objects are parsed once and kept by key and ETag (Firehose never rewri
 so a page view reads only objects that are new since the last one. A line that is not a
 recommendation record is skipped and counted, never a failed page. Flask serves it; Jinja renders it.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,10 +117,13 @@ class FeedReader:
     def _newest(self) -> list[tuple[str, str]]:
         listed = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket):
-            listed += [(o["LastModified"], o["Key"], o.get("ETag", "")) for o in page.get("Contents", [])
-                       if not o["Key"].startswith(ERROR_KEY_PREFIX)]
+            listed += [
+                (o["LastModified"], o["Key"], o.get("ETag", ""))
+                for o in page.get("Contents", [])
+                if not o["Key"].startswith(ERROR_KEY_PREFIX)
+            ]
         listed.sort(reverse=True)
-        return [(key, etag) for _, key, etag in listed[:self._max]]
+        return [(key, etag) for _, key, etag in listed[: self._max]]
 
     def read(self) -> RecommendationFeed:
         feed = RecommendationFeed()
@@ -160,8 +164,9 @@ class ApiClient:
         try:
             response = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise ApiError(503, f"recommendations API not reachable at {self.base_url} ({exc}): "
-                                "start it with `recsys api`") from exc
+            raise ApiError(
+                503, f"recommendations API not reachable at {self.base_url} ({exc}): start it with `recsys api`"
+            ) from exc
         if response.status_code != 200:
             try:
                 detail = response.json().get("detail", response.text)
@@ -238,18 +243,32 @@ def customer_page(number: int):
         if exc.status == 404 and not sessions:
             abort(404, f"customer {number} is neither in the live model nor in the delivered sessions")
         live_error = exc.detail
-    anchor = (latest.browsed[0] if latest and latest.browsed
-              else live["items"][0]["product_code"] if live and live["items"] else None)
+    anchor = (
+        latest.browsed[0]
+        if latest and latest.browsed
+        else live["items"][0]["product_code"]
+        if live and live["items"]
+        else None
+    )
     similar, similar_error = None, None
     if anchor:
         try:
             similar = api.similar(anchor)
         except ApiError as exc:
             similar_error = exc.detail
-    return render_template("customer.html", feed=feed, number=number, latest=latest, earlier=sessions[1:],
-                           live=live, recommended=_pairs(live["items"]) if live else [], live_error=live_error,
-                           anchor=anchor, similar=_pairs(similar["items"]) if similar else [],
-                           similar_error=similar_error)
+    return render_template(
+        "customer.html",
+        feed=feed,
+        number=number,
+        latest=latest,
+        earlier=sessions[1:],
+        live=live,
+        recommended=_pairs(live["items"]) if live else [],
+        live_error=live_error,
+        anchor=anchor,
+        similar=_pairs(similar["items"]) if similar else [],
+        similar_error=similar_error,
+    )
 
 
 @pages.get("/product/<code>")
@@ -258,8 +277,13 @@ def product_page(code: str):
         similar = sources().api.similar(code)
     except ApiError as exc:
         abort(exc.status if exc.status in (400, 404) else 503, exc.detail)
-    return render_template("product.html", feed=sources().feeds.read(), code=code,
-                           model_version=similar["model_version"], similar=_pairs(similar["items"]))
+    return render_template(
+        "product.html",
+        feed=sources().feeds.read(),
+        code=code,
+        model_version=similar["model_version"],
+        similar=_pairs(similar["items"]),
+    )
 
 
 @pages.get("/api/customer/<int:number>")

@@ -5,6 +5,7 @@ Commands live by area (``stack``, ``batch``, ``streaming``, ``apps``) and their 
 only when one of them runs, so ``recsys --help`` stays fast and a stage's heavy dependencies
 (Spark, implicit) load only when that stage runs.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -58,8 +59,11 @@ class LazyGroup(click.Group):
 def cli(verbose: bool) -> None:
     """Two-speed recommender pipeline: batch (MySQL -> Glue -> ALS -> pgvector) and streaming
     (Kinesis -> Firehose + Lambda -> S3), local or on AWS, chosen by configuration."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("botocore", "boto3", "urllib3", "py4j", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -1,4 +1,5 @@
 """Application commands: ``recommend``, ``api``, ``demo``, ``web``, ``status``."""
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,12 @@ from recsys.core.config import load_settings
 @click.option("--customer", type=CUSTOMER_NUMBER, required=True, help="customerNumber to recommend for.")
 @click.option("--k", type=TOP_K, default=10, show_default=True, help="How many items.")
 @click.option("--include-rated", is_flag=True, help="Do not exclude items the customer already rated.")
-@click.option("--ef-search", type=EF_SEARCH, default=None,
-              help="HNSW candidate list size (recall vs latency; default: the one measured for the live version).")
+@click.option(
+    "--ef-search",
+    type=EF_SEARCH,
+    default=None,
+    help="HNSW candidate list size (recall vs latency; default: the one measured for the live version).",
+)
 def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int | None) -> None:
     """Print a customer's top items (names from MySQL) from the live model in pgvector."""
     result = recommend(load_settings(), customer, k, include_rated=include_rated, ef_search=ef_search)
@@ -33,10 +38,16 @@ def recommend_command(customer: int, k: int, include_rated: bool, ef_search: int
 
 @click.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port (default: the port of RECSYS_API_URL, 8000).")
-@click.option("--pool-size", type=click.IntRange(1, 64), default=contracts.DEFAULT_API_POOL_SIZE, show_default=True,
-              help="Database connections kept open.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default: the port of RECSYS_API_URL, 8000)."
+)
+@click.option(
+    "--pool-size",
+    type=click.IntRange(1, 64),
+    default=contracts.DEFAULT_API_POOL_SIZE,
+    show_default=True,
+    help="Database connections kept open.",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
 def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -> None:
     """Serve the recommendations API (OpenAPI docs at /docs) over the live model in pgvector."""
@@ -51,26 +62,41 @@ def api_command(host: str, port: int | None, pool_size: int, access_log: bool) -
 @click.option("--products", default=300, show_default=True, type=click.IntRange(1))
 @click.option("--ratings", default=30_000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", "seed_value", default=42, show_default=True, type=SEED)
-@click.option("--events", default=300, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Activity events to replay.")
+@click.option(
+    "--events", default=300, show_default=True, type=click.IntRange(1, 1_000_000), help="Activity events to replay."
+)
 @click.option("--rate", default=150.0, show_default=True, type=EventRate(), help="Events per second (0: unlimited).")
-@click.option("--reset", is_flag=True,
-              help="Rebuild the source tables even when they hold other data (by default a source seeded "
-                   "differently is refused, and one seeded with these arguments is reused).")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Rebuild the source tables even when they hold other data (by default a source seeded "
+    "differently is refused, and one seeded with these arguments is reused).",
+)
 @click.option("--keep-up", is_flag=True, help="Leave the stack and the recommendations API running (then: recsys web).")
 @click.option("--reports-dir", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
 @EMULATOR_OPTION
-def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir,
-                 emulator) -> None:
+def demo_command(customers, products, ratings, seed_value, events, rate, reset, keep_up, reports_dir, emulator) -> None:
     """Run the whole pipeline end to end on the embedded stack and write a report."""
-    run = run_demo(settings_with_emulator(emulator), customers=customers, products=products, ratings=ratings, seed=seed_value,
-                   events=events, rate=rate, reset=reset, keep_up=keep_up, reports_dir=reports_dir)
+    run = run_demo(
+        settings_with_emulator(emulator),
+        customers=customers,
+        products=products,
+        ratings=ratings,
+        seed=seed_value,
+        events=events,
+        rate=rate,
+        reset=reset,
+        keep_up=keep_up,
+        reports_dir=reports_dir,
+    )
     page = write_report(run, reports_dir / "demo")
     click.echo(summary_text(run))
     click.echo(f"report: {page.resolve()}")
     if keep_up:
-        click.echo(f"stack left running: the recommendations API answers on {run.figures['api_url']} "
-                   "(try /docs), `recsys web` shows the recommendations; `recsys stack down` stops it all")
+        click.echo(
+            f"stack left running: the recommendations API answers on {run.figures['api_url']} "
+            "(try /docs), `recsys web` shows the recommendations; `recsys stack down` stops it all"
+        )
 
 
 @click.command("web")

@@ -1,4 +1,5 @@
 """Services that are not there, said in one line with where the CLI looked and what to do."""
+
 from __future__ import annotations
 
 import psycopg2
@@ -7,8 +8,11 @@ from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from recsys.core.config import load_settings
 from recsys.core.errors import ConfigError
 
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (NoCredentialsError, EndpointConnectionError,
-                                                       psycopg2.OperationalError)
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    NoCredentialsError,
+    EndpointConnectionError,
+    psycopg2.OperationalError,
+)
 
 
 def unavailable_message(exc: BaseException) -> str:
@@ -17,8 +21,10 @@ def unavailable_message(exc: BaseException) -> str:
         settings = load_settings()
     except ConfigError as bad:
         return str(bad)
-    start = (f"start the local stack (`recsys stack up`; this shell looks for it in {settings.state_dir}, "
-             "set RECSYS_STATE_DIR to use another)")
+    start = (
+        f"start the local stack (`recsys stack up`; this shell looks for it in {settings.state_dir}, "
+        "set RECSYS_STATE_DIR to use another)"
+    )
     if isinstance(exc, NoCredentialsError):
         return f"no AWS endpoint and no AWS credentials: {start}, or configure AWS credentials for real AWS"
     if isinstance(exc, EndpointConnectionError):

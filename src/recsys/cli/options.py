@@ -1,4 +1,5 @@
 """Parameter types for numeric options: every number the CLI takes has a range, checked before work starts."""
+
 from __future__ import annotations
 
 import math

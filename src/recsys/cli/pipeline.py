@@ -1,4 +1,5 @@
 """``recsys pipeline``: the batch pipeline, run locally or started and watched on AWS Step Functions."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,12 @@ from recsys.pipeline.definition import EXAMPLE_TARGETS, STAGES, asl_json, asl_te
 from recsys.pipeline.runner import NOT_PROMOTED_STATUS, SUCCEEDED_STATUS, run_pipeline, subprocess_executor
 from recsys.pipeline.stages import ENV_GATE_TOLERANCE, ENV_TRAIN_PARAMS, STAGE_FUNCTIONS, new_run_id
 
-STATE_MACHINE_ARN = click.option("--state-machine-arn", envvar="RECSYS_STATE_MACHINE_ARN", required=True,
-                                 help="The state machine (terraform output pipeline_state_machine_arn; "
-                                      "env RECSYS_STATE_MACHINE_ARN).")
+STATE_MACHINE_ARN = click.option(
+    "--state-machine-arn",
+    envvar="RECSYS_STATE_MACHINE_ARN",
+    required=True,
+    help="The state machine (terraform output pipeline_state_machine_arn; env RECSYS_STATE_MACHINE_ARN).",
+)
 
 
 @click.group("pipeline")
@@ -26,12 +30,24 @@ def pipeline() -> None:
 
 @pipeline.command("run")
 @click.option("--run-id", default=None, help="Run id (default: run-<UTC time>-<random>).")
-@click.option("--train-params", default=None, metavar="JSON",
-              help='TrainParams fields for the train stage, e.g. \'{"factors": 32}\' (default: the trainer\'s).')
-@click.option("--tolerance", type=FiniteFloatRange(0, 1, max_open=True), default=None,
-              help="NDCG@10 the gate lets a candidate lose against the live model (default: 0.01).")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where each stage's log goes (default: <state dir>/logs/pipeline).")
+@click.option(
+    "--train-params",
+    default=None,
+    metavar="JSON",
+    help="TrainParams fields for the train stage, e.g. '{\"factors\": 32}' (default: the trainer's).",
+)
+@click.option(
+    "--tolerance",
+    type=FiniteFloatRange(0, 1, max_open=True),
+    default=None,
+    help="NDCG@10 the gate lets a candidate lose against the live model (default: 0.01).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where each stage's log goes (default: <state dir>/logs/pipeline).",
+)
 def run_command(run_id: str | None, train_params: str | None, tolerance: float | None, log_dir: Path | None) -> None:
     """Run every stage locally, in the deployed state machine's order, retries and catches."""
     settings = load_settings()
@@ -91,8 +107,10 @@ def status_command(execution_arn: str) -> None:
     """A run's status on AWS Step Functions (states:DescribeExecution)."""
     answer = aws.client("stepfunctions", load_settings()).describe_execution(executionArn=execution_arn)
     stopped = answer.get("stopDate")
-    click.echo(f"{answer['name']}: {answer['status']} (started {answer['startDate']:%Y-%m-%d %H:%M:%S %Z}"
-               + (f", stopped {stopped:%Y-%m-%d %H:%M:%S %Z})" if stopped else ")"))
+    click.echo(
+        f"{answer['name']}: {answer['status']} (started {answer['startDate']:%Y-%m-%d %H:%M:%S %Z}"
+        + (f", stopped {stopped:%Y-%m-%d %H:%M:%S %Z})" if stopped else ")")
+    )
     for key in ("error", "cause", "output"):
         if answer.get(key):
             click.echo(f"{key}: {answer[key]}")

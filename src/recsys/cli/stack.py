@@ -1,4 +1,5 @@
 """``recsys stack``: the embedded local stack (an AWS emulator, PostgreSQL + pgvector, the MySQL check)."""
+
 from __future__ import annotations
 
 import shlex
@@ -10,8 +11,11 @@ from recsys.core.config import load_settings, stack_env_file
 from recsys.local.stack import EmbeddedStack
 
 EMULATOR_OPTION = click.option(
-    "--emulator", type=click.Choice(["moto", "localstack"]), default=None,
-    help="AWS API emulator (default: RECSYS_EMULATOR, moto). docs/emulators.md says how they differ.")
+    "--emulator",
+    type=click.Choice(["moto", "localstack"]),
+    default=None,
+    help="AWS API emulator (default: RECSYS_EMULATOR, moto). docs/emulators.md says how they differ.",
+)
 
 
 def settings_with_emulator(emulator: str | None):
@@ -40,8 +44,11 @@ def stack_up(emulator: str | None) -> None:
 
 
 @stack.command("down")
-@click.option("--discard", is_flag=True,
-              help="Do not save the emulator's S3 objects and Kinesis records (the next `up` starts empty).")
+@click.option(
+    "--discard",
+    is_flag=True,
+    help="Do not save the emulator's S3 objects and Kinesis records (the next `up` starts empty).",
+)
 def stack_down(discard: bool) -> None:
     """Save the emulator's AWS state under the state directory, then stop what `stack up` started
     (PostgreSQL data is kept too). Stop `recsys firehose` first."""

@@ -1,4 +1,5 @@
 """Streaming commands: ``lambda-zip``, ``replay``, ``firehose``, ``redrive``."""
+
 from __future__ import annotations
 
 import signal
@@ -18,40 +19,82 @@ from recsys.local.firehose.invokers import INVOKE_MODES
 
 
 @click.command("lambda-zip")
-@click.option("--api", "api", is_flag=True,
-              help="Build the recommendations API's zip instead (default output: api.zip beside RECSYS_LAMBDA_ZIP).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Zip to write (default: RECSYS_LAMBDA_ZIP, build/lambda.zip).")
+@click.option(
+    "--api",
+    "api",
+    is_flag=True,
+    help="Build the recommendations API's zip instead (default output: api.zip beside RECSYS_LAMBDA_ZIP).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Zip to write (default: RECSYS_LAMBDA_ZIP, build/lambda.zip).",
+)
 @click.option("--rebuild-deps", is_flag=True, help="Reinstall the dependencies even when cached.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CA_BUNDLE,
-              show_default=True, help="RDS CA bundle shipped at the zip's root (the DB's certificate verified on AWS); "
-                                      "`make rds-ca-bundle` writes it. Left out when missing.")
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CA_BUNDLE,
+    show_default=True,
+    help="RDS CA bundle shipped at the zip's root (the DB's certificate verified on AWS); "
+    "`make rds-ca-bundle` writes it. Left out when missing.",
+)
 def lambda_zip_command(api: bool, output: Path | None, rebuild_deps: bool, ca_bundle: Path) -> None:
     """Build the Firehose transformation Lambda's deployment zip, or with --api the API's (reproducible)."""
     default = load_settings().lambda_zip
     target = output or (default.with_name(API_ZIP) if api else default)
     function = API_LAMBDA if api else FIREHOSE_LAMBDA
     if not ca_bundle.exists():
-        click.echo(f"warning: no RDS CA bundle at {ca_bundle} (make rds-ca-bundle): on AWS this zip cannot "
-                   "verify the DB's certificate (Terraform's db_sslmode)", err=True)
+        click.echo(
+            f"warning: no RDS CA bundle at {ca_bundle} (make rds-ca-bundle): on AWS this zip cannot "
+            "verify the DB's certificate (Terraform's db_sslmode)",
+            err=True,
+        )
     bundle = ca_bundle if ca_bundle.exists() else None
     for line in build_lambda_zip(target, force_dependencies=rebuild_deps, function=function, ca_bundle=bundle).lines():
         click.echo(line)
 
 
 @click.command("replay")
-@click.option("--events", type=click.IntRange(1, 10_000_000), default=200, show_default=True,
-              help="Events to synthesise.")
-@click.option("--rate", type=EventRate(), default=200.0, show_default=True,
-              help=f"Events per second: 0 (unlimited) or {MIN_RATE:g}-{MAX_RATE:,.0f}.")
-@click.option("--from-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Replay this JSON-lines file instead of synthesising (lines sent as they are).")
-@click.option("--from-offset", type=click.IntRange(0), default=0, show_default=True, metavar="BYTES",
-              help="With --from-file: start at this byte offset (what an interrupted replay reported).")
-@click.option("--new-customers", type=FRACTION, default=0.05, show_default=True,
-              help="Fraction of events from customers unknown to the source and the model.")
-@click.option("--empty-histories", type=FRACTION, default=0.05, show_default=True,
-              help="Fraction of events with an empty browse history.")
+@click.option(
+    "--events", type=click.IntRange(1, 10_000_000), default=200, show_default=True, help="Events to synthesise."
+)
+@click.option(
+    "--rate",
+    type=EventRate(),
+    default=200.0,
+    show_default=True,
+    help=f"Events per second: 0 (unlimited) or {MIN_RATE:g}-{MAX_RATE:,.0f}.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Replay this JSON-lines file instead of synthesising (lines sent as they are).",
+)
+@click.option(
+    "--from-offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="BYTES",
+    help="With --from-file: start at this byte offset (what an interrupted replay reported).",
+)
+@click.option(
+    "--new-customers",
+    type=FRACTION,
+    default=0.05,
+    show_default=True,
+    help="Fraction of events from customers unknown to the source and the model.",
+)
+@click.option(
+    "--empty-histories",
+    type=FRACTION,
+    default=0.05,
+    show_default=True,
+    help="Fraction of events with an empty browse history.",
+)
 @click.option("--seed", type=SEED, default=None, help="Random seed (default: a fresh one).")
 def replay_command(events, rate, from_file, from_offset, new_customers, empty_histories, seed) -> None:
     """Send activity events to the Kinesis stream (synthesised from the source, or from a file).
@@ -63,45 +106,99 @@ def replay_command(events, rate, from_file, from_offset, new_customers, empty_hi
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        summary = replay(load_settings(), events=events, rate=rate or None, from_file=from_file,
-                         from_offset=from_offset, new_customer_fraction=new_customers,
-                         empty_history_fraction=empty_histories, seed=seed, show_progress=True)
+        summary = replay(
+            load_settings(),
+            events=events,
+            rate=rate or None,
+            from_file=from_file,
+            from_offset=from_offset,
+            new_customer_fraction=new_customers,
+            empty_history_fraction=empty_histories,
+            seed=seed,
+            show_progress=True,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(summary.line())
 
 
 @click.command("firehose")
-@click.option("--until-idle", type=FiniteFloatRange(0, 86_400), default=None, metavar="SECONDS",
-              help="Stop after this long with nothing to read and nothing buffered (bounded runs, tests).")
+@click.option(
+    "--until-idle",
+    type=FiniteFloatRange(0, 86_400),
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this long with nothing to read and nothing buffered (bounded runs, tests).",
+)
 @click.option("--max-batches", type=click.IntRange(1), default=None, help="Stop after this many Lambda batches.")
-@click.option("--invoke", "mode", type=click.Choice(INVOKE_MODES), default=None,
-              help="Lambda invocation: runtime (zip under awslambdaric, default) or api (Lambda Invoke API). "
-                   "Default: RECSYS_LAMBDA_INVOKE.")
-@click.option("--concurrency", type=click.IntRange(1, 16), default=None,
-              help="Invocations in flight at once (runtime mode: that many runtimes). Default: RECSYS_LAMBDA_CONCURRENCY.")
-@click.option("--code-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Run this unpacked code directory instead of RECSYS_LAMBDA_ZIP (runtime mode).")
+@click.option(
+    "--invoke",
+    "mode",
+    type=click.Choice(INVOKE_MODES),
+    default=None,
+    help="Lambda invocation: runtime (zip under awslambdaric, default) or api (Lambda Invoke API). "
+    "Default: RECSYS_LAMBDA_INVOKE.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Invocations in flight at once (runtime mode: that many runtimes). Default: RECSYS_LAMBDA_CONCURRENCY.",
+)
+@click.option(
+    "--code-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Run this unpacked code directory instead of RECSYS_LAMBDA_ZIP (runtime mode).",
+)
 @click.option("--handler", default=LAMBDA_HANDLER, show_default=True, help="Handler string (runtime mode).")
-@click.option("--timeout", "timeout_seconds", type=FiniteFloatRange(1, 900), default=60.0, show_default=True,
-              help="Function timeout in seconds, 1-900 as on Lambda (runtime mode).")
-@click.option("--poll-interval", type=FiniteFloatRange(0.01, 60), default=0.2, show_default=True,
-              help="Seconds between idle polls, 0.01-60.")
-@click.option("--wait-for-stream", type=FiniteFloatRange(0, 86_400), default=0.0, show_default=True, metavar="SECONDS",
-              help="Wait this long for the delivery stream (or the endpoint) to appear, retrying with backoff.")
-def firehose_command(until_idle, max_batches, mode, concurrency, code_dir, handler, timeout_seconds,
-                     poll_interval, wait_for_stream) -> None:
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=FiniteFloatRange(1, 900),
+    default=60.0,
+    show_default=True,
+    help="Function timeout in seconds, 1-900 as on Lambda (runtime mode).",
+)
+@click.option(
+    "--poll-interval",
+    type=FiniteFloatRange(0.01, 60),
+    default=0.2,
+    show_default=True,
+    help="Seconds between idle polls, 0.01-60.",
+)
+@click.option(
+    "--wait-for-stream",
+    type=FiniteFloatRange(0, 86_400),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for the delivery stream (or the endpoint) to appear, retrying with backoff.",
+)
+def firehose_command(
+    until_idle, max_batches, mode, concurrency, code_dir, handler, timeout_seconds, poll_interval, wait_for_stream
+) -> None:
     """Local Firehose delivery: Kinesis -> transformation Lambda -> S3, per the delivery stream's configuration."""
-    delivery = build_delivery(load_settings(), mode=mode, code_dir=code_dir, handler=handler,
-                              timeout_seconds=timeout_seconds, poll_seconds=poll_interval, concurrency=concurrency,
-                              wait_for_stream_seconds=wait_for_stream)
+    delivery = build_delivery(
+        load_settings(),
+        mode=mode,
+        code_dir=code_dir,
+        handler=handler,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_interval,
+        concurrency=concurrency,
+        wait_for_stream_seconds=wait_for_stream,
+    )
     config = delivery.config
-    click.echo(f"delivering {config.source_stream_name} -> {config.lambda_arn.rsplit(':', 1)[-1]} -> "
-               f"s3://{config.bucket}/{config.prefix} (lambda buffer {config.lambda_buffer_bytes // 1024} KiB/"
-               f"{config.lambda_buffer_seconds:g} s, s3 buffer {config.s3_buffer_bytes // 1024} KiB/"
-               f"{config.s3_buffer_seconds:g} s, retries {config.retries}, concurrency {delivery.concurrency})")
+    click.echo(
+        f"delivering {config.source_stream_name} -> {config.lambda_arn.rsplit(':', 1)[-1]} -> "
+        f"s3://{config.bucket}/{config.prefix} (lambda buffer {config.lambda_buffer_bytes // 1024} KiB/"
+        f"{config.lambda_buffer_seconds:g} s, s3 buffer {config.s3_buffer_bytes // 1024} KiB/"
+        f"{config.s3_buffer_seconds:g} s, retries {config.retries}, concurrency {delivery.concurrency})"
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: delivery.stop_requested.set())
     try:
@@ -112,15 +209,25 @@ def firehose_command(until_idle, max_batches, mode, concurrency, code_dir, handl
 
 
 @click.command("redrive")
-@click.option("--error-code", "error_codes", multiple=True, metavar="CODE",
-              help="Only records parked with this errorCode (repeatable), e.g. Lambda.FunctionError. "
-                   "Default: every parked record.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]), default=None,
-              help="Only records parked at or after this UTC time, e.g. 2026-11-26T15:00.")
+@click.option(
+    "--error-code",
+    "error_codes",
+    multiple=True,
+    metavar="CODE",
+    help="Only records parked with this errorCode (repeatable), e.g. Lambda.FunctionError. "
+    "Default: every parked record.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]),
+    default=None,
+    help="Only records parked at or after this UTC time, e.g. 2026-11-26T15:00.",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be re-driven; send and mark nothing.")
 def redrive_command(error_codes: tuple[str, ...], since: datetime | None, dry_run: bool) -> None:
     """Put records parked under processing-failed/ back on the source stream, each once (a marker per
     error object records what was sent, so running it again is a no-op)."""
     since = since.replace(tzinfo=UTC) if since else None
-    click.echo(redrive(load_settings(), error_codes=error_codes, since=since, dry_run=dry_run,
-                       show_progress=True).line())
+    click.echo(
+        redrive(load_settings(), error_codes=error_codes, since=since, dry_run=dry_run, show_progress=True).line()
+    )

@@ -3,6 +3,7 @@
 On AWS the endpoint is empty and boto3 resolves the real service; locally the stack's emulator
 URL is used. No other module builds endpoints or branches on where it runs.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -23,13 +24,15 @@ def _client(service: str, endpoint_url: str | None, region: str, key_id: str, se
     # the service name is the caller's: any client, typed by the caller's use rather than here; one
     # expression from boto3 to the client, which tests/unit/test_aws_access.py's scan follows
     return boto3.session.Session(region_name=region, **credentials).client(  # type: ignore[call-overload,arg-type]
-        service, endpoint_url=endpoint_url, config=_RETRIES)
+        service, endpoint_url=endpoint_url, config=_RETRIES
+    )
 
 
 def client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` configured from settings (cached per endpoint, region, key)."""
-    return _client(service, settings.endpoint_url, settings.region, settings.aws_access_key_id,
-                   settings.aws_secret_access_key)
+    return _client(
+        service, settings.endpoint_url, settings.region, settings.aws_access_key_id, settings.aws_secret_access_key
+    )
 
 
 # S3's answers for "not there": GetObject says NoSuchKey/NoSuchBucket, HeadObject a bare 404/NotFound

@@ -10,6 +10,7 @@ else reads ``os.environ`` for settings.
 Standard library only (python-dotenv is imported when a ``stack.env`` exists), so the emulator
 init hook can load settings where only boto3 is installed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,6 +40,7 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
         if value is None or not low <= value <= high:
             raise ValueError(f"an integer {low}..{high}")
         return value
+
     return parse
 
 
@@ -51,6 +53,7 @@ def _number(low: float, high: float) -> Callable[[str], float]:
         if not low <= value <= high:  # also refuses nan
             raise ValueError(f"a number {low:g}..{high:g}")
         return value
+
     return parse
 
 
@@ -61,6 +64,7 @@ def _matching(pattern: str, what: str) -> Callable[[str], str]:
         if not compiled.fullmatch(text):
             raise ValueError(what)
         return text
+
     return parse
 
 
@@ -69,6 +73,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         if text not in allowed:
             raise ValueError("one of " + ", ".join(allowed))
         return text
+
     return parse
 
 
@@ -128,8 +133,10 @@ def _java_options(text: str) -> str:
 # A short local job on few cores: C2 compiles only the per-row code that runs >= 200k times (the
 # rest stays C1), which costs 1M ratings what C1 alone costs and halves the per-row time beyond
 # (benchmarks/bench_etl.py; docs/etl.md "Start-up").
-DEFAULT_SPARK_JAVA_OPTIONS = ("-XX:Tier4InvocationThreshold=200000 -XX:Tier4MinInvocationThreshold=20000 "
-                              "-XX:Tier4CompileThreshold=600000 -XX:Tier4BackEdgeThreshold=1600000")
+DEFAULT_SPARK_JAVA_OPTIONS = (
+    "-XX:Tier4InvocationThreshold=200000 -XX:Tier4MinInvocationThreshold=20000 "
+    "-XX:Tier4CompileThreshold=600000 -XX:Tier4BackEdgeThreshold=1600000"
+)
 
 _PORT = _integer(1, 65535)
 _HOST = _matching(r"[A-Za-z0-9._:\[\]-]{1,253}", "a host name or IP address")
@@ -159,8 +166,11 @@ _SETTING = "recsys.setting"  # the field metadata key holding its Setting's part
 
 def setting(env: str, default: str, description: str, parse: Callable[[str], object], *, secret: bool = False) -> Any:
     """A ``Settings`` field filled from the environment variable ``env``: where each setting is declared."""
-    return dataclasses.field(metadata={_SETTING: {"env": env, "default": default, "description": description,
-                                                  "parse": parse, "secret": secret}})
+    return dataclasses.field(
+        metadata={
+            _SETTING: {"env": env, "default": default, "description": description, "parse": parse, "secret": secret}
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -169,46 +179,59 @@ class Settings:
     text, description and parser (``SETTINGS`` lists them)."""
 
     state_dir: Path = setting(
-        "RECSYS_STATE_DIR", ".recsys",
-        "Local stack state: PIDs, ports, embedded PostgreSQL data, logs", _path)
+        "RECSYS_STATE_DIR", ".recsys", "Local stack state: PIDs, ports, embedded PostgreSQL data, logs", _path
+    )
     emulator: str = setting(
-        "RECSYS_EMULATOR", "moto",
+        "RECSYS_EMULATOR",
+        "moto",
         "AWS API emulator the embedded stack runs: moto (server) | localstack (community, on the host)",
-        _choice("moto", "localstack"))
+        _choice("moto", "localstack"),
+    )
     localstack_venv: Path | None = setting(
-        "RECSYS_LOCALSTACK_VENV", "",
+        "RECSYS_LOCALSTACK_VENV",
+        "",
         "LocalStack's Python 3.13 venv (`make install`); empty: .venv-localstack in the checkout",
-        _optional_path)
+        _optional_path,
+    )
     endpoint_url: str | None = setting(
-        "AWS_ENDPOINT_URL", "",
-        "AWS API endpoint; empty means real AWS, the stack sets its emulator", _endpoint_url)
+        "AWS_ENDPOINT_URL", "", "AWS API endpoint; empty means real AWS, the stack sets its emulator", _endpoint_url
+    )
     region: str = setting("AWS_DEFAULT_REGION", "us-east-1", "AWS region", _REGION)
     aws_access_key_id: str = setting(
-        "AWS_ACCESS_KEY_ID", "",
-        "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True)
+        "AWS_ACCESS_KEY_ID",
+        "",
+        "Empty: boto3's default credential chain; the local stack sets dummy ones",
+        _any_text,
+        secret=True,
+    )
     aws_secret_access_key: str = setting(
-        "AWS_SECRET_ACCESS_KEY", "",
-        "Empty: boto3's default credential chain; the local stack sets dummy ones", _any_text, secret=True)
+        "AWS_SECRET_ACCESS_KEY",
+        "",
+        "Empty: boto3's default credential chain; the local stack sets dummy ones",
+        _any_text,
+        secret=True,
+    )
     datalake_bucket: str = setting(
-        "RECSYS_DATALAKE_BUCKET", "recsys-datalake", "S3 bucket for the training set", _BUCKET)
+        "RECSYS_DATALAKE_BUCKET", "recsys-datalake", "S3 bucket for the training set", _BUCKET
+    )
     artifacts_bucket: str = setting(
-        contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET,
-        "S3 bucket for model artifacts", _BUCKET)
+        contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET, "S3 bucket for model artifacts", _BUCKET
+    )
     recommendations_bucket: str = setting(
-        "RECSYS_RECOMMENDATIONS_BUCKET", "recsys-recommendations",
-        "S3 bucket Firehose delivers to", _BUCKET)
+        "RECSYS_RECOMMENDATIONS_BUCKET", "recsys-recommendations", "S3 bucket Firehose delivers to", _BUCKET
+    )
     scripts_bucket: str = setting(
-        "RECSYS_SCRIPTS_BUCKET", "recsys-scripts",
-        "S3 bucket for the Glue script and Lambda zip", _BUCKET)
+        "RECSYS_SCRIPTS_BUCKET", "recsys-scripts", "S3 bucket for the Glue script and Lambda zip", _BUCKET
+    )
     kinesis_stream: str = setting(
-        "RECSYS_KINESIS_STREAM", "recsys-activity-events", "Kinesis stream of activity events",
-        _STREAM)
+        "RECSYS_KINESIS_STREAM", "recsys-activity-events", "Kinesis stream of activity events", _STREAM
+    )
     firehose_stream: str = setting(
-        "RECSYS_FIREHOSE_STREAM", "recsys-recommendations-delivery",
-        "Firehose delivery stream", _STREAM)
+        "RECSYS_FIREHOSE_STREAM", "recsys-recommendations-delivery", "Firehose delivery stream", _STREAM
+    )
     lambda_function: str = setting(
-        "RECSYS_LAMBDA_FUNCTION", "recsys-model-inference",
-        "Firehose transformation Lambda", _FUNCTION)
+        "RECSYS_LAMBDA_FUNCTION", "recsys-model-inference", "Firehose transformation Lambda", _FUNCTION
+    )
     mysql_host: str = setting("MYSQL_HOST", "127.0.0.1", "MySQL source host", _HOST)
     mysql_port: int = setting("MYSQL_PORT", "3306", "MySQL source port", _PORT)
     mysql_user: str = setting("MYSQL_USER", "root", "MySQL source user", _DB_USER)
@@ -220,67 +243,110 @@ class Settings:
     pg_password: str = setting("PGPASSWORD", "", "PostgreSQL password", _any_text, secret=True)
     pg_database: str = setting(
         "PGDATABASE",
-        "postgres", f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}", _PG_DATABASE)
+        "postgres",
+        f"PostgreSQL database holding {contracts.ITEM_TABLE}/{contracts.USER_TABLE}",
+        _PG_DATABASE,
+    )
     pg_sslmode: str = setting(
-        contracts.ENV_PG_SSLMODE, "prefer",
+        contracts.ENV_PG_SSLMODE,
+        "prefer",
         f"PostgreSQL TLS (libpq sslmode); {contracts.AWS_PG_SSLMODE} with the RDS CA bundle on AWS",
-        _choice("disable", "allow", "prefer", "require", "verify-ca", contracts.AWS_PG_SSLMODE))
+        _choice("disable", "allow", "prefer", "require", "verify-ca", contracts.AWS_PG_SSLMODE),
+    )
     pg_sslrootcert: Path | None = setting(
-        contracts.ENV_PG_SSLROOTCERT, "",
+        contracts.ENV_PG_SSLROOTCERT,
+        "",
         f"CA bundle that verifies the PostgreSQL server (on AWS: {contracts.RDS_CA_BUNDLE}); empty: libpq's default",
-        _optional_path)
+        _optional_path,
+    )
     pg_memory: str = setting(
-        "RECSYS_PG_MEMORY", "report",
+        "RECSYS_PG_MEMORY",
+        "report",
         "load-embeddings: PostgreSQL memory sized from the HNSW indexes is applied (ALTER SYSTEM; the embedded "
         "stack sets this) or reported (for the server's own configuration, e.g. RDS's parameter group)",
-        _choice("apply", "report"))
+        _choice("apply", "report"),
+    )
     pg_server_ram_mb: int = setting(
-        "RECSYS_PG_SERVER_RAM_MB", "0",
+        "RECSYS_PG_SERVER_RAM_MB",
+        "0",
         "load-embeddings: RAM of the PostgreSQL server in MB, which caps the memory sizing and lets a load size "
-        "its build memory; 0: not known (the embedded stack sets this machine's)", _integer(0, 1 << 30))
+        "its build memory; 0: not known (the embedded stack sets this machine's)",
+        _integer(0, 1 << 30),
+    )
     load_lock_timeout_seconds: int = setting(
-        "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS", "300",
+        "RECSYS_LOAD_LOCK_TIMEOUT_SECONDS",
+        "300",
         "load-embeddings: how long to wait for another load's lock before failing, 0-86400 (0: do not wait)",
-        _integer(0, 86_400))
+        _integer(0, 86_400),
+    )
     db_secret_arn: str = setting(
-        contracts.ENV_DB_SECRET_ARN, "",
-        "Lambda: Secrets Manager secret with the database credentials (AWS); empty: the PG* settings", _any_text)
+        contracts.ENV_DB_SECRET_ARN,
+        "",
+        "Lambda: Secrets Manager secret with the database credentials (AWS); empty: the PG* settings",
+        _any_text,
+    )
     buffer_seconds: int = setting(
-        "RECSYS_BUFFER_SECONDS", "1",
-        "Firehose buffering interval (S3 and Lambda processor), 0-900", _integer(0, 900))
+        "RECSYS_BUFFER_SECONDS", "1", "Firehose buffering interval (S3 and Lambda processor), 0-900", _integer(0, 900)
+    )
     lambda_zip: Path = setting(
-        "RECSYS_LAMBDA_ZIP", "build/lambda.zip", "Deployment zip of the transformation Lambda",
-        _path)
+        "RECSYS_LAMBDA_ZIP", "build/lambda.zip", "Deployment zip of the transformation Lambda", _path
+    )
     lambda_invoke: str = setting(
-        "RECSYS_LAMBDA_INVOKE", "runtime",
-        "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api", _choice("runtime", "api"))
+        "RECSYS_LAMBDA_INVOKE",
+        "runtime",
+        "How local delivery runs the Lambda: runtime (zip under awslambdaric) | api",
+        _choice("runtime", "api"),
+    )
     lambda_python: Path | None = setting(
-        "RECSYS_LAMBDA_PYTHON", "",
+        "RECSYS_LAMBDA_PYTHON",
+        "",
         f"Python {contracts.LAMBDA_RUNTIME.removeprefix('python')} (with awslambdaric, boto3) that runs the zip "
-        "locally; empty: .venv-lambda, python3.x on PATH, pyenv", _optional_executable)
+        "locally; empty: .venv-lambda, python3.x on PATH, pyenv",
+        _optional_executable,
+    )
     lambda_concurrency: int = setting(
-        "RECSYS_LAMBDA_CONCURRENCY", "2",
-        "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16", _integer(1, 16))
+        "RECSYS_LAMBDA_CONCURRENCY",
+        "2",
+        "Local delivery: Lambda invocations in flight at once per delivery stream, 1-16",
+        _integer(1, 16),
+    )
     api_url: str = setting(
-        "RECSYS_API_URL", "http://127.0.0.1:8000",
-        "The recommendations API: where `recsys api` listens and what `recsys web` calls", _http_url)
+        "RECSYS_API_URL",
+        "http://127.0.0.1:8000",
+        "The recommendations API: where `recsys api` listens and what `recsys web` calls",
+        _http_url,
+    )
     api_max_body_bytes: int = setting(
-        contracts.ENV_API_MAX_BODY_BYTES, str(contracts.DEFAULT_API_MAX_BODY_BYTES),
+        contracts.ENV_API_MAX_BODY_BYTES,
+        str(contracts.DEFAULT_API_MAX_BODY_BYTES),
         f"The recommendations API: largest request body read (larger: 413), 1024-{contracts.MAX_API_MAX_BODY_BYTES}",
-        _integer(1024, contracts.MAX_API_MAX_BODY_BYTES))
+        _integer(1024, contracts.MAX_API_MAX_BODY_BYTES),
+    )
     pointer_ttl_seconds: float = setting(
-        contracts.ENV_POINTER_TTL_SECONDS, f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
-        "Lambda: how often it re-reads the serving-model pointer", _number(0, 86_400))
+        contracts.ENV_POINTER_TTL_SECONDS,
+        f"{contracts.DEFAULT_POINTER_TTL_SECONDS:g}",
+        "Lambda: how often it re-reads the serving-model pointer",
+        _number(0, 86_400),
+    )
     top_k: int = setting(
-        contracts.ENV_TOP_K, str(contracts.DEFAULT_TOP_K),
-        "Lambda: recommended and similar items per event", _integer(1, contracts.MAX_TOP_K))
+        contracts.ENV_TOP_K,
+        str(contracts.DEFAULT_TOP_K),
+        "Lambda: recommended and similar items per event",
+        _integer(1, contracts.MAX_TOP_K),
+    )
     spark_java_options: str = setting(
-        "RECSYS_SPARK_JAVA_OPTIONS", DEFAULT_SPARK_JAVA_OPTIONS,
-        "Local ETL: JVM options of the Spark driver (JIT tuned for a short job on few cores)", _java_options)
+        "RECSYS_SPARK_JAVA_OPTIONS",
+        DEFAULT_SPARK_JAVA_OPTIONS,
+        "Local ETL: JVM options of the Spark driver (JIT tuned for a short job on few cores)",
+        _java_options,
+    )
     spark_cds: str = setting(
-        "RECSYS_SPARK_CDS", "on",
+        "RECSYS_SPARK_CDS",
+        "on",
         "Local ETL: on = a class-data sharing archive of Spark's classes (made by the first run, "
-        "under build/spark-cds/) starts the JVM faster; off = none", _choice("on", "off"))
+        "under build/spark-cds/) starts the JVM faster; off = none",
+        _choice("on", "off"),
+    )
 
     def __repr__(self) -> str:
         shown = {s.field: ("***" if s.secret and getattr(self, s.field) else getattr(self, s.field)) for s in SETTINGS}
@@ -288,8 +354,12 @@ class Settings:
 
     def mysql_params(self, database: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``pymysql.connect``; ``database=""`` selects none."""
-        params: dict[str, Any] = {"host": self.mysql_host, "port": self.mysql_port, "user": self.mysql_user,
-                                  "password": self.mysql_password}
+        params: dict[str, Any] = {
+            "host": self.mysql_host,
+            "port": self.mysql_port,
+            "user": self.mysql_user,
+            "password": self.mysql_password,
+        }
         chosen = self.mysql_database if database is None else database
         return params | ({"database": chosen} if chosen else {})
 
@@ -300,10 +370,18 @@ class Settings:
 
     def pg_params(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg2.connect``."""
-        params: dict[str, Any] = {"host": self.pg_host, "port": self.pg_port, "user": self.pg_user,
-                                  "dbname": self.pg_database, "sslmode": self.pg_sslmode}
-        return (params | ({"password": self.pg_password} if self.pg_password else {})
-                | ({"sslrootcert": str(self.pg_sslrootcert)} if self.pg_sslrootcert else {}))
+        params: dict[str, Any] = {
+            "host": self.pg_host,
+            "port": self.pg_port,
+            "user": self.pg_user,
+            "dbname": self.pg_database,
+            "sslmode": self.pg_sslmode,
+        }
+        return (
+            params
+            | ({"password": self.pg_password} if self.pg_password else {})
+            | ({"sslrootcert": str(self.pg_sslrootcert)} if self.pg_sslrootcert else {})
+        )
 
     def as_env(self) -> dict[str, str]:
         """Every setting as environment variables, for subprocesses and ``stack.env``."""
@@ -314,10 +392,11 @@ class Settings:
         return load_settings({**self.as_env(), **changes})
 
 
-
-SETTINGS: tuple[Setting, ...] = tuple(Setting(field=f.name, **f.metadata[_SETTING])
-                                      for f in dataclasses.fields(Settings))
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(field=f.name, **f.metadata[_SETTING]) for f in dataclasses.fields(Settings)
+)
 _BY_ENV = {s.env: s for s in SETTINGS}
+
 
 def _as_text(value: object) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
@@ -360,7 +439,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         text = env[setting.env] if setting.env in env else from_stack.get(setting.env, setting.default)
         values[setting.field] = parse_setting(setting.env, text)
     return Settings(**values)
-
 
 
 def changed_settings(before: Settings, after: Settings) -> set[str]:

@@ -1,4 +1,5 @@
 """Connections to the MySQL source and the PostgreSQL + pgvector serving database."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,12 +15,14 @@ from recsys.core.errors import SourceUnavailable
 PgConnection = psycopg2.extensions.connection
 
 
-def connect_mysql(settings: Settings, *, database: str | None = None, autocommit: bool = False,
-                  **kwargs: Any) -> pymysql.connections.Connection[Any]:
+def connect_mysql(
+    settings: Settings, *, database: str | None = None, autocommit: bool = False, **kwargs: Any
+) -> pymysql.connections.Connection[Any]:
     """A pymysql connection to the source; ``database=""`` connects without selecting one."""
     try:
-        return pymysql.connect(connect_timeout=5, autocommit=autocommit, charset="utf8mb4",
-                               **settings.mysql_params(database), **kwargs)
+        return pymysql.connect(
+            connect_timeout=5, autocommit=autocommit, charset="utf8mb4", **settings.mysql_params(database), **kwargs
+        )
     except pymysql.err.OperationalError as exc:
         raise SourceUnavailable(
             f"MySQL source not reachable at {settings.mysql_host}:{settings.mysql_port} as {settings.mysql_user!r}: "

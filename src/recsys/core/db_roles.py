@@ -1,6 +1,7 @@
 """The vector DB's least-privilege roles (sql/roles.sql): created, and given their passwords, by a
 connection of the master (RDS) or the local superuser. The pipeline's DatabaseRoles stage and
 ``recsys stack up`` both call ``apply_roles``; nothing else connects as the master."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -2,6 +2,7 @@
 
 Every one is a ``RecsysError``: the CLI prints its message as one line, without a traceback.
 """
+
 from __future__ import annotations
 
 

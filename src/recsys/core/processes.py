@@ -1,4 +1,5 @@
 """Recognising a process by PID: alive, and (given its creation time) not a recycled PID."""
+
 from __future__ import annotations
 
 import psutil

@@ -1,4 +1,5 @@
 """The one percentile definition used for every reported latency and freshness figure."""
+
 from __future__ import annotations
 
 import math

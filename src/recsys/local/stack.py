@@ -10,6 +10,7 @@ holds the PostgreSQL password; read by ``recsys.core.config``, printed by ``recs
 emulator runs is ``RECSYS_EMULATOR`` (``recsys.local.emulators``); nothing else in the project
 depends on it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,7 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys.contracts import (DB_LOADER_ROLE, DB_ROLES, DB_SERVING_ROLE, TASK_DBROLES, TASK_GATE, TASK_LOAD,
-                              TASK_TRAIN)
+from recsys.contracts import DB_LOADER_ROLE, DB_ROLES, DB_SERVING_ROLE, TASK_DBROLES, TASK_GATE, TASK_LOAD, TASK_TRAIN
 from recsys.core.config import Settings, load_settings, stack_env_file
 from recsys.core.db import connect_mysql, connect_pg, drop_database
 from recsys.core.db_roles import PASSWORD_ENV, apply_roles
@@ -89,7 +89,9 @@ class StackState:
     @classmethod
     def load(cls, path: Path) -> StackState:
         saved = json.loads(path.read_text()) if path.exists() else {}
-        aws = saved.get("aws") or ({"emulator": "moto", **saved["moto"]} if "moto" in saved else {})  # before 2 emulators
+        aws = saved.get("aws") or (
+            {"emulator": "moto", **saved["moto"]} if "moto" in saved else {}
+        )  # before 2 emulators
         return cls(aws=aws, postgres=saved.get("postgres", {}), api=saved.get("api", {}))
 
     def save(self, path: Path) -> None:
@@ -131,15 +133,18 @@ class EmbeddedStack:
         wanted = self.settings.emulator
         if state.emulator_running():
             if state.aws["emulator"] != wanted:
-                raise StackError(f"the stack runs {state.aws['emulator']}, not {wanted}: stop it first "
-                                 f"(`recsys stack down`; its AWS state is saved and restored into {wanted})")
+                raise StackError(
+                    f"the stack runs {state.aws['emulator']}, not {wanted}: stop it first "
+                    f"(`recsys stack down`; its AWS state is saved and restored into {wanted})"
+                )
             return False
         if state.aws.get("pid"):  # recorded as running, but gone: it was not stopped by `stack down`
             self.notes.append(
                 f"warning: the previous {state.aws.get('emulator', 'emulator')} (pid {state.aws['pid']}) was not "
                 "stopped by `recsys stack down` (killed or crashed): the S3 objects and Kinesis records it held "
                 "since the last `up` are lost (only `down` saves them); PostgreSQL kept its data, so re-run "
-                "`recsys train` and `recsys load-embeddings` if a model's artifacts are gone")
+                "`recsys train` and `recsys load-embeddings` if a model's artifacts are gone"
+            )
         emulator = emulator_for(self.settings)
         port = free_port(state.aws.get("port"))
         started = emulator.start(port, self.state_dir / emulator.name, self.logs / f"{emulator.name}.log")
@@ -201,11 +206,15 @@ class EmbeddedStack:
             state.aws.pop("pid", None)
             self._save(state)
             stack_env_file(self.state_dir).unlink(missing_ok=True)
-            raise StackError(f"could not restore the AWS state saved in {aws_state.saved_dir(self.state_dir)} "
-                             f"({type(exc).__name__}: {exc}); it is kept: fix the cause and run `recsys stack up` "
-                             "again, or drop it with `recsys stack down --discard`") from exc
+            raise StackError(
+                f"could not restore the AWS state saved in {aws_state.saved_dir(self.state_dir)} "
+                f"({type(exc).__name__}: {exc}); it is kept: fix the cause and run `recsys stack up` "
+                "again, or drop it with `recsys stack down --discard`"
+            ) from exc
         if restored:
-            self.notes.append(restored.line(f"restored (saved {restored.saved_at})", self.state_dir / aws_state.RESTORED))
+            self.notes.append(
+                restored.line(f"restored (saved {restored.saved_at})", self.state_dir / aws_state.RESTORED)
+            )
 
     def make_private(self) -> None:
         """The state dir 0700 (0701 when PostgreSQL runs as its own account, to reach pgdata and
@@ -271,8 +280,12 @@ class EmbeddedStack:
             with open_log(self.logs / "api.log") as log:
                 proc = subprocess.Popen(
                     [str(Path(sys.executable).with_name("recsys")), "api", "--port", str(port)],
-                    env={**os.environ, **self.settings.as_env()}, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
+                    env={**os.environ, **self.settings.as_env()},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             deadline = time.monotonic() + 60
             while not port_answers(port):
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -310,9 +323,11 @@ class EmbeddedStack:
             stopped.append(f"{emulator.name} (pid {state.aws['pid']})")
         else:
             if state.aws.get("pid"):
-                self.notes.append(f"warning: {state.aws.get('emulator', 'the emulator')} (pid {state.aws['pid']}) had "
-                                  "stopped without `recsys stack down`: the S3 objects and Kinesis records it held "
-                                  "since the last `up` are lost")
+                self.notes.append(
+                    f"warning: {state.aws.get('emulator', 'the emulator')} (pid {state.aws['pid']}) had "
+                    "stopped without `recsys stack down`: the S3 objects and Kinesis records it held "
+                    "since the last `up` are lost"
+                )
             if discard and aws_state.discard(self.state_dir):
                 self.notes.append("discarded the saved AWS state")
         pg = state.postgres
@@ -333,8 +348,10 @@ class EmbeddedStack:
         acknowledged is in the save. When the save fails the fence comes down and nothing is stopped."""
         home = self.state_dir / emulator.name
         if not emulator.fence(state.aws["port"], home):
-            self.notes.append(f"warning: {emulator.name} did not confirm its write fence: a write it acknowledges "
-                              "during the save may be lost (stop producers before `recsys stack down`)")
+            self.notes.append(
+                f"warning: {emulator.name} did not confirm its write fence: a write it acknowledges "
+                "during the save may be lost (stop producers before `recsys stack down`)"
+            )
         try:
             self._save_aws_state(state, show_progress)
         except StackError:
@@ -347,9 +364,11 @@ class EmbeddedStack:
         try:
             saved = aws_state.save(live, self.state_dir, emulator=state.aws["emulator"], show_progress=show_progress)
         except Exception as exc:
-            raise StackError(f"could not save the AWS state ({type(exc).__name__}: {exc}); the stack is left running "
-                             "so that nothing is lost: retry `recsys stack down`, or stop it without saving with "
-                             "`recsys stack down --discard`") from exc
+            raise StackError(
+                f"could not save the AWS state ({type(exc).__name__}: {exc}); the stack is left running "
+                "so that nothing is lost: retry `recsys stack down`, or stop it without saving with "
+                "`recsys stack down --discard`"
+            ) from exc
         self.notes.append(saved.line("saved", aws_state.saved_dir(self.state_dir)))
 
     def status(self) -> list[ServiceStatus]:
@@ -362,14 +381,31 @@ class EmbeddedStack:
         except SourceUnavailable:
             mysql_up = False
         emulator = self.emulator(state)
-        api = [ServiceStatus("api", state.api_running(), f"http://127.0.0.1:{state.api.get('port', '-')}",
-                             state.api.get("pid"))] if state.api.get("pid") else []
+        api = (
+            [
+                ServiceStatus(
+                    "api", state.api_running(), f"http://127.0.0.1:{state.api.get('port', '-')}", state.api.get("pid")
+                )
+            ]
+            if state.api.get("pid")
+            else []
+        )
         return [
-            ServiceStatus(emulator.name, state.emulator_running() and emulator.healthy(state.aws["port"]),
-                          f"http://127.0.0.1:{state.aws.get('port', '-')}", state.aws.get("pid")),
-            ServiceStatus("postgres", pid_alive(pg.get("pid")) and port_answers(pg.get("port", 0)),
-                          f"postgresql://postgres@127.0.0.1:{pg.get('port', '-')}/postgres", pg.get("pid")),
-            ServiceStatus("mysql", mysql_up, f"mysql://{s.mysql_user}@{s.mysql_host}:{s.mysql_port}/{s.mysql_database}"),
+            ServiceStatus(
+                emulator.name,
+                state.emulator_running() and emulator.healthy(state.aws["port"]),
+                f"http://127.0.0.1:{state.aws.get('port', '-')}",
+                state.aws.get("pid"),
+            ),
+            ServiceStatus(
+                "postgres",
+                pid_alive(pg.get("pid")) and port_answers(pg.get("port", 0)),
+                f"postgresql://postgres@127.0.0.1:{pg.get('port', '-')}/postgres",
+                pg.get("pid"),
+            ),
+            ServiceStatus(
+                "mysql", mysql_up, f"mysql://{s.mysql_user}@{s.mysql_host}:{s.mysql_port}/{s.mysql_database}"
+            ),
             *api,
         ]
 

@@ -12,6 +12,7 @@ The emulators' own servers wrap this one class: ``recsys.local.moto_fenced`` (a 
 LocalStack's own venv, where recsys is not installed, and loads this file by path: so it imports
 nothing but the standard library.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,8 +23,17 @@ FENCE_ENV = "RECSYS_FENCE_FILE"
 FENCE_PATH = "/recsys/fence"  # GET: answers once the fence is up and no write is in flight
 DRAIN_SECONDS = 30.0
 REFUSAL = "the local stack is stopping (recsys stack down): this write was not accepted; retry after `up`"
-READ_TARGETS = {f"Kinesis_20131202.{operation}" for operation in (
-    "GetRecords", "GetShardIterator", "ListShards", "DescribeStream", "DescribeStreamSummary", "ListStreams")}
+READ_TARGETS = {
+    f"Kinesis_20131202.{operation}"
+    for operation in (
+        "GetRecords",
+        "GetShardIterator",
+        "ListShards",
+        "DescribeStream",
+        "DescribeStreamSummary",
+        "ListStreams",
+    )
+}
 
 
 def is_read(method: str, target: str | None) -> bool:

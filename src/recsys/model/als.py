@@ -1,4 +1,5 @@
 """Plain implicit ALS, serving side: fold-in shrinks towards 0 with λI (``recsys.model.foldin``)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -30,10 +31,15 @@ class AlsFoldIn(FoldInModel):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {}  # λ is the common ``regularization`` scalar
 
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
-                          confidences: Sequence[float] | np.ndarray, *,
-                          country: str | None = None,
-                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+    def cold_start_vector(
+        self,
+        item_factors: np.ndarray,
+        item_rows: Sequence[int],
+        confidences: Sequence[float] | np.ndarray,
+        *,
+        country: str | None = None,
+        credit_limit: float | None = None,
+    ) -> tuple[str, np.ndarray | None]:
         if len(item_rows):
             return STRATEGY_FOLD_IN, fold_in(item_factors, item_rows, confidences, self.regularization)
         return STRATEGY_POPULAR_FALLBACK, None

@@ -8,6 +8,7 @@ kinds is how a new customer is folded in, and the extra arrays that needs: a ``F
 subclass owns both. ``recsys.model.registry`` maps the manifest's ``model.kind`` to the subclass;
 the training half lives in ``recsys.pipeline.trainers`` (it needs scipy and ``implicit``).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -32,9 +33,14 @@ class FoldInModel(ABC):
         """The kind's own ``model.npz`` entries (beyond the common ones the trainer writes)."""
 
     @abstractmethod
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
-                          confidences: Sequence[float] | np.ndarray, *,
-                          country: str | None = None,
-                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+    def cold_start_vector(
+        self,
+        item_factors: np.ndarray,
+        item_rows: Sequence[int],
+        confidences: Sequence[float] | np.ndarray,
+        *,
+        country: str | None = None,
+        credit_limit: float | None = None,
+    ) -> tuple[str, np.ndarray | None]:
         """(strategy, raw user vector or None) of a customer the model has no stored vector for:
         their browse history as item rows and confidences (may be empty), and their attributes."""

@@ -19,6 +19,7 @@ Embedding transforms (the manifest's ``embedding_transform``), for cosine-distan
   norm) so every item vector has norm M; queries get a 0. Then cosine(q, i) = u·v / (‖u‖ M),
   which for a given user orders items exactly as ALS's dot product u·v does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,8 +37,13 @@ def confidence(ratings: Sequence[float] | np.ndarray, alpha: float, rating_offse
     return 1.0 + alpha * np.maximum(r - rating_offset, 0.0)
 
 
-def fold_in(item_factors: np.ndarray, item_indices: Sequence[int], confidences: Sequence[float] | np.ndarray,
-            regularization: float | np.ndarray, prior_mean: np.ndarray | None = None) -> np.ndarray:
+def fold_in(
+    item_factors: np.ndarray,
+    item_indices: Sequence[int],
+    confidences: Sequence[float] | np.ndarray,
+    regularization: float | np.ndarray,
+    prior_mean: np.ndarray | None = None,
+) -> np.ndarray:
     """The ALS user vector for a history of items with confidences, the item factors held fixed.
 
     Solves (YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i in float64 and returns float32 (F,).

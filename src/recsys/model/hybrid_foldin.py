@@ -20,6 +20,7 @@ Attributes: country (one-hot over the training customers' countries, plus its re
 creditLimit (standardised ln, and a flag for 0 = no credit line); an unknown creditLimit encodes
 as the average customer's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
@@ -28,8 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recsys.contracts import (STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN,
-                              STRATEGY_POPULAR_FALLBACK)
+from recsys.contracts import STRATEGY_FEATURES, STRATEGY_FEATURES_FOLD_IN, STRATEGY_FOLD_IN, STRATEGY_POPULAR_FALLBACK
 from recsys.model.base import FoldInModel
 from recsys.model.foldin import fold_in
 
@@ -62,8 +62,12 @@ class AttributeEncoder:
 
     def names(self) -> list[str]:
         """What each coordinate of ``a`` is (for the manifest)."""
-        return (["intercept"] + [f"country={c}" for c in self.countries] + [f"region={r}" for r in self.regions]
-                + ["ln creditLimit (standardised)", "no credit line"])
+        return (
+            ["intercept"]
+            + [f"country={c}" for c in self.countries]
+            + [f"region={r}" for r in self.regions]
+            + ["ln creditLimit (standardised)", "no credit line"]
+        )
 
     def usable(self, country: str | None, credit_limit: float | None) -> bool:
         """Whether the attributes say anything: a country the model can place, or a credit limit."""
@@ -91,17 +95,23 @@ class AttributeEncoder:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         pairs = sorted(self.country_regions.items())
-        return {NPZ_ATTRIBUTE_COUNTRIES: np.array(self.countries, dtype=str),
-                NPZ_ATTRIBUTE_REGIONS: np.array(self.regions, dtype=str),
-                NPZ_COUNTRY_REGIONS: np.array(pairs, dtype=str).reshape(len(pairs), 2),
-                NPZ_LOG_CREDIT: np.array([self.log_credit_mean, self.log_credit_std])}
+        return {
+            NPZ_ATTRIBUTE_COUNTRIES: np.array(self.countries, dtype=str),
+            NPZ_ATTRIBUTE_REGIONS: np.array(self.regions, dtype=str),
+            NPZ_COUNTRY_REGIONS: np.array(pairs, dtype=str).reshape(len(pairs), 2),
+            NPZ_LOG_CREDIT: np.array([self.log_credit_mean, self.log_credit_std]),
+        }
 
     @classmethod
     def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributeEncoder:
         mean, std = (float(v) for v in npz[NPZ_LOG_CREDIT])
-        return cls(tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]),
-                   tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
-                   {str(c): str(r) for c, r in npz[NPZ_COUNTRY_REGIONS]}, mean, std)
+        return cls(
+            tuple(str(c) for c in npz[NPZ_ATTRIBUTE_COUNTRIES]),
+            tuple(str(r) for r in npz[NPZ_ATTRIBUTE_REGIONS]),
+            {str(c): str(r) for c, r in npz[NPZ_COUNTRY_REGIONS]},
+            mean,
+            std,
+        )
 
 
 @dataclass(frozen=True)
@@ -120,22 +130,35 @@ class AttributePrior:
         return prior_mean
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {NPZ_PRIOR_MAP: np.asarray(self.prior_map, dtype=np.float64),
-                NPZ_POPULATION_ATTRIBUTES: np.asarray(self.population_attributes, dtype=np.float64),
-                NPZ_FEATURES_ALONE: np.asarray(self.features_alone, dtype=np.bool_)} | self.encoder.to_arrays()
+        return {
+            NPZ_PRIOR_MAP: np.asarray(self.prior_map, dtype=np.float64),
+            NPZ_POPULATION_ATTRIBUTES: np.asarray(self.population_attributes, dtype=np.float64),
+            NPZ_FEATURES_ALONE: np.asarray(self.features_alone, dtype=np.bool_),
+        } | self.encoder.to_arrays()
 
     @classmethod
     def from_arrays(cls, npz: Mapping[str, np.ndarray]) -> AttributePrior | None:
         """The prior a model archive holds, or None for a plain ALS model (no prior arrays)."""
         if NPZ_PRIOR_MAP not in npz:
             return None
-        return cls(AttributeEncoder.from_arrays(npz), np.asarray(npz[NPZ_PRIOR_MAP], dtype=np.float64),
-                   np.asarray(npz[NPZ_POPULATION_ATTRIBUTES], dtype=np.float64), bool(npz[NPZ_FEATURES_ALONE]))
+        return cls(
+            AttributeEncoder.from_arrays(npz),
+            np.asarray(npz[NPZ_PRIOR_MAP], dtype=np.float64),
+            np.asarray(npz[NPZ_POPULATION_ATTRIBUTES], dtype=np.float64),
+            bool(npz[NPZ_FEATURES_ALONE]),
+        )
 
 
-def cold_start_vector(item_factors: np.ndarray, item_rows: Sequence[int], confidences: Sequence[float] | np.ndarray,
-                      regularization: float | np.ndarray, prior: AttributePrior | None, *,
-                      country: str | None = None, credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+def cold_start_vector(
+    item_factors: np.ndarray,
+    item_rows: Sequence[int],
+    confidences: Sequence[float] | np.ndarray,
+    regularization: float | np.ndarray,
+    prior: AttributePrior | None,
+    *,
+    country: str | None = None,
+    credit_limit: float | None = None,
+) -> tuple[str, np.ndarray | None]:
     """(strategy, raw user vector or None) for a customer the model has no stored vector for.
 
     ``item_rows``/``confidences``: their browse history as item rows and confidences (may be empty);
@@ -171,9 +194,15 @@ class HybridFoldIn(FoldInModel):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return self.prior.to_arrays() | {NPZ_PRECISION: np.asarray(self.precision)}
 
-    def cold_start_vector(self, item_factors: np.ndarray, item_rows: Sequence[int],
-                          confidences: Sequence[float] | np.ndarray, *,
-                          country: str | None = None,
-                          credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
-        return cold_start_vector(item_factors, item_rows, confidences, self.precision, self.prior,
-                                 country=country, credit_limit=credit_limit)
+    def cold_start_vector(
+        self,
+        item_factors: np.ndarray,
+        item_rows: Sequence[int],
+        confidences: Sequence[float] | np.ndarray,
+        *,
+        country: str | None = None,
+        credit_limit: float | None = None,
+    ) -> tuple[str, np.ndarray | None]:
+        return cold_start_vector(
+            item_factors, item_rows, confidences, self.precision, self.prior, country=country, credit_limit=credit_limit
+        )

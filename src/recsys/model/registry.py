@@ -3,16 +3,20 @@
 A new kind adds one line here (its serving half) and one in ``recsys.pipeline.trainers.registry``
 (its training half); docs/train.md ("Adding a model").
 """
+
 from __future__ import annotations
 
 from recsys.model.als import AlsFoldIn
 from recsys.model.base import FoldInModel
 from recsys.model.hybrid_foldin import HybridFoldIn
 
-FOLD_INS: dict[str, type[FoldInModel]] = {cls.kind: cls for cls in (
-    AlsFoldIn,
-    HybridFoldIn,
-)}
+FOLD_INS: dict[str, type[FoldInModel]] = {
+    cls.kind: cls
+    for cls in (
+        AlsFoldIn,
+        HybridFoldIn,
+    )
+}
 
 
 class UnknownModelKind(ValueError):

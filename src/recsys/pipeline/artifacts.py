@@ -14,6 +14,7 @@ Layout in the ml-artifacts bucket::
 ``publish_version`` writes in that order, so a run that fails part-way never moves the pointer
 (and removes what it had written); the previous version keeps serving.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,6 +54,7 @@ def sha256_hex(body: bytes) -> str:
 
 # -- readers ------------------------------------------------------------------------------------
 
+
 def serving_version(settings: Settings) -> str | None:
     """The version ``models/serving.json`` points at, or None when nothing was published yet."""
     body = read_object(settings, settings.artifacts_bucket, SERVING_POINTER_KEY)
@@ -85,6 +87,7 @@ def read_manifest(settings: Settings, version: str) -> dict[str, Any]:
 
 # -- formats ------------------------------------------------------------------------------------
 
+
 def embeddings_csv(ids: Iterable[object], vectors: np.ndarray) -> bytes:
     """CSV with header ``id,embedding`` as ``aws_s3.table_import_from_s3 (format csv, header true)`` reads it."""
     out = io.StringIO()
@@ -112,18 +115,21 @@ def npz_bytes(arrays: Mapping[str, np.ndarray | np.generic]) -> bytes:
 
 # -- publishing ---------------------------------------------------------------------------------
 
+
 def _put_object(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
 def _content_type(name: str) -> str:
     suffix = name.rsplit(".", 1)[-1]
-    return {"csv": "text/csv", "json": "application/json", "png": "image/png",
-            "html": "text/html; charset=utf-8"}.get(suffix, "application/octet-stream")
+    return {"csv": "text/csv", "json": "application/json", "png": "image/png", "html": "text/html; charset=utf-8"}.get(
+        suffix, "application/octet-stream"
+    )
 
 
-def publish_version(settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict[str, Any], *,
-                    move_pointer: bool = True) -> dict[str, Any]:
+def publish_version(
+    settings: Settings, version: str, files: Mapping[str, bytes], manifest: dict[str, Any], *, move_pointer: bool = True
+) -> dict[str, Any]:
     """Write ``files``, then ``manifest.json`` (with their sha256), then move the serving pointer
     (unless ``move_pointer`` is False: a candidate the pipeline's quality gate promotes or not).
 
@@ -132,8 +138,10 @@ def publish_version(settings: Settings, version: str, files: Mapping[str, bytes]
     """
     s3 = client("s3", settings)
     bucket = settings.artifacts_bucket
-    manifest = {**manifest, "files": {name: {"sha256": sha256_hex(body), "size": len(body)}
-                                      for name, body in files.items()}}
+    manifest = {
+        **manifest,
+        "files": {name: {"sha256": sha256_hex(body), "size": len(body)} for name, body in files.items()},
+    }
     written: list[str] = []
     step = "?"
     try:
@@ -148,16 +156,23 @@ def publish_version(settings: Settings, version: str, files: Mapping[str, bytes]
             write_serving_pointer(settings, version)
     except Exception as exc:
         _delete_quietly(s3, bucket, written)
-        raise PipelineError(f"publishing model {version} failed while writing {step}: {exc}; "
-                            f"serving still points to {_previous_version(settings)}") from exc
+        raise PipelineError(
+            f"publishing model {version} failed while writing {step}: {exc}; "
+            f"serving still points to {_previous_version(settings)}"
+        ) from exc
     return manifest
 
 
 def write_serving_pointer(settings: Settings, version: str) -> None:
     """Point ``models/serving.json`` at ``version`` (publish, promote and roll back all move it here)."""
     pointer = {"version": version, "updated_at": utc_now_iso()}
-    _put_object(client("s3", settings), settings.artifacts_bucket, SERVING_POINTER_KEY, json.dumps(pointer).encode(),
-                "application/json")
+    _put_object(
+        client("s3", settings),
+        settings.artifacts_bucket,
+        SERVING_POINTER_KEY,
+        json.dumps(pointer).encode(),
+        "application/json",
+    )
     log.info("serving pointer s3://%s/%s -> %s", settings.artifacts_bucket, SERVING_POINTER_KEY, version)
 
 

@@ -5,6 +5,7 @@ snapshot still being written is never seen. The partition column comes back from
 path (``productLine=Classic Cars/part-….parquet``), is cast to the manifest's type, and the
 columns are restored to contract order and types.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,14 @@ MANIFEST_KEY = TRAINING_PREFIX + TRAINING_MANIFEST
 HIVE_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Spark's directory name for a null partition value
 
 _SIMPLE_TYPES = {
-    "tinyint": pa.int8(), "smallint": pa.int16(), "int": pa.int32(), "bigint": pa.int64(),
-    "float": pa.float32(), "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_(),
+    "tinyint": pa.int8(),
+    "smallint": pa.int16(),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
     "date": pa.date32(),
 }
 _DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
@@ -75,7 +82,9 @@ def partition_value(key: str, partition_key: str) -> str | None:
     raise PipelineError(f"training set file {key} has no {partition_key}=… directory")
 
 
-def _read_file(s3: Any, bucket: str, entry: dict[str, Any], partition_key: str, partition_type: pa.DataType) -> pa.Table:
+def _read_file(
+    s3: Any, bucket: str, entry: dict[str, Any], partition_key: str, partition_type: pa.DataType
+) -> pa.Table:
     """One listed Parquet file with its partition column restored from the path."""
     try:
         body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
@@ -84,8 +93,10 @@ def _read_file(s3: Any, bucket: str, entry: dict[str, Any], partition_key: str, 
             raise _ManifestMoved(entry["key"]) from None
         raise
     if len(body) != entry["size"]:
-        raise PipelineError(f"training set file s3://{bucket}/{entry['key']} has {len(body)} bytes, "
-                            f"the manifest says {entry['size']}: rerun `recsys etl`")
+        raise PipelineError(
+            f"training set file s3://{bucket}/{entry['key']} has {len(body)} bytes, "
+            f"the manifest says {entry['size']}: rerun `recsys etl`"
+        )
     table = pq.read_table(io.BytesIO(body))
     if partition_key not in table.column_names:
         value = pa.scalar(partition_value(entry["key"], partition_key)).cast(partition_type)
@@ -97,14 +108,16 @@ def _read_snapshot(s3: Any, bucket: str, manifest: dict[str, Any]) -> pa.Table:
     schema = manifest_schema(manifest)
     key = manifest["partition_key"]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        tables = list(pool.map(lambda entry: _read_file(s3, bucket, entry, key, schema.field(key).type),
-                               manifest["files"]))
+        tables = list(
+            pool.map(lambda entry: _read_file(s3, bucket, entry, key, schema.field(key).type), manifest["files"])
+        )
     if not tables:
         return schema.empty_table()
     table = pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
     if table.num_rows != manifest["row_count"]:
-        raise PipelineError(f"training set {manifest['run_id']} has {table.num_rows} rows, "
-                            f"the manifest says {manifest['row_count']}")
+        raise PipelineError(
+            f"training set {manifest['run_id']} has {table.num_rows} rows, the manifest says {manifest['row_count']}"
+        )
     return table
 
 
@@ -128,7 +141,9 @@ def read_published(settings: Settings) -> tuple[dict[str, Any], pa.Table]:
         except _ManifestMoved as missing:
             newer = read_manifest(settings)
             if newer["run_id"] == manifest["run_id"]:
-                raise PipelineError(f"training set {manifest['run_id']} lists s3://{bucket}/{missing} "
-                                    "which does not exist: rerun `recsys etl`") from None
+                raise PipelineError(
+                    f"training set {manifest['run_id']} lists s3://{bucket}/{missing} "
+                    "which does not exist: rerun `recsys etl`"
+                ) from None
             manifest = newer
     raise PipelineError("the training set kept being replaced while reading it; try again")

@@ -17,6 +17,7 @@ candidate; otherwise it notifies "not promoted" and ends. The gate precedes the 
 loader's switch of the live tables is part of the load (``vector_load.load_embeddings``): loading
 first would serve the candidate before it is judged.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,12 @@ class Retry:
     backoff_rate: float = 2.0
 
     def asl(self) -> dict[str, Any]:
-        return {"ErrorEquals": list(self.errors), "IntervalSeconds": self.interval_seconds,
-                "MaxAttempts": self.max_attempts, "BackoffRate": self.backoff_rate}
+        return {
+            "ErrorEquals": list(self.errors),
+            "IntervalSeconds": self.interval_seconds,
+            "MaxAttempts": self.max_attempts,
+            "BackoffRate": self.backoff_rate,
+        }
 
     def wait_seconds(self, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (1-based), as Step Functions computes it."""
@@ -89,24 +94,97 @@ def _ecs_retry(attempts: int = 2) -> tuple[Retry, ...]:
 
 # The stages in the order they run, then the handler that only an error reaches.
 PIPELINE: tuple[Stage, ...] = (
-    Stage("DatabaseRoles", "db-roles", ECS, TASK_DBROLES, 600, _ecs_retry(2), NOTIFY_FAILURE, "Etl",
-          description="the vector DB's loader and serving roles (sql/roles.sql), their passwords from their secrets"),
-    Stage("Etl", "etl", GLUE, "", 2 * 3600, (Retry(GLUE_SERVICE_ERRORS, 3, 60),), NOTIFY_FAILURE, "Train",
-          description="Glue job: MySQL -> partitioned Parquet training set in S3"),
-    Stage("Train", "train", ECS, TASK_TRAIN, 4 * 3600, _ecs_retry(1), NOTIFY_FAILURE, "QualityGate",
-          description="train and evaluate; publish a candidate version (the serving pointer stays)"),
-    Stage("QualityGate", "gate", ECS, TASK_GATE, 2 * 3600, _ecs_retry(1), NOTIFY_FAILURE, "LoadEmbeddings",
-          gate=True, description="candidate vs live model on the same held-out split"),
-    Stage("LoadEmbeddings", "load", ECS, TASK_LOAD, 2 * 3600, _ecs_retry(2), NOTIFY_FAILURE, "Promote",
-          description="the candidate's embeddings into pgvector, switched in atomically"),
-    Stage("Promote", "promote", ECS, TASK_GATE, 600, _ecs_retry(2), NOTIFY_FAILURE, "SmokeTest",
-          description="move the serving pointer to the candidate"),
-    Stage("SmokeTest", "smoke", ECS, TASK_GATE, 600, _ecs_retry(2), ROLLBACK, SUCCEEDED,
-          description="recommendations for one known and one new customer; failure rolls back"),
+    Stage(
+        "DatabaseRoles",
+        "db-roles",
+        ECS,
+        TASK_DBROLES,
+        600,
+        _ecs_retry(2),
+        NOTIFY_FAILURE,
+        "Etl",
+        description="the vector DB's loader and serving roles (sql/roles.sql), their passwords from their secrets",
+    ),
+    Stage(
+        "Etl",
+        "etl",
+        GLUE,
+        "",
+        2 * 3600,
+        (Retry(GLUE_SERVICE_ERRORS, 3, 60),),
+        NOTIFY_FAILURE,
+        "Train",
+        description="Glue job: MySQL -> partitioned Parquet training set in S3",
+    ),
+    Stage(
+        "Train",
+        "train",
+        ECS,
+        TASK_TRAIN,
+        4 * 3600,
+        _ecs_retry(1),
+        NOTIFY_FAILURE,
+        "QualityGate",
+        description="train and evaluate; publish a candidate version (the serving pointer stays)",
+    ),
+    Stage(
+        "QualityGate",
+        "gate",
+        ECS,
+        TASK_GATE,
+        2 * 3600,
+        _ecs_retry(1),
+        NOTIFY_FAILURE,
+        "LoadEmbeddings",
+        gate=True,
+        description="candidate vs live model on the same held-out split",
+    ),
+    Stage(
+        "LoadEmbeddings",
+        "load",
+        ECS,
+        TASK_LOAD,
+        2 * 3600,
+        _ecs_retry(2),
+        NOTIFY_FAILURE,
+        "Promote",
+        description="the candidate's embeddings into pgvector, switched in atomically",
+    ),
+    Stage(
+        "Promote",
+        "promote",
+        ECS,
+        TASK_GATE,
+        600,
+        _ecs_retry(2),
+        NOTIFY_FAILURE,
+        "SmokeTest",
+        description="move the serving pointer to the candidate",
+    ),
+    Stage(
+        "SmokeTest",
+        "smoke",
+        ECS,
+        TASK_GATE,
+        600,
+        _ecs_retry(2),
+        ROLLBACK,
+        SUCCEEDED,
+        description="recommendations for one known and one new customer; failure rolls back",
+    ),
 )
 HANDLERS: tuple[Stage, ...] = (
-    Stage(ROLLBACK, "rollback", ECS, TASK_LOAD, 2 * 3600, _ecs_retry(2), NOTIFY_FAILURE, NOTIFY_FAILURE,
-          description="the pointer and the live tables back to the version live before the run"),
+    Stage(
+        ROLLBACK,
+        "rollback",
+        ECS,
+        TASK_LOAD,
+        2 * 3600,
+        _ecs_retry(2),
+        NOTIFY_FAILURE,
+        NOTIFY_FAILURE,
+        description="the pointer and the live tables back to the version live before the run",
+    ),
 )
 STAGES = {stage.state: stage for stage in (*PIPELINE, *HANDLERS)}
 
@@ -130,6 +208,7 @@ def container_command(stage: Stage, run_id: str) -> list[str]:
 
 # -- the Amazon States Language document ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Raw:
     """A JSON value written verbatim into the document (a template expression standing for a list)."""
@@ -151,10 +230,14 @@ class Targets:
 
 
 TEMPLATE_TARGETS = Targets(  # terraform/modules/pipeline fills these in with templatefile()
-    glue_job_name="${glue_job_name}", cluster_arn="${cluster_arn}",
+    glue_job_name="${glue_job_name}",
+    cluster_arn="${cluster_arn}",
     task_definitions={task: f"${{task_definition_{task}}}" for task in TASKS},
-    subnet_ids=Raw("${jsonencode(subnet_ids)}"), security_group_ids=Raw("${jsonencode(security_group_ids)}"),
-    topic_arn="${topic_arn}", artifacts_bucket="${artifacts_bucket}")
+    subnet_ids=Raw("${jsonencode(subnet_ids)}"),
+    security_group_ids=Raw("${jsonencode(security_group_ids)}"),
+    topic_arn="${topic_arn}",
+    artifacts_bucket="${artifacts_bucket}",
+)
 EXECUTION_NAME = "$$.Execution.Name"  # the run id of every stage
 
 
@@ -173,24 +256,38 @@ def _task_state(stage: Stage, targets: Targets) -> dict[str, Any]:
             "LaunchType": "FARGATE",
             "Cluster": targets.cluster_arn,
             "TaskDefinition": targets.task_definitions[stage.task],
-            "NetworkConfiguration": {"AwsvpcConfiguration": {
-                "Subnets": targets.subnet_ids, "SecurityGroups": targets.security_group_ids,
-                "AssignPublicIp": "DISABLED"}},
+            "NetworkConfiguration": {
+                "AwsvpcConfiguration": {
+                    "Subnets": targets.subnet_ids,
+                    "SecurityGroups": targets.security_group_ids,
+                    "AssignPublicIp": "DISABLED",
+                }
+            },
             "Overrides": {"ContainerOverrides": [{"Name": CONTAINER_NAME, "Command.$": command}]},
         }
     state: dict[str, Any] = {
-        "Type": "Task", "Comment": stage.description, "Resource": resource, "Parameters": parameters,
-        "TimeoutSeconds": stage.timeout_seconds, "ResultPath": None,
+        "Type": "Task",
+        "Comment": stage.description,
+        "Resource": resource,
+        "Parameters": parameters,
+        "TimeoutSeconds": stage.timeout_seconds,
+        "ResultPath": None,
         "Retry": [retry.asl() for retry in stage.retries],
-        "Catch": [{"ErrorEquals": [ALL_ERRORS], "ResultPath": "$.error", "Next": stage.on_error}]}
+        "Catch": [{"ErrorEquals": [ALL_ERRORS], "ResultPath": "$.error", "Next": stage.on_error}],
+    }
     state["Next"] = READ_GATE_DECISION if stage.gate else stage.next
     return state
 
 
 def _notify(targets: Targets, subject: str, message: str, next_state: str) -> dict[str, Any]:
-    return {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
-            "Parameters": {"TopicArn": targets.topic_arn, "Subject": subject, "Message.$": message},
-            "ResultPath": None, "Retry": [Retry(("States.ALL",), 3, 10).asl()], "Next": next_state}
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": targets.topic_arn, "Subject": subject, "Message.$": message},
+        "ResultPath": None,
+        "Retry": [Retry(("States.ALL",), 3, 10).asl()],
+        "Next": next_state,
+    }
 
 
 def render_definition(targets: Targets) -> dict[str, Any]:
@@ -201,28 +298,43 @@ def render_definition(targets: Targets) -> dict[str, Any]:
         states[stage.state] = _task_state(stage, targets)
         if stage.gate:
             states[READ_GATE_DECISION] = {
-                "Type": "Task", "Comment": "the gate's decision, from the run record it wrote",
+                "Type": "Task",
+                "Comment": "the gate's decision, from the run record it wrote",
                 "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
-                "Parameters": {"Bucket": targets.artifacts_bucket,
-                               "Key.$": f"States.Format('{run_record_key('{}')}', {EXECUTION_NAME})"},
-                "ResultSelector": {"record.$": "States.StringToJson($.Body)"}, "ResultPath": "$.run",
-                "TimeoutSeconds": 60, "Retry": [Retry(("States.ALL",), 3, 5).asl()],
+                "Parameters": {
+                    "Bucket": targets.artifacts_bucket,
+                    "Key.$": f"States.Format('{run_record_key('{}')}', {EXECUTION_NAME})",
+                },
+                "ResultSelector": {"record.$": "States.StringToJson($.Body)"},
+                "ResultPath": "$.run",
+                "TimeoutSeconds": 60,
+                "Retry": [Retry(("States.ALL",), 3, 5).asl()],
                 "Catch": [{"ErrorEquals": [ALL_ERRORS], "ResultPath": "$.error", "Next": NOTIFY_FAILURE}],
-                "Next": GATE_DECISION}
+                "Next": GATE_DECISION,
+            }
             states[GATE_DECISION] = {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.run.record.gate.promote", "BooleanEquals": True, "Next": gate.next}],
-                "Default": NOTIFY_NOT_PROMOTED}
+                "Default": NOTIFY_NOT_PROMOTED,
+            }
     states[NOTIFY_NOT_PROMOTED] = _notify(
-        targets, "recsys pipeline: model not promoted",
-        f"States.Format('recsys pipeline run {{}}: {{}}', {EXECUTION_NAME}, $.run.record.gate.summary)", NOT_PROMOTED)
+        targets,
+        "recsys pipeline: model not promoted",
+        f"States.Format('recsys pipeline run {{}}: {{}}', {EXECUTION_NAME}, $.run.record.gate.summary)",
+        NOT_PROMOTED,
+    )
     states[NOT_PROMOTED] = {"Type": "Succeed", "Comment": "the gate kept the live model"}
     states[NOTIFY_FAILURE] = _notify(
-        targets, "recsys pipeline: run failed",
-        f"States.Format('recsys pipeline run {{}} failed: {{}} {{}}', {EXECUTION_NAME}, $.error.Error, "
-        "$.error.Cause)", FAILED)
-    states[FAILED] = {"Type": "Fail", "Error": "PipelineFailed", "Cause": "a stage failed or timed out (see the SNS "
-                      "notification and the execution history)"}
+        targets,
+        "recsys pipeline: run failed",
+        f"States.Format('recsys pipeline run {{}} failed: {{}} {{}}', {EXECUTION_NAME}, $.error.Error, $.error.Cause)",
+        FAILED,
+    )
+    states[FAILED] = {
+        "Type": "Fail",
+        "Error": "PipelineFailed",
+        "Cause": "a stage failed or timed out (see the SNS notification and the execution history)",
+    }
     states[SUCCEEDED] = {"Type": "Succeed"}
     return {
         "Comment": "recsys batch pipeline (rendered from recsys.pipeline.definition; do not edit by hand)",
@@ -258,5 +370,8 @@ EXAMPLE_TARGETS = Targets(  # concrete values: what the validator and the tests 
     glue_job_name="recsys-etl",
     cluster_arn="arn:aws:ecs:eu-west-1:123456789012:cluster/recsys-pipeline",
     task_definitions={task: f"arn:aws:ecs:eu-west-1:123456789012:task-definition/recsys-{task}:1" for task in TASKS},
-    subnet_ids=["subnet-0a1b2c3d", "subnet-4e5f6a7b"], security_group_ids=["sg-0123456789abcdef0"],
-    topic_arn="arn:aws:sns:eu-west-1:123456789012:recsys-pipeline", artifacts_bucket="recsys-example-artifacts")
+    subnet_ids=["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
+    security_group_ids=["sg-0123456789abcdef0"],
+    topic_arn="arn:aws:sns:eu-west-1:123456789012:recsys-pipeline",
+    artifacts_bucket="recsys-example-artifacts",
+)

@@ -6,6 +6,7 @@ the MariaDB JDBC driver on its classpath) is the one it uses. Local PySpark cann
 (no matching hadoop-aws on PyPI), so the script writes to a temporary staging folder and uploads
 with boto3; everything else (reads, quality rules, publishing) is the exact code Glue runs.
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,8 +65,14 @@ def load_job_module(script: Path = GLUE_SCRIPT) -> ModuleType:
     return module
 
 
-def local_spark_session(jdbc_jar: str = MARIADB_JDBC_JAR, *, master: str = "local[*]", driver_memory: str = "2g",
-                        shuffle_partitions: int | None = None, settings: Settings | None = None) -> SparkSession:
+def local_spark_session(
+    jdbc_jar: str = MARIADB_JDBC_JAR,
+    *,
+    master: str = "local[*]",
+    driver_memory: str = "2g",
+    shuffle_partitions: int | None = None,
+    settings: Settings | None = None,
+) -> SparkSession:
     """The local SparkSession with the JDBC driver on the driver classpath, tuned for a short job.
 
     Created once per process: later calls (and the job's own ``getOrCreate()``) get the same session.
@@ -73,8 +80,10 @@ def local_spark_session(jdbc_jar: str = MARIADB_JDBC_JAR, *, master: str = "loca
     (``RECSYS_SPARK_CDS``) come from ``settings``; start-up seconds go to ``SPARK_START_SECONDS``.
     """
     if not Path(jdbc_jar).is_file():
-        raise PipelineError(f"JDBC driver jar not found at {jdbc_jar}: install it with `make system-deps` "
-                            "(Debian package libmariadb-java)")
+        raise PipelineError(
+            f"JDBC driver jar not found at {jdbc_jar}: install it with `make system-deps` "
+            "(Debian package libmariadb-java)"
+        )
     from pyspark import SparkConf, SparkContext  # heavy (JVM); only the ETL stage needs it
     from pyspark.sql import SparkSession
 
@@ -82,16 +91,20 @@ def local_spark_session(jdbc_jar: str = MARIADB_JDBC_JAR, *, master: str = "loca
     java_options = settings.spark_java_options.split()
     if settings.spark_cds == "on":
         java_options += cds_options(jdbc_jar)
-    conf = (SparkConf().setMaster(master).setAppName("recsys-etl")
-            .set("spark.jars", jdbc_jar)
-            .set("spark.driver.extraClassPath", jdbc_jar)
-            .set("spark.driver.memory", driver_memory)
-            .set("spark.driver.extraJavaOptions", " ".join(java_options))
-            .set("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * (os.cpu_count() or 2)))
-            .set("spark.ui.enabled", "false")
-            .set("spark.ui.showConsoleProgress", "false")
-            .set("spark.eventLog.enabled", "false")
-            .set("spark.sql.session.timeZone", "UTC"))
+    conf = (
+        SparkConf()
+        .setMaster(master)
+        .setAppName("recsys-etl")
+        .set("spark.jars", jdbc_jar)
+        .set("spark.driver.extraClassPath", jdbc_jar)
+        .set("spark.driver.memory", driver_memory)
+        .set("spark.driver.extraJavaOptions", " ".join(java_options))
+        .set("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * (os.cpu_count() or 2)))
+        .set("spark.ui.enabled", "false")
+        .set("spark.ui.showConsoleProgress", "false")
+        .set("spark.eventLog.enabled", "false")
+        .set("spark.sql.session.timeZone", "UTC")
+    )
     started = time.perf_counter()
     if SparkContext._active_spark_context is None:  # the JVM alone, timed apart from the session
         SparkContext._ensure_initialized(conf=conf)
@@ -118,8 +131,9 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     """
     import pyspark
 
-    key = hashlib.sha256("|".join([_java_identity(), pyspark.__version__, jdbc_jar,
-                                   str(Path(jdbc_jar).stat().st_mtime_ns)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "|".join([_java_identity(), pyspark.__version__, jdbc_jar, str(Path(jdbc_jar).stat().st_mtime_ns)]).encode()
+    ).hexdigest()[:16]
     archive = directory / f"{key}.jsa"
     for dumped in directory.glob(f"{key}.*.jsa"):  # finished dumps: the first becomes the archive
         writer = dumped.name.split(".")[1]
@@ -157,8 +171,12 @@ def parquet_write_seconds(spark: SparkSession, after_stage: int) -> float:
     seconds = 0.0
     for i in range(stages.size()):
         stage = stages.apply(i)
-        if stage.stageId() > after_stage and stage.outputRecords() > 0 and stage.submissionTime().isDefined() \
-                and stage.completionTime().isDefined():
+        if (
+            stage.stageId() > after_stage
+            and stage.outputRecords() > 0
+            and stage.submissionTime().isDefined()
+            and stage.completionTime().isDefined()
+        ):
             seconds += (stage.completionTime().get().getTime() - stage.submissionTime().get().getTime()) / 1000
     return seconds
 
@@ -172,8 +190,9 @@ def last_stage_id(spark: SparkSession) -> int:
 def _stage_list(spark: SparkSession) -> Any:  # a py4j proxy of a Scala Seq
     context: Any = spark.sparkContext  # its py4j gateway and JVM view, set once the context runs
     store = context._jsc.sc().statusStore()
-    return store.stageList(None, False, False, context._gateway.new_array(context._jvm.double, 0),
-                           context._jvm.java.util.ArrayList())
+    return store.stageList(
+        None, False, False, context._gateway.new_array(context._jvm.double, 0), context._jvm.java.util.ArrayList()
+    )
 
 
 def job_arguments(settings: Settings, staging_dir: str, **options: object) -> dict[str, str]:
@@ -239,8 +258,13 @@ def run_etl(settings: Settings, *, jdbc_jar: str = MARIADB_JDBC_JAR, **options: 
                 manifest: dict[str, Any] = job.main(argv)
         except job.JobError as exc:
             raise PipelineError(str(exc)) from exc
-    log.info("etl seconds: %s", " ".join(f"{name}={seconds:.2f}" for name, seconds in
-                                         run_seconds(job.last_run_seconds, parquet_write_seconds(spark, before))))
+    log.info(
+        "etl seconds: %s",
+        " ".join(
+            f"{name}={seconds:.2f}"
+            for name, seconds in run_seconds(job.last_run_seconds, parquet_write_seconds(spark, before))
+        ),
+    )
     return manifest
 
 
@@ -259,7 +283,9 @@ def summary_line(manifest: dict[str, Any], seconds: float, bucket: str) -> str:
     quality = manifest["quality"]
     rows = manifest["row_count"]
     size_mb = sum(f["size"] for f in manifest["files"]) / 1e6
-    return (f"etl: published {rows:,} rows ({quality['orphan_ratings']:,} orphan ratings dropped) in "
-            f"{len(manifest['files'])} files, {size_mb:.1f} MB, partition_key={manifest['partition_key']}, "
-            f"run {manifest['run_id']} -> s3://{bucket}/{manifest['snapshot_prefix']} "
-            f"in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
+    return (
+        f"etl: published {rows:,} rows ({quality['orphan_ratings']:,} orphan ratings dropped) in "
+        f"{len(manifest['files'])} files, {size_mb:.1f} MB, partition_key={manifest['partition_key']}, "
+        f"run {manifest['run_id']} -> s3://{bucket}/{manifest['snapshot_prefix']} "
+        f"in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)"
+    )

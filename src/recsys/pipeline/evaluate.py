@@ -26,6 +26,7 @@ of their ratings trains anything); the per-customer hold-out above applies to th
 Both compare with popularity, the planted truth and the attributes-only truth (the affinity
 expected from the customer's attributes alone: the best possible without history).
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,8 +100,13 @@ def interactions_from_table(table: pa.Table) -> Interactions:
     item_ids, item_idx = np.unique(items.astype(str), return_inverse=True)
     # canonical row order, so the seeded split does not depend on how the snapshot was partitioned
     order = np.lexsort((item_idx, user_idx))
-    return Interactions(user_ids.astype(np.int64), item_ids, user_idx[order].astype(np.int32),
-                        item_idx[order].astype(np.int32), ratings[order].astype(np.float32))
+    return Interactions(
+        user_ids.astype(np.int64),
+        item_ids,
+        user_idx[order].astype(np.int32),
+        item_idx[order].astype(np.int32),
+        ratings[order].astype(np.float32),
+    )
 
 
 def _rank_within_customer(data: Interactions, keys: np.ndarray) -> np.ndarray:
@@ -120,8 +126,7 @@ def holdout_mask(data: Interactions, fraction: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     rank = _rank_within_customer(data, rng.random(len(data.users)))
     counts = np.bincount(data.users, minlength=data.shape[0])
-    n_test = np.where(counts >= MIN_RATINGS_TO_SPLIT,
-                      np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
+    n_test = np.where(counts >= MIN_RATINGS_TO_SPLIT, np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
     held_out: np.ndarray = rank < n_test[data.users]
     return held_out
 
@@ -138,8 +143,9 @@ class ColdSplit:
     seed: int
 
 
-def cold_split(data: Interactions, holdout_fraction: float, seed: int, cold_fraction: float = 0.1,
-               browse: int = 3) -> ColdSplit:
+def cold_split(
+    data: Interactions, holdout_fraction: float, seed: int, cold_fraction: float = 0.1, browse: int = 3
+) -> ColdSplit:
     """Hold a seeded ``cold_fraction`` of the customers out entirely; ``holdout_mask`` for the rest."""
     if not 0 <= cold_fraction < 1:
         raise ValueError(f"cold fraction must be in [0, 1), got {cold_fraction}")
@@ -172,15 +178,21 @@ class RankingMetrics:
     customers: int
 
     def as_dict(self, k: int) -> dict[str, float | int]:
-        return {f"precision@{k}": self.precision, f"recall@{k}": self.recall, f"ndcg@{k}": self.ndcg,
-                f"map@{k}": self.map, "coverage": self.coverage, "customers_scored": self.customers}
+        return {
+            f"precision@{k}": self.precision,
+            f"recall@{k}": self.recall,
+            f"ndcg@{k}": self.ndcg,
+            f"map@{k}": self.map,
+            "coverage": self.coverage,
+            "customers_scored": self.customers,
+        }
 
 
 def top_k(scorer: Scorer, rows: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.ndarray:
     """The k best items per customer row (best first), excluded items last; -1 pads a catalogue under k."""
     out = np.full((len(rows), k), -1, dtype=np.int64)
     for start in range(0, len(rows), SCORE_CHUNK_ROWS):
-        chunk = rows[start:start + SCORE_CHUNK_ROWS]
+        chunk = rows[start : start + SCORE_CHUNK_ROWS]
         scores = np.array(scorer(chunk), dtype=np.float64, copy=True)
         seen = exclude[chunk].tocoo()
         scores[seen.row, seen.col] = -np.inf
@@ -188,18 +200,17 @@ def top_k(scorer: Scorer, rows: np.ndarray, exclude: sp.csr_matrix, k: int) -> n
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         # stable tie-break by item index keeps results reproducible
         order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-        out[start:start + len(chunk), :kk] = np.take_along_axis(part, order, axis=1)
+        out[start : start + len(chunk), :kk] = np.take_along_axis(part, order, axis=1)
     return out
 
 
-def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, rows: np.ndarray,
-                    n_items: int) -> RankingMetrics:
+def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, rows: np.ndarray, n_items: int) -> RankingMetrics:
     """Precision/recall/NDCG/MAP@k of ``recommended`` (len(rows), k) against ``relevant`` rows."""
     k = recommended.shape[1]
     rel = relevant[rows]
     hits = np.zeros(recommended.shape, dtype=bool)
     for i in range(len(rows)):  # rows hold a handful of relevant items each
-        hits[i] = np.isin(recommended[i], rel.indices[rel.indptr[i]:rel.indptr[i + 1]])
+        hits[i] = np.isin(recommended[i], rel.indices[rel.indptr[i] : rel.indptr[i + 1]])
     n_rel = np.diff(rel.indptr).astype(np.float64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discounts).sum(axis=1)
@@ -217,6 +228,7 @@ def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, rows: np.n
 
 
 # -- reference rankers --------------------------------------------------------------------------
+
 
 def cosine_scorer(query_vectors: np.ndarray, item_embeddings: np.ndarray) -> Scorer:
     """Serving's ranking: cosine similarity of each customer's query vector to every item embedding."""
@@ -238,6 +250,7 @@ def random_scorer(n_items: int, seed: int) -> Scorer:
         # seeded per call from the first row so results do not depend on chunk order
         rng = np.random.default_rng([seed, int(rows[0]) if len(rows) else 0])
         return rng.random((len(rows), n_items))
+
     return score
 
 
@@ -267,6 +280,7 @@ def attributes_truth_scorer(data: Interactions, truth: PlantedTruth) -> Scorer |
 
 # -- the whole evaluation -----------------------------------------------------------------------
 
+
 @dataclass
 class EvaluationReport:
     """Metrics per ranker on one split; no "planted truth" ranker when the ceiling is unavailable
@@ -290,9 +304,12 @@ class EvaluationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "k": self.k, "relevant": f"held-out rating >= {self.relevant_min_rating:g}",
-            "holdout_fraction": self.holdout_fraction, "split_seed": self.split_seed,
-            "train_ratings": self.train_ratings, "test_ratings": self.test_ratings,
+            "k": self.k,
+            "relevant": f"held-out rating >= {self.relevant_min_rating:g}",
+            "holdout_fraction": self.holdout_fraction,
+            "split_seed": self.split_seed,
+            "train_ratings": self.train_ratings,
+            "test_ratings": self.test_ratings,
             "relevant_ratings": self.relevant_ratings,
             "rankers": {name: m.as_dict(self.k) for name, m in self.rankers.items()},
             "ceiling_note": self.ceiling_note,
@@ -306,24 +323,41 @@ class EvaluationReport:
         head = f"{'ranker':<{w}}{metric_heads}{'cover':>8}{'users':>7}"
         lines = [head, "-" * len(head)]
         for name, m in self.rankers.items():
-            lines.append(f"{name:<{w}}{m.precision:>9.4f}{m.recall:>9.4f}{m.ndcg:>9.4f}{m.map:>9.4f}"
-                         f"{m.coverage:>8.3f}{m.customers:>7}")
+            lines.append(
+                f"{name:<{w}}{m.precision:>9.4f}{m.recall:>9.4f}{m.ndcg:>9.4f}{m.map:>9.4f}"
+                f"{m.coverage:>8.3f}{m.customers:>7}"
+            )
         if self.ceiling_note:
             lines.append(self.ceiling_note)
         return "\n".join(lines)
 
 
-def evaluate_rankers(data: Interactions, test: np.ndarray, scorers: dict[str, Scorer], *, k: int,
-                     relevant_min_rating: float, holdout_fraction: float, split_seed: int,
-                     ceiling_note: str = "") -> EvaluationReport:
+def evaluate_rankers(
+    data: Interactions,
+    test: np.ndarray,
+    scorers: dict[str, Scorer],
+    *,
+    k: int,
+    relevant_min_rating: float,
+    holdout_fraction: float,
+    split_seed: int,
+    ceiling_note: str = "",
+) -> EvaluationReport:
     """Score every ranker on the customers that have a relevant held-out item."""
     train = data.matrix(np.ones(len(data.users), dtype=np.float32), ~test)
     relevant_mask = test & (data.ratings >= relevant_min_rating)
     relevant = data.matrix(np.ones(len(data.users), dtype=np.float32), relevant_mask)
     rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    report = EvaluationReport(k, relevant_min_rating, holdout_fraction, split_seed,
-                              int((~test).sum()), int(test.sum()), int(relevant_mask.sum()),
-                              ceiling_note=ceiling_note)
+    report = EvaluationReport(
+        k,
+        relevant_min_rating,
+        holdout_fraction,
+        split_seed,
+        int((~test).sum()),
+        int(test.sum()),
+        int(relevant_mask.sum()),
+        ceiling_note=ceiling_note,
+    )
     if rows.size == 0:
         return report
     for name, scorer in scorers.items():
@@ -344,22 +378,46 @@ class ViewReports:
     browsed_items: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"known": self.known.as_dict(), "cold_features": self.cold_features.as_dict(),
-                "cold_browsed": self.cold_browsed.as_dict(), "cold_customers": self.cold_customers,
-                "browsed_items": self.browsed_items}
+        return {
+            "known": self.known.as_dict(),
+            "cold_features": self.cold_features.as_dict(),
+            "cold_browsed": self.cold_browsed.as_dict(),
+            "cold_customers": self.cold_customers,
+            "browsed_items": self.browsed_items,
+        }
 
 
-def evaluate_views(data: Interactions, split: ColdSplit, known: dict[str, Scorer], cold_features: dict[str, Scorer],
-                   cold_browsed: dict[str, Scorer], *, k: int, relevant_min_rating: float, holdout_fraction: float,
-                   browsed_items: int, ceiling_note: str = "") -> ViewReports:
+def evaluate_views(
+    data: Interactions,
+    split: ColdSplit,
+    known: dict[str, Scorer],
+    cold_features: dict[str, Scorer],
+    cold_browsed: dict[str, Scorer],
+    *,
+    k: int,
+    relevant_min_rating: float,
+    holdout_fraction: float,
+    browsed_items: int,
+    ceiling_note: str = "",
+) -> ViewReports:
     """Score each view's rankers on its own test ratings (see ``cold_split``)."""
+
     def view(test: np.ndarray, scorers: dict[str, Scorer], note: str = "") -> EvaluationReport:
-        return evaluate_rankers(data, test, scorers, k=k, relevant_min_rating=relevant_min_rating,
-                                holdout_fraction=holdout_fraction, split_seed=split.seed, ceiling_note=note)
+        return evaluate_rankers(
+            data,
+            test,
+            scorers,
+            k=k,
+            relevant_min_rating=relevant_min_rating,
+            holdout_fraction=holdout_fraction,
+            split_seed=split.seed,
+            ceiling_note=note,
+        )
 
     return ViewReports(
         known=view(split.known_test, known, ceiling_note),
         cold_features=view(split.cold, cold_features),
         cold_browsed=view(split.cold & ~split.browsed, cold_browsed),
-        cold_customers=len(split.cold_users), browsed_items=browsed_items,
+        cold_customers=len(split.cold_users),
+        browsed_items=browsed_items,
     )

@@ -1,4 +1,5 @@
 """The offline evaluation as people read it: a bar chart (matplotlib) and a self-contained HTML page."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,15 @@ if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn (slow to load
 
 
 def _colour(name: str, model_ranker: str) -> str:
-    return ("#1f77b4" if name == model_ranker else "#9ecae1" if name.startswith(model_ranker)
-            else "#2ca02c" if name in (PLANTED_TRUTH, ATTRIBUTES_TRUTH) else "#bbbbbb")
+    return (
+        "#1f77b4"
+        if name == model_ranker
+        else "#9ecae1"
+        if name.startswith(model_ranker)
+        else "#2ca02c"
+        if name in (PLANTED_TRUTH, ATTRIBUTES_TRUTH)
+        else "#bbbbbb"
+    )
 
 
 def _bars(ax: Axes, names: list[str], values: list[float], colours: list[str], title: str) -> None:
@@ -63,26 +71,37 @@ def cold_start_png(views: ViewReports, model_ranker: str, title: str = "") -> by
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(views.cold_features, "(a) attributes only"),
-              (views.cold_browsed, f"(b) attributes + {views.browsed_items} browsed")]
+    panels = [
+        (views.cold_features, "(a) attributes only"),
+        (views.cold_browsed, f"(b) attributes + {views.browsed_items} browsed"),
+    ]
     rows = max(len(report.rankers) for report, _ in panels)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * rows + 1.8))
     for ax, (report, label) in zip(axes, panels, strict=True):
         names = list(report.rankers)
         ax.invert_yaxis()
-        _bars(ax, names, [report.rankers[n].ndcg for n in names], [_colour(n, model_ranker) for n in names],
-              f"{label}: NDCG@{report.k}")
+        _bars(
+            ax,
+            names,
+            [report.rankers[n].ndcg for n in names],
+            [_colour(n, model_ranker) for n in names],
+            f"{label}: NDCG@{report.k}",
+        )
     return _finish(fig, plt, f"{title or 'cold start'} ({views.cold_customers} customers held out of training)")
 
 
 def _metrics_table(report: EvaluationReport) -> str:
     k = report.k
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v:.4f}</td>" for v in
-                                                       (m.precision, m.recall, m.ndcg, m.map, m.coverage))
-        + f"<td>{m.customers}</td></tr>" for name, m in report.rankers.items())
-    return (f"<table><tr><th>ranker</th><th>P@{k}</th><th>R@{k}</th><th>NDCG@{k}</th><th>MAP@{k}</th>"
-            f"<th>coverage</th><th>customers</th></tr>{rows}</table>")
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{v:.4f}</td>" for v in (m.precision, m.recall, m.ndcg, m.map, m.coverage))
+        + f"<td>{m.customers}</td></tr>"
+        for name, m in report.rankers.items()
+    )
+    return (
+        f"<table><tr><th>ranker</th><th>P@{k}</th><th>R@{k}</th><th>NDCG@{k}</th><th>MAP@{k}</th>"
+        f"<th>coverage</th><th>customers</th></tr>{rows}</table>"
+    )
 
 
 def _ratio_text(report: EvaluationReport, ranker: str, reference: str) -> str:
@@ -90,34 +109,49 @@ def _ratio_text(report: EvaluationReport, ranker: str, reference: str) -> str:
     return "n/a" if ratio is None else f"{ratio:.2f}×"
 
 
-def report_html(views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict[str, Any]) -> str:
+def report_html(
+    views: ViewReports, model_ranker: str, png: bytes, cold_png: bytes, title: str, details: dict[str, Any]
+) -> str:
     """A self-contained HTML page: headline, the model choice, the three views' tables, the charts
     (base64) and the run's details."""
     report = views.known
     k = report.k
-    headline = (f"Model ({model_ranker}) NDCG@{k} = {report.rankers[model_ranker].ndcg:.4f}: "
-                f"{_ratio_text(report, model_ranker, POPULARITY)} the popularity baseline, "
-                f"{_ratio_text(report, model_ranker, PLANTED_TRUTH)} the planted-truth ceiling."
-                if model_ranker in report.rankers else "No model metrics.")
-    protocol = (f"A seeded {views.cold_customers} customers are held out entirely (cold start). For the others, "
-                f"a seeded {report.holdout_fraction:.0%} of each customer's ratings (customers with ≥ 2 ratings, "
-                f"seed {report.split_seed}) is held out: {report.train_ratings:,} ratings train, "
-                f"{report.test_ratings:,} held out, {report.relevant_ratings:,} relevant (held-out rating ≥ "
-                f"{report.relevant_min_rating:g}). Every ranker sees the same candidates: all products the "
-                "customer did not rate in the training part, ranked by cosine similarity as pgvector serves them.")
-    cold_protocol = (f"Cold customers are ranked (a) from their attributes only (all their ratings are the test "
-                     f"set), (b) from their attributes plus their first {views.browsed_items} ratings read as a "
-                     "browse history (the rest is the test set; browsed items are not candidates). The "
-                     "attributes-only truth ranks by the affinity the seeder expects from country and credit limit "
-                     "alone: the best possible without history.")
+    headline = (
+        f"Model ({model_ranker}) NDCG@{k} = {report.rankers[model_ranker].ndcg:.4f}: "
+        f"{_ratio_text(report, model_ranker, POPULARITY)} the popularity baseline, "
+        f"{_ratio_text(report, model_ranker, PLANTED_TRUTH)} the planted-truth ceiling."
+        if model_ranker in report.rankers
+        else "No model metrics."
+    )
+    protocol = (
+        f"A seeded {views.cold_customers} customers are held out entirely (cold start). For the others, "
+        f"a seeded {report.holdout_fraction:.0%} of each customer's ratings (customers with ≥ 2 ratings, "
+        f"seed {report.split_seed}) is held out: {report.train_ratings:,} ratings train, "
+        f"{report.test_ratings:,} held out, {report.relevant_ratings:,} relevant (held-out rating ≥ "
+        f"{report.relevant_min_rating:g}). Every ranker sees the same candidates: all products the "
+        "customer did not rate in the training part, ranked by cosine similarity as pgvector serves them."
+    )
+    cold_protocol = (
+        f"Cold customers are ranked (a) from their attributes only (all their ratings are the test "
+        f"set), (b) from their attributes plus their first {views.browsed_items} ratings read as a "
+        "browse history (the rest is the test set; browsed items are not candidates). The "
+        "attributes-only truth ranks by the affinity the seeder expects from country and credit limit "
+        "alone: the best possible without history."
+    )
     model = details.get("model", {})
     validation = model.get("validation", {}).get("known", {}).get("rankers", {})
-    validation_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{m[f'ndcg@{k}']:.4f}</td></tr>"
-                              for name, m in validation.items())
-    choice = (f"<p>Published: <b>{html.escape(str(model.get('kind', model_ranker)))}</b> "
-              f"({html.escape(str(model.get('chosen_by', '')))}).</p>"
-              + (f"<table><tr><th>validation ranker</th><th>NDCG@{k}</th></tr>{validation_rows}</table>"
-                 if validation_rows else ""))
+    validation_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{m[f'ndcg@{k}']:.4f}</td></tr>" for name, m in validation.items()
+    )
+    choice = (
+        f"<p>Published: <b>{html.escape(str(model.get('kind', model_ranker)))}</b> "
+        f"({html.escape(str(model.get('chosen_by', '')))}).</p>"
+        + (
+            f"<table><tr><th>validation ranker</th><th>NDCG@{k}</th></tr>{validation_rows}</table>"
+            if validation_rows
+            else ""
+        )
+    )
     image, cold_image = base64.b64encode(png).decode("ascii"), base64.b64encode(cold_png).decode("ascii")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -9,6 +9,7 @@ model kind, hyper-parameters and embedding transform, from its manifest) fitted 
 training part. The candidate passes when neither figure is below the live one by more than
 ``tolerance`` (absolute NDCG); with no live model it passes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,13 @@ class Decision:
     summary: str  # one line with both figures: the notification and the run's outcome
 
     def as_record(self) -> dict[str, Any]:
-        return {"promote": self.promote, "tolerance": self.tolerance, "summary": self.summary,
-                "candidate": asdict(self.candidate), "live": asdict(self.live) if self.live else None}
+        return {
+            "promote": self.promote,
+            "tolerance": self.tolerance,
+            "summary": self.summary,
+            "candidate": asdict(self.candidate),
+            "live": asdict(self.live) if self.live else None,
+        }
 
 
 def recipe(manifest: dict[str, Any]) -> train.TrainParams:
@@ -61,14 +67,17 @@ def recipe(manifest: dict[str, Any]) -> train.TrainParams:
         hyper = dict(manifest["hyperparameters"])
         transform = manifest["embedding_transform"]
     except (KeyError, TypeError) as exc:
-        raise PipelineError(f"model {manifest.get('version')}: manifest lacks {exc} (model kind, hyperparameters, "
-                            "embedding_transform)") from None
+        raise PipelineError(
+            f"model {manifest.get('version')}: manifest lacks {exc} (model kind, hyperparameters, embedding_transform)"
+        ) from None
     if kind == train.ALS_RANKER:
-        return train.TrainParams(**{**asdict(SPLIT), "hybrid": SPLIT.hybrid, **hyper, "model": kind,
-                                    "embedding_transform": transform})
+        return train.TrainParams(
+            **{**asdict(SPLIT), "hybrid": SPLIT.hybrid, **hyper, "model": kind, "embedding_transform": transform}
+        )
     if kind == train.HYBRID_RANKER:
-        return train.TrainParams(**{**asdict(SPLIT), "hybrid": hybrid.HybridParams(**hyper), "model": kind,
-                                    "embedding_transform": transform})
+        return train.TrainParams(
+            **{**asdict(SPLIT), "hybrid": hybrid.HybridParams(**hyper), "model": kind, "embedding_transform": transform}
+        )
     raise PipelineError(f"model {manifest.get('version')}: unknown model kind {kind!r}")
 
 
@@ -78,8 +87,13 @@ def cold_ranker(kind: str) -> str:
     return train.cold_ranker(kind, strategy)
 
 
-def score_version(data: evaluate.Interactions, split: evaluate.ColdSplit, side: hybrid.SideInfo | None,
-                  version: str, params: train.TrainParams) -> Figures:
+def score_version(
+    data: evaluate.Interactions,
+    split: evaluate.ColdSplit,
+    side: hybrid.SideInfo | None,
+    version: str,
+    params: train.TrainParams,
+) -> Figures:
     """Refit ``params``' model on the split's training part and score it on the held-out views."""
     kind = params.model
     if kind == train.HYBRID_RANKER and side is None:
@@ -87,8 +101,10 @@ def score_version(data: evaluate.Interactions, split: evaluate.ColdSplit, side: 
     fits = train.fit_candidates(data, split.train, side, params, [kind])
     views = train.score_views(data, split, fits, params)
     if kind not in views.known.rankers:
-        raise PipelineError(f"the gate's split has no known customer with a held-out rating >= "
-                            f"{params.relevant_min_rating:g}: the training set is too small to judge a model")
+        raise PipelineError(
+            f"the gate's split has no known customer with a held-out rating >= "
+            f"{params.relevant_min_rating:g}: the training set is too small to judge a model"
+        )
     cold = views.cold_browsed.rankers.get(cold_ranker(kind))
     return Figures(version, kind, views.known.rankers[kind].ndcg, None if cold is None else cold.ndcg)
 
@@ -97,9 +113,14 @@ def decide(candidate: Figures, live: Figures | None, tolerance: float) -> Decisi
     """Promote unless a view of the candidate is worse than the live model's by more than ``tolerance``."""
     if live is None:
         return Decision(True, candidate, None, tolerance, f"promoted {candidate.text()} (no live model)")
-    worse = [name for name, new, old in (("known customers", candidate.known_ndcg, live.known_ndcg),
-                                          ("cold start", candidate.cold_ndcg, live.cold_ndcg))
-             if new is not None and old is not None and new < old - tolerance]
+    worse = [
+        name
+        for name, new, old in (
+            ("known customers", candidate.known_ndcg, live.known_ndcg),
+            ("cold start", candidate.cold_ndcg, live.cold_ndcg),
+        )
+        if new is not None and old is not None and new < old - tolerance
+    ]
     figures = f"candidate {candidate.text()}; live {live.text()}; tolerance {tolerance:g}"
     if worse:
         return Decision(False, candidate, live, tolerance, f"not promoted: worse on {', '.join(worse)}: {figures}")
@@ -115,8 +136,10 @@ def judge(settings: Settings, candidate: str, live: str | None, tolerance: float
     data = evaluate.interactions_from_table(table)
     side = train.training_side_info(table, data)
     split = evaluate.cold_split(data, SPLIT.holdout_fraction, SPLIT.seed, SPLIT.cold_fraction, SPLIT.browse)
-    scored = {version: score_version(data, split, side, version, recipe(read_manifest(settings, version)))
-              for version in dict.fromkeys(v for v in (candidate, live) if v)}
+    scored = {
+        version: score_version(data, split, side, version, recipe(read_manifest(settings, version)))
+        for version in dict.fromkeys(v for v in (candidate, live) if v)
+    }
     decision = decide(scored[candidate], scored[live] if live else None, tolerance)
     log.info("quality gate on training set %s: %s", info.run_id, decision.summary)
     return decision

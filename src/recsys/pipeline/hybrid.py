@@ -24,6 +24,7 @@ for that customer's ratings and attributes. Serving needs one vector per item an
 ranked by cosine after the mips-augmentation: the existing pgvector contract. Design and the
 search behind the defaults: docs/train.md ("Hybrid model").
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,14 +48,31 @@ log = logging.getLogger(__name__)
 
 # The region of every country of the source: public geography, so the model may derive it from `country`.
 COUNTRY_REGIONS = {
-    "USA": "North America", "Canada": "North America",
-    "France": "Western Europe", "Germany": "Western Europe", "Belgium": "Western Europe",
-    "Switzerland": "Western Europe", "Austria": "Western Europe", "UK": "Western Europe", "Ireland": "Western Europe",
-    "Spain": "Southern Europe", "Italy": "Southern Europe",
-    "Finland": "Nordics", "Norway": "Nordics", "Sweden": "Nordics", "Denmark": "Nordics",
-    "Japan": "Asia-Pacific", "Singapore": "Asia-Pacific", "Philippines": "Asia-Pacific", "Hong Kong": "Asia-Pacific",
-    "Australia": "Asia-Pacific", "New Zealand": "Asia-Pacific",
-    "Russia": "EMEA other", "Poland": "EMEA other", "Israel": "EMEA other", "South Africa": "EMEA other",
+    "USA": "North America",
+    "Canada": "North America",
+    "France": "Western Europe",
+    "Germany": "Western Europe",
+    "Belgium": "Western Europe",
+    "Switzerland": "Western Europe",
+    "Austria": "Western Europe",
+    "UK": "Western Europe",
+    "Ireland": "Western Europe",
+    "Spain": "Southern Europe",
+    "Italy": "Southern Europe",
+    "Finland": "Nordics",
+    "Norway": "Nordics",
+    "Sweden": "Nordics",
+    "Denmark": "Nordics",
+    "Japan": "Asia-Pacific",
+    "Singapore": "Asia-Pacific",
+    "Philippines": "Asia-Pacific",
+    "Hong Kong": "Asia-Pacific",
+    "Australia": "Asia-Pacific",
+    "New Zealand": "Asia-Pacific",
+    "Russia": "EMEA other",
+    "Poland": "EMEA other",
+    "Israel": "EMEA other",
+    "South Africa": "EMEA other",
 }
 SIDE_COLUMNS = ("country", "creditLimit", "productLine", "productScale", "buyPrice")
 CUSTOMER_CHUNK = 4096  # customers solved at once: bounds the (chunk, D, D) Gram stack
@@ -81,6 +99,7 @@ class HybridParams:
 
 
 # -- side information -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SideInfo:
@@ -112,8 +131,13 @@ def side_info(table: pa.Table, data: Interactions) -> SideInfo:
     def numbers(name: str, rows: pa.Array) -> np.ndarray:
         return np.array([np.nan if v is None else float(v) for v in table[name].take(rows).to_pylist()])
 
-    return SideInfo(column("country", user_rows), numbers("creditLimit", user_rows), column("productLine", item_rows),
-                    column("productScale", item_rows), numbers("buyPrice", item_rows))
+    return SideInfo(
+        column("country", user_rows),
+        numbers("creditLimit", user_rows),
+        column("productLine", item_rows),
+        column("productScale", item_rows),
+        numbers("buyPrice", item_rows),
+    )
 
 
 def attribute_encoder(side: SideInfo, rows: np.ndarray) -> AttributeEncoder:
@@ -154,17 +178,21 @@ def item_features(side: SideInfo) -> tuple[np.ndarray, list[str]]:
         log_price = np.log(np.where(side.buy_price > 0, side.buy_price, np.nan))
         size = -np.log(np.array([_scale_denominator(s) for s in side.scale]))
     features = np.hstack([onehot, _standardised(log_price)[:, None], _standardised(size)[:, None]])
-    return features, [f"productLine={line}" for line in lines] + ["ln buyPrice (standardised)",
-                                                                  "model size -ln(scale) (standardised)"]
+    return features, [f"productLine={line}" for line in lines] + [
+        "ln buyPrice (standardised)",
+        "model size -ln(scale) (standardised)",
+    ]
 
 
 def precision_vector(params: HybridParams, n_lines: int) -> np.ndarray:
     """diag Λ over [free factors | line preferences | price, size]."""
-    return np.concatenate([np.full(params.factors, params.reg_free), np.full(n_lines, params.reg_line),
-                           np.full(2, params.reg_numeric)])
+    return np.concatenate(
+        [np.full(params.factors, params.reg_free), np.full(n_lines, params.reg_line), np.full(2, params.reg_numeric)]
+    )
 
 
 # -- the solves ---------------------------------------------------------------------------------------
+
 
 class PriorRidge:
     """Ridge regression of the customer vectors X on their attributes A (column 0 = intercept, not
@@ -182,8 +210,8 @@ class PriorRidge:
         """B (A, D) for the current customer vectors X (n, D)."""
         x_mean = X.mean(axis=0)
         UtX = self.U.T @ (X - x_mean)
-        s2 = self.s ** 2
-        outside = ((X - x_mean) ** 2).sum(axis=0) - (UtX ** 2).sum(axis=0)  # residual outside the span of A
+        s2 = self.s**2
+        outside = ((X - x_mean) ** 2).sum(axis=0) - (UtX**2).sum(axis=0)  # residual outside the span of A
         best_mu, best_score = np.zeros(X.shape[1]), np.full(X.shape[1], np.inf)
         for mu in self.GRID:
             shrink = s2 / (s2 + mu)
@@ -198,7 +226,7 @@ class PriorRidge:
 def _pair_products(V: np.ndarray) -> np.ndarray:
     """(n, d(d+1)/2) float32: V[:, i] * V[:, j] for i <= j, row-major upper triangle."""
     V = np.asarray(V, dtype=np.float32)
-    return np.hstack([V[:, i:i + 1] * V[:, i:] for i in range(V.shape[1])])
+    return np.hstack([V[:, i : i + 1] * V[:, i:] for i in range(V.shape[1])])
 
 
 def _symmetric_index(d: int) -> np.ndarray:
@@ -209,8 +237,9 @@ def _symmetric_index(d: int) -> np.ndarray:
     return full.ravel()
 
 
-def _batched_solve(weights: sp.csr_matrix, V: np.ndarray, base: np.ndarray, rhs: np.ndarray,
-                   threads: int = THREADS) -> np.ndarray:
+def _batched_solve(
+    weights: sp.csr_matrix, V: np.ndarray, base: np.ndarray, rhs: np.ndarray, threads: int = THREADS
+) -> np.ndarray:
     """Solve (base + Σ_j weights[r, j] v_j v_jᵀ) x_r = rhs_r for every row r, in chunks spread over
     ``threads`` (float32 systems, well conditioned: base holds the regularisation). Returns float64 (rows, d)."""
     d, n = V.shape[1], weights.shape[0]
@@ -229,8 +258,12 @@ def _batched_solve(weights: sp.csr_matrix, V: np.ndarray, base: np.ndarray, rhs:
     return out
 
 
-def solve_customers(item_vectors: np.ndarray, confidences: sp.csr_matrix, precision: np.ndarray | float,
-                    prior_means: np.ndarray | None = None) -> np.ndarray:
+def solve_customers(
+    item_vectors: np.ndarray,
+    confidences: sp.csr_matrix,
+    precision: np.ndarray | float,
+    prior_means: np.ndarray | None = None,
+) -> np.ndarray:
     """``foldin.fold_in`` for every row of a customers × items confidence matrix at once:
     (YᵀY + Σ_obs (c−1) y yᵀ + Λ) x = Σ_obs c y + Λ m. Rows without ratings get m (or 0)."""
     Y = np.asarray(item_vectors, dtype=np.float64)
@@ -245,6 +278,7 @@ def solve_customers(item_vectors: np.ndarray, confidences: sp.csr_matrix, precis
 
 
 # -- the fit --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HybridFit:
@@ -270,7 +304,7 @@ def fit_hybrid(stars: sp.csr_matrix, side: SideInfo, params: HybridParams, show_
     conf = R.copy()
     conf.data = confidence(R.data, params.alpha, params.rating_offset)
     extra = conf.copy()
-    extra.data = (extra.data - 1.0)
+    extra.data = extra.data - 1.0
     extra_items = extra.T.tocsr().astype(np.float32)
     encoder = attribute_encoder(side, active)
     A_all = encoder.encode(side.country, side.credit)
@@ -296,14 +330,29 @@ def fit_hybrid(stars: sp.csr_matrix, side: SideInfo, params: HybridParams, show_
     users = A_all @ B  # customers without training ratings: the features vector
     users[active] = X
     seconds = time.perf_counter() - started
-    log.info("hybrid %d + %d dims x %d sweeps on %s ratings (%d x %d) in %.1f s", k, f, params.iterations,
-             f"{R.nnz:,}", *stars.shape, seconds)
+    log.info(
+        "hybrid %d + %d dims x %d sweeps on %s ratings (%d x %d) in %.1f s",
+        k,
+        f,
+        params.iterations,
+        f"{R.nnz:,}",
+        *stars.shape,
+        seconds,
+    )
     prior = AttributePrior(encoder, B, A.mean(axis=0), features_alone=params.use_prior)
     return HybridFit(params, users.astype(np.float32), Y.astype(np.float32), lam, prior, A_all, feature_names, seconds)
 
 
-def _solve_free_item_factors(X: np.ndarray, F: np.ndarray, conf: sp.csr_matrix, extra_items: sp.csr_matrix,
-                             rows: np.ndarray, cols: np.ndarray, k: int, reg_item: float) -> np.ndarray:
+def _solve_free_item_factors(
+    X: np.ndarray,
+    F: np.ndarray,
+    conf: sp.csr_matrix,
+    extra_items: sp.csr_matrix,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    k: int,
+    reg_item: float,
+) -> np.ndarray:
     """The items' free factors q_i with the features b_i fixed (exact solves)."""
     P_free, W = np.ascontiguousarray(X[:, :k]), X[:, k:]
     feature_score = np.einsum("rj,rj->r", W[rows], F[cols])  # w_u · b_i of every rating

@@ -9,6 +9,7 @@ taken says in one line who holds it, and when the holder is a loader of this hos
 gone, terminates that backend (``pg_terminate_backend``) instead of waiting for it. A live holder
 is never touched: the wait is bounded (``RECSYS_LOAD_LOCK_TIMEOUT_SECONDS``) and ends in one line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,13 +108,20 @@ def _terminate(conn: PgConnection, holder: LockHolder, loader_pid: int) -> bool:
         conn.commit()
     except psycopg2.Error as exc:  # e.g. not allowed to signal that role's backends
         conn.rollback()
-        log.warning("the load lock is held by %s, left by loader pid %d of this host, which is gone; "
-                    "could not terminate it (%s): waiting for it", holder.describe(), loader_pid,
-                    exc.diag.message_primary)
+        log.warning(
+            "the load lock is held by %s, left by loader pid %d of this host, which is gone; "
+            "could not terminate it (%s): waiting for it",
+            holder.describe(),
+            loader_pid,
+            exc.diag.message_primary,
+        )
         return False
     if done:
-        log.warning("the load lock was held by %s, left by loader pid %d of this host, which is gone: "
-                    "terminated that backend", holder.describe(), loader_pid)
+        log.warning(
+            "the load lock was held by %s, left by loader pid %d of this host, which is gone: terminated that backend",
+            holder.describe(),
+            loader_pid,
+        )
     return done
 
 
@@ -135,8 +143,9 @@ def acquire_load_lock(conn: PgConnection, timeout_seconds: int) -> None:
     who = holder.describe() if holder else "another load (gone already)"
     if timeout_seconds <= 0:
         raise _held(who, timeout_seconds)
-    log.warning("waiting up to %d s (RECSYS_LOAD_LOCK_TIMEOUT_SECONDS) for the load lock held by %s",
-                timeout_seconds, who)
+    log.warning(
+        "waiting up to %d s (RECSYS_LOAD_LOCK_TIMEOUT_SECONDS) for the load lock held by %s", timeout_seconds, who
+    )
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeout_seconds}s",))
@@ -149,5 +158,7 @@ def acquire_load_lock(conn: PgConnection, timeout_seconds: int) -> None:
 
 
 def _held(who: str, timeout_seconds: int) -> PipelineError:
-    return PipelineError(f"another load holds the load lock: {who}; gave up after {timeout_seconds} s "
-                         "(RECSYS_LOAD_LOCK_TIMEOUT_SECONDS); the live version is unchanged")
+    return PipelineError(
+        f"another load holds the load lock: {who}; gave up after {timeout_seconds} s "
+        "(RECSYS_LOAD_LOCK_TIMEOUT_SECONDS); the live version is unchanged"
+    )

@@ -7,6 +7,7 @@ attempts, waits growing by the backoff rate) and then sent where the stage's cat
 gate the run record's decision chooses between going on and ending "not promoted". Notifications
 (SNS on AWS) are printed and kept in the run record.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,17 @@ from pathlib import Path
 
 from recsys.core.config import Settings
 from recsys.pipeline.artifacts import utc_now_iso
-from recsys.pipeline.definition import (ALL_ERRORS, NOTIFY_FAILURE, PIPELINE, STAGES, SUCCEEDED, TASK_FAILED, TIMEOUT,
-                                        Stage, container_command)
+from recsys.pipeline.definition import (
+    ALL_ERRORS,
+    NOTIFY_FAILURE,
+    PIPELINE,
+    STAGES,
+    SUCCEEDED,
+    TASK_FAILED,
+    TIMEOUT,
+    Stage,
+    container_command,
+)
 from recsys.pipeline.stages import read_run, update_run
 
 SUCCEEDED_STATUS, NOT_PROMOTED_STATUS, FAILED_STATUS = "succeeded", "not promoted", "failed"
@@ -60,8 +70,12 @@ class RunOutcome:
 Executor = Callable[[Stage, str], str]  # runs one attempt of a stage; returns its line or raises StageFailed
 
 
-def subprocess_executor(settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None,
-                        task_env: dict[str, dict[str, str]] | None = None) -> Executor:
+def subprocess_executor(
+    settings: Settings,
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    task_env: dict[str, dict[str, str]] | None = None,
+) -> Executor:
     """Run a stage as ``recsys pipeline stage ...`` in a subprocess (as its container would), output to a log;
     ``task_env`` is what each task definition adds to its container (the database role it connects as)."""
     recsys = str(Path(sys.executable).with_name("recsys"))
@@ -73,15 +87,23 @@ def subprocess_executor(settings: Settings, log_dir: Path, extra_env: dict[str, 
         stage_env = env | (task_env or {}).get(stage.task, {})
         with open(log_path, "ab") as log:
             try:
-                proc = subprocess.run([recsys, *container_command(stage, run_id)], env=stage_env, stdout=subprocess.PIPE,
-                                      stderr=log, timeout=stage.timeout_seconds)
+                proc = subprocess.run(
+                    [recsys, *container_command(stage, run_id)],
+                    env=stage_env,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    timeout=stage.timeout_seconds,
+                    check=False,  # a failed stage is reported below with its output
+                )
             except subprocess.TimeoutExpired:
                 raise StageFailed(TIMEOUT, f"{stage.state} ran longer than {stage.timeout_seconds} s") from None
         out = proc.stdout.decode(errors="replace").strip()
         if proc.returncode:
             lines = log_path.read_text(errors="replace").strip().splitlines()
-            raise StageFailed(TASK_FAILED, f"{stage.state} exited {proc.returncode}: "
-                                           f"{lines[-1] if lines else 'no output'} (log: {log_path})")
+            raise StageFailed(
+                TASK_FAILED,
+                f"{stage.state} exited {proc.returncode}: {lines[-1] if lines else 'no output'} (log: {log_path})",
+            )
         return " ".join(line.strip() for line in out.splitlines())  # the stage's result, on one line
 
     return execute
@@ -112,8 +134,14 @@ def attempt_stage(stage: Stage, run_id: str, execute: Executor, sleep: Callable[
             sleep(stage.retries[index].wait_seconds(used[index]))
 
 
-def run_pipeline(settings: Settings, run_id: str, execute: Executor, *, sleep: Callable[[float], None] = time.sleep,
-                 echo: Callable[[str], None] = print) -> RunOutcome:
+def run_pipeline(
+    settings: Settings,
+    run_id: str,
+    execute: Executor,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    echo: Callable[[str], None] = print,
+) -> RunOutcome:
     """Walk the definition from its first stage to an end state."""
     outcome = RunOutcome(run_id)
     update_run(settings, run_id, started_at=utc_now_iso(), runner="local")
@@ -127,8 +155,7 @@ def run_pipeline(settings: Settings, run_id: str, execute: Executor, *, sleep: C
             detail, attempts = attempt_stage(stage, run_id, execute, sleep)
         except StageFailed as exc:
             failure = exc
-            outcome.steps.append(Step(stage.state, exc.attempts, time.perf_counter() - started,
-                                      str(exc), False))
+            outcome.steps.append(Step(stage.state, exc.attempts, time.perf_counter() - started, str(exc), False))
             echo(f"    failed: {exc}")
             state = stage.on_error
             continue
@@ -145,13 +172,20 @@ def run_pipeline(settings: Settings, run_id: str, execute: Executor, *, sleep: C
     return _finish(settings, outcome, FAILED_STATUS, f"failed: {failure.error} {failure.cause}", echo)
 
 
-def _finish(settings: Settings, outcome: RunOutcome, status: str, notification: str | None,
-            echo: Callable[[str], None]) -> RunOutcome:
+def _finish(
+    settings: Settings, outcome: RunOutcome, status: str, notification: str | None, echo: Callable[[str], None]
+) -> RunOutcome:
     outcome.status = status
     if notification:
         message = f"recsys pipeline run {outcome.run_id}: {notification}"
         outcome.notifications.append(message)
         echo(f"notification: {message}")
-    update_run(settings, outcome.run_id, status=status, finished_at=utc_now_iso(), notifications=outcome.notifications,
-               path=outcome.path)
+    update_run(
+        settings,
+        outcome.run_id,
+        status=status,
+        finished_at=utc_now_iso(),
+        notifications=outcome.notifications,
+        path=outcome.path,
+    )
     return outcome

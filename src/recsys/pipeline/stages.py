@@ -5,6 +5,7 @@ A run's stages share one record, ``s3://<artifacts>/pipeline/runs/<run id>.json`
 before the run, the candidate, the gate's decision, what was promoted and rolled back. Stages run one
 after another, so each reads, adds its part and writes it back.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ SMOKE_K = 5
 
 # -- the run record ---------------------------------------------------------------------------------
 
+
 def read_run(settings: Settings, run_id: str) -> dict[str, Any]:
     body = aws.read_object(settings, settings.artifacts_bucket, run_record_key(run_id))
     record: dict[str, Any] = json.loads(body) if body else {"run_id": run_id}
@@ -49,8 +51,12 @@ def read_run(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def update_run(settings: Settings, run_id: str, **fields: Any) -> dict[str, Any]:
     record = read_run(settings, run_id) | fields | {"updated_at": artifacts.utc_now_iso()}
-    aws.client("s3", settings).put_object(Bucket=settings.artifacts_bucket, Key=run_record_key(run_id),
-                                          Body=json.dumps(record, indent=2).encode(), ContentType="application/json")
+    aws.client("s3", settings).put_object(
+        Bucket=settings.artifacts_bucket,
+        Key=run_record_key(run_id),
+        Body=json.dumps(record, indent=2).encode(),
+        ContentType="application/json",
+    )
     return record
 
 
@@ -67,6 +73,7 @@ def _required(record: dict[str, Any], name: str, stage: str) -> str:
 
 
 # -- the stages -------------------------------------------------------------------------------------
+
 
 def db_roles(settings: Settings, run_id: str) -> str:
     """The only stage that connects as the master: it creates the roles every other one connects as."""
@@ -91,12 +98,17 @@ def train_params() -> TrainParams:
 
 def train(settings: Settings, run_id: str) -> str:
     live = artifacts.serving_version(settings)
-    result = train_and_publish(settings, train_params(), Path(os.environ.get("RECSYS_REPORTS_DIR", "reports")),
-                               ceiling_note="planted-truth ceiling: not computed by the pipeline",
-                               move_pointer=False)
+    result = train_and_publish(
+        settings,
+        train_params(),
+        Path(os.environ.get("RECSYS_REPORTS_DIR", "reports")),
+        ceiling_note="planted-truth ceiling: not computed by the pipeline",
+        move_pointer=False,
+    )
     update_run(settings, run_id, live_before=live, candidate=result.version)
-    return (f"candidate {result.version} ({result.evaluation.selection.kind}) published; "
-            f"serving still {live or 'nothing'}")
+    return (
+        f"candidate {result.version} ({result.evaluation.selection.kind}) published; serving still {live or 'nothing'}"
+    )
 
 
 def quality_gate(settings: Settings, run_id: str) -> str:
@@ -144,9 +156,19 @@ def smoke(settings: Settings, run_id: str) -> str:
             raise PipelineError(f"smoke test: {USER_TABLE} of {promoted} has no customer")
         browsed = [{"product_code": item.product_code} for item in model.popular[:2]]
         now = artifacts.utc_now_iso()
-        events = [parse_event(json.dumps({"session_id": f"smoke-{run_id}-{n}", "customer_number": customer,
-                                          "event_time": now, "browse_history": browsed}).encode())
-                  for n, customer in enumerate((known, highest + 1))]
+        events = [
+            parse_event(
+                json.dumps(
+                    {
+                        "session_id": f"smoke-{run_id}-{n}",
+                        "customer_number": customer,
+                        "event_time": now,
+                        "browse_history": browsed,
+                    }
+                ).encode()
+            )
+            for n, customer in enumerate((known, highest + 1))
+        ]
         records = recommend_batch(conn, events, model, SMOKE_K)
     known_record, new_record = records
     problems = []
@@ -156,9 +178,11 @@ def smoke(settings: Settings, run_id: str) -> str:
         problems.append(f"new customer {highest + 1}: {new_record.strategy}, {len(new_record.recommended_items)} items")
     if problems:
         raise PipelineError(f"smoke test of {promoted} failed: {'; '.join(problems)}")
-    return (f"{promoted}: known customer {known} -> {len(known_record.recommended_items)} items "
-            f"({known_record.strategy}), new customer {highest + 1} -> {len(new_record.recommended_items)} items "
-            f"({new_record.strategy})")
+    return (
+        f"{promoted}: known customer {known} -> {len(known_record.recommended_items)} items "
+        f"({known_record.strategy}), new customer {highest + 1} -> {len(new_record.recommended_items)} items "
+        f"({new_record.strategy})"
+    )
 
 
 def rollback(settings: Settings, run_id: str) -> str:
@@ -175,6 +199,12 @@ def rollback(settings: Settings, run_id: str) -> str:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Settings, str], str]] = {
-    "db-roles": db_roles, "etl": etl, "train": train, "gate": quality_gate, "load": load, "promote": promote, "smoke": smoke,
+    "db-roles": db_roles,
+    "etl": etl,
+    "train": train,
+    "gate": quality_gate,
+    "load": load,
+    "promote": promote,
+    "smoke": smoke,
     "rollback": rollback,
 }

@@ -12,6 +12,7 @@ first 3 ratings as a browse history) → fit the winner on every rating → writ
 report, then move the serving pointer (``pipeline.artifacts.publish_version``). The planted truth,
 when the caller has one (a source seeded by ``recsys_seed``), is passed in.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,14 +89,17 @@ class Evaluation:
     def text(self) -> str:
         """The choice and the three views' tables, as the CLI prints them."""
         views = self.views
-        return "\n".join([
-            f"model: {self.selection.kind} ({self.selection.reason})",
-            "-- known customers", views.known.table(),
-            f"-- cold start (a): attributes only, {views.cold_customers} held-out customers",
-            views.cold_features.table(),
-            f"-- cold start (b): attributes + their first {views.browsed_items} ratings as browse history",
-            views.cold_browsed.table(),
-        ])
+        return "\n".join(
+            [
+                f"model: {self.selection.kind} ({self.selection.reason})",
+                "-- known customers",
+                views.known.table(),
+                f"-- cold start (a): attributes only, {views.cold_customers} held-out customers",
+                views.cold_features.table(),
+                f"-- cold start (b): attributes + their first {views.browsed_items} ratings as browse history",
+                views.cold_browsed.table(),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,15 @@ class TrainResult:
 
 # -- input ------------------------------------------------------------------------------------
 
+
 def read_published_training_set(settings: Settings) -> tuple[pa.Table, DatasetInfo]:
     """The complete, published training set and its identity; PipelineError when there is none."""
     manifest, table = dataset.read_published(settings)
-    info = DatasetInfo(str(manifest.get("run_id", "unknown")), int(manifest.get("row_count", table.num_rows)),
-                       str(manifest.get("snapshot_prefix", "")))
+    info = DatasetInfo(
+        str(manifest.get("run_id", "unknown")),
+        int(manifest.get("row_count", table.num_rows)),
+        str(manifest.get("snapshot_prefix", "")),
+    )
     return table, info
 
 
@@ -122,8 +130,9 @@ def validate_training_table(table: pa.Table, run_id: str) -> None:
     where = f"training set {run_id}"
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        raise PipelineError(f"{where} lacks column(s) {', '.join(missing)} "
-                            f"(has: {', '.join(table.column_names) or 'none'})")
+        raise PipelineError(
+            f"{where} lacks column(s) {', '.join(missing)} (has: {', '.join(table.column_names) or 'none'})"
+        )
     if table.num_rows == 0:
         raise PipelineError(f"{where} is empty: no ratings to train on")
     for column in REQUIRED_COLUMNS:
@@ -158,20 +167,33 @@ def candidate_kinds(params: TrainParams, side: hybrid.SideInfo | None) -> list[s
     if params.model != MODEL_AUTO:
         chosen = TRAINERS[params.model]
         if not chosen.available(side):
-            raise PipelineError(f"the {chosen.kind} model needs the training set's columns "
-                                f"{', '.join(chosen.required_columns)}")
+            raise PipelineError(
+                f"the {chosen.kind} model needs the training set's columns {', '.join(chosen.required_columns)}"
+            )
         return [chosen.kind]
     return [kind for kind, candidate in TRAINERS.items() if candidate.available(side)]
 
 
-def fit_candidates(data: evaluate.Interactions, train: np.ndarray, side: hybrid.SideInfo | None, params: TrainParams,
-                   kinds: list[str], show_progress: bool = False) -> SplitFits:
+def fit_candidates(
+    data: evaluate.Interactions,
+    train: np.ndarray,
+    side: hybrid.SideInfo | None,
+    params: TrainParams,
+    kinds: list[str],
+    show_progress: bool = False,
+) -> SplitFits:
     """Fit each candidate on the ``train`` ratings."""
     return {kind: trainer(kind).fit(data, train, side, params, show_progress) for kind in kinds}
 
 
-def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: SplitFits, params: TrainParams,
-                truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "") -> evaluate.ViewReports:
+def score_views(
+    data: evaluate.Interactions,
+    split: evaluate.ColdSplit,
+    fits: SplitFits,
+    params: TrainParams,
+    truth: evaluate.PlantedTruth | None = None,
+    ceiling_note: str = "",
+) -> evaluate.ViewReports:
     """Every candidate's rankers and the reference rankers on the split's three views (``evaluate.evaluate_views``)."""
     train_part = data.matrix(np.ones(len(data.users), dtype=np.float32), split.train)
     references: dict[str, evaluate.Scorer] = {evaluate.POPULARITY: evaluate.popularity_scorer(train_part)}
@@ -193,14 +215,25 @@ def score_views(data: evaluate.Interactions, split: evaluate.ColdSplit, fits: Sp
         known |= rankers.known
         cold_features |= rankers.cold_features
         cold_browsed |= rankers.cold_browsed
-    known |= references | {evaluate.RANDOM: evaluate.random_scorer(data.shape[1], split.seed)} | {
-        name: scorer for name, scorer in ceilings.items() if name == evaluate.PLANTED_TRUTH}
+    known |= (
+        references
+        | {evaluate.RANDOM: evaluate.random_scorer(data.shape[1], split.seed)}
+        | {name: scorer for name, scorer in ceilings.items() if name == evaluate.PLANTED_TRUTH}
+    )
     cold_features |= references | ceilings
     cold_browsed |= references | ceilings
-    return evaluate.evaluate_views(data, split, known, cold_features, cold_browsed, k=params.k,
-                                   relevant_min_rating=params.relevant_min_rating,
-                                   holdout_fraction=params.holdout_fraction, browsed_items=params.browse,
-                                   ceiling_note=ceiling_note)
+    return evaluate.evaluate_views(
+        data,
+        split,
+        known,
+        cold_features,
+        cold_browsed,
+        k=params.k,
+        relevant_min_rating=params.relevant_min_rating,
+        holdout_fraction=params.holdout_fraction,
+        browsed_items=params.browse,
+        ceiling_note=ceiling_note,
+    )
 
 
 def _ndcg(report: evaluate.EvaluationReport, ranker: str) -> float | None:
@@ -215,8 +248,14 @@ def _single_candidate_reason(params: TrainParams, kinds: list[str]) -> str:
     return f"the training set lacks the {' and '.join(lacking)}'s columns"
 
 
-def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: hybrid.SideInfo | None,
-                 params: TrainParams, kinds: list[str], show_progress: bool = False) -> Selection:
+def select_model(
+    data: evaluate.Interactions,
+    split: evaluate.ColdSplit,
+    side: hybrid.SideInfo | None,
+    params: TrainParams,
+    kinds: list[str],
+    show_progress: bool = False,
+) -> Selection:
     """Fit the candidates on a validation split carved out of ``split``'s training part (the reported
     hold-out is never looked at) and keep the best by NDCG@k of known customers (the first of
     ``kinds``, the baseline, on a tie). Each candidate also makes its serving choices on these views
@@ -224,10 +263,12 @@ def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: h
     if len(kinds) == 1 and not trainer(kinds[0]).tunes_on_validation:
         return Selection(kinds[0], _single_candidate_reason(params, kinds), None, {})
     training = evaluate.subset(data, split.train)
-    validation = evaluate.cold_split(training, params.holdout_fraction, params.seed + VALIDATION_SEED_OFFSET,
-                                     params.cold_fraction, params.browse)
-    views = score_views(training, validation, fit_candidates(training, validation.train, side, params, kinds,
-                                                             show_progress), params)
+    validation = evaluate.cold_split(
+        training, params.holdout_fraction, params.seed + VALIDATION_SEED_OFFSET, params.cold_fraction, params.browse
+    )
+    views = score_views(
+        training, validation, fit_candidates(training, validation.train, side, params, kinds, show_progress), params
+    )
     ndcg = {kind: score for kind in kinds if (score := _ndcg(views.known, kind)) is not None}
     if len(kinds) == 1:
         kind, reason = kinds[0], _single_candidate_reason(params, kinds)
@@ -235,16 +276,22 @@ def select_model(data: evaluate.Interactions, split: evaluate.ColdSplit, side: h
         kind, reason = kinds[0], f"validation split too small to compare: kept the {kinds[0].upper()} baseline"
     else:
         kind = max(kinds, key=lambda candidate: ndcg[candidate])  # the first on a tie
-        reason = (f"validation NDCG@{params.k} of known customers: "
-                  + ", ".join(f"{candidate} {ndcg[candidate]:.4f}" for candidate in kinds))
+        reason = f"validation NDCG@{params.k} of known customers: " + ", ".join(
+            f"{candidate} {ndcg[candidate]:.4f}" for candidate in kinds
+        )
     options = trainer(kind).serving_options(views)
     log.info("%s -> publishing %s %s", reason, kind, options or "")
     return Selection(kind, reason, views, options)
 
 
-def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybrid.SideInfo | None = None,
-                   truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "",
-                   show_progress: bool = False) -> Evaluation:
+def evaluate_model(
+    data: evaluate.Interactions,
+    params: TrainParams,
+    side: hybrid.SideInfo | None = None,
+    truth: evaluate.PlantedTruth | None = None,
+    ceiling_note: str = "",
+    show_progress: bool = False,
+) -> Evaluation:
     """Choose the model on validation, then fit the candidates on the training part of the reported
     split and score them and the references on its three views."""
     kinds = candidate_kinds(params, side)
@@ -253,9 +300,11 @@ def evaluate_model(data: evaluate.Interactions, params: TrainParams, side: hybri
     fits = fit_candidates(data, split.train, side, params, kinds, show_progress)
     views = score_views(data, split, fits, params, truth, ceiling_note)
     if selection.kind not in views.known.rankers:
-        raise PipelineError(f"cannot evaluate: no customer has a held-out rating >= {params.relevant_min_rating:g} "
-                            f"({views.known.test_ratings} held out of {len(data.users)} ratings); "
-                            "the training set is too small")
+        raise PipelineError(
+            f"cannot evaluate: no customer has a held-out rating >= {params.relevant_min_rating:g} "
+            f"({views.known.test_ratings} held out of {len(data.users)} ratings); "
+            "the training set is too small"
+        )
     return Evaluation(selection, views)
 
 
@@ -294,8 +343,14 @@ def headline_metrics(evaluation: Evaluation) -> HeadlineMetrics:
 
 # -- artifacts ----------------------------------------------------------------------------------
 
-def fit_final(data: evaluate.Interactions, side: hybrid.SideInfo | None, params: TrainParams, selection: Selection,
-              show_progress: bool = False) -> FinalModel:
+
+def fit_final(
+    data: evaluate.Interactions,
+    side: hybrid.SideInfo | None,
+    params: TrainParams,
+    selection: Selection,
+    show_progress: bool = False,
+) -> FinalModel:
     """Fit the chosen model on every rating (so every customer has a vector)."""
     final = trainer(selection.kind).fit_final(data, side, params, selection.options, show_progress)
     details: dict[str, Any] = {"kind": selection.kind, "chosen_by": selection.reason}
@@ -317,11 +372,16 @@ def model_files(data: evaluate.Interactions, model: FinalModel, params: TrainPar
     item_emb = to_item_embedding(model.item_vectors, params.embedding_transform, max_norm)
     user_emb = to_query_vector(model.user_vectors, params.embedding_transform)
     common: dict[str, np.ndarray | np.generic] = {
-        "item_factors": model.item_vectors, "user_factors": model.user_vectors,
-        "item_ids": data.item_ids.astype(str), "user_ids": data.user_ids.astype(np.int64),
-        NPZ_REGULARIZATION: np.float64(model.regularization), "alpha": np.float64(model.alpha),
-        "rating_offset": np.float64(model.rating_offset), "factors": np.int64(model.item_vectors.shape[1]),
-        "max_item_norm": np.float64(max_norm), "embedding_transform": np.str_(params.embedding_transform),
+        "item_factors": model.item_vectors,
+        "user_factors": model.user_vectors,
+        "item_ids": data.item_ids.astype(str),
+        "user_ids": data.user_ids.astype(np.int64),
+        NPZ_REGULARIZATION: np.float64(model.regularization),
+        "alpha": np.float64(model.alpha),
+        "rating_offset": np.float64(model.rating_offset),
+        "factors": np.int64(model.item_vectors.shape[1]),
+        "max_item_norm": np.float64(max_norm),
+        "embedding_transform": np.str_(params.embedding_transform),
     }
     npz = artifacts.npz_bytes(common | model.fold_in.to_arrays())
     return {
@@ -333,8 +393,14 @@ def model_files(data: evaluate.Interactions, model: FinalModel, params: TrainPar
     }
 
 
-def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Interactions, params: TrainParams,
-                   model: FinalModel, evaluation: Evaluation) -> dict[str, Any]:
+def model_manifest(
+    version: str,
+    dataset_info: DatasetInfo,
+    data: evaluate.Interactions,
+    params: TrainParams,
+    model: FinalModel,
+    evaluation: Evaluation,
+) -> dict[str, Any]:
     """manifest.json without ``files`` (``publish_version`` adds the checksums)."""
     dims = model.item_vectors.shape[1]
     headline = headline_metrics(evaluation)
@@ -353,9 +419,12 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
         "counts": {"ratings": len(data.users), "customers": int(data.shape[0]), "products": int(data.shape[1])},
         "training_seconds": round(model.seconds, 3),
         "metrics": evaluation.known.as_dict() | {k: v for k, v in headline.items() if not k.startswith("cold")},
-        "cold_start": {"customers": evaluation.views.cold_customers, "browsed_items": evaluation.views.browsed_items,
-                       "features_only": evaluation.views.cold_features.as_dict(),
-                       "features_and_browsed": evaluation.views.cold_browsed.as_dict()}
+        "cold_start": {
+            "customers": evaluation.views.cold_customers,
+            "browsed_items": evaluation.views.browsed_items,
+            "features_only": evaluation.views.cold_features.as_dict(),
+            "features_and_browsed": evaluation.views.cold_browsed.as_dict(),
+        }
         | {k: v for k, v in headline.items() if k.startswith("cold")},
         "library": model.details["library"],
         "producer": "recsys.train",
@@ -363,6 +432,7 @@ def model_manifest(version: str, dataset_info: DatasetInfo, data: evaluate.Inter
 
 
 # -- the command --------------------------------------------------------------------------------
+
 
 def training_side_info(table: pa.Table, data: evaluate.Interactions) -> hybrid.SideInfo | None:
     """The hybrid's side columns, or None (with a log line) when the training set lacks them."""
@@ -373,9 +443,16 @@ def training_side_info(table: pa.Table, data: evaluate.Interactions) -> hybrid.S
     return hybrid.side_info(table, data)
 
 
-def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path = Path("reports"), *,
-                      truth: evaluate.PlantedTruth | None = None, ceiling_note: str = "", show_progress: bool = False,
-                      move_pointer: bool = True) -> TrainResult:
+def train_and_publish(
+    settings: Settings,
+    params: TrainParams,
+    reports_dir: Path = Path("reports"),
+    *,
+    truth: evaluate.PlantedTruth | None = None,
+    ceiling_note: str = "",
+    show_progress: bool = False,
+    move_pointer: bool = True,
+) -> TrainResult:
     """The whole stage: read, validate, choose and evaluate, fit on all ratings, write the report and
     artifacts, then move the serving pointer (``move_pointer`` False: publish a candidate only, for the
     pipeline's quality gate). Nothing is published unless every step succeeds.
@@ -388,8 +465,13 @@ def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path
     table, dataset_info = read_published_training_set(settings)
     validate_training_table(table, dataset_info.run_id)
     data = evaluate.interactions_from_table(table)
-    log.info("training set %s: %s ratings, %s customers, %s products", dataset_info.run_id, f"{len(data.users):,}",
-             f"{data.shape[0]:,}", f"{data.shape[1]:,}")
+    log.info(
+        "training set %s: %s ratings, %s customers, %s products",
+        dataset_info.run_id,
+        f"{len(data.users):,}",
+        f"{data.shape[0]:,}",
+        f"{data.shape[1]:,}",
+    )
     side = training_side_info(table, data)
     evaluation = evaluate_model(data, params, side, truth, ceiling_note, show_progress)
     final = fit_final(data, side, params, evaluation.selection, show_progress)
@@ -397,14 +479,17 @@ def train_and_publish(settings: Settings, params: TrainParams, reports_dir: Path
     manifest = model_manifest(version, dataset_info, data, params, final, evaluation)
     png = evaluation_report.report_png(evaluation.known, final.kind, title=f"model {version}")
     cold_png = evaluation_report.cold_start_png(evaluation.views, final.kind, title=f"model {version}: cold start")
-    html = evaluation_report.report_html(evaluation.views, final.kind, png, cold_png, title=f"recsys model {version}",
-                                         details=manifest)
+    html = evaluation_report.report_html(
+        evaluation.views, final.kind, png, cold_png, title=f"recsys model {version}", details=manifest
+    )
     report_dir = reports_dir / "train" / version
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / contracts.EVALUATION_PNG).write_bytes(png)
     (report_dir / contracts.EVALUATION_HTML).write_text(html, encoding="utf-8")
-    files = model_files(data, final, params) | {contracts.EVALUATION_PNG: png,
-                                                contracts.EVALUATION_HTML: html.encode("utf-8")}
+    files = model_files(data, final, params) | {
+        contracts.EVALUATION_PNG: png,
+        contracts.EVALUATION_HTML: html.encode("utf-8"),
+    }
     manifest = artifacts.publish_version(settings, version, files, manifest, move_pointer=move_pointer)
     (report_dir / contracts.MODEL_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return TrainResult(version, manifest, evaluation.known, report_dir, evaluation)

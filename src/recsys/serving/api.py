@@ -21,6 +21,7 @@ are validated (types, ranges, the product code's characters) before any SQL runs
 is parameterised. Routes live on ``router`` and get the runtime through ``serving_runtime`` (a
 dependency reading ``app.state.runtime``), so ``create_app`` only assembles.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.contracts import (
+    DEFAULT_API_MAX_BODY_BYTES,
     DEFAULT_TOP_K,
     MAX_CUSTOMER_NUMBER,
     MAX_TOP_K,
@@ -54,7 +56,6 @@ from recsys.serving.events import ActivityEvent, InvalidEvent, UnacceptableDocum
 from recsys.serving.handler import ServingRuntime
 from recsys.serving.model_cache import ModelUnavailable
 from recsys.serving.recommend import Lookup, known_customer_items, similar_to_item
-from recsys.contracts import (DEFAULT_API_MAX_BODY_BYTES)
 
 API_VERSION = "1.0.0"
 SERVICE = "recsys-api"
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 
 # ---- response and request documents ---------------------------------------------------------------
+
 
 class ScoredItemOut(BaseModel):
     product_code: str = Field(examples=["S18_1749"])
@@ -100,8 +102,9 @@ class ActivityEventIn(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="ActivityEvent")
     session_id: str = Field(min_length=1, examples=["5b0e3c1e-web"])
-    customer_number: int | None = Field(description="null for an anonymous visitor", examples=[103], ge=1,
-                                        le=MAX_CUSTOMER_NUMBER)
+    customer_number: int | None = Field(
+        description="null for an anonymous visitor", examples=[103], ge=1, le=MAX_CUSTOMER_NUMBER
+    )
     event_time: datetime = Field(examples=["2026-11-26T14:00:00Z"])
     browse_history: list[BrowsedItemIn]
     city: str | None = None
@@ -119,14 +122,18 @@ class RecommendationRecordOut(BaseModel):
     event_time: str
     browsed_items: list[str]
     model_version: str
-    strategy: str = Field(description=f"{STRATEGY_KNOWN_CUSTOMER!r} (the stored vector), {STRATEGY_FOLD_IN!r} "
-                                      f"(a customer the model has never seen, from the browse history) or "
-                                      f"{STRATEGY_POPULAR_FALLBACK!r} (nothing browsed is known)")
+    strategy: str = Field(
+        description=f"{STRATEGY_KNOWN_CUSTOMER!r} (the stored vector), {STRATEGY_FOLD_IN!r} "
+        f"(a customer the model has never seen, from the browse history) or "
+        f"{STRATEGY_POPULAR_FALLBACK!r} (nothing browsed is known)"
+    )
     recommended_items: list[ScoredItemOut]
     similar_items: list[ScoredItemOut]
     processed_at: str
-    fewer_than_k: bool = Field(description="Fewer than k recommended items were left after the exclusions "
-                                           "(a known customer who rated nearly every product)")
+    fewer_than_k: bool = Field(
+        description="Fewer than k recommended items were left after the exclusions "
+        "(a known customer who rated nearly every product)"
+    )
 
 
 class Check(BaseModel):
@@ -141,7 +148,8 @@ HealthStatus = Literal["ok", "degraded", "unavailable"]
 class Health(BaseModel):
     status: HealthStatus = Field(
         description="unavailable (HTTP 503): no database or no live model; degraded: the model "
-                    "artifacts cannot be read, so POST /recommendations fails while the GET endpoints work")
+        "artifacts cannot be read, so POST /recommendations fails while the GET endpoints work"
+    )
     database: Check
     live_model: Check
     model_pointer: Check
@@ -174,8 +182,14 @@ class ApiProblem(Exception):
 
 
 def problem_body(status: int, detail: str, instance: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
-            **({"instance": instance} if instance else {}), **extra}
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **({"instance": instance} if instance else {}),
+        **extra,
+    }
 
 
 def problem_response(status: int, detail: str, instance: str | None = None, **extra: Any) -> JSONResponse:
@@ -183,9 +197,13 @@ def problem_response(status: int, detail: str, instance: str | None = None, **ex
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {400: "Malformed request", 404: "Unknown customer, product or path",
-                    413: "Request body larger than the API reads", 422: "Not a servable activity event",
-                    503: "pgvector or the model artifacts unavailable"}
+    descriptions = {
+        400: "Malformed request",
+        404: "Unknown customer, product or path",
+        413: "Request body larger than the API reads",
+        422: "Not a servable activity event",
+        503: "pgvector or the model artifacts unavailable",
+    }
     return {s: {"description": descriptions[s], "model": Problem} for s in statuses}
 
 
@@ -196,6 +214,7 @@ def public_reason(exc: Exception) -> str:
 
 
 # ---- bounded requests -----------------------------------------------------------------------------
+
 
 class BodyTooLarge(ApiProblem):
     def __init__(self, limit: int):
@@ -216,8 +235,11 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or len(declared) > 20 or int(declared) > self.max_bytes):
-            problem = (BodyTooLarge(self.max_bytes) if declared.isdigit()
-                       else ApiProblem(400, "Content-Length is not a decimal number"))
+            problem = (
+                BodyTooLarge(self.max_bytes)
+                if declared.isdigit()
+                else ApiProblem(400, "Content-Length is not a decimal number")
+            )
             response = problem_response(problem.status, problem.detail, scope["path"], **problem.extra)
             await response(scope, receive, send)
             return
@@ -251,6 +273,7 @@ PLAIN_DECIMAL = BeforeValidator(_plain_decimal)
 
 # ---- routes ---------------------------------------------------------------------------------------
 
+
 def serving_runtime(request: Request) -> ServingRuntime:
     """The app's runtime (its database pool and model cache), a dependency of every route."""
     runtime: ServingRuntime = request.app.state.runtime  # set by create_app
@@ -264,6 +287,7 @@ router = APIRouter()
 def one_statement(runtime: ServingRuntime, work: Callable[[vector_store.Connection], T]) -> T:
     """``work(conn)`` on a pooled connection in autocommit: each lookup is one statement that reads
     one model version by itself, so it needs no transaction (and no extra round trips)."""
+
     def run(conn: vector_store.Connection) -> T:
         conn.autocommit = True
         try:
@@ -271,45 +295,62 @@ def one_statement(runtime: ServingRuntime, work: Callable[[vector_store.Connecti
         finally:
             if not conn.closed:
                 conn.autocommit = False
+
     return runtime.db.run(run)
 
 
-@router.get("/customers/{customerNumber}/recommendations", response_model=CustomerRecommendations,
-            responses=_problems(400, 404, 503), tags=["recommendations"])
+@router.get(
+    "/customers/{customerNumber}/recommendations",
+    response_model=CustomerRecommendations,
+    responses=_problems(400, 404, 503),
+    tags=["recommendations"],
+)
 def customer_recommendations(
-        runtime: Runtime,
-        customer_number: Annotated[int, Path(alias="customerNumber", ge=1, le=MAX_CUSTOMER_NUMBER), PLAIN_DECIMAL],
-        k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items"), PLAIN_DECIMAL] = DEFAULT_TOP_K,
-        exclude_rated: Annotated[bool, Query(description="Leave out the items the customer rated")] = True,
+    runtime: Runtime,
+    customer_number: Annotated[int, Path(alias="customerNumber", ge=1, le=MAX_CUSTOMER_NUMBER), PLAIN_DECIMAL],
+    k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items"), PLAIN_DECIMAL] = DEFAULT_TOP_K,
+    exclude_rated: Annotated[bool, Query(description="Leave out the items the customer rated")] = True,
 ) -> CustomerRecommendations:
     """A known customer's top k items now, from their vector in the live model."""
-    found = one_statement(runtime, lambda conn: known_customer_items(conn, customer_number, k,
-                                                                     exclude_rated=exclude_rated))
+    found = one_statement(
+        runtime, lambda conn: known_customer_items(conn, customer_number, k, exclude_rated=exclude_rated)
+    )
     version = _live_version(found)
     if found.items is None:
-        raise ApiProblem(404, f"customer {customer_number} is not in model version {version}",
-                         model_version=version)
-    return CustomerRecommendations(customer_number=customer_number, model_version=version,
-                                   strategy=STRATEGY_KNOWN_CUSTOMER, exclude_rated=exclude_rated, k=k,
-                                   items=[ScoredItemOut(**i.as_record()) for i in found.items],
-                                   fewer_than_k=len(found.items) < k)
+        raise ApiProblem(404, f"customer {customer_number} is not in model version {version}", model_version=version)
+    return CustomerRecommendations(
+        customer_number=customer_number,
+        model_version=version,
+        strategy=STRATEGY_KNOWN_CUSTOMER,
+        exclude_rated=exclude_rated,
+        k=k,
+        items=[ScoredItemOut(**i.as_record()) for i in found.items],
+        fewer_than_k=len(found.items) < k,
+    )
 
 
-@router.get("/products/{productCode}/similar", response_model=SimilarProducts, responses=_problems(400, 404, 503),
-            tags=["recommendations"])
+@router.get(
+    "/products/{productCode}/similar",
+    response_model=SimilarProducts,
+    responses=_problems(400, 404, 503),
+    tags=["recommendations"],
+)
 def similar_products(
-        runtime: Runtime,
-        product_code: Annotated[str, Path(alias="productCode", pattern=PRODUCT_CODE_PATTERN)],
-        k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items"), PLAIN_DECIMAL] = DEFAULT_TOP_K,
+    runtime: Runtime,
+    product_code: Annotated[str, Path(alias="productCode", pattern=PRODUCT_CODE_PATTERN)],
+    k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many items"), PLAIN_DECIMAL] = DEFAULT_TOP_K,
 ) -> SimilarProducts:
     """The k products nearest to one product in the live model."""
     found = one_statement(runtime, lambda conn: similar_to_item(conn, product_code, k))
     version = _live_version(found)
     if found.items is None:
-        raise ApiProblem(404, f"product {product_code} is not in model version {version}",
-                         model_version=version)
-    return SimilarProducts(product_code=product_code, model_version=version, k=k,
-                           items=[ScoredItemOut(**i.as_record()) for i in found.items])
+        raise ApiProblem(404, f"product {product_code} is not in model version {version}", model_version=version)
+    return SimilarProducts(
+        product_code=product_code,
+        model_version=version,
+        k=k,
+        items=[ScoredItemOut(**i.as_record()) for i in found.items],
+    )
 
 
 def read_event(body: bytes) -> ActivityEvent:
@@ -321,15 +362,25 @@ def read_event(body: bytes) -> ActivityEvent:
     except InvalidEvent as exc:
         raise ApiProblem(422, str(exc)) from None
     if event.is_droppable:
-        raise ApiProblem(422, "nothing to serve: heartbeats and anonymous events with an empty browse "
-                              "history are dropped by the stream")
+        raise ApiProblem(
+            422,
+            "nothing to serve: heartbeats and anonymous events with an empty browse history are dropped by the stream",
+        )
     return event
 
 
-@router.post("/recommendations", response_model=RecommendationRecordOut, responses=_problems(400, 413, 422, 503),
-             tags=["recommendations"], openapi_extra={"requestBody": {
-                 "required": True, "content": {"application/json": {"schema": {
-                     "$ref": "#/components/schemas/ActivityEvent"}}}}})
+@router.post(
+    "/recommendations",
+    response_model=RecommendationRecordOut,
+    responses=_problems(400, 413, 422, 503),
+    tags=["recommendations"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActivityEvent"}}},
+        }
+    },
+)
 async def recommend_for_event(request: Request, runtime: Runtime) -> Response:
     """Recommendations for an activity event (session browse history, customer features): the
     record the Firehose Lambda writes for the same event (fold-in for customers the model has
@@ -340,8 +391,12 @@ async def recommend_for_event(request: Request, runtime: Runtime) -> Response:
     return Response(line.rstrip(b"\n"), media_type="application/json")
 
 
-@router.get("/health", response_model=Health, responses={503: {"description": "unavailable", "model": Health}},
-            tags=["operations"])
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"description": "unavailable", "model": Health}},
+    tags=["operations"],
+)
 def health(runtime: Runtime) -> JSONResponse:
     """Database reachable, a model live in pgvector, the serving pointer readable."""
     report = _health(runtime)
@@ -355,11 +410,13 @@ def version(runtime: Runtime) -> VersionInfo:
         model_version = runtime.db.run(vector_store.live_version)
     except (DatabaseUnavailable, vector_store.VectorStoreError):
         model_version = None
-    return VersionInfo(service=SERVICE, api_version=API_VERSION, model_version=model_version,
-                       python=platform.python_version())
+    return VersionInfo(
+        service=SERVICE, api_version=API_VERSION, model_version=model_version, python=platform.python_version()
+    )
 
 
 # ---- the app --------------------------------------------------------------------------------------
+
 
 class RecommendationsApp(FastAPI):
     """FastAPI serving the document ``_openapi_document`` makes of its routes at /openapi.json."""
@@ -371,8 +428,13 @@ class RecommendationsApp(FastAPI):
 def create_app(runtime: ServingRuntime, max_body_bytes: int = DEFAULT_API_MAX_BODY_BYTES) -> FastAPI:
     """The API over ``runtime`` (its database pool and model cache), for uvicorn or Mangum; request
     bodies longer than ``max_body_bytes`` are refused with 413."""
-    app = RecommendationsApp(title="recsys recommendations API", version=API_VERSION,
-                             description=__doc__.split("\n\n")[1], docs_url="/docs", redoc_url=None)
+    app = RecommendationsApp(
+        title="recsys recommendations API",
+        version=API_VERSION,
+        description=__doc__.split("\n\n")[1],
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.runtime = runtime
     app.include_router(router)
     _install_error_handlers(app)
@@ -390,19 +452,27 @@ def _health(runtime: ServingRuntime) -> Health:
     try:
         live = runtime.db.run(vector_store.live_model)
         database = Check(status="ok")
-        live_check = (Check(status="ok", version=live.version) if live
-                      else Check(status="failed", detail="no model is live in pgvector: run `recsys load-embeddings`"))
+        live_check = (
+            Check(status="ok", version=live.version)
+            if live
+            else Check(status="failed", detail="no model is live in pgvector: run `recsys load-embeddings`")
+        )
     except (DatabaseUnavailable, vector_store.VectorStoreError) as exc:
         log.warning("health: database check failed: %s", exc)
         database = Check(status="failed", detail=public_reason(exc))
         live_check = Check(status="failed", detail="database unavailable")
     try:
         pointer = Check(status="ok", version=runtime.models.current().version)
-    except Exception as exc:  # noqa: BLE001 - any failure to read the artifacts is reported, not raised
+    except Exception as exc:
         log.warning("health: model pointer check failed: %s", exc)
         pointer = Check(status="failed", detail=f"{type(exc).__name__}: {public_reason(exc)}")
-    status: HealthStatus = ("unavailable" if "failed" in (database.status, live_check.status)
-              else "degraded" if pointer.status == "failed" else "ok")
+    status: HealthStatus = (
+        "unavailable"
+        if "failed" in (database.status, live_check.status)
+        else "degraded"
+        if pointer.status == "failed"
+        else "ok"
+    )
     return Health(status=status, database=database, live_model=live_check, model_pointer=pointer)
 
 
@@ -413,8 +483,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"parameter": ".".join(str(part) for part in e["loc"][1:]) or e["loc"][0], "message": e["msg"]}
-                  for e in exc.errors()]
+        errors = [
+            {"parameter": ".".join(str(part) for part in e["loc"][1:]) or e["loc"][0], "message": e["msg"]}
+            for e in exc.errors()
+        ]
         detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
         return problem_response(400, detail, request.url.path, errors=errors)
 

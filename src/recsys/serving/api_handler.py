@@ -8,6 +8,7 @@ is enough on Lambda, which sends one request at a time to an execution environme
 most 6 MB, the app reads at most this). The app, its
 model cache and its database connections are built once per cold start and reused.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     global _handler
     if _handler is None:
         # problem details are text too: sent as is, not base64
-        max_body = number_setting(contracts.ENV_API_MAX_BODY_BYTES, contracts.DEFAULT_API_MAX_BODY_BYTES, int, 1024,
-                                  contracts.MAX_API_MAX_BODY_BYTES)
-        _handler = Mangum(create_app(runtime_from_environment(), max_body), lifespan="off",
-                          text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_JSON])
+        max_body = number_setting(
+            contracts.ENV_API_MAX_BODY_BYTES,
+            contracts.DEFAULT_API_MAX_BODY_BYTES,
+            int,
+            1024,
+            contracts.MAX_API_MAX_BODY_BYTES,
+        )
+        _handler = Mangum(
+            create_app(runtime_from_environment(), max_body),
+            lifespan="off",
+            text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_JSON],
+        )
     return _handler(event, context)

@@ -8,6 +8,7 @@ Rotation: RDS rotates the managed secret's password; sessions already open keep 
 connection with the cached password fails authentication. ``ConnectParams`` then re-reads the secret
 once (one read however many connections fail together) and the connection is retried with it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,7 @@ def secret_connect_params(secrets_client: Any, secret_arn: str) -> dict[str, str
 
 # SQLSTATE 28P01 invalid_password / 28000 invalid_authorization_specification: libpq reports a failed
 # login as an OperationalError without a pgcode, so the server's message is what tells it apart.
-AUTHENTICATION_FAILURES = ("password authentication failed", "pam authentication failed",
-                           "invalid_password", "28P01")
+AUTHENTICATION_FAILURES = ("password authentication failed", "pam authentication failed", "invalid_password", "28P01")
 
 
 def is_authentication_failure(exc: BaseException) -> bool:
@@ -170,9 +170,11 @@ class DatabasePool:
 
 def params_from_environment(secrets_client_factory: Callable[[], object]) -> Callable[[], dict[str, str]]:
     """A provider of connect keywords: the secret when ``RECSYS_DB_SECRET_ARN`` is set, else libpq's PG*."""
+
     def provide() -> dict[str, str]:
         arn = os.environ.get(ENV_DB_SECRET_ARN)
         if arn:
             return secret_connect_params(secrets_client_factory(), arn)
         return {}  # libpq reads PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE itself
+
     return provide

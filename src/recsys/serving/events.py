@@ -5,6 +5,7 @@ raises ``InvalidEvent`` naming the first problem, so the handler can mark that o
 ``ProcessingFailed`` and log why. Everything downstream (numpy, psycopg2, JSON output) can take
 what it lets through: sizes, nesting depth, integer ranges and string contents are bounded here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,14 @@ MAX_INTEGER_DIGITS = 20  # longer integer literals are refused before Python bui
 MAX_BROWSE_ITEMS = 500
 MAX_QUANTITY = 1_000_000
 MAX_CREDIT_LIMIT = 99_999_999.99  # creditLimit DECIMAL(10,2) in the source
-MAX_TEXT_CHARS = {"session_id": MAX_PARTITION_KEY_CHARS, "product_code": 64, "event_time": 64, "event_type": 32,
-                  "city": 128, "country": 128}
+MAX_TEXT_CHARS = {
+    "session_id": MAX_PARTITION_KEY_CHARS,
+    "product_code": 64,
+    "event_time": 64,
+    "event_type": 32,
+    "city": 128,
+    "country": 128,
+}
 # C0 controls (NUL included), DEL, and UTF-16 surrogates (a lone "\ud800" decodes in JSON but not in UTF-8)
 _FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
@@ -96,7 +103,11 @@ def decode_record_data(data: str) -> bytes:
 
 def _shown(value: object, limit: int = 40) -> str:
     """A short, printable rendering of a refused value for the message (never the whole of it)."""
-    text = ascii(value) if not isinstance(value, int) or value.bit_length() < 200 else f"<integer of {value.bit_length()} bits>"
+    text = (
+        ascii(value)
+        if not isinstance(value, int) or value.bit_length() < 200
+        else f"<integer of {value.bit_length()} bits>"
+    )
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -124,16 +135,17 @@ def _check_skeleton(skeleton: bytes) -> None:
     if b"0" * (MAX_INTEGER_DIGITS + 1) in skeleton.translate(_DIGITS_AS_ZERO):  # a long digit run somewhere
         long_integer = _LONG_INTEGER.search(skeleton)
         if long_integer:
-            raise UnacceptableDocument(f"data is not an acceptable JSON document: an integer of "
-                                       f"{len(long_integer.group(1))} digits (at most {MAX_INTEGER_DIGITS})")
+            raise UnacceptableDocument(
+                f"data is not an acceptable JSON document: an integer of "
+                f"{len(long_integer.group(1))} digits (at most {MAX_INTEGER_DIGITS})"
+            )
     brackets = skeleton.translate(None, _NOT_BRACKETS)
     for _ in range(MAX_DEPTH):
         brackets = _INNERMOST.sub(b"", brackets)
         if not brackets:
             return
     if len(_INNERMOST.sub(b"", brackets)) < len(brackets):
-        raise UnacceptableDocument(f"data is not an acceptable JSON document: nested deeper than {MAX_DEPTH} "
-                                   "levels")
+        raise UnacceptableDocument(f"data is not an acceptable JSON document: nested deeper than {MAX_DEPTH} levels")
 
 
 def _load(data: bytes) -> Any:

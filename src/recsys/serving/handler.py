@@ -17,6 +17,7 @@ Settings (environment; names and defaults in ``recsys.contracts``): ``RECSYS_ART
 ``PG*`` or ``RECSYS_DB_SECRET_ARN``, ``RECSYS_POINTER_TTL_SECONDS`` (60), ``RECSYS_TOP_K`` (10),
 ``AWS_ENDPOINT_URL`` when local.
 """
+
 from __future__ import annotations
 
 import base64
@@ -61,8 +62,9 @@ class HandlerConfig:
         """Read and check the settings; ``ValueError`` naming the variable fails the cold start loudly."""
         return cls(
             artifacts_bucket=os.environ.get(contracts.ENV_ARTIFACTS_BUCKET, contracts.DEFAULT_ARTIFACTS_BUCKET),
-            pointer_ttl_seconds=number_setting(contracts.ENV_POINTER_TTL_SECONDS,
-                                                contracts.DEFAULT_POINTER_TTL_SECONDS, float, 0, 86_400),
+            pointer_ttl_seconds=number_setting(
+                contracts.ENV_POINTER_TTL_SECONDS, contracts.DEFAULT_POINTER_TTL_SECONDS, float, 0, 86_400
+            ),
             top_k=number_setting(contracts.ENV_TOP_K, contracts.DEFAULT_TOP_K, int, 1, contracts.MAX_TOP_K),
         )
 
@@ -88,8 +90,9 @@ class ServingRuntime:
         self.config = config
         s3 = s3 or boto3.client("s3", config=BOTO_CONFIG)
         self.models = ModelCache(s3, config.artifacts_bucket, config.pointer_ttl_seconds)
-        self.db: Database | DatabasePool = database or Database(params_from_environment(
-            lambda: boto3.client("secretsmanager", config=BOTO_CONFIG)))
+        self.db: Database | DatabasePool = database or Database(
+            params_from_environment(lambda: boto3.client("secretsmanager", config=BOTO_CONFIG))
+        )
 
     def _model_for(self, conn: vector_store.Connection, pointer_model: ServingModel) -> ServingModel:
         """The model whose vectors pgvector serves: the pointer's, unless the database holds another.
@@ -102,8 +105,9 @@ class ServingRuntime:
             raise ModelUnavailable("pgvector holds no model: run `recsys load-embeddings`")
         if live == pointer_model.version:
             return pointer_model
-        logger.info("pgvector serves another version than the pointer", extra={"live": live,
-                                                                                "pointer": pointer_model.version})
+        logger.info(
+            "pgvector serves another version than the pointer", extra={"live": live, "pointer": pointer_model.version}
+        )
         return self.models.version(live)
 
     def warm(self) -> None:
@@ -112,9 +116,11 @@ class ServingRuntime:
         Never raises: a warm-up that cannot reach S3 or pgvector is logged, and the first real batch
         reports the problem as usual.
         """
+
         def touch(conn: vector_store.Connection) -> None:
             with vector_store.consistent_read(conn):
                 self._model_for(conn, self.models.current())
+
         try:
             self.db.run(touch)
         except Exception as exc:  # a warm-up is best effort by design
@@ -151,17 +157,20 @@ class BatchResults:
 
     def ok(self, record: KinesisFirehoseRecord, line: bytes) -> None:
         self.results[record.record_id] = record.build_data_transformation_response(
-            result=RESULT_OK, data=base64.b64encode(line).decode())
+            result=RESULT_OK, data=base64.b64encode(line).decode()
+        )
 
     def dropped(self, record: KinesisFirehoseRecord) -> None:
-        self.results[record.record_id] = record.build_data_transformation_response(result=RESULT_DROPPED,
-                                                                                   data=record.data)
+        self.results[record.record_id] = record.build_data_transformation_response(
+            result=RESULT_DROPPED, data=record.data
+        )
 
     def failed(self, record: KinesisFirehoseRecord, reason: str) -> None:
         """ProcessingFailed with the original data, so the error record carries what was sent."""
         logger.warning("record rejected", extra={"record_id": record.record_id, "reason": reason})
-        self.results[record.record_id] = record.build_data_transformation_response(result=RESULT_FAILED,
-                                                                                   data=record.data)
+        self.results[record.record_id] = record.build_data_transformation_response(
+            result=RESULT_FAILED, data=record.data
+        )
 
     def response(self) -> KinesisFirehoseDataTransformationResponse:
         response = KinesisFirehoseDataTransformationResponse()
@@ -181,8 +190,9 @@ def validate(record: KinesisFirehoseRecord) -> ActivityEvent:
         raise InvalidEvent(f"unexpected {type(exc).__name__} while validating") from exc
 
 
-def serve_isolating(runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRecord, ActivityEvent]],
-                    results: BatchResults) -> None:
+def serve_isolating(
+    runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRecord, ActivityEvent]], results: BatchResults
+) -> None:
     """Serve the batch in one go; if it raises for a reason other than the infrastructure, split it in
     halves until the records that make it raise are alone, and fail only those.
 
@@ -205,7 +215,9 @@ def serve_isolating(runtime: ServingRuntime, batch: list[tuple[KinesisFirehoseRe
         results.ok(record, line)
 
 
-def transform(firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime) -> KinesisFirehoseDataTransformationResponse:
+def transform(
+    firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime
+) -> KinesisFirehoseDataTransformationResponse:
     """Every input recordId exactly once, in input order, with Ok / Dropped / ProcessingFailed.
 
     A record fails alone when it is malformed or when serving it raises; only an unavailable
@@ -233,7 +245,8 @@ def transform(firehose_event: KinesisFirehoseEvent, runtime: ServingRuntime) -> 
             logger.error("batch not served", extra={"records": len(unserved), "reason": str(exc)})
             for record in unserved:
                 results.results[record.record_id] = record.build_data_transformation_response(
-                    result=RESULT_FAILED, data=record.data)
+                    result=RESULT_FAILED, data=record.data
+                )
     return results.response()
 
 

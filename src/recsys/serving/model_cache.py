@@ -5,6 +5,7 @@ the confidence settings and the model kind's own fold-in arrays), ``popular_item
 fallback) and ``manifest.json`` (model kind, embedding transform, confidence formula). The
 manifest's ``model.kind`` picks the fold-in (``recsys.model.registry``). See docs/contracts.md section 2.
 """
+
 from __future__ import annotations
 
 import io
@@ -64,14 +65,21 @@ class ServingModel:
         ratings = np.minimum(BROWSE_RATING_BASE + np.asarray(engagements, dtype=np.float64), MAX_RATING)
         return confidence(ratings, self.alpha, self.rating_offset)
 
-    def cold_start_query(self, codes: list[str], engagements: list[float], *, country: str | None = None,
-                         credit_limit: float | None = None) -> tuple[str, np.ndarray | None]:
+    def cold_start_query(
+        self,
+        codes: list[str],
+        engagements: list[float],
+        *,
+        country: str | None = None,
+        credit_limit: float | None = None,
+    ) -> tuple[str, np.ndarray | None]:
         """(strategy, query vector or None) of a customer without a stored vector, from their browse
         history (items the model does not know are ignored) and attributes (``recsys.model.hybrid_foldin``)."""
         known = [(self.item_index[c], e) for c, e in zip(codes, engagements, strict=True) if c in self.item_index]
         rows, weights = [r for r, _ in known], [e for _, e in known]
-        strategy, user = self.fold_in.cold_start_vector(self.item_factors, rows, self.browse_confidences(weights),
-                                                        country=country, credit_limit=credit_limit)
+        strategy, user = self.fold_in.cold_start_vector(
+            self.item_factors, rows, self.browse_confidences(weights), country=country, credit_limit=credit_limit
+        )
         return strategy, None if user is None else to_query_vector(user, self.embedding_transform)
 
     def popular_items(self, k: int, exclude: set[str]) -> list[PopularItem]:
@@ -86,8 +94,10 @@ def _confidence_settings(manifest: dict[str, Any], npz: np.lib.npyio.NpzFile) ->
         conf = {}
     params = manifest.get("hyperparameters") or {}
     alpha = conf.get("alpha", params.get("alpha", float(npz["alpha"]) if "alpha" in npz.files else 1.0))
-    offset = conf.get("rating_offset",
-                      params.get("rating_offset", float(npz["rating_offset"]) if "rating_offset" in npz.files else 0.0))
+    offset = conf.get(
+        "rating_offset",
+        params.get("rating_offset", float(npz["rating_offset"]) if "rating_offset" in npz.files else 0.0),
+    )
     return float(alpha), float(offset)
 
 
@@ -99,6 +109,7 @@ def model_kind(manifest: dict[str, Any]) -> str:
 
 def load_version(s3: S3Client, bucket: str, version: str) -> ServingModel:
     """Read one version's artifacts from S3."""
+
     def read(name: str) -> bytes:
         return s3.get_object(Bucket=bucket, Key=artifact_key(version, name))["Body"].read()
 
@@ -107,7 +118,9 @@ def load_version(s3: S3Client, bucket: str, version: str) -> ServingModel:
         raw = read(MODEL_NPZ)
         popular = json.loads(read(POPULAR_ITEMS))
     except s3.exceptions.NoSuchKey as exc:
-        raise ModelUnavailable(f"model {version}: artifact missing under s3://{bucket}/{artifact_key(version, '')}") from exc
+        raise ModelUnavailable(
+            f"model {version}: artifact missing under s3://{bucket}/{artifact_key(version, '')}"
+        ) from exc
     try:
         kind_class = fold_in_class(model_kind(manifest))
     except UnknownModelKind as exc:
@@ -118,8 +131,9 @@ def load_version(s3: S3Client, bucket: str, version: str) -> ServingModel:
         try:
             fold_in = kind_class.from_arrays(npz)
         except (KeyError, ValueError) as exc:
-            raise ModelUnavailable(f"model {version}: {MODEL_NPZ} does not hold a {kind_class.kind} model: "
-                                   f"{exc}") from None
+            raise ModelUnavailable(
+                f"model {version}: {MODEL_NPZ} does not hold a {kind_class.kind} model: {exc}"
+            ) from None
         model = ServingModel(
             version=version,
             item_factors=np.asarray(npz["item_factors"], dtype=np.float32),
@@ -131,8 +145,14 @@ def load_version(s3: S3Client, bucket: str, version: str) -> ServingModel:
             popular=[PopularItem(str(p["product_code"]), float(p["score"])) for p in popular],
             manifest=manifest,
         )
-    log.info("loaded %s model %s: %d items, %d factors, transform %s", fold_in.kind, version, len(item_ids),
-             model.item_factors.shape[1], model.embedding_transform)
+    log.info(
+        "loaded %s model %s: %d items, %d factors, transform %s",
+        fold_in.kind,
+        version,
+        len(item_ids),
+        model.item_factors.shape[1],
+        model.embedding_transform,
+    )
     return model
 
 
@@ -141,7 +161,9 @@ def read_pointer(s3: S3Client, bucket: str) -> str:
     try:
         body = s3.get_object(Bucket=bucket, Key=SERVING_POINTER_KEY)["Body"].read()
     except s3.exceptions.NoSuchKey as exc:
-        raise ModelUnavailable(f"no serving pointer s3://{bucket}/{SERVING_POINTER_KEY}: train and publish a model first") from exc
+        raise ModelUnavailable(
+            f"no serving pointer s3://{bucket}/{SERVING_POINTER_KEY}: train and publish a model first"
+        ) from exc
     return str(json.loads(body)["version"])
 
 
@@ -151,8 +173,9 @@ class ModelCache:
     Thread-safe (the API serves requests from a thread pool): one thread loads, the others wait for it.
     """
 
-    def __init__(self, s3: S3Client, bucket: str, ttl_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, s3: S3Client, bucket: str, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl_seconds, clock
         self._models: dict[str, ServingModel] = {}
         self._pointer: str | None = None

@@ -9,6 +9,7 @@ alike). When fewer than k items survive it, the record says so (``fewer_than_k``
 The whole batch costs three database round trips: one user-vector lookup, one nearest-items query
 for every vector, one similar-items query for every anchor.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ class Exclusions:
     rated_by: int | None
 
 
-def exclusions(customer_number: int | None, browsed: Sequence[str], *, known: bool,
-               exclude_rated: bool = True) -> Exclusions:
+def exclusions(
+    customer_number: int | None, browsed: Sequence[str], *, known: bool, exclude_rated: bool = True
+) -> Exclusions:
     """The one exclusion rule of every serving path (stream, POST, GET, `recsys recommend`): browsed
     products, plus a known customer's rated items unless the caller asked for them (GET's
     ``exclude_rated=false``). A new or anonymous customer has no ratings in the model to exclude."""
@@ -99,8 +101,12 @@ def plan_event(event: ActivityEvent, model: ServingModel, stored: dict[int, np.n
     if stored_vector is not None:
         return Plan(event, STRATEGY_KNOWN_CUSTOMER, np.asarray(stored_vector, dtype=np.float32), exclude, anchor)
     codes = [item.product_code for item in event.browse_history]
-    strategy, query = model.cold_start_query(codes, [item.engagement for item in event.browse_history],
-                                             country=event.country, credit_limit=event.credit_limit)
+    strategy, query = model.cold_start_query(
+        codes,
+        [item.engagement for item in event.browse_history],
+        country=event.country,
+        credit_limit=event.credit_limit,
+    )
     return Plan(event, strategy, query, exclude, anchor)
 
 
@@ -121,8 +127,13 @@ class BatchQueries:
     similar_items: Callable[..., list[list[vector_store.ScoredItem]]] = vector_store.similar_items
 
 
-def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEvent], model: ServingModel, k: int,
-                    queries: BatchQueries | None = None) -> list[RecommendationRecord]:
+def recommend_batch(
+    conn: vector_store.Connection,
+    events: Sequence[ActivityEvent],
+    model: ServingModel,
+    k: int,
+    queries: BatchQueries | None = None,
+) -> list[RecommendationRecord]:
     """Recommendation records for ``events`` (same order), with three database round trips in all."""
     q = queries or BatchQueries()
     customers = sorted({e.customer_number for e in events if e.customer_number is not None})
@@ -130,14 +141,32 @@ def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEven
     plans = [plan_event(e, model, stored) for e in events]
 
     with_vector = [p for p in plans if p.query is not None]
-    nearest = q.nearest_items(conn, [p.query for p in with_vector], k, [p.exclude.codes for p in with_vector],
-                              exclude_rated_by=[p.exclude.rated_by for p in with_vector]) if with_vector else []
-    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest)}
+    nearest = (
+        q.nearest_items(
+            conn,
+            [p.query for p in with_vector],
+            k,
+            [p.exclude.codes for p in with_vector],
+            exclude_rated_by=[p.exclude.rated_by for p in with_vector],
+        )
+        if with_vector
+        else []
+    )
+    nearest_by_plan = {id(p): items for p, items in zip(with_vector, nearest, strict=True)}
 
     with_anchor = [p for p in plans if p.anchor is not None]
-    similar = q.similar_items(conn, [p.anchor for p in with_anchor], k, [p.exclude.codes for p in with_anchor],
-                              exclude_rated_by=[p.exclude.rated_by for p in with_anchor]) if with_anchor else []
-    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar)}
+    similar = (
+        q.similar_items(
+            conn,
+            [p.anchor for p in with_anchor],
+            k,
+            [p.exclude.codes for p in with_anchor],
+            exclude_rated_by=[p.exclude.rated_by for p in with_anchor],
+        )
+        if with_anchor
+        else []
+    )
+    similar_by_plan = {id(p): items for p, items in zip(with_anchor, similar, strict=True)}
 
     processed_at = now_iso()
     records = []
@@ -146,22 +175,25 @@ def recommend_batch(conn: vector_store.Connection, events: Sequence[ActivityEven
             recommended = _scored(nearest_by_plan[id(p)])
         else:
             recommended = _scored(model.popular_items(k, set(p.exclude.codes)))
-        records.append(RecommendationRecord(
-            session_id=p.event.session_id,
-            customer_number=p.event.customer_number,
-            event_time=p.event.event_time,
-            browsed_items=p.event.browsed_codes,
-            model_version=model.version,
-            strategy=p.strategy,
-            recommended_items=recommended,
-            similar_items=_scored(similar_by_plan.get(id(p), [])),
-            processed_at=processed_at,
-            fewer_than_k=len(recommended) < k,
-        ))
+        records.append(
+            RecommendationRecord(
+                session_id=p.event.session_id,
+                customer_number=p.event.customer_number,
+                event_time=p.event.event_time,
+                browsed_items=p.event.browsed_codes,
+                model_version=model.version,
+                strategy=p.strategy,
+                recommended_items=recommended,
+                similar_items=_scored(similar_by_plan.get(id(p), [])),
+                processed_at=processed_at,
+                fewer_than_k=len(recommended) < k,
+            )
+        )
     return records
 
 
 # ---- on-request lookups (the API's GET endpoints, `recsys recommend`) ------------------------------
+
 
 @dataclass(frozen=True)
 class Lookup:
@@ -172,14 +204,21 @@ class Lookup:
     items: list[ScoredItem] | None
 
 
-def known_customer_items(conn: vector_store.Connection, customer_number: int, k: int, *, exclude_rated: bool = True,
-                         ef_search: int | None = None) -> Lookup:
+def known_customer_items(
+    conn: vector_store.Connection,
+    customer_number: int,
+    k: int,
+    *,
+    exclude_rated: bool = True,
+    ef_search: int | None = None,
+) -> Lookup:
     """A known customer's top ``k`` items from their stored vector (the ``known_customer`` strategy,
     as ``plan_event`` serves it, by the same ``exclusions`` rule: every item they rated, unless not
     ``exclude_rated``; nothing was browsed). One statement."""
     rule = exclusions(customer_number, [], known=True, exclude_rated=exclude_rated)
-    answer = vector_store.customer_items(conn, [customer_number], k, exclude_rated=rule.rated_by is not None,
-                                         ef_search=ef_search)
+    answer = vector_store.customer_items(
+        conn, [customer_number], k, exclude_rated=rule.rated_by is not None, ef_search=ef_search
+    )
     return _lookup(conn, answer)
 
 

@@ -24,6 +24,7 @@ statements (user vector, then nearest items) see one version when run inside
 ``consistent_read(conn)``, which takes ACCESS SHARE locks on the three tables (in the loader's
 lock order) for the whole transaction, so a switch waits until the reader is done.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -60,11 +61,13 @@ LIVE_EF_SEARCH_SQL = f"(SELECT (to_jsonb(l) ->> 'ef_search')::integer FROM {LIVE
 
 # Transaction-local scan settings, sent in the same round trip as the query they apply to. ef_search:
 # the caller's, else the live version's measured one, else the default; at least k, at most the maximum.
-SET_SCAN_SQL = ("SELECT set_config('hnsw.ef_search', least(greatest(coalesce(%(ef_search)s::integer, "
-                f"{LIVE_EF_SEARCH_SQL}, {DEFAULT_EF_SEARCH}), %(k)s), "
-                f"{MAX_EF_SEARCH})::text, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.max_scan_tuples', %(max_scan_tuples)s, true);\n")
+SET_SCAN_SQL = (
+    "SELECT set_config('hnsw.ef_search', least(greatest(coalesce(%(ef_search)s::integer, "
+    f"{LIVE_EF_SEARCH_SQL}, {DEFAULT_EF_SEARCH}), %(k)s), "
+    f"{MAX_EF_SEARCH})::text, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.max_scan_tuples', %(max_scan_tuples)s, true);\n"
+)
 EXACT_SCAN_SQL = "SELECT set_config('enable_indexscan', 'off', true);\n"
 
 LIVE_MODEL_SQL = f"""
@@ -175,6 +178,7 @@ class KnnAnswer:
 
 # ---- vector text form ----------------------------------------------------------------------------
 
+
 def to_pgvector_text(vector: np.ndarray | Sequence[float]) -> str:
     """pgvector's text form ``[x1,x2,...]`` (9 significant digits round-trip float32 exactly)."""
     return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, dtype=np.float64).ravel()) + "]"
@@ -186,6 +190,7 @@ def parse_pgvector_text(text: str) -> np.ndarray:
 
 
 # ---- transactions --------------------------------------------------------------------------------
+
 
 @contextmanager
 def consistent_read(conn: Connection) -> Iterator[Connection]:
@@ -202,8 +207,10 @@ def consistent_read(conn: Connection) -> Iterator[Connection]:
             try:
                 cur.execute(LOCK_FOR_READ_SQL)
             except psycopg2.errors.UndefinedTable as exc:
-                raise VectorStoreError(f"no embeddings schema in this database ({exc.diag.message_primary}): "
-                                       "run `recsys load-embeddings` first") from exc
+                raise VectorStoreError(
+                    f"no embeddings schema in this database ({exc.diag.message_primary}): "
+                    "run `recsys load-embeddings` first"
+                ) from exc
         yield conn
     except BaseException:
         conn.rollback()
@@ -212,6 +219,7 @@ def consistent_read(conn: Connection) -> Iterator[Connection]:
 
 
 # ---- lookups -------------------------------------------------------------------------------------
+
 
 def live_model(conn: Connection) -> LiveModel | None:
     """The live model's row, or None when nothing has been loaded (or the schema is missing)."""
@@ -249,11 +257,16 @@ def user_vectors(conn: Connection, customer_numbers: Iterable[int]) -> dict[int,
         return {int(cid): parse_pgvector_text(text) for cid, text in cur.fetchall()}
 
 
-def nearest_items(conn: Connection, vectors: Sequence[np.ndarray] | np.ndarray, k: int,
-                  exclude: Sequence[Iterable[str]] | None = None, *,
-                  exclude_rated_by: Sequence[int | None] | None = None,
-                  ef_search: int | None = None,
-                  max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
+def nearest_items(
+    conn: Connection,
+    vectors: Sequence[np.ndarray] | np.ndarray,
+    k: int,
+    exclude: Sequence[Iterable[str]] | None = None,
+    *,
+    exclude_rated_by: Sequence[int | None] | None = None,
+    ef_search: int | None = None,
+    max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
+) -> list[list[ScoredItem]]:
     """Top-``k`` items by cosine for each query vector, best first, minus that query's ``exclude``
     codes and, where ``exclude_rated_by[i]`` names a customer, every item that customer rated.
 
@@ -265,54 +278,81 @@ def nearest_items(conn: Connection, vectors: Sequence[np.ndarray] | np.ndarray, 
     raters = _raters(exclude_rated_by, len(matrix))
     if not len(matrix):
         return []
-    params: dict[str, list[Any]] = {"vectors": [to_pgvector_text(v) for v in matrix],
-                                    "excluded": [_array_text(e) for e in exclusions], "raters": raters}
+    params: dict[str, list[Any]] = {
+        "vectors": [to_pgvector_text(v) for v in matrix],
+        "excluded": [_array_text(e) for e in exclusions],
+        "raters": raters,
+    }
     return _run_knn(conn, NEAREST_ITEMS_SQL, params, k, ef_search, max_scan_tuples, dimension=matrix.shape[1]).items
 
 
-def customer_items(conn: Connection, customer_numbers: Sequence[int], k: int, *, exclude_rated: bool = True,
-                   ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+def customer_items(
+    conn: Connection,
+    customer_numbers: Sequence[int],
+    k: int,
+    *,
+    exclude_rated: bool = True,
+    ef_search: int | None = None,
+    max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
+) -> KnnAnswer:
     """Top-``k`` items for each customer from their stored vector (minus their rated items when
     ``exclude_rated``), in ONE statement that needs no transaction; ``answered`` holds the indexes
     of the customers the live model knows."""
     customers = [int(c) for c in customer_numbers]
     if not customers:
         return KnnAnswer([], set(), None)
-    params: dict[str, list[Any]] = {"customers": customers,
-                                    "raters": [c if exclude_rated else None for c in customers]}
+    params: dict[str, list[Any]] = {"customers": customers, "raters": [c if exclude_rated else None for c in customers]}
     return _run_knn(conn, CUSTOMER_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
-def similar_items(conn: Connection, product_codes: Sequence[str], k: int,
-                  exclude: Sequence[Iterable[str]] | None = None, *,
-                  exclude_rated_by: Sequence[int | None] | None = None,
-                  ef_search: int | None = None,
-                  max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> list[list[ScoredItem]]:
+def similar_items(
+    conn: Connection,
+    product_codes: Sequence[str],
+    k: int,
+    exclude: Sequence[Iterable[str]] | None = None,
+    *,
+    exclude_rated_by: Sequence[int | None] | None = None,
+    ef_search: int | None = None,
+    max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
+) -> list[list[ScoredItem]]:
     """Top-``k`` items most similar to each given item, excluding the item itself, its ``exclude``
     codes and, where ``exclude_rated_by[i]`` names a customer, every item that customer rated.
 
     One statement for the whole batch; an unknown product code gets an empty list.
     """
-    return similar_answer(conn, product_codes, k, exclude, exclude_rated_by=exclude_rated_by, ef_search=ef_search,
-                          max_scan_tuples=max_scan_tuples).items
+    return similar_answer(
+        conn,
+        product_codes,
+        k,
+        exclude,
+        exclude_rated_by=exclude_rated_by,
+        ef_search=ef_search,
+        max_scan_tuples=max_scan_tuples,
+    ).items
 
 
-def similar_answer(conn: Connection, product_codes: Sequence[str], k: int,
-                   exclude: Sequence[Iterable[str]] | None = None, *,
-                   exclude_rated_by: Sequence[int | None] | None = None,
-                   ef_search: int | None = None, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES) -> KnnAnswer:
+def similar_answer(
+    conn: Connection,
+    product_codes: Sequence[str],
+    k: int,
+    exclude: Sequence[Iterable[str]] | None = None,
+    *,
+    exclude_rated_by: Sequence[int | None] | None = None,
+    ef_search: int | None = None,
+    max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
+) -> KnnAnswer:
     """``similar_items`` with the live version and which products the live model knows."""
     codes = [str(c) for c in product_codes]
     exclusions = _exclusions(exclude, len(codes))
     raters = _raters(exclude_rated_by, len(codes))
     if not codes:
         return KnnAnswer([], set(), None)
-    params: dict[str, list[Any]] = {"codes": codes, "excluded": [_array_text(e) for e in exclusions],
-                                    "raters": raters}
+    params: dict[str, list[Any]] = {"codes": codes, "excluded": [_array_text(e) for e in exclusions], "raters": raters}
     return _run_knn(conn, SIMILAR_ITEMS_SQL, params, k, ef_search, max_scan_tuples)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
 
 def _query_matrix(vectors: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """Query vectors as a 2-D float array; refuses ragged, non-finite or zero vectors."""
@@ -353,8 +393,15 @@ def _array_text(codes: set[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _run_knn(conn: Connection, query: str, params: dict[str, list[Any]], k: int, ef_search: int | None, max_scan_tuples: int,
-             dimension: int | None = None) -> KnnAnswer:
+def _run_knn(
+    conn: Connection,
+    query: str,
+    params: dict[str, list[Any]],
+    k: int,
+    ef_search: int | None,
+    max_scan_tuples: int,
+    dimension: int | None = None,
+) -> KnnAnswer:
     """A batched k-NN statement with an iterative HNSW scan; queries that come back short are run
     again as exact scans. Each answer holds at most ``k`` items, best first.
 
@@ -374,8 +421,9 @@ def _run_knn(conn: Connection, query: str, params: dict[str, list[Any]], k: int,
     short = [i for i in sorted(answer.answered) if len(answer.items[i]) < k]
     if short:  # the iterative scan gave up (max_scan_tuples) or fewer than k items are eligible
         subset = {name: [values[i] for i in short] for name, values in params.items()}
-        exact = _grouped(_execute(conn, SET_SCAN_SQL + EXACT_SCAN_SQL + query, {**subset, **settings}, dimension),
-                         len(short))
+        exact = _grouped(
+            _execute(conn, SET_SCAN_SQL + EXACT_SCAN_SQL + query, {**subset, **settings}, dimension), len(short)
+        )
         for position, i in enumerate(short):
             answer.items[i] = exact.items[position]
     return answer
@@ -391,8 +439,10 @@ def _execute(conn: Connection, statement: str, params: dict[str, Any], dimension
             raise VectorStoreError(f"{shape}{exc.diag.message_primary} (does the query match the live model?)") from exc
         except psycopg2.errors.UndefinedTable as exc:
             conn.rollback()
-            raise VectorStoreError(f"no embeddings schema in this database ({exc.diag.message_primary}): "
-                                   "run `recsys load-embeddings` first") from exc
+            raise VectorStoreError(
+                f"no embeddings schema in this database ({exc.diag.message_primary}): "
+                "run `recsys load-embeddings` first"
+            ) from exc
         return cur.fetchall()
 
 

@@ -1,4 +1,5 @@
 """The delivery stream's configuration, read through the Firehose API (``describe_delivery_stream``)."""
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,9 @@ class DeliveryConfig:
         destination = description["Destinations"][0].get("ExtendedS3DestinationDescription")
         if destination is None:
             raise PipelineError(f"delivery stream {name} has no extended S3 destination")
-        processors = [p for p in destination.get("ProcessingConfiguration", {}).get("Processors", [])
-                      if p.get("Type") == "Lambda"]
+        processors = [
+            p for p in destination.get("ProcessingConfiguration", {}).get("Processors", []) if p.get("Type") == "Lambda"
+        ]
         if not destination.get("ProcessingConfiguration", {}).get("Enabled") or not processors:
             raise PipelineError(f"delivery stream {name} has no enabled Lambda processor")
         params = {p["ParameterName"]: p["ParameterValue"] for p in processors[0].get("Parameters", [])}
@@ -75,8 +77,9 @@ class DeliveryConfig:
         )
 
 
-def describe_delivery(settings: Settings, *, wait_seconds: float = 0.0,
-                      sleep: Callable[[float], None] = time.sleep) -> DeliveryConfig:
+def describe_delivery(
+    settings: Settings, *, wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep
+) -> DeliveryConfig:
     """The configured delivery stream's configuration, through the Firehose API.
 
     While the stream does not exist yet (an emulator's init hook still creating it) or the endpoint
@@ -91,12 +94,16 @@ def describe_delivery(settings: Settings, *, wait_seconds: float = 0.0,
             return DeliveryConfig.from_description(description["DeliveryStreamDescription"])
         except (firehose.exceptions.ResourceNotFoundException, EndpointConnectionError) as exc:
             missing = isinstance(exc, firehose.exceptions.ResourceNotFoundException)
-            problem = (f"delivery stream {settings.firehose_stream!r} does not exist" if missing
-                       else f"the Firehose endpoint does not answer ({exc})")
+            problem = (
+                f"delivery stream {settings.firehose_stream!r} does not exist"
+                if missing
+                else f"the Firehose endpoint does not answer ({exc})"
+            )
             if time.monotonic() + delay > deadline:
                 waited = f" after waiting {wait_seconds:g} s" if wait_seconds else ""
-                raise PipelineError(f"{problem}{waited}: start the stack (`recsys stack up`) or create it with "
-                                    "terraform") from exc
+                raise PipelineError(
+                    f"{problem}{waited}: start the stack (`recsys stack up`) or create it with terraform"
+                ) from exc
             log.warning("%s yet; retrying in %.0f s", problem, delay)
             sleep(delay)
             delay = min(delay * 2, MAX_RETRY_SECONDS)

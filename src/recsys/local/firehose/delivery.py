@@ -29,6 +29,7 @@ When the running stack's settings change (``stack.env``: PostgreSQL restarted on
 the runtimes are restarted with the new Lambda environment; a change delivery itself cannot follow
 (the AWS endpoint, credentials, stream names) stops it with one line saying so.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -71,9 +72,19 @@ PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda synchronous invoke, each way
 HEARTBEAT_SECONDS = 10.0  # the stats file is rewritten at least this often: its age tells liveness
 WARM_UP_PAYLOAD = json.dumps({"invocationId": "warm-up", "records": []}).encode()  # the handler warms on no records
 # Settings delivery itself runs on: a change to one of these cannot be followed by restarting the runtimes.
-DELIVERY_SETTINGS = frozenset({"RECSYS_STATE_DIR", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                               "AWS_SECRET_ACCESS_KEY", "RECSYS_KINESIS_STREAM", "RECSYS_FIREHOSE_STREAM",
-                               "RECSYS_LAMBDA_ZIP", "RECSYS_LAMBDA_INVOKE"})
+DELIVERY_SETTINGS = frozenset(
+    {
+        "RECSYS_STATE_DIR",
+        "AWS_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "RECSYS_KINESIS_STREAM",
+        "RECSYS_FIREHOSE_STREAM",
+        "RECSYS_LAMBDA_ZIP",
+        "RECSYS_LAMBDA_INVOKE",
+    }
+)
 
 
 def state_file(settings: Settings, delivery_stream: str, kind: str) -> Path:
@@ -98,9 +109,11 @@ class DeliveryLock:
             holder = os.read(self._fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(self._fd)
             self._fd = None
-            raise PipelineError(f"another recsys firehose (pid {holder}) is already delivering {delivery_stream} "
-                                f"with the state in {path.parent.parent}: stop it first, or use another "
-                                "RECSYS_STATE_DIR") from None
+            raise PipelineError(
+                f"another recsys firehose (pid {holder}) is already delivering {delivery_stream} "
+                f"with the state in {path.parent.parent}: stop it first, or use another "
+                "RECSYS_STATE_DIR"
+            ) from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
@@ -158,15 +171,20 @@ class DeliveryStats:
 
     def as_json(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "batch_seconds"}
-        data.update(batches=len(self.batch_seconds), batch_p50_seconds=round(self.batch_percentile(50), 4),
-                    batch_p99_seconds=round(self.batch_percentile(99), 4))
+        data.update(
+            batches=len(self.batch_seconds),
+            batch_p50_seconds=round(self.batch_percentile(50), 4),
+            batch_p99_seconds=round(self.batch_percentile(99), 4),
+        )
         return data
 
     def line(self) -> str:
-        return (f"firehose: in={self.records_in} delivered={self.delivered} dropped={self.dropped} "
-                f"failed={self.failed} invocations={self.invocations} (failed {self.failed_invocations}) "
-                f"objects={self.objects} error_objects={self.error_objects} "
-                f"batch p50={self.batch_percentile(50) * 1000:.0f} ms p99={self.batch_percentile(99) * 1000:.0f} ms")
+        return (
+            f"firehose: in={self.records_in} delivered={self.delivered} dropped={self.dropped} "
+            f"failed={self.failed} invocations={self.invocations} (failed {self.failed_invocations}) "
+            f"objects={self.objects} error_objects={self.error_objects} "
+            f"batch p50={self.batch_percentile(50) * 1000:.0f} ms p99={self.batch_percentile(99) * 1000:.0f} ms"
+        )
 
 
 @dataclass
@@ -193,17 +211,28 @@ class FirehoseDelivery:
     """The delivery loop: Kinesis -> Lambda buffer -> invocations (up to ``concurrency`` at once) ->
     S3 buffer (in batch order) -> objects + checkpoint."""
 
-    def __init__(self, settings: Settings, config: DeliveryConfig, invoker: Invoker, *,
-                 poll_seconds: float = 0.2, retry_backoff_seconds: float = 0.2, concurrency: int = 1,
-                 warm_up: bool = True, watcher: StackEnvWatcher | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        config: DeliveryConfig,
+        invoker: Invoker,
+        *,
+        poll_seconds: float = 0.2,
+        retry_backoff_seconds: float = 0.2,
+        concurrency: int = 1,
+        warm_up: bool = True,
+        watcher: StackEnvWatcher | None = None,
+    ):
         self.lock = DeliveryLock(settings.state_dir / "firehose" / f"{config.name}.lock", config.name)
         try:
             self.settings, self.config, self.invoker = settings, config, invoker
             kinesis = aws.client("kinesis", settings)
-            created = kinesis.describe_stream_summary(StreamName=config.source_stream_name)[
-                "StreamDescriptionSummary"]["StreamCreationTimestamp"].isoformat()
-            self.checkpoint = Checkpoint(state_file(settings, config.name, "checkpoint"), config.source_stream_arn,
-                                         created)
+            created = kinesis.describe_stream_summary(StreamName=config.source_stream_name)["StreamDescriptionSummary"][
+                "StreamCreationTimestamp"
+            ].isoformat()
+            self.checkpoint = Checkpoint(
+                state_file(settings, config.name, "checkpoint"), config.source_stream_arn, created
+            )
         except BaseException:
             self.lock.release()
             raise
@@ -233,13 +262,15 @@ class FirehoseDelivery:
 
     # -- Lambda ---------------------------------------------------------------------------------
     def _request(self, records: list[SourceRecord]) -> bytes:
-        return json.dumps({
-            "invocationId": str(uuid.uuid4()),
-            "deliveryStreamArn": self.config.arn,
-            "sourceKinesisStreamArn": self.config.source_stream_arn,
-            "region": self.config.region,
-            "records": [r.to_lambda() for r in records],
-        }).encode()
+        return json.dumps(
+            {
+                "invocationId": str(uuid.uuid4()),
+                "deliveryStreamArn": self.config.arn,
+                "sourceKinesisStreamArn": self.config.source_stream_arn,
+                "region": self.config.region,
+                "records": [r.to_lambda() for r in records],
+            }
+        ).encode()
 
     def transform(self, records: list[SourceRecord]) -> InvocationOutcome:
         """Invoke with retries until an answer keeps the contract or the retries are spent (any thread)."""
@@ -257,8 +288,10 @@ class FirehoseDelivery:
             else:
                 error = result.error()
                 code = "Lambda.FunctionError"
-                message = (f"The Lambda function was successfully invoked but it returned an error result: "
-                           f"{error.get('errorType')}: {error.get('errorMessage')}")
+                message = (
+                    f"The Lambda function was successfully invoked but it returned an error result: "
+                    f"{error.get('errorType')}: {error.get('errorMessage')}"
+                )
             log.warning("invocation %d/%d of %d records failed: %s %s", attempt, attempts, len(records), code, message)
             if attempt < attempts:
                 time.sleep(self.retry_backoff_seconds * 2 ** (attempt - 1))
@@ -275,7 +308,7 @@ class FirehoseDelivery:
                 break
             batch.append(record)
             size += cost
-        del self._lambda_buffer[:len(batch)]
+        del self._lambda_buffer[: len(batch)]
         return batch
 
     def _dispatch(self, records: list[SourceRecord]) -> None:
@@ -304,12 +337,21 @@ class FirehoseDelivery:
                 self.stats.dropped += 1
             else:
                 if outcome is not None:  # ProcessingFailed by the function
-                    line = error_record(record, "Lambda.ProcessingFailedStatus",
-                                        f"The Lambda function returned {RESULT_FAILED} for this record.",
-                                        invocation.attempts, self.config.lambda_arn)
+                    line = error_record(
+                        record,
+                        "Lambda.ProcessingFailedStatus",
+                        f"The Lambda function returned {RESULT_FAILED} for this record.",
+                        invocation.attempts,
+                        self.config.lambda_arn,
+                    )
                 else:
-                    line = error_record(record, invocation.error_code, invocation.error_message,
-                                        invocation.attempts, self.config.lambda_arn)
+                    line = error_record(
+                        record,
+                        invocation.error_code,
+                        invocation.error_message,
+                        invocation.attempts,
+                        self.config.lambda_arn,
+                    )
                 buf.error_lines.append(line)
                 buf.error_oldest_ms = min(buf.error_oldest_ms or record.arrival_ms, record.arrival_ms)
                 self.stats.failed += 1
@@ -341,21 +383,27 @@ class FirehoseDelivery:
         changed = changed_settings(self.settings, updated)
         ours = sorted(changed & DELIVERY_SETTINGS)
         if ours:
-            raise PipelineError(f"the stack's settings changed ({', '.join(ours)}) and delivery cannot follow: "
-                                "restart `recsys firehose` (nothing is lost: it resumes from its checkpoint)")
+            raise PipelineError(
+                f"the stack's settings changed ({', '.join(ours)}) and delivery cannot follow: "
+                "restart `recsys firehose` (nothing is lost: it resumes from its checkpoint)"
+            )
         functions = sorted(changed & set(LAMBDA_ENVIRONMENT))
         if functions:
             self._collect(block=True)  # batches in flight finish with the environment they started with
             if self.invoker.set_environment(lambda_environment(updated)):
                 self.stats.runtime_restarts += 1
                 self.write_stats()
-                log.warning("stack settings changed (%s): Lambda runtimes restarted with the new environment",
-                            ", ".join(functions))
+                log.warning(
+                    "stack settings changed (%s): Lambda runtimes restarted with the new environment",
+                    ", ".join(functions),
+                )
                 if self.warm_up:
                     self.start_warm_up()
             else:
-                log.warning("stack settings changed (%s); the function's environment is the Lambda service's "
-                            "to change", ", ".join(functions))
+                log.warning(
+                    "stack settings changed (%s); the function's environment is the Lambda service's to change",
+                    ", ".join(functions),
+                )
         self.settings = updated
 
     # -- S3 --------------------------------------------------------------------------------------
@@ -387,7 +435,10 @@ class FirehoseDelivery:
         if not self._lambda_buffer:
             return False
         size = sum(len(r.data) for r in self._lambda_buffer)
-        return size >= self.config.lambda_buffer_bytes or now - self._lambda_buffer[0].received >= self.config.lambda_buffer_seconds
+        return (
+            size >= self.config.lambda_buffer_bytes
+            or now - self._lambda_buffer[0].received >= self.config.lambda_buffer_seconds
+        )
 
     def _s3_due(self, now: float) -> bool:
         buf = self._s3_buffer
@@ -403,8 +454,11 @@ class FirehoseDelivery:
         received = [] if self.stop_requested.is_set() else self.reader.poll()
         self.stats.records_in += len(received)
         self._lambda_buffer.extend(received)
-        while (self._lambda_buffer and len(self._in_flight) < self.concurrency
-               and (drain or self._lambda_due(time.monotonic()))):
+        while (
+            self._lambda_buffer
+            and len(self._in_flight) < self.concurrency
+            and (drain or self._lambda_due(time.monotonic()))
+        ):
             self._dispatch(self._take_lambda_batch())
         self._collect()
         while drain and (self._lambda_buffer or self._in_flight):
@@ -450,21 +504,44 @@ class FirehoseDelivery:
         return self.stats
 
 
-def build_delivery(settings: Settings, *, mode: str | None = None, code_dir: Path | None = None,
-                   handler: str = LAMBDA_HANDLER, timeout_seconds: float = 60.0,
-                   poll_seconds: float = 0.2, wait_for_stream_seconds: float = 0.0, concurrency: int | None = None,
-                   warm_up: bool = True, follow_stack: bool = True) -> FirehoseDelivery:
+def build_delivery(
+    settings: Settings,
+    *,
+    mode: str | None = None,
+    code_dir: Path | None = None,
+    handler: str = LAMBDA_HANDLER,
+    timeout_seconds: float = 60.0,
+    poll_seconds: float = 0.2,
+    wait_for_stream_seconds: float = 0.0,
+    concurrency: int | None = None,
+    warm_up: bool = True,
+    follow_stack: bool = True,
+) -> FirehoseDelivery:
     """A delivery process for the configured delivery stream (waiting up to ``wait_for_stream_seconds`` for it
     to exist); ``mode`` defaults to RECSYS_LAMBDA_INVOKE, ``concurrency`` to RECSYS_LAMBDA_CONCURRENCY.
     ``follow_stack``: watch the running stack's settings."""
     watcher = StackEnvWatcher() if follow_stack else None
     config = describe_delivery(settings, wait_seconds=wait_for_stream_seconds)
     concurrency = concurrency or settings.lambda_concurrency
-    invoker = build_invoker(settings, config, mode=mode or settings.lambda_invoke, code_dir=code_dir,
-                            handler=handler, timeout_seconds=timeout_seconds, concurrency=concurrency)
+    invoker = build_invoker(
+        settings,
+        config,
+        mode=mode or settings.lambda_invoke,
+        code_dir=code_dir,
+        handler=handler,
+        timeout_seconds=timeout_seconds,
+        concurrency=concurrency,
+    )
     try:
-        return FirehoseDelivery(settings, config, invoker, poll_seconds=poll_seconds, concurrency=concurrency,
-                                warm_up=warm_up, watcher=watcher)
+        return FirehoseDelivery(
+            settings,
+            config,
+            invoker,
+            poll_seconds=poll_seconds,
+            concurrency=concurrency,
+            warm_up=warm_up,
+            watcher=watcher,
+        )
     except BaseException:
         invoker.close()
         raise

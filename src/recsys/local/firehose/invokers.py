@@ -1,5 +1,6 @@
 """How delivery runs the Lambda: the Lambda Invoke API, or the deployment zip under ``awslambdaric``
 (a pool of runtime processes, like Lambda's concurrent execution environments)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -105,24 +106,50 @@ def unpack_zip(zip_path: Path, cache_root: Path) -> Path:
     return target
 
 
-def runtime_invoker(settings: Settings, config: DeliveryConfig, *, code_dir: Path | None, handler: str,
-                    timeout_seconds: float, concurrency: int = 1) -> RuntimePool:
+def runtime_invoker(
+    settings: Settings,
+    config: DeliveryConfig,
+    *,
+    code_dir: Path | None,
+    handler: str,
+    timeout_seconds: float,
+    concurrency: int = 1,
+) -> RuntimePool:
     """``concurrency`` copies of the deployment zip (or an unpacked code dir) under ``awslambdaric``."""
     state = settings.state_dir
     python = lambda_python(settings)
     directory = code_dir or unpack_zip(settings.lambda_zip, private_dir(state / "lambda"))
     private_dir(state / "logs")
-    return RuntimePool([
-        LocalLambda(directory, handler, lambda_environment(settings), function_name=config.lambda_arn.rsplit(":", 1)[-1],
-                    function_arn=config.lambda_arn, timeout_seconds=timeout_seconds,
-                    log_file=state / "logs" / "lambda.log", python=python)
-        for _ in range(concurrency)])
+    return RuntimePool(
+        [
+            LocalLambda(
+                directory,
+                handler,
+                lambda_environment(settings),
+                function_name=config.lambda_arn.rsplit(":", 1)[-1],
+                function_arn=config.lambda_arn,
+                timeout_seconds=timeout_seconds,
+                log_file=state / "logs" / "lambda.log",
+                python=python,
+            )
+            for _ in range(concurrency)
+        ]
+    )
 
 
-def build_invoker(settings: Settings, config: DeliveryConfig, *, mode: str, code_dir: Path | None = None,
-                  handler: str, timeout_seconds: float = 60.0, concurrency: int = 1) -> Invoker:
+def build_invoker(
+    settings: Settings,
+    config: DeliveryConfig,
+    *,
+    mode: str,
+    code_dir: Path | None = None,
+    handler: str,
+    timeout_seconds: float = 60.0,
+    concurrency: int = 1,
+) -> Invoker:
     """``mode`` "api": the Lambda Invoke API; "runtime": the zip (or ``code_dir``) under ``awslambdaric``."""
     if mode == "api":
         return ApiInvoker(settings, config.lambda_arn)
-    return runtime_invoker(settings, config, code_dir=code_dir, handler=handler, timeout_seconds=timeout_seconds,
-                           concurrency=concurrency)
+    return runtime_invoker(
+        settings, config, code_dir=code_dir, handler=handler, timeout_seconds=timeout_seconds, concurrency=concurrency
+    )

@@ -1,4 +1,5 @@
 """Firehose's S3 key names: custom-prefix expressions and object names."""
+
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ def _java_format(pattern: str, moment: datetime) -> str:
 def expand_prefix(prefix: str, moment: datetime, error_output_type: str | None = None) -> str:
     """Firehose's custom-prefix expressions: ``!{timestamp:…}``, ``!{firehose:error-output-type}``,
     ``!{firehose:random-string}``; a prefix without a timestamp gets the default ``YYYY/MM/dd/HH/``."""
+
     def replace(match: re.Match) -> str:
         namespace, value = match.groups()
         if namespace == "timestamp":

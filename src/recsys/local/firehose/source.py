@@ -1,4 +1,5 @@
 """The delivery's Kinesis side: records as Firehose holds them, the shard reader and its checkpoint."""
+
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,10 @@ class SourceRecord:
             "approximateArrivalTimestamp": self.arrival_ms,
             "data": base64.b64encode(self.data).decode(),
             "kinesisRecordMetadata": {
-                "shardId": self.shard_id, "partitionKey": self.partition_key,
-                "approximateArrivalTimestamp": self.arrival_ms, "sequenceNumber": self.sequence_number,
+                "shardId": self.shard_id,
+                "partitionKey": self.partition_key,
+                "approximateArrivalTimestamp": self.arrival_ms,
+                "sequenceNumber": self.sequence_number,
                 "subsequenceNumber": 0,
             },
         }
@@ -61,13 +63,17 @@ class Checkpoint:
             if (saved.get("stream_arn"), saved.get("stream_created", "")) == (stream_arn, stream_created):
                 self.positions = dict(saved.get("shards", {}))
             else:
-                log.warning("checkpoint %s is for another incarnation of the stream; reading from the oldest record",
-                            path)
+                log.warning(
+                    "checkpoint %s is for another incarnation of the stream; reading from the oldest record", path
+                )
 
     def save(self, positions: dict[str, str]) -> None:
         self.positions.update(positions)
-        write_json_atomically(self.path, {"stream_arn": self.stream_arn, "stream_created": self.stream_created,
-                                          "shards": self.positions}, durable=True)
+        write_json_atomically(
+            self.path,
+            {"stream_arn": self.stream_arn, "stream_created": self.stream_created, "shards": self.positions},
+            durable=True,
+        )
 
 
 def write_json_atomically(path: Path, data: dict, *, durable: bool = False) -> None:
@@ -101,15 +107,19 @@ class ShardReader:
         args = {"StreamName": self._stream, "ShardId": shard_id}
         if after:
             try:
-                return self._kinesis.get_shard_iterator(ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                                                        StartingSequenceNumber=after, **args)["ShardIterator"]
-            except (self._kinesis.exceptions.InvalidArgumentException,
-                    self._kinesis.exceptions.ResourceNotFoundException):
+                return self._kinesis.get_shard_iterator(
+                    ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after, **args
+                )["ShardIterator"]
+            except (
+                self._kinesis.exceptions.InvalidArgumentException,
+                self._kinesis.exceptions.ResourceNotFoundException,
+            ):
                 # AWS documents InvalidArgumentException for a position the shard does not hold; LocalStack
                 # answers ResourceNotFoundException (docs/emulators.md). A missing stream or shard raises
                 # again from the TRIM_HORIZON call below.
-                log.warning("checkpoint %s of %s is not in the stream any more; reading from the oldest record",
-                            after, shard_id)
+                log.warning(
+                    "checkpoint %s of %s is not in the stream any more; reading from the oldest record", after, shard_id
+                )
         return self._kinesis.get_shard_iterator(ShardIteratorType="TRIM_HORIZON", **args)["ShardIterator"]
 
     def refresh_shards(self) -> None:
@@ -129,6 +139,13 @@ class ShardReader:
             response = self._kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
             self._iterators[shard_id] = response.get("NextShardIterator")
             for r in response["Records"]:
-                out.append(SourceRecord(shard_id, r["SequenceNumber"], r["PartitionKey"], r["Data"],
-                                        int(r["ApproximateArrivalTimestamp"].timestamp() * 1000)))
+                out.append(
+                    SourceRecord(
+                        shard_id,
+                        r["SequenceNumber"],
+                        r["PartitionKey"],
+                        r["Data"],
+                        int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                    )
+                )
         return out

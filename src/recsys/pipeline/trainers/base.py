@@ -6,6 +6,7 @@ winner, fits it on every rating and publishes ``FinalModel``: vectors in the com
 plus the kind's serving half (``recsys.model.base.FoldInModel``), which writes its own
 ``model.npz`` entries and reads them back in the Lambda.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -40,8 +41,9 @@ def cold_queries(n_users: int, rows: np.ndarray, vectors: np.ndarray) -> np.ndar
     return queries
 
 
-def browse_confidences(data: evaluate.Interactions, split: evaluate.ColdSplit, alpha: float,
-                       rating_offset: float) -> sp.csr_matrix:
+def browse_confidences(
+    data: evaluate.Interactions, split: evaluate.ColdSplit, alpha: float, rating_offset: float
+) -> sp.csr_matrix:
     """The cold customers' browse histories as confidences, one row per ``split.cold_users``."""
     return data.matrix(confidence(data.ratings, alpha, rating_offset), split.browsed)[split.cold_users]
 
@@ -84,13 +86,20 @@ class Trainer(ABC):
         return side is not None or not self.required_columns
 
     @abstractmethod
-    def fit(self, data: evaluate.Interactions, mask: np.ndarray | None, side: SideInfo | None, params: TrainParams,
-            show_progress: bool = False) -> Any:
+    def fit(
+        self,
+        data: evaluate.Interactions,
+        mask: np.ndarray | None,
+        side: SideInfo | None,
+        params: TrainParams,
+        show_progress: bool = False,
+    ) -> Any:
         """Fit on the ratings under ``mask`` (None: all); the result goes back to ``rankers``."""
 
     @abstractmethod
-    def rankers(self, fitted: Any, data: evaluate.Interactions, split: evaluate.ColdSplit,
-                params: TrainParams) -> ViewRankers:
+    def rankers(
+        self, fitted: Any, data: evaluate.Interactions, split: evaluate.ColdSplit, params: TrainParams
+    ) -> ViewRankers:
         """The model's rankers on each view, ranking as serving does (``serving_scorer``)."""
 
     @abstractmethod
@@ -103,6 +112,12 @@ class Trainer(ABC):
         return {}
 
     @abstractmethod
-    def fit_final(self, data: evaluate.Interactions, side: SideInfo | None, params: TrainParams,
-                  options: Mapping[str, Any], show_progress: bool = False) -> FinalModel:
+    def fit_final(
+        self,
+        data: evaluate.Interactions,
+        side: SideInfo | None,
+        params: TrainParams,
+        options: Mapping[str, Any],
+        show_progress: bool = False,
+    ) -> FinalModel:
         """Fit on every rating (so every customer has a vector) and describe the published model."""

@@ -1,4 +1,5 @@
 """The trainer's hyper-parameters and evaluation protocol (``recsys train`` options)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,5 +34,7 @@ class TrainParams:
     hybrid: HybridParams = field(default_factory=HybridParams)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in
-                ("factors", "iterations", "regularization", "alpha", "rating_offset", "seed")}
+        return {
+            name: getattr(self, name)
+            for name in ("factors", "iterations", "regularization", "alpha", "rating_offset", "seed")
+        }

@@ -1,4 +1,5 @@
 """Streaming a version's CSVs from S3 into its staged tables with ``COPY ... FROM STDIN``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,13 +42,14 @@ class S3CsvStream:
         return chunk
 
 
-
 def copy_table(conn: PgConnection, settings: Settings, model: ModelVersion, table: ServedTable) -> int:
     """Stream one CSV from S3 into its staged table; returns the row count. Not committed."""
     key = model.key(table.csv_file)
     obj = client("s3", settings).get_object(Bucket=model.bucket, Key=key)
-    with tqdm(desc=f"COPY {table.csv_file}", unit=" rows", unit_scale=True, disable=None, leave=False) as bar, \
-            conn.cursor() as cur:
+    with (
+        tqdm(desc=f"COPY {table.csv_file}", unit=" rows", unit_scale=True, disable=None, leave=False) as bar,
+        conn.cursor() as cur,
+    ):
         stream = S3CsvStream(obj["Body"], bar)
         try:
             # the stub asks for readline too; psycopg2 reads COPY FROM STDIN input with read() only
@@ -57,8 +59,10 @@ def copy_table(conn: PgConnection, settings: Settings, model: ModelVersion, tabl
         rows: int = cur.rowcount
     expected = expected_sha256(model, table.csv_file)
     if expected and stream.sha256.hexdigest() != expected:
-        raise PipelineError(f"model version {model.version}: {table.csv_file} does not match the sha256 in "
-                            f"{MODEL_MANIFEST} (file {stream.sha256.hexdigest()[:12]}…, manifest {expected[:12]}…)")
+        raise PipelineError(
+            f"model version {model.version}: {table.csv_file} does not match the sha256 in "
+            f"{MODEL_MANIFEST} (file {stream.sha256.hexdigest()[:12]}…, manifest {expected[:12]}…)"
+        )
     if rows == 0:
         raise PipelineError(f"model version {model.version}: {table.csv_file} has no rows: refusing an empty model")
     log.info("copied %s rows of s3://%s/%s into %s", f"{rows:,}", model.bucket, key, table.staged(model.version))
@@ -73,6 +77,4 @@ def _bad_csv(model: ModelVersion, table: ServedTable, exc: psycopg2.Error) -> Pi
     where = f" line {line.group(1)}" if line else ""
     where += f" ({column.group(1)})" if column else ""
     detail = f": {exc.diag.message_detail}" if exc.diag.message_detail else ""
-    return PipelineError(f"model version {model.version}: {table.csv_file}{where}: "
-                         f"{exc.diag.message_primary}{detail}")
-
+    return PipelineError(f"model version {model.version}: {table.csv_file}{where}: {exc.diag.message_primary}{detail}")

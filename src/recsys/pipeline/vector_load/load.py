@@ -1,4 +1,5 @@
 """A whole load: resolve, stage (DDL + COPY), index, calibrate, switch, size the server's memory."""
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,15 @@ from recsys.pipeline.vector_load.hnsw import build_index, calibrate_ef_search
 from recsys.pipeline.vector_load.manifest import ModelVersion, required_serving_version, resolve_model_version
 from recsys.pipeline.vector_load.memory import MemorySettings, set_build_memory, size_server_memory
 from recsys.pipeline.vector_load.switch import switch_live
-from recsys.pipeline.vector_load.tables import (RATED, TABLES, HnswParams, apply_schema, drop_staged,
-                                                rated_table_sql, staged_table_sql)
+from recsys.pipeline.vector_load.tables import (
+    RATED,
+    TABLES,
+    HnswParams,
+    apply_schema,
+    drop_staged,
+    rated_table_sql,
+    staged_table_sql,
+)
 from recsys.serving.vector_store import MAX_EF_SEARCH, LiveModel, live_model
 
 log = logging.getLogger(__name__)
@@ -44,14 +52,19 @@ class LoadResult:
 
     def line(self) -> str:
         if not self.switched:
-            return f"version {self.version} is already live ({self.item_count:,} items, {self.user_count:,} users): nothing to do"
+            return (
+                f"version {self.version} is already live ({self.item_count:,} items, "
+                f"{self.user_count:,} users): nothing to do"
+            )
         rows = self.item_count + self.user_count
         rate = rows / self.copy_seconds if self.copy_seconds else 0.0
-        return (f"version {self.version} is live: {self.item_count:,} items, {self.user_count:,} users, "
-                f"{self.dimension}-d; COPY {self.copy_seconds:.1f} s ({rate:,.0f} rows/s), "
-                f"HNSW {self.index_seconds:.1f} s; ef_search {self.ef_search}"
-                f"{self._recall_text()}; previous: {self.previous or 'none'}"
-                + (f"\n{self.memory_note}" if self.memory_note else ""))
+        return (
+            f"version {self.version} is live: {self.item_count:,} items, {self.user_count:,} users, "
+            f"{self.dimension}-d; COPY {self.copy_seconds:.1f} s ({rate:,.0f} rows/s), "
+            f"HNSW {self.index_seconds:.1f} s; ef_search {self.ef_search}"
+            f"{self._recall_text()}; previous: {self.previous or 'none'}"
+            + (f"\n{self.memory_note}" if self.memory_note else "")
+        )
 
     def _recall_text(self) -> str:
         if not self.ef_search_curve:
@@ -59,9 +72,9 @@ class LoadResult:
         return f" (recall@10 {self.ef_search_curve[-1][1]:.3f}, target {EF_SEARCH_RECALL_TARGET})"
 
 
-
-def load_embeddings(settings: Settings, version: str | None = None,
-                    params: HnswParams = HnswParams(), ef_search: int | None = None) -> LoadResult:
+def load_embeddings(
+    settings: Settings, version: str | None = None, params: HnswParams = HnswParams(), ef_search: int | None = None
+) -> LoadResult:
     """Make ``version`` (default: the serving pointer's) the live model in pgvector.
 
     ``ef_search`` is stored with the version for readers; None measures the smallest reaching the
@@ -80,8 +93,9 @@ def load_embeddings(settings: Settings, version: str | None = None,
         current = live_model(conn)
         conn.commit()
         if current and current.version == model.version:
-            return LoadResult(model.version, current.version, False, current.dimension,
-                              current.item_count, current.user_count)
+            return LoadResult(
+                model.version, current.version, False, current.dimension, current.item_count, current.user_count
+            )
         try:
             return _load_new_version(conn, settings, model, params, current, ef_search)
         except BaseException:
@@ -89,8 +103,14 @@ def load_embeddings(settings: Settings, version: str | None = None,
             raise
 
 
-def _load_new_version(conn: PgConnection, settings: Settings, model: ModelVersion, params: HnswParams,
-                      current: LiveModel | None, ef_search: int | None) -> LoadResult:
+def _load_new_version(
+    conn: PgConnection,
+    settings: Settings,
+    model: ModelVersion,
+    params: HnswParams,
+    current: LiveModel | None,
+    ef_search: int | None,
+) -> LoadResult:
     """Stage, index and switch in ``model``; the caller cleans up on failure."""
     drop_staged(conn, model.version)
     log.info("loading model version %s (%d-d) from %s", model.version, model.dimension, model.source_uri)
@@ -105,8 +125,12 @@ def _load_new_version(conn: PgConnection, settings: Settings, model: ModelVersio
     if model.has_rated_items:
         counts[RATED.name] = copy_table(conn, settings, model, RATED)
     else:
-        log.warning("model version %s has no %s (trained before it existed): exclude_rated removes nothing "
-                    "until a newer version is loaded", model.version, RATED_ITEMS)
+        log.warning(
+            "model version %s has no %s (trained before it existed): exclude_rated removes nothing "
+            "until a newer version is loaded",
+            model.version,
+            RATED_ITEMS,
+        )
     conn.commit()
     copy_seconds = time.perf_counter() - started
     set_build_memory(conn, settings, model, max(counts[t.name] for t in TABLES), params)
@@ -118,9 +142,24 @@ def _load_new_version(conn: PgConnection, settings: Settings, model: ModelVersio
         ef_search, curve = calibrate_ef_search(conn, model)
     conn.commit()
     switch_live(conn, model, counts, params, ef_search)
-    log.info("version %s is live with ef_search %d (previous: %s)", model.version, ef_search,
-             current.version if current else "none")
+    log.info(
+        "version %s is live with ef_search %d (previous: %s)",
+        model.version,
+        ef_search,
+        current.version if current else "none",
+    )
     memory, note = size_server_memory(conn, settings)  # the note ends LoadResult.line()
-    return LoadResult(model.version, current.version if current else None, True, model.dimension,
-                      counts[ITEM_TABLE], counts[USER_TABLE], copy_seconds, index_seconds, ef_search, curve,
-                      memory, note)
+    return LoadResult(
+        model.version,
+        current.version if current else None,
+        True,
+        model.dimension,
+        counts[ITEM_TABLE],
+        counts[USER_TABLE],
+        copy_seconds,
+        index_seconds,
+        ef_search,
+        curve,
+        memory,
+        note,
+    )

@@ -1,4 +1,5 @@
 """Which version to load: the serving pointer's or a given one, checked against its manifest and S3."""
+
 from __future__ import annotations
 
 import re
@@ -37,21 +38,24 @@ class ModelVersion:
         return RATED_ITEMS in (self.manifest.get("files") or {})
 
 
-
 def required_serving_version(settings: Settings) -> str:
     """The version the serving pointer ``models/serving.json`` names; PipelineError when there is none."""
     version = serving_version(settings)
     if not version:
-        raise PipelineError(f"no serving pointer s3://{settings.artifacts_bucket}/{SERVING_POINTER_KEY}: "
-                            "train a model (`recsys train`) or pass --version")
+        raise PipelineError(
+            f"no serving pointer s3://{settings.artifacts_bucket}/{SERVING_POINTER_KEY}: "
+            "train a model (`recsys train`) or pass --version"
+        )
     return version
 
 
 def resolve_model_version(settings: Settings, version: str) -> ModelVersion:
     """The published version with its manifest; refuses unknown, malformed or incomplete versions."""
     if not VERSION_PATTERN.match(version):
-        raise PipelineError(f"invalid model version {version!r}: expected letters, digits, '.', '_', '-' "
-                            "(e.g. 20261126T154500Z-1a2b3c4d)")
+        raise PipelineError(
+            f"invalid model version {version!r}: expected letters, digits, '.', '_', '-' "
+            "(e.g. 20261126T154500Z-1a2b3c4d)"
+        )
     bucket = settings.artifacts_bucket
     manifest = read_manifest(settings, version)
     dimension = manifest.get("embedding_dim")
@@ -64,8 +68,9 @@ def resolve_model_version(settings: Settings, version: str) -> ModelVersion:
             s3.head_object(Bucket=bucket, Key=model.key(table.csv_file))
         except s3.exceptions.ClientError as exc:
             if is_missing(exc):
-                raise PipelineError(f"model version {version} is incomplete: "
-                                    f"s3://{bucket}/{model.key(table.csv_file)} does not exist") from exc
+                raise PipelineError(
+                    f"model version {version} is incomplete: s3://{bucket}/{model.key(table.csv_file)} does not exist"
+                ) from exc
             raise
     return model
 
@@ -74,4 +79,3 @@ def expected_sha256(model: ModelVersion, filename: str) -> str | None:
     """The sha256 the manifest records for ``filename`` (``"files": {name: {"sha256": hex}}``), if any."""
     entry = (model.manifest.get("files") or {}).get(filename)
     return entry.get("sha256") if isinstance(entry, dict) else None
-

@@ -5,6 +5,7 @@ What happens to the server's sizing is configuration, not where the server runs:
 ``RECSYS_PG_SERVER_RAM_MB``), ``report`` only prints it for the server's own configuration (RDS:
 the DB parameter group, terraform/modules/vector-db).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,11 @@ class MemorySettings:
     def server_settings(self) -> dict[str, str]:
         """The settings a server (ALTER SYSTEM, an RDS parameter group) keeps; maintenance_work_mem is
         also what a load sets for its own session."""
-        return {"shared_buffers": f"{self.shared_buffers}MB",
-                "effective_cache_size": f"{self.effective_cache_size}MB",
-                "maintenance_work_mem": f"{self.maintenance_work_mem}MB"}
+        return {
+            "shared_buffers": f"{self.shared_buffers}MB",
+            "effective_cache_size": f"{self.effective_cache_size}MB",
+            "maintenance_work_mem": f"{self.maintenance_work_mem}MB",
+        }
 
 
 def estimated_index_bytes(rows: int, dimension: int, m: int = HNSW_M) -> int:
@@ -75,7 +78,6 @@ def _share_mb(ram_bytes: int, share: float) -> int:
     return int(ram_bytes * share) // MB
 
 
-
 INDEX_SIZES_SQL = f"""
 SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0), coalesce(max(pg_relation_size(i.indexrelid)), 0)
 FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam
@@ -83,14 +85,14 @@ WHERE am.amname = 'hnsw' AND i.indrelid IN ('{ITEM_TABLE}'::regclass, '{USER_TAB
 """
 
 
-
 def server_ram_bytes(settings: Settings) -> int | None:
     """The PostgreSQL server's RAM as configured (``RECSYS_PG_SERVER_RAM_MB``), None when not set."""
     return settings.pg_server_ram_mb * MB if settings.pg_server_ram_mb else None
 
 
-def set_build_memory(conn: PgConnection, settings: Settings, model: ModelVersion, rows: int,
-                     params: HnswParams) -> int | None:
+def set_build_memory(
+    conn: PgConnection, settings: Settings, model: ModelVersion, rows: int, params: HnswParams
+) -> int | None:
     """Size this session's maintenance_work_mem (MB) for building the largest graph in memory, when the
     server's RAM is configured (else the server's own setting stays: the parameter group sizes it)."""
     ram = server_ram_bytes(settings)
@@ -147,4 +149,3 @@ def apply_server_memory(conn: PgConnection, memory: MemorySettings) -> bool:
     finally:
         conn.autocommit = False
     return running != memory.shared_buffers * MB
-

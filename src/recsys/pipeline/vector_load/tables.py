@@ -1,4 +1,5 @@
 """The tables a load fills and swaps in, and their DDL (mirrors sql/pgvector.sql and sql/embeddings.sql)."""
+
 from __future__ import annotations
 
 import re
@@ -6,8 +7,16 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from recsys.contracts import (HNSW_EF_CONSTRUCTION, HNSW_M, ITEM_EMBEDDINGS, ITEM_TABLE, RATED_ITEMS, RATED_TABLE,
-                              USER_EMBEDDINGS, USER_TABLE)
+from recsys.contracts import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    ITEM_EMBEDDINGS,
+    ITEM_TABLE,
+    RATED_ITEMS,
+    RATED_TABLE,
+    USER_EMBEDDINGS,
+    USER_TABLE,
+)
 from recsys.core.config import PROJECT_ROOT
 from recsys.core.db import PgConnection
 
@@ -60,7 +69,6 @@ class HnswParams:
     ef_construction: int = HNSW_EF_CONSTRUCTION
 
 
-
 def apply_schema(conn: PgConnection) -> None:
     """Create the extension, the placeholder tables and ``live_model`` when missing (sql/pgvector.sql)."""
     with conn.cursor() as cur:
@@ -71,27 +79,35 @@ def apply_schema(conn: PgConnection) -> None:
 def staged_table_sql(table: EmbeddingTable, version: str, dimension: int) -> sql.Composed:
     """DDL of the table a version's rows are copied into (mirrors sql/embeddings.sql)."""
     return sql.SQL("CREATE TABLE {table} (id {id_type} PRIMARY KEY, embedding vector({dim}) NOT NULL)").format(
-        table=sql.Identifier(table.staged(version)), id_type=sql.SQL(table.id_type), dim=sql.Literal(int(dimension)))
+        table=sql.Identifier(table.staged(version)), id_type=sql.SQL(table.id_type), dim=sql.Literal(int(dimension))
+    )
 
 
 def hnsw_index_sql(table: EmbeddingTable, version: str, params: HnswParams) -> sql.Composed:
     """The HNSW cosine index of a staged table (mirrors sql/embeddings.sql)."""
-    return sql.SQL("CREATE INDEX {index} ON {table} USING hnsw (embedding {opclass}) "
-                   "WITH (m = {m}, ef_construction = {ef})").format(
-        index=sql.Identifier(f"{table.staged(version)}_hnsw"), table=sql.Identifier(table.staged(version)),
-        opclass=sql.SQL(INDEX_OPCLASS), m=sql.Literal(int(params.m)), ef=sql.Literal(int(params.ef_construction)))
+    return sql.SQL(
+        "CREATE INDEX {index} ON {table} USING hnsw (embedding {opclass}) WITH (m = {m}, ef_construction = {ef})"
+    ).format(
+        index=sql.Identifier(f"{table.staged(version)}_hnsw"),
+        table=sql.Identifier(table.staged(version)),
+        opclass=sql.SQL(INDEX_OPCLASS),
+        m=sql.Literal(int(params.m)),
+        ef=sql.Literal(int(params.ef_construction)),
+    )
 
 
 def rated_table_sql(version: str) -> sql.Composed:
     """DDL of the table a version's rated items are copied into (mirrors sql/embeddings.sql)."""
-    return sql.SQL("CREATE TABLE {table} (user_id integer NOT NULL, item_id varchar NOT NULL, "
-                   "PRIMARY KEY (user_id, item_id))").format(table=sql.Identifier(RATED.staged(version)))
+    return sql.SQL(
+        "CREATE TABLE {table} (user_id integer NOT NULL, item_id varchar NOT NULL, PRIMARY KEY (user_id, item_id))"
+    ).format(table=sql.Identifier(RATED.staged(version)))
 
 
 def copy_sql(table: ServedTable, version: str) -> sql.Composed:
     # HEADER MATCH (PostgreSQL 15+) also refuses a file whose header is not exactly the table's columns.
     return sql.SQL("COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER MATCH)").format(
-        table=sql.Identifier(table.staged(version)), columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)))
+        table=sql.Identifier(table.staged(version)), columns=sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    )
 
 
 def drop_staged(conn: PgConnection, version: str) -> None:
@@ -101,4 +117,3 @@ def drop_staged(conn: PgConnection, version: str) -> None:
         for table in SERVED_TABLES:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table.staged(version))))
     conn.commit()
-
