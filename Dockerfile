@@ -10,8 +10,10 @@ FROM ${LAMBDA_PYTHON_IMAGE} AS lambda-python
 
 FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 OPENBLAS_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# Java 17 + MariaDB Connector/J: `recsys etl` (local Spark, as Glue 5.0's); make, zip: `recsys lambda-zip`
+# Java 17 + MariaDB Connector/J: `recsys etl` (local Spark, as Glue 5.0's); libgomp1: implicit's ALS (OpenMP;
+# its wheels do not bundle it, slim images lack it); make, zip: `recsys lambda-zip`
 RUN apt-get update && apt-get install -y --no-install-recommends make zip openjdk-17-jre-headless libmariadb-java \
+       libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 # The Lambda runtime's Python (3.13) with what the runtime provides (awslambdaric, boto3): the firehose
 # service runs the deployment zip under it (RECSYS_LAMBDA_INVOKE=runtime) where no Lambda service runs it
@@ -35,7 +37,12 @@ COPY sql ./sql
 COPY glue ./glue
 # The state directory exists, owned by recsys, before a named volume is mounted there: Docker copies
 # its ownership into a new volume (else the volume is root's and recsys cannot write it)
-RUN pip install --no-deps -e . && useradd --create-home --uid 1000 recsys \
+RUN --mount=type=secret,id=ca_bundle --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    pip install --no-deps -e . && useradd --create-home --uid 1000 recsys \
     && mkdir -p /var/lib/recsys && chown recsys:recsys /var/lib/recsys
 USER recsys
+# commands write relative paths (train's reports/, Spark's scratch): into the state dir, writable by recsys
+# and kept in the compose volume, not the root-owned install
+WORKDIR /var/lib/recsys
 ENTRYPOINT ["recsys"]

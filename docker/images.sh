@@ -7,6 +7,7 @@
 # TLS-intercepting proxy, a corporate CA) come from RECSYS_BUILD_CA_BUNDLE (a PEM file), handed to
 # BuildKit as a secret: used by the RUN steps that download, never stored in a layer.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing build inside $(...) stops the script
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 OFFLINE=$HERE/offline
@@ -70,8 +71,13 @@ build() {
     log "building $tag"
     local secret=()
     [ -s "$CA_BUNDLE" ] && secret=(--secret "id=ca_bundle,src=$CA_BUNDLE")
-    DOCKER_BUILDKIT=1 "$BUILD_CLIENT" build --progress=plain -q -t "$tag" -f "$dockerfile" "${secret[@]}" "$@" "$context" \
-      >/dev/null
+    local out
+    out=$(mktemp)
+    if ! DOCKER_BUILDKIT=1 "$BUILD_CLIENT" build --progress=plain -t "$tag" -f "$dockerfile" "${secret[@]}" "$@" \
+        "$context" > "$out" 2>&1; then
+      tail -n 40 "$out" >&2; rm -f "$out"; log "$tag: build failed"; exit 1
+    fi
+    rm -f "$out"
     log "$tag built in $((SECONDS - started)) s"
   fi
   echo "$tag"

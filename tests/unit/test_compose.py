@@ -70,6 +70,8 @@ def test_project_image_owns_its_state_dir_before_the_volume_is_mounted():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"chown recsys:recsys /var/lib/recsys", dockerfile)
     assert dockerfile.index("chown recsys:recsys /var/lib/recsys") < dockerfile.index("USER recsys")
+    workdirs = re.findall(r"^WORKDIR (\S+)", dockerfile, re.M)
+    assert workdirs[-1] == "/var/lib/recsys", "commands run where recsys can write (train writes reports/)"
     state = {m.split(":")[1] for n, s in SERVICES.items() for m in s.get("volumes", []) if m.startswith("recsys-state:")}
     assert state == {"/var/lib/recsys"}
 
