@@ -84,19 +84,38 @@ build() {
 }
 
 started=$SECONDS
-bookworm=$(debian_base bookworm)
-trixie=$(debian_base trixie)
-mysql=$(build mariadb "$OFFLINE/mariadb" "$OFFLINE/mariadb/Dockerfile" --build-arg "BASE_IMAGE=$trixie")
-postgres=$(build postgres "$OFFLINE/postgres" "$OFFLINE/postgres/Dockerfile" --build-arg "BASE_IMAGE=$trixie")
-localstack=$(INPUTS="$ROOT/localstack/host" build localstack "$ROOT/localstack" "$OFFLINE/localstack/Dockerfile" \
-  --build-arg "BASE_IMAGE=$trixie")
-python=$(build python "$OFFLINE/python" "$OFFLINE/python/Dockerfile" --build-arg "BASE_IMAGE=$bookworm")
-lambda_python=$(build lambda-python "$OFFLINE/lambda-python" "$OFFLINE/lambda-python/Dockerfile" \
-  --build-arg "BASE_IMAGE=$bookworm")
-project=$(INPUTS="$ROOT/Dockerfile $ROOT/.dockerignore $ROOT/pyproject.toml $ROOT/README.md $ROOT/src $ROOT/seed \
-  $ROOT/lambda $ROOT/sql $ROOT/glue" build recsys "$ROOT" "$ROOT/Dockerfile" \
-  --build-arg "BASE_IMAGE=$python" --build-arg "LAMBDA_PYTHON_IMAGE=$lambda_python")
-moto=$(build moto "$OFFLINE/moto" "$OFFLINE/moto/Dockerfile" --build-arg "BASE_IMAGE=$project")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Two independent chains at once: the Python 3.13 compile (CPU) overlaps the downloads of the other chain
+(
+  trixie=$(debian_base trixie)
+  mysql=$(build mariadb "$OFFLINE/mariadb" "$OFFLINE/mariadb/Dockerfile" --build-arg "BASE_IMAGE=$trixie")
+  postgres=$(build postgres "$OFFLINE/postgres" "$OFFLINE/postgres/Dockerfile" --build-arg "BASE_IMAGE=$trixie")
+  localstack=$(INPUTS="$ROOT/localstack/host" build localstack "$ROOT/localstack" "$OFFLINE/localstack/Dockerfile" \
+    --build-arg "BASE_IMAGE=$trixie")
+  printf 'mysql=%s\npostgres=%s\nlocalstack=%s\n' "$mysql" "$postgres" "$localstack" > "$work/trixie"
+) &
+trixie_chain=$!
+(
+  bookworm=$(debian_base bookworm)
+  lambda_python=$(build lambda-python "$OFFLINE/lambda-python" "$OFFLINE/lambda-python/Dockerfile" \
+    --build-arg "BASE_IMAGE=$bookworm")
+  python=$(build python "$OFFLINE/python" "$OFFLINE/python/Dockerfile" --build-arg "BASE_IMAGE=$bookworm")
+  project=$(INPUTS="$ROOT/Dockerfile $ROOT/.dockerignore $ROOT/pyproject.toml $ROOT/README.md $ROOT/src $ROOT/seed \
+    $ROOT/lambda $ROOT/sql $ROOT/glue" build recsys "$ROOT" "$ROOT/Dockerfile" \
+    --build-arg "BASE_IMAGE=$python" --build-arg "LAMBDA_PYTHON_IMAGE=$lambda_python")
+  moto=$(build moto "$OFFLINE/moto" "$OFFLINE/moto/Dockerfile" --build-arg "BASE_IMAGE=$project")
+  printf 'project=%s\nmoto=%s\n' "$project" "$moto" > "$work/bookworm"
+) &
+bookworm_chain=$!
+failed=0
+wait "$trixie_chain" || failed=1
+wait "$bookworm_chain" || failed=1
+[ "$failed" = 0 ] || { log "an image failed to build (above)"; exit 1; }
+# shellcheck disable=SC1091
+. "$work/trixie"
+# shellcheck disable=SC1091
+. "$work/bookworm"
 
 mkdir -p "$(dirname "$ENV_FILE")"
 cat > "$ENV_FILE.tmp" <<ENV
