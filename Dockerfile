@@ -28,8 +28,9 @@ WORKDIR /opt/recsys
 COPY pyproject.toml README.md ./
 RUN --mount=type=secret,id=ca_bundle --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt && pip install -r /tmp/requirements.txt
+    python3 -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+                print('\n'.join(project['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
 COPY src ./src
 COPY seed ./seed
 COPY lambda ./lambda

@@ -54,7 +54,8 @@ debian_base() {
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs.log"
     # images keep no apt cache; installs in Dockerfiles run apt-get update first
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' > "$rootfs/etc/apt/apt.conf.d/90recsys"
-    tar -C "$rootfs" --numeric-owner -c . | docker import -c 'CMD ["/bin/bash"]' -c 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
+    tar -C "$rootfs" --numeric-owner -c . \
+      | docker import -c 'CMD ["/bin/bash"]' -c 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
     unmount_and_remove "$rootfs"
     log "$tag built in $((SECONDS - started)) s"
   fi

@@ -62,7 +62,8 @@ def test_offline_image_set_covers_every_service(name):
     """Each image is a variable with the official default, and `make images` writes that variable."""
     match = IMAGE_VARIABLE.match(SERVICES[name]["image"])
     assert match, f"{name}: image {SERVICES[name]['image']!r} is not ${{VAR:-official}}"
-    assert re.search(rf"^{match.group(1)}=\$\w+$", IMAGES_SCRIPT, re.M), f"docker/images.sh does not set {match.group(1)}"
+    variable = match.group(1)
+    assert re.search(rf"^{variable}=\$\w+$", IMAGES_SCRIPT, re.M), f"docker/images.sh does not set {variable}"
 
 
 def test_project_image_owns_its_state_dir_before_the_volume_is_mounted():
@@ -72,7 +73,8 @@ def test_project_image_owns_its_state_dir_before_the_volume_is_mounted():
     assert dockerfile.index("chown recsys:recsys /var/lib/recsys") < dockerfile.index("USER recsys")
     workdirs = re.findall(r"^WORKDIR (\S+)", dockerfile, re.M)
     assert workdirs[-1] == "/var/lib/recsys", "commands run where recsys can write (train writes reports/)"
-    state = {m.split(":")[1] for n, s in SERVICES.items() for m in s.get("volumes", []) if m.startswith("recsys-state:")}
+    state = {m.split(":")[1] for service in SERVICES.values() for m in service.get("volumes", [])
+             if m.startswith("recsys-state:")}
     assert state == {"/var/lib/recsys"}
 
 
