@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -137,8 +138,22 @@ class Stack:
     profile = "localstack"
 
 
+COMPOSE_VARIABLES = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def compose_environment():
+    """Only the env files set the compose file's variables: the session's embedded stack exports PGPORT,
+    MYSQL_PORT, ... into this process (as `eval "$(recsys stack env)"` does), and a shell variable wins
+    over an env file, so compose would publish its ports on the embedded stack's."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in COMPOSE_VARIABLES:
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(scope="module", params=["localstack", "moto"])
-def stack(request, offline_images, tmp_path_factory):
+def stack(request, offline_images, compose_environment, tmp_path_factory):
     from testcontainers.compose import DockerCompose
 
     from recsys.deploy.lambda_zip import build_lambda_zip

@@ -257,7 +257,8 @@ def test_make_up_builds_the_lambda_zip_first(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     zip_at = next(i for i, line in enumerate(lines) if "recsys lambda-zip" in line)
-    start_at = next(i for i, line in enumerate(lines) if "docker compose up" in line)
+    # `make images` adds --env-file build/images.env
+    start_at = next(i for i, line in enumerate(lines) if re.search(r"docker compose (--env-file \S+ )?up\b", line))
     assert zip_at < start_at
 
 
