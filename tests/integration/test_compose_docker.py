@@ -171,11 +171,11 @@ def stack(request, offline_images, compose_environment, tmp_path_factory):
                             profiles=["moto"] if profile == "moto" else None, build=False, pull=False, wait=True)
     stack = Stack(compose, ports)
     stack.profile = profile
-    compose.stop()  # a stack left over from an interrupted run: down -v
+    stack.run("--profile", "moto", "down", "--volumes", "--remove-orphans")  # leftovers of an interrupted run
     started = time.monotonic()
-    compose.start()  # docker compose up --wait: every healthcheck must pass
-    print(f"{profile}: up --wait in {time.monotonic() - started:.0f} s")
     try:
+        compose.start()  # docker compose up --wait: every healthcheck must pass
+        print(f"{profile}: up --wait in {time.monotonic() - started:.0f} s")
         yield stack
     finally:
         compose.stop()  # down --volumes
