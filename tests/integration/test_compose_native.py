@@ -288,6 +288,8 @@ def test_firehose_keeps_the_aws_state_across_an_emulator_restart(stack, tmp_path
                     time.sleep(0.5)
                 if incarnation == "after":
                     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-            output = read(process)  # stopped by SIGTERM, as `docker compose down` does
+                os.killpg(process.pid, signal.SIGTERM)  # as `docker compose down` does, with its grace period
+                process.wait(timeout=seconds(SERVICES["firehose"].get("stop_grace_period"), 10))
+            output = read(process)
             assert "saved AWS state: " in output, output
     assert "restored (saved " in output, output
