@@ -122,13 +122,25 @@ system-deps: ## Install the Debian packages the stack needs (MariaDB JDBC driver
 .PHONY: install
 install: system-deps $(STAMP) $(TOOLS_STAMP) $(HCL_TOOLS) $(PROVIDER_AWS) $(ASL_VALIDATOR) $(LAMBDA_STAMP) $(LOCALSTACK_STAMP) ## Create the venvs and install the project (idempotent)
 
+# the offline image set's names, once `make images` wrote them (docs/compose.md)
+COMPOSE := $(strip docker compose $(if $(wildcard build/images.env),--env-file build/images.env))
+
 .PHONY: up
-up: install $(LAMBDA_ZIP) ## Start the local stack (docker compose when a Docker engine answers, else embedded)
-	@if docker info >/dev/null 2>&1; then docker compose up -d --wait; else $(RECSYS) stack up; fi
+up: install $(LAMBDA_ZIP) $(RDS_CA_BUNDLE) ## Start the local stack (docker compose when a Docker engine answers, else embedded)
+	@if docker info >/dev/null 2>&1; then $(COMPOSE) up -d --wait; else $(RECSYS) stack up; fi
 
 .PHONY: down
 down: ## Stop the local stack
-	@if docker info >/dev/null 2>&1; then docker compose down; else $(RECSYS) stack down; fi
+	@if docker info >/dev/null 2>&1; then $(COMPOSE) down; else $(RECSYS) stack down; fi
+
+.PHONY: engine
+engine: ## Install and start a Docker engine + Compose v2 here when none answers (root; docker/engine.sh)
+	docker/engine.sh install
+	docker/engine.sh start
+
+.PHONY: images
+images: $(RDS_CA_BUNDLE) ## Build the offline image set from Debian + PyPI (no registry) and write build/images.env
+	docker/images.sh
 
 .PHONY: status
 status: ## Show each local service as up/down
@@ -155,7 +167,7 @@ pipeline: install ## Run the batch pipeline locally in the state machine's order
 	$(RECSYS) pipeline run $(PIPELINE_ARGS)
 
 .PHONY: push-image
-push-image: ## Build the project image and push it to the pipeline's ECR repository, tagged with the commit
+push-image: $(RDS_CA_BUNDLE) ## Build the project image and push it to the pipeline's ECR repository, tagged with the commit
 	@repo=$$(terraform -chdir=terraform output -raw pipeline_ecr_repository_url) && tag=$$(git rev-parse --short=12 HEAD) && \
 	  region=$$(echo "$$repo" | cut -d. -f4) && \
 	  aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$${repo%%/*}" && \

@@ -312,5 +312,44 @@ def test_make_up_builds_the_lambda_zip_first(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     zip_at = next(i for i, line in enumerate(lines) if "recsys lambda-zip" in line)
-    start_at = next(i for i, line in enumerate(lines) if "docker compose up" in line)
+    # `make images` adds --env-file build/images.env
+    start_at = next(i for i, line in enumerate(lines) if re.search(r"docker compose (--env-file \S+ )?up\b", line))
     assert zip_at < start_at
+
+
+def test_firehose_keeps_the_aws_state_across_an_emulator_restart(stack, tmp_path):
+    """`docker compose down`/`up` gives the stack an empty emulator: the firehose service saves the S3
+    objects into its volume when it stops and puts them back when it starts (--keep-aws-state)."""
+    import boto3
+
+    state = tmp_path / "state"
+    argv = native_argv([RECSYS, *SERVICES["firehose"]["command"]], state_dir=state, ports={})
+    key, body = "models/v-keep/model.json", b'{"kept": true}'
+    for incarnation in ("before", "after"):
+        with empty_moto() as endpoint:
+            env = native_env("firehose", stack.replace(AWS_ENDPOINT_URL=endpoint), state)
+            names = ensure_resources(load_settings(env))  # what LocalStack's ready hook does at every start
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+            bucket = names.buckets["artifacts"]
+            if incarnation == "before":
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+            check, budget = healthcheck("firehose", state_dir=state, ports={}, env=env)
+            with running(argv, env) as process:
+                wait_healthy(check, budget, process)
+                deadline = time.monotonic() + 60  # the stats file left in the volume can be fresh: poll
+                while incarnation == "after" and not s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount"):
+                    assert time.monotonic() < deadline and process.poll() is None, "not restored"
+                    time.sleep(0.5)
+                if incarnation == "after":
+                    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+                os.killpg(process.pid, signal.SIGTERM)  # as `docker compose down` does, with its grace period
+                process.wait(timeout=seconds(SERVICES["firehose"].get("stop_grace_period"), 10))
+            output = read(process)
+            assert "saved AWS state: " in output, output
+    assert "restored (saved " in output, output

@@ -135,9 +135,10 @@ def test_neither_emulator_delivers_from_kinesis_itself(emulator):
 
 
 def test_lambda_functions_do_not_run_without_docker(emulator):
-    """Row "Lambda": both accept CreateFunction but need Docker to run it. moto's function is Active and
-    Invoke answers a FunctionError; LocalStack's goes Failed and Invoke is refused (409). Delivery runs
-    the zip under awslambdaric instead (RECSYS_LAMBDA_INVOKE=runtime) with both."""
+    """Row "Lambda": both accept CreateFunction but need Docker (and its runtime image from a registry) to
+    run it. moto's function is Active and Invoke answers a FunctionError; LocalStack's goes Failed and
+    Invoke is refused (409). Delivery runs the zip under awslambdaric instead (RECSYS_LAMBDA_INVOKE=runtime)
+    with both."""
     lambda_client, iam = aws.client("lambda", emulator), aws.client("iam", emulator)
     role = iam.create_role(
         RoleName="difference-test",
@@ -168,7 +169,9 @@ def test_lambda_functions_do_not_run_without_docker(emulator):
     assert state == {"moto": "Active", "localstack": "Failed"}[emulator.emulator]
     if emulator.emulator == "moto":
         response = lambda_client.invoke(FunctionName="difference-test", Payload=b"{}")
-        assert response.get("FunctionError") and b"ok" not in response["Payload"].read()
+        payload = response["Payload"].read()  # no Docker: "error running docker"; an engine but no registry:
+        assert response.get("FunctionError"), payload  # the image pull fails ("lookup registry-1.docker.io")
+        assert payload != b'{"ok": true}', payload
     else:
         with pytest.raises(ClientError) as refused:
             lambda_client.invoke(FunctionName="difference-test", Payload=b"{}")

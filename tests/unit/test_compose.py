@@ -1,13 +1,14 @@
-"""docker-compose.yml cannot run here (no Docker engine): check it statically.
+"""docker-compose.yml checked statically (tests/integration/test_compose_docker.py runs it).
 
-Images pinned, healthchecks everywhere, mounted paths exist, environment names are the
-configuration's, and every command a service runs parses against the CLI / the Glue job's
-arguments — the same commands the other tests run natively.
+Images pinned (the official defaults of the image variables that `make images` sets for the offline
+set), healthchecks everywhere, mounted paths exist, environment names are the configuration's, and
+every command a service runs parses against the CLI / the Glue job's arguments.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 from pathlib import Path
 
@@ -24,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 PROJECT_IMAGE = "recsys:"
+IMAGE_VARIABLE = re.compile(r"^\$\{(\w+):-([^}]+)\}$")
+IMAGES_SCRIPT = (REPO / "docker" / "images.sh").read_text()
 BUILD_OUTPUTS = {"./build"}  # made by `make lambda-zip` before `docker compose up`
 # variables read by third-party software inside the containers, not by recsys
 FOREIGN_ENV = {
@@ -43,9 +46,15 @@ def _env(service: dict) -> dict:
     return dict(env) if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
 
 
+def _default_image(service: dict) -> str:
+    """The image compose runs with no variable set: the default of ${VAR:-image}, or the literal."""
+    match = IMAGE_VARIABLE.match(service["image"])
+    return match.group(2) if match else service["image"]
+
+
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_image_is_pinned(name):
-    image = SERVICES[name]["image"]
+    image = _default_image(SERVICES[name])
     repo, _, tag = image.rpartition(":")
     assert repo and tag and tag != "latest", f"{name}: image {image!r} must carry a fixed tag"
 
@@ -56,8 +65,33 @@ def test_service_has_healthcheck(name):
     assert check.get("test"), f"{name} has no healthcheck"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in SERVICES if n != "glue"))
+def test_offline_image_set_covers_every_service(name):
+    """Each image is a variable with the official default, and `make images` writes that variable."""
+    match = IMAGE_VARIABLE.match(SERVICES[name]["image"])
+    assert match, f"{name}: image {SERVICES[name]['image']!r} is not ${{VAR:-official}}"
+    variable = match.group(1)
+    assert re.search(rf"^{variable}=\$\w+$", IMAGES_SCRIPT, re.M), f"docker/images.sh does not set {variable}"
+
+
+def test_project_image_owns_its_state_dir_before_the_volume_is_mounted():
+    """A new named volume takes the ownership of the image's directory: it must be recsys's, not root's."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"chown recsys:recsys /var/lib/recsys", dockerfile)
+    assert dockerfile.index("chown recsys:recsys /var/lib/recsys") < dockerfile.index("USER recsys")
+    workdirs = re.findall(r"^WORKDIR (\S+)", dockerfile, re.M)
+    assert workdirs[-1] == "/var/lib/recsys", "commands run where recsys can write (train writes reports/)"
+    state = {
+        m.split(":")[1]
+        for service in SERVICES.values()
+        for m in service.get("volumes", [])
+        if m.startswith("recsys-state:")
+    }
+    assert state == {"/var/lib/recsys"}
+
+
 def test_localstack_is_token_free_tag_and_passes_token_through():
-    image = SERVICES["localstack"]["image"]
+    image = _default_image(SERVICES["localstack"])
     version = tuple(int(p) for p in image.rsplit(":", 1)[1].split("."))
     assert version <= (4, 14, 0), "tags after 4.14.0 need LOCALSTACK_AUTH_TOKEN"
     assert "LOCALSTACK_AUTH_TOKEN" in _env(SERVICES["localstack"])
@@ -86,10 +120,14 @@ def test_environment_names_match_configuration():
         assert not recsys_unknown, f"{name}: {recsys_unknown} are not settings"
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s["image"].startswith(PROJECT_IMAGE)))
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if _default_image(s).startswith(PROJECT_IMAGE)))
 def test_project_service_command_parses(name):
     args = list(SERVICES[name].get("command", []))
     if args == ["--help"]:
+        return
+    if SERVICES[name].get("entrypoint"):  # python3 -m <module>: the module must exist
+        entry = SERVICES[name]["entrypoint"]
+        assert entry[:2] == ["python3", "-m"] and importlib.util.find_spec(entry[2]), entry
         return
     command = cli.get_command(click.Context(cli), args[0])
     assert command is not None, f"{name}: unknown recsys command {args[0]}"
@@ -137,6 +175,9 @@ HADOOP_AWS_PROVIDERS = {
     "name", sorted(n for n, s in SERVICES.items() if not ONE_OFF_PROFILES & set(s.get("profiles", [])))
 )
 def test_long_running_services_restart(name):
+    if name == "moto-resources":  # a one-off the firehose service waits for (completed successfully)
+        assert SERVICES["firehose"]["depends_on"][name]["condition"] == "service_completed_successfully"
+        return
     assert SERVICES[name].get("restart") in {"unless-stopped", "always", "on-failure"}, f"{name} needs a restart policy"
 
 
@@ -171,8 +212,14 @@ def test_glue_brings_its_own_mysql_driver():
     assert any(re.fullmatch(r"com\.mysql:mysql-connector-j:\d+\.\d+\.\d+", p) for p in packages), packages
 
 
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_published_ports_are_loopback_only(name):
+    for port in SERVICES[name].get("ports", []):
+        assert port.startswith("127.0.0.1:"), f"{name}: {port} is not bound to loopback"
+
+
 def test_api_runs_on_loopback_and_the_web_page_calls_it():
     api, web = SERVICES["api"], SERVICES["web"]
-    assert api["command"][0] == "api" and api["ports"] == ["127.0.0.1:8000:8000"]
+    assert api["command"][0] == "api" and api["ports"] == ["127.0.0.1:${API_PORT:-8000}:8000"]
     assert _env(web)["RECSYS_API_URL"] == "http://api:8000" and "api" in web["depends_on"]
     assert "/version" in " ".join(api["healthcheck"]["test"])

@@ -25,6 +25,14 @@ def finished_pid() -> int:
 
 
 @needs_jar
+def test_an_archive_directory_that_cannot_be_created_means_no_archive(tmp_path):
+    """The project image's /opt/recsys is root's and `recsys etl` runs as recsys: start without CDS, don't fail."""
+    blocker = tmp_path / "build"
+    blocker.write_text("a file where the archive directory would go\n")
+    assert etl.cds_options(etl.MARIADB_JDBC_JAR, blocker / "spark-cds") == []
+
+
+@needs_jar
 def test_first_run_dumps_an_archive_that_a_later_run_uses(tmp_path):
     first = etl.cds_options(etl.MARIADB_JDBC_JAR, tmp_path)
     dump = [o for o in first if o.startswith("-XX:ArchiveClassesAtExit=")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import click
 
@@ -14,6 +15,7 @@ from recsys.cli.options import FRACTION, SEED, EventRate, FiniteFloatRange
 from recsys.contracts import LAMBDA_HANDLER
 from recsys.core.config import load_settings
 from recsys.deploy.lambda_zip import API_LAMBDA, API_ZIP, DEFAULT_CA_BUNDLE, FIREHOSE_LAMBDA, build_lambda_zip
+from recsys.local import aws_state
 from recsys.local.firehose.delivery import build_delivery
 from recsys.local.firehose.invokers import INVOKE_MODES
 
@@ -178,33 +180,68 @@ def replay_command(events, rate, from_file, from_offset, new_customers, empty_hi
     metavar="SECONDS",
     help="Wait this long for the delivery stream (or the endpoint) to appear, retrying with backoff.",
 )
+@click.option(
+    "--keep-aws-state",
+    is_flag=True,
+    help="For an emulator that keeps nothing across a restart (docker compose): at start restore the "
+    "S3 objects and undelivered records saved in RECSYS_STATE_DIR/aws-state, at stop save them.",
+)
 def firehose_command(
-    until_idle, max_batches, mode, concurrency, code_dir, handler, timeout_seconds, poll_interval, wait_for_stream
+    until_idle,
+    max_batches,
+    mode,
+    concurrency,
+    code_dir,
+    handler,
+    timeout_seconds,
+    poll_interval,
+    wait_for_stream,
+    keep_aws_state,
 ) -> None:
     """Local Firehose delivery: Kinesis -> transformation Lambda -> S3, per the delivery stream's configuration."""
-    delivery = build_delivery(
-        load_settings(),
-        mode=mode,
-        code_dir=code_dir,
-        handler=handler,
-        timeout_seconds=timeout_seconds,
-        poll_seconds=poll_interval,
-        concurrency=concurrency,
-        wait_for_stream_seconds=wait_for_stream,
-    )
-    config = delivery.config
-    click.echo(
-        f"delivering {config.source_stream_name} -> {config.lambda_arn.rsplit(':', 1)[-1]} -> "
-        f"s3://{config.bucket}/{config.prefix} (lambda buffer {config.lambda_buffer_bytes // 1024} KiB/"
-        f"{config.lambda_buffer_seconds:g} s, s3 buffer {config.s3_buffer_bytes // 1024} KiB/"
-        f"{config.s3_buffer_seconds:g} s, retries {config.retries}, concurrency {delivery.concurrency})"
-    )
+    settings = load_settings()
+
+    def stop_now(*_) -> None:  # until delivery runs (restoring, waiting for the stream): stop at once
+        raise SystemExit(0)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: delivery.stop_requested.set())
+        signal.signal(sig, stop_now)
+    delivery, state_in_emulator = None, not keep_aws_state
     try:
+        if keep_aws_state:  # before delivery reads the stream: the restored records are the undelivered ones
+            restored = aws_state.restore(settings, settings.state_dir, show_progress=False)
+            state_in_emulator = True  # from here a stop saves it again (the restored save is consumed)
+            if restored:
+                click.echo(
+                    restored.line(f"restored (saved {restored.saved_at})", settings.state_dir / aws_state.RESTORED)
+                )
+        delivery = build_delivery(
+            settings,
+            mode=mode,
+            code_dir=code_dir,
+            handler=handler,
+            timeout_seconds=timeout_seconds,
+            poll_seconds=poll_interval,
+            concurrency=concurrency,
+            wait_for_stream_seconds=wait_for_stream,
+        )
+        config = delivery.config
+        click.echo(
+            f"delivering {config.source_stream_name} -> {config.lambda_arn.rsplit(':', 1)[-1]} -> "
+            f"s3://{config.bucket}/{config.prefix} (lambda buffer {config.lambda_buffer_bytes // 1024} KiB/"
+            f"{config.lambda_buffer_seconds:g} s, s3 buffer {config.s3_buffer_bytes // 1024} KiB/"
+            f"{config.s3_buffer_seconds:g} s, retries {config.retries}, concurrency {delivery.concurrency})"
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: delivery.stop_requested.set())
         stats = delivery.run(until_idle=until_idle, max_batches=max_batches)
     finally:
-        delivery.close()
+        if delivery is not None:
+            delivery.close()
+        if keep_aws_state and state_in_emulator:
+            emulator = urlparse(settings.endpoint_url or "").hostname or "aws"
+            saved = aws_state.save(settings, settings.state_dir, emulator=emulator, show_progress=False)
+            click.echo(saved.line("saved", aws_state.saved_dir(settings.state_dir)))
     click.echo(stats.line())
 
 

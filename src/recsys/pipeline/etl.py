@@ -128,6 +128,7 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
     first run without one writes ``<key>.<pid>.jsa`` when its JVM exits; a later run promotes a
     finished one (its writer gone) to ``<key>.jsa`` and uses it. The JVM ignores an archive that
     does not match its class path, so a stale one costs nothing but the time it would have saved.
+    Where ``directory`` cannot be created (a read-only install), no options: the archive only saves time.
     """
     import pyspark
 
@@ -144,7 +145,11 @@ def cds_options(jdbc_jar: str, directory: Path = CDS_DIR) -> list[str]:
                 os.replace(dumped, archive)
     if archive.is_file():
         return [f"-XX:SharedArchiveFile={archive}", *CDS_QUIET]
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only install (the project image's /opt/recsys): start without the archive
+        log.info("no class-data sharing archive: cannot write %s (%s)", directory, exc.strerror or exc)
+        return []
     return [f"-XX:ArchiveClassesAtExit={directory / f'{key}.{os.getpid()}.jsa'}", *CDS_QUIET]
 
 
