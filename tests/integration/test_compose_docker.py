@@ -35,7 +35,7 @@ DELIVERY_STREAM = "recsys-recommendations-delivery"
 STATS = f"/var/lib/recsys/firehose/{DELIVERY_STREAM}.stats.json"
 AWS_CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.environment("docker")]
 
 
 def _run(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
