@@ -129,6 +129,14 @@ def wait_healthy(run, budget: float, process: subprocess.Popen | None = None) ->
     pytest.fail(f"not healthy within {budget:g} s (the compose interval x retries)")
 
 
+def stats_pid(state: Path) -> int | None:
+    """The pid in the firehose service's stats file (written by a running delivery), if any."""
+    try:
+        return json.loads((state / "firehose" / "recsys-recommendations-delivery.stats.json").read_text()).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
 def read(process: subprocess.Popen) -> str:
     process.wait(timeout=30)
     return process.stdout.read() if process.stdout else ""
@@ -342,14 +350,17 @@ def test_firehose_keeps_the_aws_state_across_an_emulator_restart(stack, tmp_path
             check, budget = healthcheck("firehose", state_dir=state, ports={}, env=env)
             with running(argv, env) as process:
                 wait_healthy(check, budget, process)
-                deadline = time.monotonic() + 60  # the stats file left in the volume can be fresh: poll
-                while incarnation == "after" and not s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount"):
-                    assert time.monotonic() < deadline and process.poll() is None, "not restored"
-                    time.sleep(0.5)
+                # the stats file left in the volume can be fresh: wait for this process's delivery (its pid
+                # in the stats), which runs once the restore is complete; a stop during the restore saves
+                # nothing again (the saved state is not consumed until the restore ends)
+                deadline = time.monotonic() + 60
+                while stats_pid(state) != process.pid:
+                    assert time.monotonic() < deadline and process.poll() is None, "delivery did not start"
+                    time.sleep(0.2)
                 if incarnation == "after":
                     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
                 os.killpg(process.pid, signal.SIGTERM)  # as `docker compose down` does, with its grace period
                 process.wait(timeout=seconds(SERVICES["firehose"].get("stop_grace_period"), 10))
             output = read(process)
-            assert "saved AWS state: " in output, output
+            assert "saved AWS state: " in output, (incarnation, process.returncode, output)
     assert "restored (saved " in output, output
