@@ -371,6 +371,11 @@ def test_timeout_kills_the_runtime_and_the_next_invoke_starts_fresh(local_lambda
     assert fn.invoke(b'{"again": true}').ok and fn.cold_starts == 2
 
 
+def exchange(conn: http.client.HTTPConnection, method: str, path: str) -> http.client.HTTPResponse:
+    conn.request(method, path, body=b"{}" if method == "POST" else None)
+    return conn.getresponse()
+
+
 def test_runtime_api_answers_no_process_but_its_runtime(local_lambda):
     """Another process of the same user (this test) gets its connection closed unanswered, even for
     paths that do not exist; the runtime itself is served as before."""
@@ -384,8 +389,7 @@ def test_runtime_api_answers_no_process_but_its_runtime(local_lambda):
         conn = http.client.HTTPConnection(fn.server.address, timeout=5)
         # closed unanswered: the close can reach the client while it still sends (a broken pipe)
         with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-            conn.request(method, path, body=b"{}" if method == "POST" else None)
-            conn.getresponse()
+            exchange(conn, method, path)
         conn.close()
     assert fn.invoke(b'{"n": 2}').ok
 
