@@ -158,25 +158,10 @@ def phase_seconds(output: list[str]) -> dict[str, float]:
 
 # -- the single-process baselines -----------------------------------------------------------------
 def training_schema():
-    import pyarrow as pa
+    """The training set's Arrow schema, as the tests' reference training sets use it."""
+    from tests.support.fixtures_train import TRAINING_SCHEMA
 
-    return pa.schema(
-        [
-            ("customerNumber", pa.int32()),
-            ("city", pa.string()),
-            ("state", pa.string()),
-            ("postalCode", pa.string()),
-            ("country", pa.string()),
-            ("creditLimit", pa.decimal128(10, 2)),
-            ("productCode", pa.string()),
-            ("productLine", pa.string()),
-            ("productScale", pa.string()),
-            ("quantityInStock", pa.int16()),
-            ("buyPrice", pa.decimal128(10, 2)),
-            ("MSRP", pa.decimal128(10, 2)),
-            ("productRating", pa.int8()),
-        ]
-    )
+    return TRAINING_SCHEMA
 
 
 def batches_pymysql(settings, schema, chunk: int = 100_000):
